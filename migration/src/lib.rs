@@ -1,0 +1,21 @@
+//! Database migrations of jhf-warp. They run at start-up and with `jhf-warp migrate`; every
+//! `up` has a `down`. Files are named `mYYYYMMDD_HHMMSS_<what>.rs` and never edited once
+//! released: a schema change is a new migration.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_observations;
+mod m20261127_000002_create_server_keys;
+
+/// All migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_create_observations::Migration),
+            Box::new(m20261127_000002_create_server_keys::Migration),
+        ]
+    }
+}

@@ -1,0 +1,247 @@
+//! Building and running the service: `App::build` binds the listener (port 0 allowed),
+//! connects and migrates the store, prepares the runtime adapter and wires the transports;
+//! `run_until_stopped` serves until the shutdown future resolves, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+use tracing::Instrument;
+
+use crate::auth::{AuthSetupError, TokenStore};
+use crate::config::ServeArgs;
+use crate::control::{ObservationService, Readiness};
+use crate::domain::page_token::PageTokenCodec;
+use crate::grpc::{self, MetaServiceImpl, TopologyServiceImpl, auth::AuthState, descriptor};
+use crate::pb::{
+    self, v1::meta_service_server::MetaServiceServer, v1::topology_service_server::TopologyServiceServer,
+};
+use crate::runtime::{FixtureRuntime, RuntimeAdapter, RuntimeAddress, RuntimeError};
+use crate::store::{Store, StoreError};
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("api descriptor: {0}")]
+    Descriptor(#[from] descriptor::DescriptorError),
+    #[error("reflection setup failed: {0}")]
+    Reflection(String),
+    #[error("server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A built, not yet running service.
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: axum::Router,
+    readiness: Readiness,
+    health: HealthReporter,
+    observations: ObservationService,
+    store: Store,
+    generated_token_path: Option<PathBuf>,
+    shutdown_grace: Duration,
+}
+
+impl App {
+    /// Prepares everything the service needs; nothing is served until `run_until_stopped`.
+    pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
+        let data_dir = args.store.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        let methods = descriptor::classified_methods()?;
+        let (tokens, generated_token_path) =
+            TokenStore::load(args.token_file.as_deref(), args.tokens.as_deref(), &data_dir)?;
+        if let Some(path) = &generated_token_path {
+            tracing::info!(path = %path.display(), "no tokens configured; operator token is in this file");
+        }
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|source| StartupError::Bind { addr: args.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| StartupError::Bind { addr: args.listen, source })?;
+
+        let runtime = prepare_runtime(&args, &data_dir).await?;
+        let readiness = Readiness::new(standing_warnings(&args.runtime));
+        let store = Store::connect(&args.store.database_url()).await?;
+        store.migrate().await?;
+        readiness.set_store(true, format!("migrated ({})", store.backend_name()));
+        let page_key = store.server_secret("page_token", random_hex()).await?;
+
+        let observations = ObservationService::new(
+            runtime,
+            store.clone(),
+            readiness.clone(),
+            PageTokenCodec::new(page_key.into_bytes()),
+            args.observation_history,
+            Duration::from_secs(args.runtime_timeout_secs),
+        );
+        let (health, health_service) = tonic_health::server::health_reporter();
+        grpc::spawn_health_publisher(&readiness, health.clone());
+        let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods.clone()));
+        // grpcurl 1.8.x speaks only v1alpha; newer clients use v1. Both serve the same files.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().map_err(|e| StartupError::Reflection(e.to_string()))?;
+        let reflection_v1alpha =
+            reflection().build_v1alpha().map_err(|e| StartupError::Reflection(e.to_string()))?;
+
+        let mut grpc_routes = Routes::builder();
+        grpc_routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(MetaServiceServer::new(meta.clone()))
+            .add_service(TopologyServiceServer::new(TopologyServiceImpl::new(observations.clone())));
+        let auth = AuthState::new(&methods, Arc::new(tokens));
+        let router = grpc_routes
+            .routes()
+            .into_axum_router()
+            .merge(crate::http::router(meta))
+            .fallback(crate::http::fallback)
+            .layer(axum::middleware::from_fn_with_state(auth, grpc::auth::enforce));
+
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            readiness,
+            health,
+            observations,
+            store,
+            generated_token_path,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        })
+    }
+
+    /// Returns the bound address (the real port when built with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Returns the path of the generated operator token, when one was generated or reused.
+    pub fn generated_token_path(&self) -> Option<&Path> {
+        self.generated_token_path.as_deref()
+    }
+
+    /// Serves until `shutdown` resolves. Then health turns NOT_SERVING at once, new
+    /// connections are refused, and in-flight calls get the grace period to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let stop = CancellationToken::new();
+        let observer = self.observations.clone();
+        let first_read_stop = stop.child_token();
+        tokio::spawn(
+            async move { observer.observe_until_first_answer(first_read_stop).await }
+                .instrument(tracing::info_span!("first_observation")),
+        );
+
+        let (readiness, health, stopping) = (self.readiness.clone(), self.health.clone(), stop.clone());
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining");
+            readiness.begin_shutdown();
+            grpc::health::mark_not_serving(&health).await;
+            stopping.cancel();
+        };
+        tracing::info!(addr = %self.local_addr, "serving gRPC and HTTP");
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(Routes::from(self.router))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            result = server => result?,
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "drain grace elapsed; closing remaining connections");
+            }
+        }
+        if let Err(error) = self.store.close().await {
+            tracing::warn!(%error, "closing the store failed");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn prepare_runtime(args: &ServeArgs, data_dir: &Path) -> Result<Arc<dyn RuntimeAdapter>, StartupError> {
+    match &args.runtime {
+        RuntimeAddress::Fixture { name } => {
+            let fixture = FixtureRuntime::prepare(&args.fixtures_dir(), name, data_dir).await?;
+            tracing::info!(runtime = %args.runtime, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
+            Ok(Arc::new(fixture))
+        }
+    }
+}
+
+fn standing_warnings(runtime: &RuntimeAddress) -> Vec<String> {
+    match runtime {
+        RuntimeAddress::Fixture { name } => vec![format!(
+            "runtime adapter in fixture mode ({runtime}): reading a copy of fixtures/openclaw/{name}, not a real OpenClaw installation"
+        )],
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    // A failing OS RNG is a broken host; an all-zero key would still be refused by nothing,
+    // so fall back to time-derived entropy rather than a constant.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,45 @@
+//! Running the subcommands.
+
+use std::process::ExitCode;
+
+use crate::app::{App, shutdown_signal};
+use crate::config::{Cli, Command};
+use crate::store::Store;
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    crate::telemetry::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let app = App::build(args).await?;
+                app.run_until_stopped(shutdown_signal()).await
+            }
+            Command::Migrate(args) => {
+                std::fs::create_dir_all(&args.data_dir).map_err(|source| {
+                    crate::app::StartupError::DataDir { path: args.data_dir.clone(), source }
+                })?;
+                let store = Store::connect(&args.database_url()).await?;
+                store.migrate().await?;
+                tracing::info!(backend = store.backend_name(), "migrations applied");
+                store.close().await?;
+                Ok(())
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "jhf-warp failed");
+            eprintln!("jhf-warp: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

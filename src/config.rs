@@ -1,0 +1,154 @@
+//! Command line and environment configuration. Every flag also reads a `JHF_WARP_*`
+//! variable; `jhf-warp --help` and `jhf-warp serve --help` are the reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::runtime::RuntimeAddress;
+
+/// jhf-warp: orchestration control plane for teams of OpenClaw agents.
+#[derive(Debug, Parser)]
+#[command(name = "jhf-warp", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC API and the HTTP shim on one port.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(StoreArgs),
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log filter in tracing-subscriber EnvFilter syntax (e.g. `info,jhf_warp=debug`).
+    #[arg(long, env = "JHF_WARP_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+    /// Log line format.
+    #[arg(long, env = "JHF_WARP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the embedded database, the generated operator token and fixture copies.
+    #[arg(long, env = "JHF_WARP_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Database URL (`postgres://…` or `sqlite://…`); default: SQLite at `<data-dir>/warp.db`.
+    #[arg(long, env = "JHF_WARP_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// Returns the configured URL or the embedded SQLite default.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("warp.db").display()))
+    }
+}
+
+/// `jhf-warp serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address for gRPC (h2c) and the HTTP/1.1 shim; port 0 picks a free port.
+    #[arg(long, env = "JHF_WARP_LISTEN", default_value = "127.0.0.1:18086")]
+    pub listen: SocketAddr,
+    /// OpenClaw runtime: `fixture:<name>` (a tree under --fixtures-dir, copied into the data dir).
+    #[arg(long, env = "JHF_WARP_RUNTIME", default_value = "fixture:trio")]
+    pub runtime: RuntimeAddress,
+    /// Directory holding the fixture trees; default `fixtures/openclaw` (of the working dir, else of the source tree).
+    #[arg(long, env = "JHF_WARP_FIXTURES_DIR")]
+    pub fixtures_dir: Option<PathBuf>,
+    /// JSON token file: `{"tokens":[{"name","role","token"|"sha256"}]}`; roles reader, operator, control-agent.
+    #[arg(long, env = "JHF_WARP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Tokens as `name:role:token[,…]` (prefer the env var or --token-file: flags show in `ps`).
+    #[arg(long, env = "JHF_WARP_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+    /// Stored observations kept per runtime (older ones are pruned).
+    #[arg(long, env = "JHF_WARP_OBSERVATION_HISTORY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub observation_history: u64,
+    /// Seconds one read of the runtime may take before it counts as failed.
+    #[arg(long, env = "JHF_WARP_RUNTIME_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runtime_timeout_secs: u64,
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT before connections are closed.
+    #[arg(long, env = "JHF_WARP_SHUTDOWN_GRACE_SECS", default_value_t = 4)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// Returns the defaults (flags and `JHF_WARP_*` variables applied), for embedding and tests.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Wrapper::try_parse_from(["jhf-warp"]).map(|wrapper| wrapper.args)
+    }
+
+    /// Returns the fixtures directory to use.
+    pub fn fixtures_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.fixtures_dir {
+            return dir.clone();
+        }
+        let relative = PathBuf::from("fixtures/openclaw");
+        if relative.is_dir() {
+            return relative;
+        }
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/openclaw")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_and_an_env_var() {
+        fn check(command: &clap::Command) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "--{id} has no help");
+                let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or("");
+                assert!(env.starts_with("JHF_WARP_"), "--{id} reads no JHF_WARP_ variable");
+            }
+            for sub in command.get_subcommands() {
+                check(sub);
+            }
+        }
+        check(&Cli::command());
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_the_data_dir() {
+        let store = StoreArgs { data_dir: PathBuf::from("/tmp/x"), database_url: None };
+        assert_eq!(store.database_url(), "sqlite:///tmp/x/warp.db?mode=rwc");
+    }
+}

@@ -1,0 +1,81 @@
+//! The application error and the closed table of error codes every transport maps from.
+//!
+//! The table is voluntarily small: add a code only when a caller must react to it
+//! differently from every existing one.
+
+use crate::domain::page_token::{NegativePageSize, PageTokenError};
+use crate::runtime::RuntimeError;
+use crate::store::StoreError;
+
+/// The closed set of error codes; `grpc/` maps each to a gRPC code, `http/` to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    NotFound,
+    FailedPrecondition,
+    Unavailable,
+    Internal,
+}
+
+/// An error of an application service.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed; `field` names the offending request field.
+    #[error("invalid {field}: {description}")]
+    InvalidArgument { field: &'static str, description: String },
+    /// The addressed resource does not exist.
+    #[error("{resource} not found")]
+    NotFound { resource: String },
+    /// The runtime could not be read.
+    #[error("runtime unavailable: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The store could not be used; details are logged, not returned.
+    #[error("store unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    /// Returns the table entry of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::Runtime(_) => ErrorCode::Unavailable,
+            Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
+            Self::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Returns the UPPER_SNAKE reason carried in `google.rpc.ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::Runtime(RuntimeError::Timeout { .. }) => "RUNTIME_TIMEOUT",
+            Self::Runtime(_) => "RUNTIME_UNAVAILABLE",
+            Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
+            Self::Store(_) => "STORE_ERROR",
+        }
+    }
+
+    /// Returns the message safe to show a client (no SQL, no secrets).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Store(StoreError::Unavailable(_)) => "the database is unavailable; retry later".to_owned(),
+            Self::Store(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<NegativePageSize> for AppError {
+    fn from(err: NegativePageSize) -> Self {
+        Self::InvalidArgument { field: "page_size", description: err.to_string() }
+    }
+}
+
+impl From<PageTokenError> for AppError {
+    fn from(err: PageTokenError) -> Self {
+        Self::InvalidArgument { field: "page_token", description: err.to_string() }
+    }
+}

@@ -1,0 +1,122 @@
+//! Readiness of the service, per component, published to every interested transport
+//! (gRPC health, `/ready`, `GetReadiness`) through one watch channel.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// The state of one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentState {
+    pub ready: bool,
+    pub detail: String,
+}
+
+impl ComponentState {
+    fn new(ready: bool, detail: impl Into<String>) -> Self {
+        Self { ready, detail: detail.into() }
+    }
+}
+
+/// A point-in-time view of readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessSnapshot {
+    pub store: ComponentState,
+    pub runtime: ComponentState,
+    pub shutting_down: bool,
+    pub warnings: Vec<String>,
+}
+
+impl ReadinessSnapshot {
+    /// Returns true when every component is ready and shutdown has not begun.
+    pub fn ready(&self) -> bool {
+        self.store.ready && self.runtime.ready && !self.shutting_down
+    }
+
+    /// Returns the components in their stable order.
+    pub fn components(&self) -> [(&'static str, ComponentState); 3] {
+        let shutdown = if self.shutting_down {
+            ComponentState::new(false, "shutting down")
+        } else {
+            ComponentState::new(true, "running")
+        };
+        [("store", self.store.clone()), ("runtime", self.runtime.clone()), ("shutdown", shutdown)]
+    }
+}
+
+/// Shared, observable readiness.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    sender: Arc<watch::Sender<ReadinessSnapshot>>,
+}
+
+impl Readiness {
+    /// Starts with nothing ready and the given standing warnings.
+    pub fn new(warnings: Vec<String>) -> Self {
+        let (sender, _) = watch::channel(ReadinessSnapshot {
+            store: ComponentState::new(false, "not migrated yet"),
+            runtime: ComponentState::new(false, "no observation yet"),
+            shutting_down: false,
+            warnings,
+        });
+        Self { sender: Arc::new(sender) }
+    }
+
+    /// Returns the current state.
+    pub fn snapshot(&self) -> ReadinessSnapshot {
+        self.sender.borrow().clone()
+    }
+
+    /// Returns a receiver that sees every change.
+    pub fn subscribe(&self) -> watch::Receiver<ReadinessSnapshot> {
+        self.sender.subscribe()
+    }
+
+    /// Marks the store ready (migrated) or not.
+    pub fn set_store(&self, ready: bool, detail: impl Into<String>) {
+        let state = ComponentState::new(ready, detail);
+        self.sender.send_if_modified(|snap| replace(&mut snap.store, state));
+    }
+
+    /// Records the outcome of a runtime read. The runtime stays ready once it has answered;
+    /// later failures only change the detail (the watchdog owns "unreachable" alerts).
+    pub fn record_runtime_read(&self, ok: bool, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.sender.send_if_modified(|snap| {
+            let ready = ok || snap.runtime.ready;
+            replace(&mut snap.runtime, ComponentState::new(ready, detail))
+        });
+    }
+
+    /// Marks the beginning of shutdown: from now on the service is not ready.
+    pub fn begin_shutdown(&self) {
+        self.sender.send_if_modified(|snap| !std::mem::replace(&mut snap.shutting_down, true));
+    }
+}
+
+fn replace(slot: &mut ComponentState, state: ComponentState) -> bool {
+    if *slot == state {
+        return false;
+    }
+    *slot = state;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_needs_store_and_runtime_and_ends_with_shutdown() {
+        let readiness = Readiness::new(vec![]);
+        assert!(!readiness.snapshot().ready());
+        readiness.set_store(true, "migrated");
+        assert!(!readiness.snapshot().ready());
+        readiness.record_runtime_read(true, "observed");
+        assert!(readiness.snapshot().ready());
+        readiness.record_runtime_read(false, "read failed");
+        assert!(readiness.snapshot().ready(), "a failure after the first answer keeps it ready");
+        readiness.begin_shutdown();
+        assert!(!readiness.snapshot().ready());
+    }
+}

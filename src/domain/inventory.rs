@@ -1,0 +1,515 @@
+//! Normalisation of one read of an OpenClaw installation into an [`Inventory`].
+//!
+//! # Assumptions
+//! - Paths in the config are resolved the way OpenClaw resolves them: `~/` against the
+//!   runtime user's home, absolute paths as written, and (inferred) relative paths against the
+//!   state directory. The runtime host is POSIX, so paths join with `/`.
+//! - The default agent works in `<state>/workspace`, every other agent in
+//!   `<state>/workspace-<id>`, unless `workspace` is set.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::findings::{self, Finding};
+use super::model::{RosterShape, SandboxMode, TrustLevel};
+use super::openclaw::{self, ConfigIssue, ConfigParseError, ParsedConfig, string_list, value_at};
+
+/// Everything the runtime adapter learned besides the config text.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeFacts {
+    /// Absolute config path on the runtime host.
+    pub config_path: String,
+    /// Where the installation lives on the runtime host.
+    pub layout: StateLayout,
+    /// `openclaw --version`, when known.
+    pub openclaw_version: Option<String>,
+    /// Which of the workspace paths (from [`resolve_agents`]) exist.
+    pub existing_workspaces: BTreeSet<String>,
+    /// Session store facts by agent id.
+    pub session_stores: BTreeMap<String, SessionActivity>,
+    /// File names of rejected writes (`openclaw.json.rejected.<ts>`) next to the config.
+    pub rejected_writes: Vec<String>,
+    /// Issues from the real CLI's `config validate`; `None` means "use jhf-warp's own".
+    pub cli_issues: Option<Vec<ConfigIssue>>,
+}
+
+/// Where an installation's files live on its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateLayout {
+    /// Absolute state directory (`~/.openclaw` by default).
+    pub state_dir: String,
+    /// Home directory of the runtime user, for `~/` expansion.
+    pub home_dir: Option<String>,
+}
+
+impl StateLayout {
+    /// Resolves a path from the config to an absolute path on the runtime host.
+    pub fn resolve(&self, path: &str) -> String {
+        if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), &self.home_dir) {
+            return join(home, rest);
+        }
+        if path.starts_with('/') {
+            return path.to_owned();
+        }
+        join(&self.state_dir, path)
+    }
+}
+
+fn join(base: &str, rest: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), rest.trim_start_matches("./"))
+}
+
+/// Which session store an agent uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SessionStore {
+    #[default]
+    None,
+    Current,
+    Legacy,
+}
+
+/// Session activity of one agent, where the runtime exposes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SessionActivity {
+    pub store: SessionStore,
+    /// Number of sessions; `None` when the store does not reveal it.
+    pub session_count: Option<i64>,
+    /// Most recent session update, milliseconds since the Unix epoch.
+    pub last_active_ms: Option<i64>,
+}
+
+/// An agent's effective tool settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ToolPolicy {
+    pub profile: Option<String>,
+    pub allow: Vec<String>,
+    /// Effective deny list: global, defaults and the agent's own, in that order, deduplicated.
+    pub deny: Vec<String>,
+    pub also_allow: Vec<String>,
+}
+
+/// `identity` of an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentIdentity {
+    pub name: Option<String>,
+    pub emoji: Option<String>,
+    pub theme: Option<String>,
+    pub avatar: Option<String>,
+}
+
+/// One configured agent with its effective settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryAgent {
+    pub id: String,
+    pub name: Option<String>,
+    pub workspace: String,
+    pub workspace_exists: bool,
+    pub agent_dir: String,
+    pub model: Option<String>,
+    pub model_fallbacks: Vec<String>,
+    pub tools: ToolPolicy,
+    pub skills: Vec<String>,
+    pub sandbox_mode: SandboxMode,
+    pub elevated: bool,
+    /// Effective `subagents.allowAgents`, lower-cased; `*` means any agent.
+    pub allow_agents: Vec<String>,
+    pub identity: AgentIdentity,
+    pub session_activity: SessionActivity,
+    pub is_default: bool,
+    pub effective_trust: TrustLevel,
+}
+
+/// The match of a binding.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct RouteMatch {
+    pub channel: String,
+    pub account_id: Option<String>,
+    pub peer_kind: Option<String>,
+    pub peer_id: Option<String>,
+    pub guild_id: Option<String>,
+    pub team_id: Option<String>,
+    pub roles: Vec<String>,
+}
+
+impl RouteMatch {
+    /// Returns a stable, human-readable key of the match, e.g.
+    /// `telegram account=lead peer=group:-100` (used in finding keys and route identity).
+    pub fn key(&self) -> String {
+        let mut key = self.channel.clone();
+        let parts = [
+            ("account", self.account_id.clone()),
+            (
+                "peer",
+                self.peer_kind
+                    .as_ref()
+                    .map(|kind| format!("{kind}:{}", self.peer_id.as_deref().unwrap_or(""))),
+            ),
+            ("guild", self.guild_id.clone()),
+            ("team", self.team_id.clone()),
+            ("roles", (!self.roles.is_empty()).then(|| self.roles.join(","))),
+        ];
+        for (name, value) in parts {
+            if let Some(value) = value {
+                key.push_str(&format!(" {name}={value}"));
+            }
+        }
+        key
+    }
+}
+
+/// One entry of `bindings[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub index: usize,
+    /// Target agent id, lower-cased.
+    pub agent_id: String,
+    /// `route` (default) or `acp`.
+    pub kind: String,
+    pub route: RouteMatch,
+    pub comment: Option<String>,
+}
+
+/// Agent-to-agent messaging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentToAgent {
+    pub enabled: bool,
+    pub allow: Vec<String>,
+    pub sessions_visibility: String,
+}
+
+/// Runtime-wide sub-agent limits with OpenClaw's defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubagentLimits {
+    pub max_spawn_depth: i64,
+    pub max_children_per_agent: i64,
+    pub max_concurrent: i64,
+}
+
+/// One normalised read of an OpenClaw installation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub openclaw_version: Option<String>,
+    pub roster_shape: RosterShape,
+    pub config_path: String,
+    pub config_hash: String,
+    pub config_valid: bool,
+    pub config_issues: Vec<ConfigIssue>,
+    /// Agents with valid ids, sorted by id.
+    pub agents: Vec<InventoryAgent>,
+    /// Bindings in file order.
+    pub bindings: Vec<Binding>,
+    pub agent_to_agent: AgentToAgent,
+    pub subagent_limits: SubagentLimits,
+    /// Sorted by key.
+    pub findings: Vec<Finding>,
+    pub default_agent_id: Option<String>,
+}
+
+impl Inventory {
+    /// Returns the agent with the given id.
+    pub fn agent(&self, id: &str) -> Option<&InventoryAgent> {
+        self.agents.iter().find(|agent| agent.id == id)
+    }
+}
+
+/// Returns the sha256 hex of the raw config text (OpenClaw's `baseHash` uses the same).
+pub fn config_hash(raw: &str) -> String {
+    hex::encode(Sha256::digest(raw.as_bytes()))
+}
+
+/// An agent's identity and paths, resolved before the adapter probes the filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedAgent {
+    pub id: String,
+    pub workspace: String,
+    pub agent_dir: String,
+    pub is_default: bool,
+}
+
+/// The implicit agent of a config without roster.
+pub const IMPLICIT_AGENT_ID: &str = "main";
+
+/// Resolves every valid agent's workspace and agent dir (first valid entry wins a duplicate id).
+pub fn resolve_agents(parsed: &ParsedConfig, layout: &StateLayout) -> Vec<ResolvedAgent> {
+    let default_id = default_agent_id(parsed);
+    let defaults_workspace = openclaw::str_at(&parsed.root, &["agents", "defaults", "workspace"]);
+    let mut seen = BTreeSet::new();
+    let mut settings_by_id: Vec<(String, Map<String, Value>)> = parsed
+        .entries
+        .iter()
+        .filter(|entry| entry.id_valid && seen.insert(entry.id.clone()))
+        .map(|entry| (entry.id.clone(), entry.settings.clone()))
+        .collect();
+    if parsed.shape == RosterShape::None {
+        settings_by_id.push((IMPLICIT_AGENT_ID.to_owned(), Map::new()));
+    }
+    settings_by_id
+        .into_iter()
+        .map(|(id, settings)| {
+            let is_default = default_id.as_deref() == Some(id.as_str());
+            let own_workspace = settings.get("workspace").and_then(Value::as_str);
+            let workspace = match (own_workspace, is_default.then_some(defaults_workspace).flatten()) {
+                (Some(path), _) | (None, Some(path)) => layout.resolve(path),
+                (None, None) if is_default => join(&layout.state_dir, "workspace"),
+                (None, None) => join(&layout.state_dir, &format!("workspace-{id}")),
+            };
+            let agent_dir = match settings.get("agentDir").and_then(Value::as_str) {
+                Some(path) => layout.resolve(path),
+                None => join(&layout.state_dir, &format!("agents/{id}/agent")),
+            };
+            ResolvedAgent { id, workspace, agent_dir, is_default }
+        })
+        .collect()
+}
+
+/// Returns the default agent's id: the legacy `default: true` marker, else the agent named by
+/// `agents.defaults.{systemAgent,heartbeat,authInheritance}.agentId`, else `main`, else the
+/// first valid agent in file order.
+pub fn default_agent_id(parsed: &ParsedConfig) -> Option<String> {
+    if parsed.shape == RosterShape::None {
+        return Some(IMPLICIT_AGENT_ID.to_owned());
+    }
+    let valid: Vec<&str> = parsed.entries.iter().filter(|e| e.id_valid).map(|e| e.id.as_str()).collect();
+    if let Some(entry) = parsed.entries.iter().find(|e| e.id_valid && e.legacy_default) {
+        return Some(entry.id.clone());
+    }
+    let marker = ["systemAgent", "heartbeat", "authInheritance"].iter().find_map(|key| {
+        openclaw::str_at(&parsed.root, &["agents", "defaults", key, "agentId"])
+            .map(str::to_ascii_lowercase)
+            .filter(|id| valid.contains(&id.as_str()))
+    });
+    marker
+        .or_else(|| valid.contains(&IMPLICIT_AGENT_ID).then(|| IMPLICIT_AGENT_ID.to_owned()))
+        .or_else(|| valid.first().map(|id| (*id).to_owned()))
+}
+
+/// Builds the inventory from the raw config text and the adapter's facts.
+pub fn build_inventory(raw: &str, facts: &RuntimeFacts) -> Inventory {
+    let hash = config_hash(raw);
+    let parsed = match openclaw::parse_config(raw) {
+        Ok(parsed) => parsed,
+        Err(err) => return unreadable_inventory(hash, facts, &err),
+    };
+    let issues = facts.cli_issues.clone().unwrap_or_else(|| openclaw::validate(&parsed));
+    let empty = Map::new();
+    let defaults =
+        value_at(&parsed.root, &["agents", "defaults"]).and_then(Value::as_object).unwrap_or(&empty);
+    let global_tools = parsed.root.get("tools").and_then(Value::as_object).unwrap_or(&empty);
+
+    let settings_of = |id: &str| -> Map<String, Value> {
+        parsed
+            .entries
+            .iter()
+            .find(|entry| entry.id_valid && entry.id == id)
+            .map(|entry| entry.settings.clone())
+            .unwrap_or_default()
+    };
+    let mut agents: Vec<InventoryAgent> = resolve_agents(&parsed, &facts.layout)
+        .into_iter()
+        .map(|resolved| {
+            let settings = settings_of(&resolved.id);
+            let workspace_exists = facts.existing_workspaces.contains(&resolved.workspace);
+            let session_activity = facts.session_stores.get(&resolved.id).cloned().unwrap_or_default();
+            agent_from_settings(
+                resolved,
+                &settings,
+                defaults,
+                global_tools,
+                workspace_exists,
+                session_activity,
+            )
+        })
+        .collect();
+    agents.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let bindings = read_bindings(&parsed.root);
+    let agent_to_agent = read_agent_to_agent(global_tools);
+    let subagent_limits = read_subagent_limits(defaults);
+    let findings = findings::detect(&findings::FindingInputs {
+        parsed: &parsed,
+        issues: &issues,
+        agents: &agents,
+        bindings: &bindings,
+        agent_to_agent: &agent_to_agent,
+        facts,
+    });
+    Inventory {
+        openclaw_version: facts.openclaw_version.clone(),
+        roster_shape: parsed.shape,
+        config_path: facts.config_path.clone(),
+        config_hash: hash,
+        config_valid: issues.is_empty(),
+        config_issues: issues,
+        default_agent_id: agents.iter().find(|a| a.is_default).map(|a| a.id.clone()),
+        agents,
+        bindings,
+        agent_to_agent,
+        subagent_limits,
+        findings,
+    }
+}
+
+fn unreadable_inventory(hash: String, facts: &RuntimeFacts, err: &ConfigParseError) -> Inventory {
+    let issue = ConfigIssue { path: "<root>".to_owned(), message: err.to_string() };
+    Inventory {
+        openclaw_version: facts.openclaw_version.clone(),
+        roster_shape: RosterShape::None,
+        config_path: facts.config_path.clone(),
+        config_hash: hash,
+        config_valid: false,
+        findings: vec![findings::unreadable(&facts.config_path, err)],
+        config_issues: vec![issue],
+        agents: Vec::new(),
+        bindings: Vec::new(),
+        agent_to_agent: AgentToAgent { sessions_visibility: "tree".to_owned(), ..Default::default() },
+        subagent_limits: read_subagent_limits(&Map::new()),
+        default_agent_id: None,
+    }
+}
+
+fn agent_from_settings(
+    resolved: ResolvedAgent,
+    settings: &Map<String, Value>,
+    defaults: &Map<String, Value>,
+    global_tools: &Map<String, Value>,
+    workspace_exists: bool,
+    session_activity: SessionActivity,
+) -> InventoryAgent {
+    let own_or_default = |key: &str| settings.get(key).or_else(|| defaults.get(key));
+    let (model, model_fallbacks) = read_model(own_or_default("model"));
+    let own_tools = settings.get("tools").and_then(Value::as_object);
+    let default_tools = defaults.get("tools").and_then(Value::as_object);
+    let tool_value =
+        |key: &str| own_tools.and_then(|t| t.get(key)).or_else(|| default_tools.and_then(|t| t.get(key)));
+    let mut deny: Vec<String> = Vec::new();
+    for scope in [Some(global_tools), default_tools, own_tools].into_iter().flatten() {
+        for name in string_list(scope.get("deny")) {
+            if !deny.contains(&name) {
+                deny.push(name);
+            }
+        }
+    }
+    let tools = ToolPolicy {
+        profile: tool_value("profile")
+            .or_else(|| global_tools.get("profile"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        allow: string_list(tool_value("allow")),
+        deny,
+        also_allow: string_list(tool_value("alsoAllow")),
+    };
+    let elevated = [own_tools, default_tools, Some(global_tools)]
+        .into_iter()
+        .flatten()
+        .find_map(|scope| scope.get("elevated").and_then(|e| e.get("enabled")).and_then(Value::as_bool))
+        .unwrap_or(false);
+    let sandbox_mode = own_or_default("sandbox")
+        .and_then(|s| s.get("mode"))
+        .map(|mode| SandboxMode::parse(mode.as_str().unwrap_or("")))
+        .unwrap_or(SandboxMode::Off);
+    let allow_agents = settings
+        .get("subagents")
+        .and_then(|s| s.get("allowAgents"))
+        .or_else(|| defaults.get("subagents").and_then(|s| s.get("allowAgents")));
+    let identity = settings.get("identity").and_then(Value::as_object);
+    let identity_field =
+        |key: &str| identity.and_then(|i| i.get(key)).and_then(Value::as_str).map(str::to_owned);
+    InventoryAgent {
+        name: settings.get("name").and_then(Value::as_str).map(str::to_owned),
+        workspace_exists,
+        model,
+        model_fallbacks,
+        skills: string_list(settings.get("skills")),
+        effective_trust: TrustLevel::covering(&sandbox_mode, elevated),
+        sandbox_mode,
+        elevated,
+        allow_agents: string_list(allow_agents).into_iter().map(|id| id.to_ascii_lowercase()).collect(),
+        identity: AgentIdentity {
+            name: identity_field("name"),
+            emoji: identity_field("emoji"),
+            theme: identity_field("theme"),
+            avatar: identity_field("avatar"),
+        },
+        session_activity,
+        tools,
+        id: resolved.id,
+        workspace: resolved.workspace,
+        agent_dir: resolved.agent_dir,
+        is_default: resolved.is_default,
+    }
+}
+
+fn read_model(value: Option<&Value>) -> (Option<String>, Vec<String>) {
+    match value {
+        Some(Value::String(primary)) => (Some(primary.clone()), Vec::new()),
+        Some(Value::Object(model)) => (
+            model.get("primary").and_then(Value::as_str).map(str::to_owned),
+            string_list(model.get("fallbacks")),
+        ),
+        _ => (None, Vec::new()),
+    }
+}
+
+fn read_bindings(root: &Map<String, Value>) -> Vec<Binding> {
+    let Some(items) = root.get("bindings").and_then(Value::as_array) else { return Vec::new() };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| {
+            let item = item.as_object()?;
+            let matcher = item.get("match").and_then(Value::as_object);
+            let text =
+                |key: &str| matcher.and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_owned);
+            let peer = matcher.and_then(|m| m.get("peer"));
+            let peer_text =
+                |key: &str| peer.and_then(|p| p.get(key)).and_then(Value::as_str).map(str::to_owned);
+            Some(Binding {
+                index,
+                agent_id: item.get("agentId").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase(),
+                kind: item.get("type").and_then(Value::as_str).unwrap_or("route").to_owned(),
+                comment: item.get("comment").and_then(Value::as_str).map(str::to_owned),
+                route: RouteMatch {
+                    channel: text("channel").unwrap_or_default(),
+                    account_id: text("accountId"),
+                    peer_kind: peer_text("kind"),
+                    peer_id: peer_text("id"),
+                    guild_id: text("guildId"),
+                    team_id: text("teamId"),
+                    roles: string_list(matcher.and_then(|m| m.get("roles"))),
+                },
+            })
+        })
+        .collect()
+}
+
+fn read_agent_to_agent(tools: &Map<String, Value>) -> AgentToAgent {
+    let a2a = tools.get("agentToAgent");
+    AgentToAgent {
+        enabled: a2a.and_then(|a| a.get("enabled")).and_then(Value::as_bool).unwrap_or(false),
+        allow: string_list(a2a.and_then(|a| a.get("allow"))),
+        sessions_visibility: tools
+            .get("sessions")
+            .and_then(|s| s.get("visibility"))
+            .and_then(Value::as_str)
+            .unwrap_or("tree")
+            .to_owned(),
+    }
+}
+
+fn read_subagent_limits(defaults: &Map<String, Value>) -> SubagentLimits {
+    let subagents = defaults.get("subagents");
+    let limit = |key: &str, fallback: i64| {
+        subagents.and_then(|s| s.get(key)).and_then(Value::as_i64).unwrap_or(fallback)
+    };
+    SubagentLimits {
+        max_spawn_depth: limit("maxSpawnDepth", 1),
+        max_children_per_agent: limit("maxChildrenPerAgent", 5),
+        max_concurrent: limit("maxConcurrent", 8),
+    }
+}
+
+#[cfg(test)]
+mod tests;

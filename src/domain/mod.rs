@@ -1,0 +1,19 @@
+//! The model and all decision logic, as pure functions: no tonic, no sea-orm, no IO.
+//!
+//! Everything here is unit-tested next to the code. Adapters (`runtime/`) gather facts from the
+//! outside world and hand them in; callers (`control/`) persist and serve the results.
+
+pub mod access;
+pub mod findings;
+pub mod glob;
+pub mod inventory;
+pub mod model;
+pub mod observation;
+pub mod openclaw;
+pub mod page_token;
+pub mod topology;
+
+pub use findings::{Finding, FindingKind};
+pub use inventory::{Inventory, InventoryAgent, RuntimeFacts, build_inventory};
+pub use model::{RosterShape, SandboxMode, Severity, TrustLevel};
+pub use topology::{EdgeKind, Topology, derive_topology};

@@ -1,0 +1,95 @@
+//! The auth layer: every request's method is looked up in the class table read from the
+//! descriptor set, and non-OPEN methods need a bearer token of a role that permits the class.
+//! The principal is put into the request extensions for handlers (the audit actor).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::descriptor::ApiMethod;
+use crate::auth::TokenStore;
+use crate::domain::access::AuthClass;
+use crate::pb;
+
+/// Infrastructure services that are always OPEN: probes and discovery.
+const OPEN_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// The state of the auth layer.
+#[derive(Clone)]
+pub struct AuthState {
+    classes: Arc<HashMap<String, AuthClass>>,
+    tokens: Arc<TokenStore>,
+}
+
+impl AuthState {
+    /// Creates the layer state from the classified API methods and the token store.
+    pub fn new(methods: &[ApiMethod], tokens: Arc<TokenStore>) -> Self {
+        let classes =
+            methods.iter().filter_map(|m| m.auth_class.map(|class| (m.path.clone(), class))).collect();
+        Self { classes: Arc::new(classes), tokens }
+    }
+
+    /// Returns the class a request path needs. Unknown paths of the API package fail closed
+    /// (OPERATE); other non-API paths belong to the OPEN HTTP shim.
+    fn class_for(&self, path: &str) -> AuthClass {
+        if let Some(class) = self.classes.get(path) {
+            return *class;
+        }
+        if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+            return AuthClass::Open;
+        }
+        if path.starts_with(&format!("/{}.", pb::PROTO_PACKAGE)) {
+            return AuthClass::Operate;
+        }
+        AuthClass::Open
+    }
+}
+
+/// Axum middleware enforcing the auth class of each request.
+pub async fn enforce(State(state): State<AuthState>, mut request: Request, next: Next) -> Response {
+    let class = state.class_for(request.uri().path());
+    if class == AuthClass::Open {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+    let Some(presented) = presented else {
+        return refuse(
+            tonic::Code::Unauthenticated,
+            "TOKEN_MISSING",
+            "a bearer token is required".to_owned(),
+        );
+    };
+    let Some(principal) = state.tokens.authenticate(&presented) else {
+        return refuse(
+            tonic::Code::Unauthenticated,
+            "TOKEN_INVALID",
+            "the bearer token is not valid".to_owned(),
+        );
+    };
+    if !principal.role.permits(class) {
+        let message = format!("role {} may not call {class} methods", principal.role.as_str());
+        return refuse(tonic::Code::PermissionDenied, "ROLE_NOT_PERMITTED", message);
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+fn refuse(code: tonic::Code, reason: &str, message: String) -> Response {
+    let details = ErrorDetails::with_error_info(reason, super::status::ERROR_DOMAIN, HashMap::new());
+    tonic::Status::with_error_details(code, message, details).into_http::<axum::body::Body>().into_response()
+}

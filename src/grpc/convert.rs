@@ -1,0 +1,240 @@
+//! Domain → proto conversions for the gRPC and HTTP transports.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::findings::{Finding, FindingKind};
+use crate::domain::inventory::{self, Binding, Inventory, InventoryAgent, RouteMatch, SessionStore};
+use crate::domain::observation::ObservationRecord;
+use crate::domain::topology::{EdgeKind, Topology};
+use crate::domain::{RosterShape, SandboxMode, Severity, TrustLevel};
+use crate::pb::v1 as pb;
+
+/// Converts a UTC time to a protobuf timestamp.
+pub fn timestamp(time: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+}
+
+fn timestamp_from_ms(ms: i64) -> Option<pbjson_types::Timestamp> {
+    DateTime::<Utc>::from_timestamp_millis(ms).map(timestamp)
+}
+
+fn text(value: &Option<String>) -> String {
+    value.clone().unwrap_or_default()
+}
+
+pub fn severity(value: Severity) -> pb::Severity {
+    match value {
+        Severity::Info => pb::Severity::Info,
+        Severity::Warning => pb::Severity::Warning,
+        Severity::Error => pb::Severity::Error,
+        Severity::Critical => pb::Severity::Critical,
+    }
+}
+
+pub fn trust(value: TrustLevel) -> pb::TrustLevel {
+    match value {
+        TrustLevel::Restricted => pb::TrustLevel::Restricted,
+        TrustLevel::Standard => pb::TrustLevel::Standard,
+        TrustLevel::Elevated => pb::TrustLevel::Elevated,
+    }
+}
+
+fn roster_shape(value: RosterShape) -> pb::RosterShape {
+    match value {
+        RosterShape::Entries => pb::RosterShape::Entries,
+        RosterShape::List => pb::RosterShape::List,
+        RosterShape::None => pb::RosterShape::None,
+    }
+}
+
+fn sandbox_mode(value: &SandboxMode) -> pb::SandboxMode {
+    match value {
+        SandboxMode::Off => pb::SandboxMode::Off,
+        SandboxMode::NonMain => pb::SandboxMode::NonMain,
+        SandboxMode::All => pb::SandboxMode::All,
+        SandboxMode::Invalid(_) => pb::SandboxMode::Invalid,
+    }
+}
+
+fn session_store(value: SessionStore) -> pb::SessionStore {
+    match value {
+        SessionStore::None => pb::SessionStore::None,
+        SessionStore::Current => pb::SessionStore::Current,
+        SessionStore::Legacy => pb::SessionStore::Legacy,
+    }
+}
+
+fn finding_kind(value: FindingKind) -> pb::FindingKind {
+    match value {
+        FindingKind::ConfigInvalid => pb::FindingKind::ConfigInvalid,
+        FindingKind::ConfigUnreadable => pb::FindingKind::ConfigUnreadable,
+        FindingKind::RetiredKey => pb::FindingKind::RetiredKey,
+        FindingKind::ToolsAllowConflict => pb::FindingKind::ToolsAllowConflict,
+        FindingKind::InvalidSandboxMode => pb::FindingKind::InvalidSandboxMode,
+        FindingKind::WorkspaceMissing => pb::FindingKind::WorkspaceMissing,
+        FindingKind::StaleAllowAgents => pb::FindingKind::StaleAllowAgents,
+        FindingKind::InvalidAgentId => pb::FindingKind::InvalidAgentId,
+        FindingKind::BindingUnknownAgent => pb::FindingKind::BindingUnknownAgent,
+        FindingKind::StaleAgentToAgentAllow => pb::FindingKind::StaleAgentToAgentAllow,
+        FindingKind::LegacySessionStore => pb::FindingKind::LegacySessionStore,
+        FindingKind::RejectedWritePresent => pb::FindingKind::RejectedWritePresent,
+        FindingKind::OwnershipMissing => pb::FindingKind::OwnershipMissing,
+        FindingKind::DuplicateAgentId => pb::FindingKind::DuplicateAgentId,
+    }
+}
+
+fn edge_kind(value: EdgeKind) -> pb::EdgeKind {
+    match value {
+        EdgeKind::Send => pb::EdgeKind::Send,
+        EdgeKind::Spawn => pb::EdgeKind::Spawn,
+    }
+}
+
+pub fn observation_info(record: &ObservationRecord) -> pb::ObservationInfo {
+    pb::ObservationInfo {
+        id: record.id,
+        observed_time: Some(timestamp(record.observed_at)),
+        last_seen_time: Some(timestamp(record.last_seen_at)),
+        seen_count: record.seen_count,
+        config_hash: record.config_hash.clone(),
+        revision: record.revision.clone(),
+        runtime: record.runtime.clone(),
+        finding_count: record.finding_count,
+        config_valid: record.config_valid,
+    }
+}
+
+pub fn finding(value: &Finding) -> pb::Finding {
+    pb::Finding {
+        key: value.key.clone(),
+        kind: finding_kind(value.kind).into(),
+        severity: severity(value.severity).into(),
+        subject: value.subject.clone(),
+        path: value.path.clone(),
+        message: value.message.clone(),
+    }
+}
+
+fn route_match(value: &RouteMatch) -> pb::RouteMatch {
+    pb::RouteMatch {
+        channel: value.channel.clone(),
+        account_id: text(&value.account_id),
+        peer_kind: text(&value.peer_kind),
+        peer_id: text(&value.peer_id),
+        guild_id: text(&value.guild_id),
+        team_id: text(&value.team_id),
+        roles: value.roles.clone(),
+    }
+}
+
+fn binding(value: &Binding) -> pb::Binding {
+    pb::Binding {
+        index: i32::try_from(value.index).unwrap_or(i32::MAX),
+        agent_id: value.agent_id.clone(),
+        r#type: value.kind.clone(),
+        r#match: Some(route_match(&value.route)),
+        comment: text(&value.comment),
+    }
+}
+
+fn agent(value: &InventoryAgent) -> pb::InventoryAgent {
+    let activity = &value.session_activity;
+    pb::InventoryAgent {
+        id: value.id.clone(),
+        name: text(&value.name),
+        workspace: value.workspace.clone(),
+        workspace_exists: value.workspace_exists,
+        agent_dir: value.agent_dir.clone(),
+        model: text(&value.model),
+        model_fallbacks: value.model_fallbacks.clone(),
+        tools: Some(pb::ToolPolicy {
+            profile: text(&value.tools.profile),
+            allow: value.tools.allow.clone(),
+            deny: value.tools.deny.clone(),
+            also_allow: value.tools.also_allow.clone(),
+        }),
+        skills: value.skills.clone(),
+        sandbox_mode: sandbox_mode(&value.sandbox_mode).into(),
+        elevated: value.elevated,
+        allow_agents: value.allow_agents.clone(),
+        identity: Some(pb::AgentIdentity {
+            name: text(&value.identity.name),
+            emoji: text(&value.identity.emoji),
+            theme: text(&value.identity.theme),
+            avatar: text(&value.identity.avatar),
+        }),
+        session_activity: Some(pb::SessionActivity {
+            store: session_store(activity.store).into(),
+            session_count: activity.session_count.unwrap_or(-1),
+            last_active_time: activity.last_active_ms.and_then(timestamp_from_ms),
+        }),
+        is_default: value.is_default,
+        effective_trust: trust(value.effective_trust).into(),
+    }
+}
+
+pub fn inventory(value: &Inventory) -> pb::Inventory {
+    let limits: &inventory::SubagentLimits = &value.subagent_limits;
+    let clamp = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+    pb::Inventory {
+        openclaw_version: text(&value.openclaw_version),
+        roster_shape: roster_shape(value.roster_shape).into(),
+        config_path: value.config_path.clone(),
+        config_hash: value.config_hash.clone(),
+        config_valid: value.config_valid,
+        config_issues: value
+            .config_issues
+            .iter()
+            .map(|issue| pb::ConfigIssue { path: issue.path.clone(), message: issue.message.clone() })
+            .collect(),
+        agents: value.agents.iter().map(agent).collect(),
+        bindings: value.bindings.iter().map(binding).collect(),
+        agent_to_agent: Some(pb::AgentToAgent {
+            enabled: value.agent_to_agent.enabled,
+            allow: value.agent_to_agent.allow.clone(),
+            sessions_visibility: value.agent_to_agent.sessions_visibility.clone(),
+        }),
+        subagent_limits: Some(pb::SubagentLimits {
+            max_spawn_depth: clamp(limits.max_spawn_depth),
+            max_children_per_agent: clamp(limits.max_children_per_agent),
+            max_concurrent: clamp(limits.max_concurrent),
+        }),
+        findings: value.findings.iter().map(finding).collect(),
+        default_agent_id: text(&value.default_agent_id),
+    }
+}
+
+pub fn topology(value: &Topology) -> pb::Topology {
+    pb::Topology {
+        nodes: value
+            .nodes
+            .iter()
+            .map(|node| pb::TopologyNode {
+                agent_id: node.agent_id.clone(),
+                role: node.role.clone(),
+                trust: trust(node.trust).into(),
+                model: text(&node.model),
+                tools_profile: text(&node.tools_profile),
+                workspace: node.workspace.clone(),
+            })
+            .collect(),
+        edges: value
+            .edges
+            .iter()
+            .map(|edge| pb::TopologyEdge {
+                from_agent_id: edge.from.clone(),
+                to_agent_id: edge.to.clone(),
+                kind: edge_kind(edge.kind).into(),
+            })
+            .collect(),
+        routes: value
+            .routes
+            .iter()
+            .map(|route| pb::Route {
+                r#match: Some(route_match(&route.route)),
+                agent_id: route.agent_id.clone(),
+            })
+            .collect(),
+        revision: value.revision.clone(),
+    }
+}

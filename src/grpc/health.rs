@@ -1,0 +1,40 @@
+//! Publishes readiness to `grpc.health.v1`: `""` and `TopologyService` follow overall
+//! readiness; `MetaService` serves until shutdown begins (self-description needs no runtime).
+
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::control::Readiness;
+
+const META: &str = "jhf.warp.v1.MetaService";
+const TOPOLOGY: &str = "jhf.warp.v1.TopologyService";
+
+/// Applies the current readiness to the health reporter, then every change until the
+/// readiness publisher goes away.
+pub fn spawn_health_publisher(
+    readiness: &Readiness,
+    reporter: HealthReporter,
+) -> tokio::task::JoinHandle<()> {
+    let mut changes = readiness.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let snapshot = changes.borrow_and_update().clone();
+            let overall = if snapshot.ready() { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let meta =
+                if snapshot.shutting_down { ServingStatus::NotServing } else { ServingStatus::Serving };
+            reporter.set_service_status("", overall).await;
+            reporter.set_service_status(TOPOLOGY, overall).await;
+            reporter.set_service_status(META, meta).await;
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Sets everything NOT_SERVING right now (used when shutdown starts, before draining).
+pub async fn mark_not_serving(reporter: &HealthReporter) {
+    for name in ["", TOPOLOGY, META] {
+        reporter.set_service_status(name, ServingStatus::NotServing).await;
+    }
+}

@@ -1,0 +1,14 @@
+//! gRPC transport: thin tonic handlers (validate → call an app service → convert), the auth
+//! layer driven by the descriptor's auth classes, health and reflection.
+
+pub mod auth;
+mod convert;
+pub mod descriptor;
+pub mod health;
+mod meta;
+mod status;
+mod topology;
+
+pub use health::spawn_health_publisher;
+pub use meta::MetaServiceImpl;
+pub use topology::TopologyServiceImpl;

@@ -1,0 +1,62 @@
+//! The HTTP/1.1 JSON shim for probes and discovery (grpc-gateway style: each body is the
+//! proto3 JSON of the same message the gRPC API returns, with proto field names).
+
+mod openapi;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::grpc::MetaServiceImpl;
+use crate::pb::v1 as pb;
+
+/// The shim's routes; every one is OPEN.
+pub fn router(meta: MetaServiceImpl) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/version", get(version))
+        .route("/api/v1/version", get(version))
+        .route("/fabric-manifest.json", get(manifest))
+        .route("/openapi.json", get(openapi))
+        .with_state(meta)
+}
+
+/// Unknown paths: gRPC callers get UNIMPLEMENTED, HTTP callers a JSON 404.
+pub async fn fallback(request: axum::extract::Request) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if is_grpc {
+        let status = tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
+        return status.into_http::<axum::body::Body>().into_response();
+    }
+    let body = serde_json::json!({ "code": 404, "message": format!("no route {}", request.uri().path()) });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn health() -> Json<pb::LivenessStatus> {
+    Json(pb::LivenessStatus { status: "SERVING".to_owned() })
+}
+
+async fn ready(State(meta): State<MetaServiceImpl>) -> Response {
+    let readiness = meta.readiness();
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(readiness)).into_response()
+}
+
+async fn version(State(meta): State<MetaServiceImpl>) -> Json<pb::GetVersionResponse> {
+    Json(meta.version())
+}
+
+async fn manifest(State(meta): State<MetaServiceImpl>) -> Json<pb::GetManifestResponse> {
+    Json(meta.manifest())
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}

@@ -1,0 +1,7 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    jhf_warp::cli::run(jhf_warp::config::Cli::parse())
+}

@@ -1,0 +1,108 @@
+//! `fixture:<name>`: a reference state tree from `fixtures/openclaw/<name>/`, copied into the
+//! data dir on first start and read from there, so tests and demos can edit it freely.
+//!
+//! # Guarantees
+//! - The copy is made once: a restart keeps whatever was changed in the copy.
+//! - The copy appears atomically (built beside, then renamed), so a crash mid-copy never
+//!   leaves a half tree that later starts would mistake for a complete one.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::state_dir::read_state_dir;
+use super::{RuntimeAdapter, RuntimeError, RuntimeMode};
+use crate::domain::{Inventory, build_inventory};
+
+/// A fixture runtime living in the data dir.
+#[derive(Debug)]
+pub struct FixtureRuntime {
+    address: String,
+    root: PathBuf,
+}
+
+impl FixtureRuntime {
+    /// Copies `<fixtures_dir>/<name>` to `<data_dir>/runtime/<name>` unless it exists, and
+    /// returns an adapter over the copy.
+    pub async fn prepare(fixtures_dir: &Path, name: &str, data_dir: &Path) -> Result<Self, RuntimeError> {
+        let source = fixtures_dir.join(name);
+        let root = data_dir.join("runtime").join(name);
+        if !tokio::fs::try_exists(&root).await.unwrap_or(false) {
+            if !tokio::fs::try_exists(source.join("state/openclaw.json")).await.unwrap_or(false) {
+                return Err(RuntimeError::Setup {
+                    detail: format!("fixture {name:?} not found under {}", fixtures_dir.display()),
+                });
+            }
+            let staging = data_dir.join("runtime").join(format!(".{name}.partial"));
+            let (src, stage) = (source.clone(), staging.clone());
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&stage);
+                copy_tree(&src, &stage)
+            })
+            .await
+            .map_err(|err| RuntimeError::Setup { detail: format!("copy task failed: {err}") })?
+            .map_err(|err| RuntimeError::Setup { detail: format!("copying fixture {name:?}: {err}") })?;
+            tokio::fs::rename(&staging, &root).await.map_err(|err| RuntimeError::Setup {
+                detail: format!("installing fixture {name:?}: {err}"),
+            })?;
+        }
+        Ok(Self { address: format!("fixture:{name}"), root })
+    }
+
+    /// Returns the state dir of the copy (`<data_dir>/runtime/<name>/state`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RuntimeAdapter for FixtureRuntime {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn mode(&self) -> RuntimeMode {
+        RuntimeMode::Fixture
+    }
+
+    async fn observe(&self) -> Result<Inventory, RuntimeError> {
+        let mut read = read_state_dir(&self.state_dir(), Some(&self.root)).await?;
+        read.facts.openclaw_version = tokio::fs::read_to_string(self.root.join("cli/version.txt"))
+            .await
+            .ok()
+            .and_then(|text| parse_version(&text));
+        Ok(build_inventory(&read.raw_config, &read.facts))
+    }
+}
+
+/// Extracts `2026.9.6` from `OpenClaw 2026.9.6 (eb377ac)`.
+fn parse_version(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|word| word.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_taken_from_the_cli_banner() {
+        assert_eq!(parse_version("OpenClaw 2026.9.6 (eb377ac)\n").as_deref(), Some("2026.9.6"));
+        assert_eq!(parse_version("garbage"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! Reading an OpenClaw state directory on this host's filesystem: the config text plus the
+//! facts the domain asks for (workspaces, session stores, rejected writes).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::RuntimeError;
+use crate::domain::inventory::{RuntimeFacts, SessionActivity, SessionStore, StateLayout, resolve_agents};
+use crate::domain::openclaw::parse_config;
+
+/// What a read of a state directory produced.
+pub struct StateRead {
+    pub raw_config: String,
+    pub facts: RuntimeFacts,
+}
+
+/// Reads `<state_dir>/openclaw.json` and the facts around it.
+pub async fn read_state_dir(state_dir: &Path, home_dir: Option<&Path>) -> Result<StateRead, RuntimeError> {
+    let config_path = state_dir.join("openclaw.json");
+    let raw_config = tokio::fs::read_to_string(&config_path).await.map_err(|err| {
+        RuntimeError::Unreachable { detail: format!("cannot read {}: {}", config_path.display(), err.kind()) }
+    })?;
+    let layout = StateLayout {
+        state_dir: state_dir.display().to_string(),
+        home_dir: home_dir.map(|home| home.display().to_string()),
+    };
+    let mut facts = RuntimeFacts {
+        config_path: config_path.display().to_string(),
+        layout: layout.clone(),
+        ..RuntimeFacts::default()
+    };
+    // An unreadable config has no agents to probe; the domain reports it as a finding.
+    if let Ok(parsed) = parse_config(&raw_config) {
+        for agent in resolve_agents(&parsed, &layout) {
+            if is_dir(Path::new(&agent.workspace)).await {
+                facts.existing_workspaces.insert(agent.workspace.clone());
+            }
+            let activity = session_activity(&state_dir.join("agents").join(&agent.id)).await;
+            facts.session_stores.insert(agent.id, activity);
+        }
+    }
+    facts.rejected_writes = rejected_writes(state_dir).await;
+    Ok(StateRead { raw_config, facts })
+}
+
+async fn is_dir(path: &Path) -> bool {
+    tokio::fs::metadata(path).await.map(|meta| meta.is_dir()).unwrap_or(false)
+}
+
+/// Detects the agent's session store. The current SQLite store is only detected, not read:
+/// its schema is OpenClaw's own. The legacy `sessions.json` is a JSON object keyed by session.
+async fn session_activity(agent_root: &Path) -> SessionActivity {
+    let legacy = agent_root.join("sessions").join("sessions.json");
+    if let Ok(text) = tokio::fs::read_to_string(&legacy).await {
+        let sessions: BTreeMap<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+        let last_active_ms =
+            sessions.values().filter_map(|s| s.get("updatedAt").and_then(Value::as_i64)).max();
+        return SessionActivity {
+            store: SessionStore::Legacy,
+            session_count: Some(sessions.len() as i64),
+            last_active_ms,
+        };
+    }
+    let current: PathBuf = agent_root.join("agent").join("openclaw-agent.sqlite");
+    if tokio::fs::metadata(&current).await.is_ok() {
+        return SessionActivity { store: SessionStore::Current, session_count: None, last_active_ms: None };
+    }
+    SessionActivity::default()
+}
+
+async fn rejected_writes(state_dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(state_dir).await else { return found };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("openclaw.json.rejected.") {
+            found.push(name);
+        }
+    }
+    found.sort();
+    found
+}

@@ -1,0 +1,4 @@
+//! sea-orm entities, one file per table.
+
+pub mod observation;
+pub mod server_key;

@@ -1,0 +1,82 @@
+//! Persistence: sea-orm over SQLite (embedded default) or Postgres. sea-orm is used only in
+//! this module; repositories return domain types and [`StoreError`], never `DbErr`.
+
+mod entities;
+mod observations;
+mod server_keys;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr};
+
+pub use observations::NewObservation;
+
+/// Why the store failed. Messages are safe for logs; SQL text never reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Query(String),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        match err {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Self::Unavailable(err.to_string()),
+            other => Self::Query(other.to_string()),
+        }
+    }
+}
+
+/// The database behind jhf-warp.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let db = Database::connect(options).await.map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        if db.get_database_backend() == DatabaseBackend::Sqlite {
+            // WAL lets readers proceed during a write; a busy timeout turns brief lock
+            // contention into a wait instead of an error.
+            db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;").await?;
+        }
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await.map_err(StoreError::from)
+    }
+
+    /// Returns `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DatabaseBackend::Sqlite => "sqlite",
+            DatabaseBackend::Postgres => "postgres",
+            _ => "other",
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(StoreError::from)
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await.map_err(StoreError::from)
+    }
+}

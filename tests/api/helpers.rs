@@ -1,0 +1,217 @@
+//! `spawn_app()` and friends.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use jhf_warp::app::{App, StartupError};
+use jhf_warp::config::ServeArgs;
+use jhf_warp::pb::v1::meta_service_client::MetaServiceClient;
+use jhf_warp::pb::v1::topology_service_client::TopologyServiceClient;
+use sea_orm::ConnectionTrait;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+pub const OPERATOR_TOKEN: &str = "operator-test-token";
+pub const READER_TOKEN: &str = "reader-test-token";
+pub const AGENT_TOKEN: &str = "control-agent-test-token";
+
+/// How long any awaited condition may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+static TRACING: Once = Once::new();
+
+fn init_test_logging() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,jhf_warp=debug")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// What a test app is built from.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub fixture: &'static str,
+    pub observation_history: u64,
+    /// Keep the test's data dir and database across a restart.
+    pub reuse: Option<(PathBuf, String)>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self { fixture: "trio", observation_history: 100, reuse: None }
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), StartupError>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn topology(&self) -> TopologyServiceClient<Channel> {
+        TopologyServiceClient::new(self.channel().await)
+    }
+
+    pub async fn meta(&self) -> MetaServiceClient<Channel> {
+        MetaServiceClient::new(self.channel().await)
+    }
+
+    pub async fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel().await)
+    }
+
+    /// The state dir of the fixture copy this server reads.
+    pub fn runtime_state_dir(&self, fixture: &str) -> PathBuf {
+        self.data_dir.join("runtime").join(fixture).join("state")
+    }
+
+    /// Returns the options that restart this server on the same data dir and database.
+    pub fn restart_options(&self, fixture: &'static str) -> AppOptions {
+        AppOptions {
+            fixture,
+            reuse: Some((self.data_dir.clone(), self.database_url.clone())),
+            ..AppOptions::default()
+        }
+    }
+
+    /// Begins shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(sender) = self.shutdown.take() {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Shuts down and waits until the server has stopped; the temp dir is handed back so a
+    /// restarted server can reuse it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.begin_shutdown();
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(WAIT, handle).await.expect("server stops in time").unwrap().unwrap();
+        }
+        self._temp.take()
+    }
+
+    /// Waits until `""` reports the wanted status.
+    pub async fn wait_for_health(&self, wanted: ServingStatus) {
+        let mut client = self.health().await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let status = client
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .map(|r| r.into_inner().status)
+                .unwrap_or_default();
+            if status == wanted as i32 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "health never became {wanted:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Starts the server on the `trio` fixture and waits until it is ready.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// Starts a server on the given fixture and waits until it is ready.
+pub async fn spawn_ready_app(fixture: &'static str) -> TestApp {
+    spawn_app_with(AppOptions { fixture, ..AppOptions::default() }).await
+}
+
+/// Starts a server and waits until it is SERVING.
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let app = spawn_app_unready(options, |_| {}).await;
+    app.wait_for_health(ServingStatus::Serving).await;
+    app
+}
+
+/// Starts a server without waiting for readiness; `prepare` may change the data dir first
+/// (the fixture copy is made on first start, so tests can pre-create it).
+pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path)) -> TestApp {
+    init_test_logging();
+    let (temp, data_dir, database_url) = match options.reuse {
+        Some((data_dir, url)) => (None, data_dir, url),
+        None => {
+            let temp = tempfile::tempdir().unwrap();
+            let data_dir = temp.path().to_path_buf();
+            let url = fresh_database_url(&data_dir).await;
+            (Some(temp), data_dir, url)
+        }
+    };
+    prepare(&data_dir);
+    let mut args = ServeArgs::from_env().unwrap();
+    args.store.data_dir = data_dir.clone();
+    args.store.database_url = Some(database_url.clone());
+    args.listen = "127.0.0.1:0".parse().unwrap();
+    args.runtime = format!("fixture:{}", options.fixture).parse().unwrap();
+    args.fixtures_dir = Some(fixtures_dir());
+    args.token_file = None;
+    args.tokens = Some(format!(
+        "op:operator:{OPERATOR_TOKEN},reader:reader:{READER_TOKEN},agent:control-agent:{AGENT_TOKEN}"
+    ));
+    args.observation_history = options.observation_history;
+    args.shutdown_grace_secs = 2;
+    let app = App::build(args).await.expect("app builds");
+    let addr = app.local_addr();
+    let (shutdown, on_shutdown) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = on_shutdown.await;
+    }));
+    TestApp { addr, data_dir, database_url, shutdown: Some(shutdown), handle: Some(handle), _temp: temp }
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/openclaw")
+}
+
+/// A fresh database: a SQLite file in the data dir, or a new Postgres database on the
+/// server named by `JHF_WARP_TEST_DATABASE_URL`.
+async fn fresh_database_url(data_dir: &Path) -> String {
+    let Ok(base) = std::env::var("JHF_WARP_TEST_DATABASE_URL") else {
+        return format!("sqlite://{}?mode=rwc", data_dir.join("warp.db").display());
+    };
+    let name = format!("jhf_warp_test_{}", hex::encode(rand_bytes()));
+    let admin = sea_orm::Database::connect(&base).await.expect("test postgres reachable");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    admin.close().await.ok();
+    let (prefix, _) =
+        base.split('?').next().unwrap_or(&base).rsplit_once('/').expect("database url has a path");
+    format!("{prefix}/{name}")
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes
+}
+
+/// Wraps a message with a bearer token.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real server on an ephemeral port, a fresh database per test
+//! (SQLite, or Postgres with `JHF_WARP_TEST_DATABASE_URL`), fixture runtimes, generated
+//! clients and plain HTTP. Logs are silent unless `TEST_LOG=1`.
+
+mod auth;
+mod health;
+mod helpers;
+mod history;
+mod process;
+mod reflection;
+mod shim;
+mod topology;

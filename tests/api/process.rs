@@ -1,0 +1,89 @@
+//! The real binary: start-up on embedded defaults and SIGTERM handling.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `jhf-warp serve` with JSON logs on port 0 and returns it with its bound address.
+fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("JHF_WARP_FIXTURES_DIR", crate::helpers::fixtures_dir())
+        .env_remove("JHF_WARP_DATABASE_URL")
+        .env_remove("JHF_WARP_TOKENS")
+        .env_remove("JHF_WARP_TOKEN_FILE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("binary logs until it serves").unwrap();
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["message"] == "serving gRPC and HTTP" {
+            break entry["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[tokio::test]
+async fn binary_serves_on_defaults_and_exits_zero_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_binary(dir.path());
+    let ready_url = format!("http://{addr}/ready");
+    let deadline = Instant::now() + crate::helpers::WAIT;
+    while reqwest::get(&ready_url).await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token_path = dir.path().join("operator.token");
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    assert_eq!(token.trim().len(), 64, "an operator token was generated");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "did not exit within 5 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[test]
+fn migrate_subcommand_applies_migrations_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("JHF_WARP_DATABASE_URL")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(dir.path().join("warp.db").exists());
+}
+
+#[test]
+fn a_bad_runtime_address_fails_start_up_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
+        .args(["serve", "--runtime", "ssh://example"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not available in this build"), "{stderr}");
+}

@@ -1,0 +1,95 @@
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+async fn get_json(url: String) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn health_and_ready_answer_200_when_ready() {
+    let app = spawn_app().await;
+    let (status, body) = get_json(app.http_url("/health")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("SERVING")));
+    let (status, body) = get_json(app.http_url("/ready")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["ready"], true);
+    let names: Vec<&str> =
+        body["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["store", "runtime", "shutdown"]);
+    let warnings = body["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("fixture mode")), "{warnings:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn version_routes_carry_the_crate_version() {
+    let app = spawn_app().await;
+    for path in ["/version", "/api/v1/version"] {
+        let (status, body) = get_json(app.http_url(path)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["service"], "jhf-warp");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(body["proto_package"], "jhf.warp.v1");
+        assert!(!body["git_sha"].as_str().unwrap().is_empty());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fabric_manifest_names_the_static_port_and_every_method_with_its_class() {
+    let app = spawn_app().await;
+    let (status, body) = get_json(app.http_url("/fabric-manifest.json")).await;
+    assert_eq!(status, 200);
+    let policy = &body["runtime_contract"]["port_policy"];
+    assert_eq!(policy["name"], "jhf-warp-api");
+    assert_eq!(policy["port"], 18086);
+    assert_eq!(policy["policy"], "static-required");
+    let methods: Vec<(String, String)> = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["methods"].as_array().unwrap().iter())
+        .map(|m| (m["path"].as_str().unwrap().to_owned(), m["auth_class"].as_str().unwrap().to_owned()))
+        .collect();
+    let descriptor = jhf_warp::grpc::descriptor::api_methods().unwrap();
+    assert_eq!(methods.len(), descriptor.len());
+    assert!(
+        methods
+            .contains(&("/jhf.warp.v1.TopologyService/GetTopology".to_owned(), "AUTH_CLASS_READ".to_owned()))
+    );
+    assert!(
+        methods.contains(&("/jhf.warp.v1.MetaService/GetManifest".to_owned(), "AUTH_CLASS_OPEN".to_owned()))
+    );
+
+    let grpc =
+        app.meta().await.get_manifest(jhf_warp::pb::v1::GetManifestRequest {}).await.unwrap().into_inner();
+    assert_eq!(serde_json::to_value(&grpc).unwrap(), body, "the shim serves the same message as gRPC");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_describes_every_shim_route() {
+    let app = spawn_app().await;
+    let (status, body) = get_json(app.http_url("/openapi.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["openapi"], "3.1.0");
+    for path in ["/health", "/ready", "/version", "/api/v1/version", "/fabric-manifest.json", "/openapi.json"]
+    {
+        assert!(body["paths"][path]["get"].is_object(), "{path} not described");
+        let response = reqwest::get(app.http_url(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path} described but not served");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let app = spawn_app().await;
+    let response = reqwest::get(app.http_url("/nope")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
