@@ -101,6 +101,8 @@ impl App {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc error details, so grpcurl can render ErrorInfo/BadRequest.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection().build_v1().map_err(|e| StartupError::Reflection(e.to_string()))?;
         let reflection_v1alpha =
