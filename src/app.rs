@@ -17,9 +17,14 @@ use tracing::Instrument;
 
 use crate::auth::{AuthSetupError, TokenStore};
 use crate::config::ServeArgs;
-use crate::control::{ObservationService, Readiness};
+use crate::control::clock::{Clock, SystemClock};
+use crate::control::events::EventBus;
+use crate::control::{DesiredTopologyService, DriftMonitor, ObservationService, ObserverSettings, Readiness};
 use crate::domain::page_token::PageTokenCodec;
-use crate::grpc::{self, MetaServiceImpl, TopologyServiceImpl, auth::AuthState, descriptor};
+use crate::grpc::{
+    self, DriftServiceImpl, MetaServiceImpl, TopologyServiceImpl, auth::AuthState, descriptor,
+};
+use crate::pb::v1::drift_service_server::DriftServiceServer;
 use crate::pb::{
     self, v1::meta_service_server::MetaServiceServer, v1::topology_service_server::TopologyServiceServer,
 };
@@ -58,11 +63,18 @@ pub struct App {
     store: Store,
     generated_token_path: Option<PathBuf>,
     shutdown_grace: Duration,
+    observe_interval: Duration,
+    stop: CancellationToken,
 }
 
 impl App {
     /// Prepares everything the service needs; nothing is served until `run_until_stopped`.
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
+        Self::build_with_clock(args, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`App::build`], with the clock the application reads time from (tests drive it).
+    pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let data_dir = args.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
@@ -84,15 +96,32 @@ impl App {
         store.migrate().await?;
         readiness.set_store(true, format!("migrated ({})", store.backend_name()));
         let page_key = store.server_secret("page_token", random_hex()).await?;
+        let page_tokens = PageTokenCodec::new(page_key.into_bytes());
+        let events = EventBus::default();
+        let stop = CancellationToken::new();
 
+        let settings = ObserverSettings {
+            history_limit: args.observation_history,
+            runtime_timeout: Duration::from_secs(args.runtime_timeout_secs),
+            tracker: args.drift.tracker_config(),
+        };
         let observations = ObservationService::new(
             runtime,
             store.clone(),
             readiness.clone(),
-            PageTokenCodec::new(page_key.into_bytes()),
-            args.observation_history,
-            Duration::from_secs(args.runtime_timeout_secs),
+            page_tokens.clone(),
+            settings,
+            clock.clone(),
+            events.clone(),
         );
+        let desired = DesiredTopologyService::new(
+            store.clone(),
+            observations.clone(),
+            clock.clone(),
+            events.clone(),
+            page_tokens.clone(),
+        );
+        let drift = DriftMonitor::new(store.clone(), observations.clone(), clock, events, page_tokens);
         let (health, health_service) = tonic_health::server::health_reporter();
         grpc::spawn_health_publisher(&readiness, health.clone());
         let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods.clone()));
@@ -114,7 +143,12 @@ impl App {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(MetaServiceServer::new(meta.clone()))
-            .add_service(TopologyServiceServer::new(TopologyServiceImpl::new(observations.clone())));
+            .add_service(TopologyServiceServer::new(TopologyServiceImpl::new(
+                observations.clone(),
+                desired,
+                stop.clone(),
+            )))
+            .add_service(DriftServiceServer::new(DriftServiceImpl::new(drift, stop.clone())));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()
@@ -133,6 +167,8 @@ impl App {
             store,
             generated_token_path,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            observe_interval: Duration::from_secs(args.observe_interval_secs),
+            stop,
         })
     }
 
@@ -152,12 +188,13 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let stop = CancellationToken::new();
+        // One token ends the observation loop and every watch stream when shutdown begins.
+        let stop = self.stop.clone();
         let observer = self.observations.clone();
-        let first_read_stop = stop.child_token();
+        let (loop_stop, interval) = (stop.child_token(), self.observe_interval);
         tokio::spawn(
-            async move { observer.observe_until_first_answer(first_read_stop).await }
-                .instrument(tracing::info_span!("first_observation")),
+            async move { observer.run_loop(interval, loop_stop).await }
+                .instrument(tracing::info_span!("observation_loop")),
         );
 
         let (readiness, health, stopping) = (self.readiness.clone(), self.health.clone(), stop.clone());

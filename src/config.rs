@@ -96,6 +96,45 @@ pub struct ServeArgs {
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT before connections are closed.
     #[arg(long, env = "JHF_WARP_SHUTDOWN_GRACE_SECS", default_value_t = 4)]
     pub shutdown_grace_secs: u64,
+    /// Seconds between periodic observations of the runtime.
+    #[arg(long = "observe-interval", env = "JHF_WARP_OBSERVE_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub observe_interval_secs: u64,
+    #[command(flatten)]
+    pub drift: DriftArgs,
+}
+
+/// Anti-flap thresholds of drift tracking.
+#[derive(Debug, Clone, Args)]
+pub struct DriftArgs {
+    /// Consecutive observations that must see a drift item before it is CONFIRMED.
+    #[arg(long, env = "JHF_WARP_DRIFT_CONFIRM_OBSERVATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub drift_confirm_observations: u32,
+    /// Seconds those consecutive observations must span before an item is CONFIRMED.
+    #[arg(long, env = "JHF_WARP_DRIFT_CONFIRM_SECS", default_value_t = 60)]
+    pub drift_confirm_secs: u32,
+    /// Consecutive observations without an item before it is RESOLVED.
+    #[arg(long, env = "JHF_WARP_DRIFT_RESOLVE_ABSENCES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub drift_resolve_absences: u32,
+    /// Reopenings (resolved → open) within the flap window that make an item FLAPPING.
+    #[arg(long, env = "JHF_WARP_DRIFT_FLAP_REOPENINGS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub drift_flap_reopenings: u32,
+    /// Seconds of the flap window.
+    #[arg(long, env = "JHF_WARP_DRIFT_FLAP_WINDOW_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u32).range(1..))]
+    pub drift_flap_window_secs: u32,
+}
+
+impl DriftArgs {
+    /// Returns the tracker thresholds.
+    pub fn tracker_config(&self) -> crate::domain::drift::tracker::TrackerConfig {
+        use chrono::TimeDelta;
+        crate::domain::drift::tracker::TrackerConfig {
+            confirm_observations: self.drift_confirm_observations,
+            confirm_span: TimeDelta::seconds(i64::from(self.drift_confirm_secs)),
+            resolve_absences: self.drift_resolve_absences,
+            flap_reopenings: self.drift_flap_reopenings,
+            flap_window: TimeDelta::seconds(i64::from(self.drift_flap_window_secs)),
+        }
+    }
 }
 
 impl ServeArgs {

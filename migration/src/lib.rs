@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_observations;
 mod m20261127_000002_create_server_keys;
+mod m20261127_000003_create_desired_and_drift;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_observations::Migration),
             Box::new(m20261127_000002_create_server_keys::Migration),
+            Box::new(m20261127_000003_create_desired_and_drift::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 //! The table is voluntarily small: add a code only when a caller must react to it
 //! differently from every existing one.
 
+use crate::domain::desired::FieldViolation;
 use crate::domain::page_token::{NegativePageSize, PageTokenError};
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -20,12 +21,15 @@ pub enum ErrorCode {
 /// An error of an application service.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The request is malformed; `field` names the offending request field.
-    #[error("invalid {field}: {description}")]
-    InvalidArgument { field: &'static str, description: String },
+    /// The request is malformed; every offending field is listed.
+    #[error("invalid request: {}", describe(.violations))]
+    InvalidArgument { violations: Vec<FieldViolation> },
     /// The addressed resource does not exist.
     #[error("{resource} not found")]
     NotFound { resource: String },
+    /// The request conflicts with current state (stale etag, reused request id, …).
+    #[error("{description}")]
+    FailedPrecondition { reason: &'static str, subject: String, description: String },
     /// The runtime could not be read.
     #[error("runtime unavailable: {0}")]
     Runtime(#[from] RuntimeError),
@@ -34,12 +38,25 @@ pub enum AppError {
     Store(#[from] StoreError),
 }
 
+fn describe(violations: &[FieldViolation]) -> String {
+    let shown: Vec<String> =
+        violations.iter().take(5).map(|v| format!("{}: {}", v.field, v.description)).collect();
+    let more = violations.len().saturating_sub(5);
+    if more > 0 { format!("{} (and {more} more)", shown.join("; ")) } else { shown.join("; ") }
+}
+
 impl AppError {
+    /// Creates an INVALID_ARGUMENT error for one field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument { violations: vec![FieldViolation::new(field, description)] }
+    }
+
     /// Returns the table entry of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::FailedPrecondition { .. } => ErrorCode::FailedPrecondition,
             Self::Runtime(_) => ErrorCode::Unavailable,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
@@ -51,6 +68,7 @@ impl AppError {
         match self {
             Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Self::NotFound { .. } => "NOT_FOUND",
+            Self::FailedPrecondition { reason, .. } => reason,
             Self::Runtime(RuntimeError::Timeout { .. }) => "RUNTIME_TIMEOUT",
             Self::Runtime(_) => "RUNTIME_UNAVAILABLE",
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
@@ -70,12 +88,18 @@ impl AppError {
 
 impl From<NegativePageSize> for AppError {
     fn from(err: NegativePageSize) -> Self {
-        Self::InvalidArgument { field: "page_size", description: err.to_string() }
+        Self::invalid("page_size", err.to_string())
     }
 }
 
 impl From<PageTokenError> for AppError {
     fn from(err: PageTokenError) -> Self {
-        Self::InvalidArgument { field: "page_token", description: err.to_string() }
+        Self::invalid("page_token", err.to_string())
+    }
+}
+
+impl From<FieldViolation> for AppError {
+    fn from(violation: FieldViolation) -> Self {
+        Self::InvalidArgument { violations: vec![violation] }
     }
 }

@@ -1,10 +1,17 @@
 //! Application services: one struct per use-case area. They own transactions and call the
 //! domain, the store and the runtime adapter; transports (`grpc/`, `http/`) call them.
 
+pub mod clock;
+mod desired;
+mod drift;
 mod error;
+pub mod events;
 mod observer;
+mod paging;
 mod readiness;
 
+pub use desired::{DesiredTopologyService, PutRequest, PutResult, TopologySelector};
+pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};
-pub use observer::ObservationService;
+pub use observer::{ObservationService, Observed, ObserverSettings};
 pub use readiness::{ComponentState, Readiness, ReadinessSnapshot};

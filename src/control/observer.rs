@@ -1,30 +1,57 @@
-//! Observing the runtime: read it (with a timeout), derive the topology, record the
-//! observation, and keep readiness current.
+//! Observing the runtime: read it (with a timeout), derive the topology, diff it against the
+//! latest desired revision, feed the anti-flap tracker, and record observation and tracker
+//! state in one transaction. Observations are serialised, so the tracker never sees two at
+//! once on this replica.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use tokio::sync::Mutex;
 
+use super::clock::Clock;
+use super::events::{DriftEvent, EventBus, TopologyEvent};
+use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, Readiness};
 use crate::domain::derive_topology;
+use crate::domain::drift::diff;
+use crate::domain::drift::summary::{DriftSummary, summarize};
+use crate::domain::drift::tracker::{DriftState, TrackedItem, TrackerConfig, observe};
 use crate::domain::observation::{ObservationRecord, StoredObservation};
-use crate::domain::page_token::{PageTokenCodec, effective_page_size};
+use crate::domain::page_token::PageTokenCodec;
 use crate::runtime::{RuntimeAdapter, RuntimeError};
-use crate::store::{NewObservation, Store};
+use crate::store::{DriftChanges, NewObservation, Store};
 
 /// Scope of page tokens of `ListObservations`.
 const LIST_SCOPE: &str = "ListObservations";
 
-/// Reads the runtime and serves stored observations.
+/// What one observation produced.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub observation: StoredObservation,
+    /// Items whose state changed, with their previous state, in key order.
+    pub transitions: Vec<(TrackedItem, Option<DriftState>)>,
+    pub summary: DriftSummary,
+}
+
+/// Settings of the observation service.
+#[derive(Debug, Clone, Copy)]
+pub struct ObserverSettings {
+    pub history_limit: u64,
+    pub runtime_timeout: Duration,
+    pub tracker: TrackerConfig,
+}
+
+/// Reads the runtime, tracks drift, and serves stored observations.
 #[derive(Clone)]
 pub struct ObservationService {
     runtime: Arc<dyn RuntimeAdapter>,
     store: Store,
     readiness: Readiness,
     page_tokens: PageTokenCodec,
-    history_limit: u64,
-    runtime_timeout: Duration,
+    settings: ObserverSettings,
+    clock: Arc<dyn Clock>,
+    events: EventBus,
+    serialize: Arc<Mutex<()>>,
 }
 
 impl ObservationService {
@@ -34,10 +61,20 @@ impl ObservationService {
         store: Store,
         readiness: Readiness,
         page_tokens: PageTokenCodec,
-        history_limit: u64,
-        runtime_timeout: Duration,
+        settings: ObserverSettings,
+        clock: Arc<dyn Clock>,
+        events: EventBus,
     ) -> Self {
-        Self { runtime, store, readiness, page_tokens, history_limit, runtime_timeout }
+        Self {
+            runtime,
+            store,
+            readiness,
+            page_tokens,
+            settings,
+            clock,
+            events,
+            serialize: Arc::new(Mutex::new(())),
+        }
     }
 
     /// Returns the configured runtime address.
@@ -45,29 +82,80 @@ impl ObservationService {
         self.runtime.address()
     }
 
-    /// Reads the runtime now, records the observation and returns it.
-    #[tracing::instrument(skip(self), fields(runtime = self.runtime.address()))]
+    /// Reads the runtime now, tracks drift and records everything; returns the observation.
     pub async fn observe_now(&self) -> Result<StoredObservation, AppError> {
-        let read = tokio::time::timeout(self.runtime_timeout, self.runtime.observe()).await;
+        Ok(self.observe(true).await?.observation)
+    }
+
+    /// Reads the runtime and feeds the tracker. With `persist == false` nothing is stored or
+    /// published: the result shows what the observation would do.
+    #[tracing::instrument(skip(self), fields(runtime = self.runtime.address()))]
+    pub async fn observe(&self, persist: bool) -> Result<Observed, AppError> {
+        let _one_at_a_time = self.serialize.lock().await;
+        let read = tokio::time::timeout(self.settings.runtime_timeout, self.runtime.observe()).await;
         let inventory = match read {
             Ok(Ok(inventory)) => inventory,
             Ok(Err(err)) => return Err(self.read_failed(err)),
-            Err(_) => return Err(self.read_failed(RuntimeError::Timeout { after: self.runtime_timeout })),
+            Err(_) => {
+                return Err(self.read_failed(RuntimeError::Timeout { after: self.settings.runtime_timeout }));
+            }
         };
         let topology = derive_topology(&inventory);
+        let now = self.clock.now();
+        let desired = self.store.latest_desired().await?;
+        let differences = diff(desired.as_ref().map(|d| &d.topology), &topology, &inventory.findings);
+        let mut items = self.store.drift_items(self.runtime.address()).await?;
+        let outcome = observe(&mut items, &differences, now, &self.settings.tracker);
+        let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
+        let transitions: Vec<(TrackedItem, Option<DriftState>)> = outcome
+            .transitions
+            .iter()
+            .filter_map(|t| items.get(&t.key).map(|item| (item.clone(), t.from)))
+            .collect();
+
+        if !persist {
+            let record = ObservationRecord {
+                id: 0,
+                runtime: self.runtime.address().to_owned(),
+                observed_at: now,
+                last_seen_at: now,
+                seen_count: 1,
+                config_hash: inventory.config_hash.clone(),
+                revision: topology.revision.clone(),
+                config_valid: inventory.config_valid,
+                finding_count: inventory.findings.len() as i32,
+            };
+            let summary = summarize(&items, desired_ref, Some(&record));
+            let observation = StoredObservation { record, inventory, topology };
+            return Ok(Observed { observation, transitions, summary });
+        }
+
+        let changes = DriftChanges {
+            upserts: outcome.changed.iter().filter_map(|key| items.get(key)).collect(),
+            deletions: outcome.forgotten.iter().cloned().collect(),
+        };
         let new = NewObservation {
             runtime: self.runtime.address(),
             inventory: &inventory,
             topology: &topology,
-            observed_at: Utc::now(),
+            observed_at: now,
         };
-        let record = self.store.record_observation(new, self.history_limit).await?;
+        let (record, new_row) =
+            self.store.record_observation(new, self.settings.history_limit, &changes).await?;
         self.readiness.record_runtime_read(
             true,
             format!("observed {} ({} agents)", self.runtime.address(), inventory.agents.len()),
         );
+        if new_row {
+            self.events.publish_topology(TopologyEvent::Observed(topology.clone()));
+        }
+        for (item, previous) in &transitions {
+            tracing::info!(key = item.key(), from = ?previous, to = item.state.as_str(), "drift item transition");
+            self.events.publish_drift(DriftEvent { item: item.clone(), previous: *previous });
+        }
+        let summary = summarize(&items, desired_ref, Some(&record));
         tracing::debug!(observation_id = record.id, revision = %record.revision, "runtime observed");
-        Ok(StoredObservation { record, inventory, topology })
+        Ok(Observed { observation: StoredObservation { record, inventory, topology }, transitions, summary })
     }
 
     fn read_failed(&self, err: RuntimeError) -> AppError {
@@ -78,9 +166,14 @@ impl ObservationService {
 
     /// Returns the most recent stored observation.
     pub async fn latest_stored(&self) -> Result<StoredObservation, AppError> {
-        self.store.latest_observation(self.runtime.address()).await?.ok_or_else(|| AppError::NotFound {
+        self.latest_stored_opt().await?.ok_or_else(|| AppError::NotFound {
             resource: format!("observation of {}", self.runtime.address()),
         })
+    }
+
+    /// Returns the most recent stored observation, if any.
+    pub async fn latest_stored_opt(&self) -> Result<Option<StoredObservation>, AppError> {
+        Ok(self.store.latest_observation(self.runtime.address()).await?)
     }
 
     /// Lists stored observations newest first; returns the page and the next page token.
@@ -89,44 +182,40 @@ impl ObservationService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<ObservationRecord>, String), AppError> {
-        let size = effective_page_size(page_size)?;
         let scope = format!("{LIST_SCOPE}:{}", self.runtime.address());
-        let before_id = if page_token.is_empty() {
-            None
-        } else {
-            let cursor = self.page_tokens.decode(&scope, page_token)?;
-            let id = cursor.parse::<i64>().map_err(|_| AppError::InvalidArgument {
-                field: "page_token",
-                description: "page token is malformed".to_owned(),
-            })?;
-            Some(id)
-        };
-        // One extra row tells whether another page exists without a count query.
-        let mut records = self.store.list_observations(self.runtime.address(), before_id, size + 1).await?;
-        let next = if records.len() as u64 > size {
-            records.truncate(size as usize);
-            records
-                .last()
-                .map(|last| self.page_tokens.encode(&scope, &last.id.to_string()))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok((records, next))
+        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let before_id = numeric_cursor(page.cursor)?;
+        let records = self.store.list_observations(self.runtime.address(), before_id, page.size + 1).await?;
+        Ok(finish_page(&self.page_tokens, &scope, records, page.size, |r| r.id.to_string()))
     }
 
-    /// Observes until the runtime answers once (backing off 0.5 s → 10 s), or until stopped.
-    pub async fn observe_until_first_answer(&self, stop: tokio_util::sync::CancellationToken) {
+    /// Observes until the runtime answers once (backing off 0.5 s → 10 s), then every
+    /// `interval`, until stopped. This is the replica's observation loop; leader election
+    /// will gate it once several replicas share a database.
+    pub async fn run_loop(&self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
         let mut delay = Duration::from_millis(500);
         loop {
-            if self.observe_now().await.is_ok() {
-                return;
+            if self.observe(true).await.is_ok() {
+                break;
             }
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(error) = self.observe(true).await {
+                        tracing::warn!(%error, "periodic observation failed");
+                    }
+                }
+            }
         }
     }
 }

@@ -4,8 +4,13 @@
 //! outside world and hand them in; callers (`control/`) persist and serve the results.
 
 pub mod access;
+pub mod catalog;
+pub mod desired;
+pub mod drift;
+pub mod expressibility;
 pub mod findings;
 pub mod glob;
+pub mod idempotency;
 pub mod inventory;
 pub mod model;
 pub mod observation;

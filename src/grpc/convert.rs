@@ -2,10 +2,16 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::control::ObserveNowResult;
+use crate::domain::catalog::AgentCatalog;
+use crate::domain::desired::{DesiredInput, DesiredRevision, FieldViolation, NodeInput};
+use crate::domain::drift::summary::DriftSummary;
+use crate::domain::drift::tracker::{DriftState, TrackedItem};
+use crate::domain::drift::{DriftDifference, DriftKind};
 use crate::domain::findings::{Finding, FindingKind};
 use crate::domain::inventory::{self, Binding, Inventory, InventoryAgent, RouteMatch, SessionStore};
 use crate::domain::observation::ObservationRecord;
-use crate::domain::topology::{EdgeKind, Topology};
+use crate::domain::topology::{EdgeKind, Route, Topology, TopologyEdge};
 use crate::domain::{RosterShape, SandboxMode, Severity, TrustLevel};
 use crate::pb::v1 as pb;
 
@@ -237,4 +243,184 @@ pub fn topology(value: &Topology) -> pb::Topology {
             .collect(),
         revision: value.revision.clone(),
     }
+}
+
+pub fn desired_revision(value: &DesiredRevision) -> pb::DesiredTopologyRevision {
+    pb::DesiredTopologyRevision {
+        generation: value.generation,
+        etag: value.etag.clone(),
+        author: value.author.clone(),
+        create_time: Some(timestamp(value.created_at)),
+        topology: Some(topology(&value.topology)),
+    }
+}
+
+fn drift_kind(value: DriftKind) -> pb::DriftKind {
+    match value {
+        DriftKind::AgentMissing => pb::DriftKind::AgentMissing,
+        DriftKind::AgentUnexpected => pb::DriftKind::AgentUnexpected,
+        DriftKind::AgentChanged => pb::DriftKind::AgentChanged,
+        DriftKind::EdgeMissing => pb::DriftKind::EdgeMissing,
+        DriftKind::EdgeUnexpected => pb::DriftKind::EdgeUnexpected,
+        DriftKind::RouteMissing => pb::DriftKind::RouteMissing,
+        DriftKind::RouteUnexpected => pb::DriftKind::RouteUnexpected,
+        DriftKind::TrustWidened => pb::DriftKind::TrustWidened,
+        DriftKind::RuntimeFinding => pb::DriftKind::RuntimeFinding,
+    }
+}
+
+pub fn drift_state(value: DriftState) -> pb::DriftState {
+    match value {
+        DriftState::Pending => pb::DriftState::Pending,
+        DriftState::Confirmed => pb::DriftState::Confirmed,
+        DriftState::Resolved => pb::DriftState::Resolved,
+        DriftState::Flapping => pb::DriftState::Flapping,
+    }
+}
+
+pub fn difference(value: &DriftDifference) -> pb::TopologyDifference {
+    pb::TopologyDifference {
+        key: value.key.clone(),
+        kind: drift_kind(value.kind).into(),
+        severity: severity(value.severity).into(),
+        subject: value.subject.clone(),
+        explanation: value.explanation.clone(),
+        fields: value.fields.clone(),
+    }
+}
+
+pub fn drift_item(value: &TrackedItem) -> pb::DriftItem {
+    let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    pb::DriftItem {
+        key: value.key().to_owned(),
+        difference: Some(difference(&value.difference)),
+        state: drift_state(value.state).into(),
+        first_seen_time: Some(timestamp(value.first_seen_at)),
+        last_seen_time: Some(timestamp(value.last_seen_at)),
+        state_change_time: Some(timestamp(value.state_changed_at)),
+        consecutive_present: clamp(value.consecutive_present),
+        consecutive_absent: clamp(value.consecutive_absent),
+        recent_reopenings: i32::try_from(value.reopenings.len()).unwrap_or(i32::MAX),
+        acknowledged: value.acknowledged_by.is_some(),
+        acknowledged_by: value.acknowledged_by.clone().unwrap_or_default(),
+    }
+}
+
+pub fn drift_summary(value: &DriftSummary) -> pb::GetDriftSummaryResponse {
+    let count = |name: &str, count: i32| pb::DriftCount { name: name.to_owned(), count };
+    pb::GetDriftSummaryResponse {
+        in_sync: value.in_sync,
+        needs_attention: value.needs_attention,
+        by_state: value.by_state.iter().map(|(s, n)| count(drift_state(*s).as_str_name(), *n)).collect(),
+        by_severity: value.by_severity.iter().map(|(s, n)| count(severity(*s).as_str_name(), *n)).collect(),
+        by_kind: value.by_kind.iter().map(|(k, n)| count(drift_kind(*k).as_str_name(), *n)).collect(),
+        last_observation_time: value.last_observation_at.map(timestamp),
+        desired_generation: value.desired_generation,
+        desired_revision: value.desired_revision.clone(),
+        observed_revision: value.observed_revision.clone(),
+        config_hash: value.config_hash.clone(),
+    }
+}
+
+pub fn observe_now(value: &ObserveNowResult) -> pb::ObserveNowResponse {
+    pb::ObserveNowResponse {
+        summary: Some(drift_summary(&value.summary)),
+        transitioned: value.transitioned.iter().map(drift_item).collect(),
+    }
+}
+
+pub fn catalog(value: &AgentCatalog) -> pb::GetAgentCatalogResponse {
+    pb::GetAgentCatalogResponse {
+        desired_generation: value.desired_generation,
+        desired_revision: value.desired_revision.clone(),
+        observed_revision: value.observed_revision.clone(),
+        agents: value
+            .agents
+            .iter()
+            .map(|agent| pb::CatalogAgent {
+                agent_id: agent.agent_id.clone(),
+                role: agent.role.clone(),
+                trust: trust(agent.trust).into(),
+                model: text(&agent.model),
+                tools_profile: text(&agent.tools_profile),
+                desired: agent.desired,
+                observed: agent.observed,
+                may_send_to: agent.may_send_to.clone(),
+                may_spawn: agent.may_spawn.clone(),
+                routes: agent.routes.clone(),
+            })
+            .collect(),
+        digest: value.digest.clone(),
+    }
+}
+
+fn some_text(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Decodes a requested desired topology; enum values the API does not define are violations.
+pub fn desired_input(value: Option<&pb::Topology>) -> Result<DesiredInput, Vec<FieldViolation>> {
+    let Some(value) = value else {
+        return Err(vec![FieldViolation::new("topology", "required")]);
+    };
+    let mut violations = Vec::new();
+    let mut input = DesiredInput::default();
+    for (i, node) in value.nodes.iter().enumerate() {
+        let trust = match pb::TrustLevel::try_from(node.trust) {
+            Ok(pb::TrustLevel::Unspecified) => None,
+            Ok(pb::TrustLevel::Restricted) => Some(TrustLevel::Restricted),
+            Ok(pb::TrustLevel::Standard) => Some(TrustLevel::Standard),
+            Ok(pb::TrustLevel::Elevated) => Some(TrustLevel::Elevated),
+            Err(_) => {
+                violations
+                    .push(FieldViolation::new(format!("topology.nodes[{i}].trust"), "unknown trust level"));
+                None
+            }
+        };
+        input.nodes.push(NodeInput {
+            agent_id: node.agent_id.clone(),
+            role: node.role.clone(),
+            trust,
+            model: node.model.clone(),
+            tools_profile: node.tools_profile.clone(),
+            workspace: node.workspace.clone(),
+        });
+    }
+    for (i, edge) in value.edges.iter().enumerate() {
+        let kind = match pb::EdgeKind::try_from(edge.kind) {
+            Ok(pb::EdgeKind::Send) => EdgeKind::Send,
+            Ok(pb::EdgeKind::Spawn) => EdgeKind::Spawn,
+            _ => {
+                violations.push(FieldViolation::new(
+                    format!("topology.edges[{i}].kind"),
+                    "must be EDGE_KIND_SEND or EDGE_KIND_SPAWN",
+                ));
+                continue;
+            }
+        };
+        input.edges.push(TopologyEdge {
+            from: edge.from_agent_id.clone(),
+            to: edge.to_agent_id.clone(),
+            kind,
+        });
+    }
+    for (i, route) in value.routes.iter().enumerate() {
+        let Some(matcher) = &route.r#match else {
+            violations.push(FieldViolation::new(format!("topology.routes[{i}].match"), "required"));
+            continue;
+        };
+        input.routes.push(Route {
+            route: RouteMatch {
+                channel: matcher.channel.clone(),
+                account_id: some_text(&matcher.account_id),
+                peer_kind: some_text(&matcher.peer_kind),
+                peer_id: some_text(&matcher.peer_id),
+                guild_id: some_text(&matcher.guild_id),
+                team_id: some_text(&matcher.team_id),
+                roles: matcher.roles.clone(),
+            },
+            agent_id: route.agent_id.clone(),
+        });
+    }
+    if violations.is_empty() { Ok(input) } else { Err(violations) }
 }

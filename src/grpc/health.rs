@@ -1,4 +1,4 @@
-//! Publishes readiness to `grpc.health.v1`: `""` and `TopologyService` follow overall
+//! Publishes readiness to `grpc.health.v1`: `""`, `TopologyService` and `DriftService` follow overall
 //! readiness; `MetaService` serves until shutdown begins (self-description needs no runtime).
 
 use tonic_health::ServingStatus;
@@ -8,6 +8,7 @@ use crate::control::Readiness;
 
 const META: &str = "jhf.warp.v1.MetaService";
 const TOPOLOGY: &str = "jhf.warp.v1.TopologyService";
+const DRIFT: &str = "jhf.warp.v1.DriftService";
 
 /// Applies the current readiness to the health reporter, then every change until the
 /// readiness publisher goes away.
@@ -24,6 +25,7 @@ pub fn spawn_health_publisher(
                 if snapshot.shutting_down { ServingStatus::NotServing } else { ServingStatus::Serving };
             reporter.set_service_status("", overall).await;
             reporter.set_service_status(TOPOLOGY, overall).await;
+            reporter.set_service_status(DRIFT, overall).await;
             reporter.set_service_status(META, meta).await;
             if changes.changed().await.is_err() {
                 break;
@@ -34,7 +36,7 @@ pub fn spawn_health_publisher(
 
 /// Sets everything NOT_SERVING right now (used when shutdown starts, before draining).
 pub async fn mark_not_serving(reporter: &HealthReporter) {
-    for name in ["", TOPOLOGY, META] {
+    for name in ["", TOPOLOGY, DRIFT, META] {
         reporter.set_service_status(name, ServingStatus::NotServing).await;
     }
 }

@@ -4,11 +4,15 @@
 pub mod auth;
 mod convert;
 pub mod descriptor;
+mod drift;
 pub mod health;
+mod idempotency;
 mod meta;
 mod status;
 mod topology;
+mod watch;
 
+pub use drift::DriftServiceImpl;
 pub use health::spawn_health_publisher;
 pub use meta::MetaServiceImpl;
 pub use topology::TopologyServiceImpl;

@@ -28,8 +28,16 @@ impl From<AppError> for Status {
             tracing::error!(error = %err, source = ?err, "request failed with an internal error");
         }
         let mut details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, HashMap::new());
-        if let AppError::InvalidArgument { field, description } = &err {
-            details.add_bad_request_violation(*field, description.clone());
+        match &err {
+            AppError::InvalidArgument { violations } => {
+                for violation in violations {
+                    details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+                }
+            }
+            AppError::FailedPrecondition { reason, subject, description } => {
+                details.add_precondition_failure_violation(*reason, subject.clone(), description.clone());
+            }
+            _ => {}
         }
         Status::with_error_details(grpc_code(code), err.public_message(), details)
     }

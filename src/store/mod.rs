@@ -1,7 +1,10 @@
 //! Persistence: sea-orm over SQLite (embedded default) or Postgres. sea-orm is used only in
 //! this module; repositories return domain types and [`StoreError`], never `DbErr`.
 
+mod desired;
+mod drift;
 mod entities;
+mod idempotency;
 mod observations;
 mod server_keys;
 
@@ -10,6 +13,8 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr};
 
+pub use desired::PutDesiredOutcome;
+pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use observations::NewObservation;
 
 /// Why the store failed. Messages are safe for logs; SQL text never reaches a client.

@@ -9,6 +9,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 
+use super::drift::{DriftChanges, save_changes};
 use super::entities::observation;
 use super::{Store, StoreError};
 use crate::domain::observation::{ObservationRecord, StoredObservation};
@@ -23,13 +24,15 @@ pub struct NewObservation<'a> {
 }
 
 impl Store {
-    /// Records an observation, folding it into the latest row when identical, and prunes the
-    /// runtime's history to `history_limit` rows (at least 1).
+    /// Records an observation, folding it into the latest row when identical, prunes the
+    /// runtime's history to `history_limit` rows (at least 1), and writes the drift tracker's
+    /// changes — all in one transaction. Returns the record and whether it is a new row.
     pub async fn record_observation(
         &self,
         new: NewObservation<'_>,
         history_limit: u64,
-    ) -> Result<ObservationRecord, StoreError> {
+        drift: &DriftChanges<'_>,
+    ) -> Result<(ObservationRecord, bool), StoreError> {
         let inventory_json =
             serde_json::to_string(new.inventory).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let topology_json =
@@ -40,6 +43,7 @@ impl Store {
             .order_by_desc(observation::Column::Id)
             .one(&txn)
             .await?;
+        let mut inserted = false;
         let row = match latest {
             Some(latest)
                 if latest.inventory_json == inventory_json && latest.topology_json == topology_json =>
@@ -51,6 +55,7 @@ impl Store {
                 active.update(&txn).await?
             }
             _ => {
+                inserted = true;
                 observation::ActiveModel {
                     runtime: Set(new.runtime.to_owned()),
                     observed_at: Set(new.observed_at),
@@ -85,8 +90,9 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        save_changes(&txn, new.runtime, drift, new.observed_at).await?;
         txn.commit().await?;
-        Ok(record_of(&row))
+        Ok((record_of(&row), inserted))
     }
 
     /// Returns the latest observation of a runtime with its inventory and topology.

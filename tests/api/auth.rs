@@ -12,8 +12,14 @@ use crate::helpers::{AGENT_TOKEN, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_a
 #[derive(Clone, PartialEq, prost::Message)]
 struct Empty {}
 
-/// Calls `path` with an empty request and an optional token.
-async fn call(app: &TestApp, path: &str, token: Option<&str>) -> Result<(), tonic::Status> {
+/// Calls `path` with an empty request and an optional token. Streaming methods are opened
+/// (their status arrives with the response headers) and dropped.
+async fn call_method(
+    app: &TestApp,
+    path: &str,
+    streaming: bool,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(app.channel().await);
     grpc.ready().await.unwrap();
     let mut request = tonic::Request::new(Empty {});
@@ -21,9 +27,27 @@ async fn call(app: &TestApp, path: &str, token: Option<&str>) -> Result<(), toni
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     let codec = tonic_prost::ProstCodec::<Empty, Empty>::default();
-    grpc.unary(request, PathAndQuery::from_maybe_shared(path.to_owned().into_bytes()).unwrap(), codec)
-        .await
-        .map(|_| ())
+    let path = PathAndQuery::from_maybe_shared(path.to_owned().into_bytes()).unwrap();
+    if streaming {
+        grpc.server_streaming(request, path, codec).await.map(|_| ())
+    } else {
+        grpc.unary(request, path, codec).await.map(|_| ())
+    }
+}
+
+async fn call(app: &TestApp, path: &str, token: Option<&str>) -> Result<(), tonic::Status> {
+    call_method(app, path, false, token).await
+}
+
+/// Passes when the auth layer let the call through (the handler may still refuse the empty
+/// request for its own reasons, e.g. NOT_FOUND or INVALID_ARGUMENT).
+fn assert_admitted(path: &str, result: Result<(), tonic::Status>) {
+    if let Err(status) = result {
+        assert!(
+            !matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied),
+            "{path} refused an authorised caller: {status:?}"
+        );
+    }
 }
 
 #[test]
@@ -40,28 +64,35 @@ async fn methods_refuse_or_allow_callers_by_their_class() {
     let app = spawn_app().await;
     for method in api_methods().unwrap() {
         let path = method.path.as_str();
+        let streaming = method.server_streaming;
         match method.auth_class.unwrap() {
-            AuthClass::Open => {
-                call(&app, path, None).await.unwrap_or_else(|e| panic!("{path} is OPEN but refused: {e:?}"));
-            }
+            AuthClass::Open => assert_admitted(path, call_method(&app, path, streaming, None).await),
             AuthClass::Read => {
-                let missing = call(&app, path, None).await.unwrap_err();
+                let missing = call_method(&app, path, streaming, None).await.unwrap_err();
                 assert_eq!(missing.code(), Code::Unauthenticated, "{path}");
                 let info = missing.get_error_details().error_info().cloned().expect("ErrorInfo attached");
                 assert_eq!((info.domain.as_str(), info.reason.as_str()), ("jhf-warp", "TOKEN_MISSING"));
-                let wrong = call(&app, path, Some("not-a-token")).await.unwrap_err();
+                let wrong = call_method(&app, path, streaming, Some("not-a-token")).await.unwrap_err();
                 assert_eq!(wrong.code(), Code::Unauthenticated, "{path}");
                 for token in [READER_TOKEN, AGENT_TOKEN, OPERATOR_TOKEN] {
-                    call(&app, path, Some(token))
-                        .await
-                        .unwrap_or_else(|e| panic!("{path} refused a READ token: {e:?}"));
+                    assert_admitted(path, call_method(&app, path, streaming, Some(token)).await);
                 }
             }
-            AuthClass::Operate | AuthClass::ControlAgent => {
-                let missing = call(&app, path, None).await.unwrap_err();
+            AuthClass::Operate => {
+                let missing = call_method(&app, path, streaming, None).await.unwrap_err();
                 assert_eq!(missing.code(), Code::Unauthenticated, "{path}");
-                let reader = call(&app, path, Some(READER_TOKEN)).await.unwrap_err();
+                for token in [READER_TOKEN, AGENT_TOKEN] {
+                    let refused = call_method(&app, path, streaming, Some(token)).await.unwrap_err();
+                    assert_eq!(refused.code(), Code::PermissionDenied, "{path}");
+                }
+                assert_admitted(path, call_method(&app, path, streaming, Some(OPERATOR_TOKEN)).await);
+            }
+            AuthClass::ControlAgent => {
+                let missing = call_method(&app, path, streaming, None).await.unwrap_err();
+                assert_eq!(missing.code(), Code::Unauthenticated, "{path}");
+                let reader = call_method(&app, path, streaming, Some(READER_TOKEN)).await.unwrap_err();
                 assert_eq!(reader.code(), Code::PermissionDenied, "{path}");
+                assert_admitted(path, call_method(&app, path, streaming, Some(AGENT_TOKEN)).await);
             }
         }
     }

@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use jhf_warp::app::{App, StartupError};
 use jhf_warp::config::ServeArgs;
+use jhf_warp::control::clock::{Clock, ManualClock, SystemClock};
+use jhf_warp::pb::v1::drift_service_client::DriftServiceClient;
 use jhf_warp::pb::v1::meta_service_client::MetaServiceClient;
 use jhf_warp::pb::v1::topology_service_client::TopologyServiceClient;
 use sea_orm::ConnectionTrait;
@@ -43,11 +47,21 @@ pub struct AppOptions {
     pub observation_history: u64,
     /// Keep the test's data dir and database across a restart.
     pub reuse: Option<(PathBuf, String)>,
+    /// A clock the test moves; the system clock when `None`.
+    pub clock: Option<Arc<ManualClock>>,
+    /// Seconds between periodic observations; tests observe on demand, so the default is long.
+    pub observe_interval_secs: u64,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { fixture: "trio", observation_history: 100, reuse: None }
+        Self {
+            fixture: "trio",
+            observation_history: 100,
+            reuse: None,
+            clock: None,
+            observe_interval_secs: 3600,
+        }
     }
 }
 
@@ -68,6 +82,10 @@ impl TestApp {
 
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn drift(&self) -> DriftServiceClient<Channel> {
+        DriftServiceClient::new(self.channel().await)
     }
 
     pub async fn topology(&self) -> TopologyServiceClient<Channel> {
@@ -94,6 +112,13 @@ impl TestApp {
             reuse: Some((self.data_dir.clone(), self.database_url.clone())),
             ..AppOptions::default()
         }
+    }
+
+    /// Rewrites the config of the fixture copy this server reads.
+    pub fn edit_runtime_config(&self, fixture: &str, edit: impl FnOnce(String) -> String) {
+        let path = self.runtime_state_dir(fixture).join("openclaw.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
     }
 
     /// Begins shutdown without waiting for it.
@@ -175,7 +200,12 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     ));
     args.observation_history = options.observation_history;
     args.shutdown_grace_secs = 2;
-    let app = App::build(args).await.expect("app builds");
+    args.observe_interval_secs = options.observe_interval_secs;
+    let clock: Arc<dyn Clock> = match options.clock {
+        Some(manual) => manual,
+        None => Arc::new(SystemClock),
+    };
+    let app = App::build_with_clock(args, clock).await.expect("app builds");
     let addr = app.local_addr();
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {

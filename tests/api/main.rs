@@ -3,6 +3,8 @@
 //! clients and plain HTTP. Logs are silent unless `TEST_LOG=1`.
 
 mod auth;
+mod desired;
+mod drift;
 mod health;
 mod helpers;
 mod history;

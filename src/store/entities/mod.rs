@@ -1,4 +1,7 @@
 //! sea-orm entities, one file per table.
 
+pub mod desired_topology;
+pub mod drift_item;
+pub mod idempotency_record;
 pub mod observation;
 pub mod server_key;

@@ -1,0 +1,207 @@
+//! Desired topology: validated, versioned (etag), idempotent writes; reads, comparisons,
+//! the agent catalog and change notifications.
+
+use std::sync::Arc;
+
+use super::clock::Clock;
+use super::events::{EventBus, TopologyEvent};
+use super::paging::{finish_page, numeric_cursor, page_request};
+use super::{AppError, ObservationService};
+use crate::domain::Topology;
+use crate::domain::access::Principal;
+use crate::domain::catalog::{AgentCatalog, build_catalog};
+use crate::domain::desired::{DesiredInput, DesiredRevision, etag, validate_desired};
+use crate::domain::drift::{DriftDifference, diff_topologies};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::page_token::PageTokenCodec;
+use crate::store::{PutDesiredOutcome, Store};
+
+const LIST_SCOPE: &str = "ListTopologyRevisions";
+
+/// Where a topology for a comparison comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopologySelector {
+    DesiredGeneration(i64),
+    LatestDesired,
+    Observed,
+}
+
+/// The result of a put.
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    pub desired: DesiredRevision,
+    pub validate_only: bool,
+}
+
+/// A put request after transport decoding.
+pub struct PutRequest {
+    pub input: DesiredInput,
+    pub etag: String,
+    pub idempotency: IdempotencyKey,
+    pub validate_only: bool,
+}
+
+/// Desired topology use cases.
+#[derive(Clone)]
+pub struct DesiredTopologyService {
+    store: Store,
+    observations: ObservationService,
+    clock: Arc<dyn Clock>,
+    events: EventBus,
+    page_tokens: PageTokenCodec,
+}
+
+impl DesiredTopologyService {
+    /// Creates the service.
+    pub fn new(
+        store: Store,
+        observations: ObservationService,
+        clock: Arc<dyn Clock>,
+        events: EventBus,
+        page_tokens: PageTokenCodec,
+    ) -> Self {
+        Self { store, observations, clock, events, page_tokens }
+    }
+
+    /// Validates and (unless `validate_only`) stores a new desired revision.
+    pub async fn put(&self, request: PutRequest, author: &Principal) -> Result<PutResult, AppError> {
+        let topology = validate_desired(&request.input)
+            .map_err(|violations| AppError::InvalidArgument { violations })?;
+        let now = self.clock.now();
+        if request.validate_only {
+            let latest = self.store.latest_desired().await?;
+            check_etag(latest.as_ref().map(|d| d.etag.as_str()), &request.etag)?;
+            let generation = latest.map(|d| d.generation).unwrap_or(0) + 1;
+            let desired = DesiredRevision {
+                generation,
+                etag: etag(generation, &topology.revision),
+                author: author.name.clone(),
+                created_at: now,
+                topology,
+            };
+            return Ok(PutResult { desired, validate_only: true });
+        }
+        let outcome =
+            self.store.put_desired(&request.etag, &topology, &author.name, &request.idempotency, now).await?;
+        match outcome {
+            PutDesiredOutcome::Stored(desired) => {
+                tracing::info!(generation = desired.generation, author = %author.name, revision = %desired.topology.revision, "desired topology stored");
+                self.events.publish_topology(TopologyEvent::Desired(desired.clone()));
+                Ok(PutResult { desired, validate_only: false })
+            }
+            PutDesiredOutcome::Replayed(desired) => Ok(PutResult { desired, validate_only: false }),
+            PutDesiredOutcome::EtagMismatch { current } => {
+                Err(etag_mismatch(current.as_deref(), &request.etag))
+            }
+            PutDesiredOutcome::RequestIdReused => Err(request_id_reused()),
+        }
+    }
+
+    /// Returns the revision of `generation` (0 = latest).
+    pub async fn get(&self, generation: i64) -> Result<DesiredRevision, AppError> {
+        if generation < 0 {
+            return Err(AppError::invalid("generation", "must not be negative"));
+        }
+        let found = if generation == 0 {
+            self.store.latest_desired().await?
+        } else {
+            self.store.desired_at(generation).await?
+        };
+        found.ok_or_else(|| AppError::NotFound {
+            resource: if generation == 0 {
+                "desired topology".to_owned()
+            } else {
+                format!("desired generation {generation}")
+            },
+        })
+    }
+
+    /// Returns the latest desired revision, if any.
+    pub async fn latest(&self) -> Result<Option<DesiredRevision>, AppError> {
+        Ok(self.store.latest_desired().await?)
+    }
+
+    /// Lists revisions newest first.
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<DesiredRevision>, String), AppError> {
+        let page = page_request(&self.page_tokens, LIST_SCOPE, page_size, page_token)?;
+        let before = numeric_cursor(page.cursor)?;
+        let rows = self.store.list_desired(before, page.size + 1).await?;
+        Ok(finish_page(&self.page_tokens, LIST_SCOPE, rows, page.size, |r| r.generation.to_string()))
+    }
+
+    async fn resolve(&self, selector: TopologySelector, field: &'static str) -> Result<Topology, AppError> {
+        match selector {
+            TopologySelector::DesiredGeneration(generation) if generation <= 0 => Err(AppError::invalid(
+                format!("{field}.generation"),
+                "must be positive for TOPOLOGY_SOURCE_DESIRED_GENERATION",
+            )),
+            TopologySelector::DesiredGeneration(generation) => Ok(self.get(generation).await?.topology),
+            TopologySelector::LatestDesired => Ok(self.get(0).await?.topology),
+            TopologySelector::Observed => Ok(self.observations.latest_stored().await?.topology),
+        }
+    }
+
+    /// Compares two topologies; `base` is the reference.
+    pub async fn diff(
+        &self,
+        base: TopologySelector,
+        target: TopologySelector,
+    ) -> Result<(String, String, Vec<DriftDifference>), AppError> {
+        let base = self.resolve(base, "base").await?;
+        let target = self.resolve(target, "target").await?;
+        let differences = diff_topologies(&base, &target);
+        Ok((base.revision, target.revision, differences))
+    }
+
+    /// Returns the agent catalog of the stored state (no runtime read, so it is repeatable).
+    pub async fn catalog(&self) -> Result<AgentCatalog, AppError> {
+        let desired = self.store.latest_desired().await?;
+        let observed = self.observations.latest_stored_opt().await?;
+        Ok(build_catalog(
+            desired.as_ref().map(|d| (d.generation, &d.topology)),
+            observed.as_ref().map(|o| &o.topology),
+        ))
+    }
+
+    /// Returns the current desired revision and observed topology (for watch streams).
+    pub async fn current(&self) -> Result<(Option<DesiredRevision>, Option<Topology>), AppError> {
+        let desired = self.store.latest_desired().await?;
+        let observed = self.observations.latest_stored_opt().await?.map(|o| o.topology);
+        Ok((desired, observed))
+    }
+
+    /// Subscribes to topology changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TopologyEvent> {
+        self.events.topology()
+    }
+}
+
+fn check_etag(current: Option<&str>, given: &str) -> Result<(), AppError> {
+    if current.unwrap_or("") == given { Ok(()) } else { Err(etag_mismatch(current, given)) }
+}
+
+fn etag_mismatch(current: Option<&str>, given: &str) -> AppError {
+    let description = match (current, given.is_empty()) {
+        (None, _) => {
+            "no desired topology exists yet: create the first revision with an empty etag".to_owned()
+        }
+        (Some(current), true) => {
+            format!("a desired topology exists: pass its etag (current etag is {current})")
+        }
+        (Some(current), false) => format!("etag {given} is stale: the current etag is {current}"),
+    };
+    AppError::FailedPrecondition {
+        reason: "ETAG_MISMATCH",
+        subject: "desired-topology".to_owned(),
+        description,
+    }
+}
+
+/// The error for a request id reused with another payload.
+pub fn request_id_reused() -> AppError {
+    AppError::invalid("request_id", "this request_id was already used with a different payload")
+}

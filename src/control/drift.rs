@@ -1,0 +1,164 @@
+//! Drift queries and commands: summary, items, acknowledgement, on-demand observation and
+//! transition notifications.
+
+use std::sync::Arc;
+
+use super::clock::Clock;
+use super::desired::request_id_reused;
+use super::events::{DriftEvent, EventBus};
+use super::observer::Observed;
+use super::paging::{finish_page, page_request};
+use super::{AppError, ObservationService};
+use crate::domain::access::Principal;
+use crate::domain::drift::filter::parse;
+use crate::domain::drift::summary::{DriftSummary, summarize};
+use crate::domain::drift::tracker::TrackedItem;
+use crate::domain::idempotency::{IdempotencyKey, Prior};
+use crate::domain::page_token::PageTokenCodec;
+use crate::store::{AcknowledgeOutcome, Store};
+
+const LIST_SCOPE: &str = "ListDriftItems";
+
+/// The stored answer of `ObserveNow`, replayed on retries.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ObserveNowResult {
+    pub summary: DriftSummary,
+    pub transitioned: Vec<TrackedItem>,
+}
+
+/// Drift use cases.
+#[derive(Clone)]
+pub struct DriftMonitor {
+    store: Store,
+    observations: ObservationService,
+    clock: Arc<dyn Clock>,
+    events: EventBus,
+    page_tokens: PageTokenCodec,
+}
+
+impl DriftMonitor {
+    /// Creates the service.
+    pub fn new(
+        store: Store,
+        observations: ObservationService,
+        clock: Arc<dyn Clock>,
+        events: EventBus,
+        page_tokens: PageTokenCodec,
+    ) -> Self {
+        Self { store, observations, clock, events, page_tokens }
+    }
+
+    fn runtime(&self) -> &str {
+        self.observations.runtime_address()
+    }
+
+    /// Returns the summary of the stored state.
+    pub async fn summary(&self) -> Result<DriftSummary, AppError> {
+        let items = self.store.drift_items(self.runtime()).await?;
+        let desired = self.store.latest_desired().await?;
+        let observation = self.observations.latest_stored_opt().await?;
+        let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
+        Ok(summarize(&items, desired_ref, observation.as_ref().map(|o| &o.record)))
+    }
+
+    /// Lists items sorted by key, filtered.
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        filter: &str,
+    ) -> Result<(Vec<TrackedItem>, String), AppError> {
+        let parsed = parse(filter).map_err(|description| AppError::invalid("filter", description))?;
+        // The filter is part of the token scope: a token cannot be replayed with another filter.
+        let scope = format!("{LIST_SCOPE}:{}:{filter}", self.runtime());
+        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let items = self.store.drift_items(self.runtime()).await?;
+        let rows: Vec<TrackedItem> = items
+            .into_values()
+            .filter(|item| parsed.matches(item))
+            .filter(|item| page.cursor.as_deref().is_none_or(|after| item.key() > after))
+            .take(page.size as usize + 1)
+            .collect();
+        Ok(finish_page(&self.page_tokens, &scope, rows, page.size, |item| item.key().to_owned()))
+    }
+
+    /// Returns one item.
+    pub async fn get(&self, key: &str) -> Result<TrackedItem, AppError> {
+        if key.is_empty() {
+            return Err(AppError::invalid("key", "required"));
+        }
+        self.store
+            .drift_item(self.runtime(), key)
+            .await?
+            .ok_or_else(|| AppError::NotFound { resource: format!("drift item {key}") })
+    }
+
+    /// Acknowledges an item (idempotent by request id).
+    pub async fn acknowledge(
+        &self,
+        key: &str,
+        by: &Principal,
+        idempotency: &IdempotencyKey,
+        validate_only: bool,
+    ) -> Result<TrackedItem, AppError> {
+        if validate_only {
+            return self.get(key).await;
+        }
+        if key.is_empty() {
+            return Err(AppError::invalid("key", "required"));
+        }
+        let now = self.clock.now();
+        match self.store.acknowledge_drift_item(self.runtime(), key, &by.name, idempotency, now).await? {
+            AcknowledgeOutcome::Acknowledged(item) => {
+                tracing::info!(key, by = %by.name, "drift item acknowledged");
+                Ok(item)
+            }
+            AcknowledgeOutcome::Replayed(item) => Ok(item),
+            AcknowledgeOutcome::NotFound => Err(AppError::NotFound { resource: format!("drift item {key}") }),
+            AcknowledgeOutcome::RequestIdReused => Err(request_id_reused()),
+        }
+    }
+
+    /// Observes now (idempotent by request id) and returns the summary and transitions.
+    pub async fn observe_now(
+        &self,
+        idempotency: &IdempotencyKey,
+        validate_only: bool,
+    ) -> Result<ObserveNowResult, AppError> {
+        if validate_only {
+            return Ok(result_of(self.observations.observe(false).await?));
+        }
+        match self.store.idempotency_prior(idempotency).await? {
+            Prior::Replay(stored) => {
+                return serde_json::from_str(&stored).map_err(|e| {
+                    AppError::Store(crate::store::StoreError::Corrupt(format!("ObserveNow replay: {e}")))
+                });
+            }
+            Prior::Conflict => return Err(request_id_reused()),
+            Prior::Unseen => {}
+        }
+        let result = result_of(self.observations.observe(true).await?);
+        let stored = serde_json::to_string(&result)
+            .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
+        self.store.remember_response(idempotency, stored, self.clock.now()).await?;
+        Ok(result)
+    }
+
+    /// Returns the open items (for the initial events of a watch stream).
+    pub async fn open_items(&self) -> Result<Vec<TrackedItem>, AppError> {
+        let items = self.store.drift_items(self.runtime()).await?;
+        Ok(items.into_values().filter(|item| item.state.is_open()).collect())
+    }
+
+    /// Subscribes to drift transitions.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DriftEvent> {
+        self.events.drift()
+    }
+}
+
+fn result_of(observed: Observed) -> ObserveNowResult {
+    ObserveNowResult {
+        summary: observed.summary,
+        transitioned: observed.transitions.into_iter().map(|(item, _)| item).collect(),
+    }
+}

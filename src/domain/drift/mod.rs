@@ -1,0 +1,258 @@
+//! Drift: the differences between a desired and an observed topology (plus the runtime's own
+//! findings), keyed stably so the anti-flap tracker can follow each one over time.
+//!
+//! # Guarantees
+//! - Keys are `<KIND>/<subject>`; the same difference always gets the same key.
+//! - Output is sorted by key and independent of input order.
+//! - Edges and routes of a *missing* agent are folded into its `AGENT_MISSING` item (they are
+//!   implied); unexpected grants are always reported, because each one is a widening.
+//! - Comparison is semantic (on the normalised graph), never textual.
+
+pub mod filter;
+pub mod summary;
+pub mod tracker;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::findings::Finding;
+use super::model::Severity;
+use super::topology::{Topology, TopologyEdge, TopologyNode};
+
+/// What kind of difference an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DriftKind {
+    AgentMissing,
+    AgentUnexpected,
+    AgentChanged,
+    EdgeMissing,
+    EdgeUnexpected,
+    RouteMissing,
+    RouteUnexpected,
+    TrustWidened,
+    RuntimeFinding,
+}
+
+impl DriftKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 9] = [
+        Self::AgentMissing,
+        Self::AgentUnexpected,
+        Self::AgentChanged,
+        Self::EdgeMissing,
+        Self::EdgeUnexpected,
+        Self::RouteMissing,
+        Self::RouteUnexpected,
+        Self::TrustWidened,
+        Self::RuntimeFinding,
+    ];
+
+    /// Returns the UPPER_SNAKE name used in keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AgentMissing => "AGENT_MISSING",
+            Self::AgentUnexpected => "AGENT_UNEXPECTED",
+            Self::AgentChanged => "AGENT_CHANGED",
+            Self::EdgeMissing => "EDGE_MISSING",
+            Self::EdgeUnexpected => "EDGE_UNEXPECTED",
+            Self::RouteMissing => "ROUTE_MISSING",
+            Self::RouteUnexpected => "ROUTE_UNEXPECTED",
+            Self::TrustWidened => "TRUST_WIDENED",
+            Self::RuntimeFinding => "RUNTIME_FINDING",
+        }
+    }
+}
+
+/// One difference between desired and observed state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DriftDifference {
+    pub key: String,
+    pub kind: DriftKind,
+    pub severity: Severity,
+    pub subject: String,
+    pub explanation: String,
+    /// For `AgentChanged`: the fields that differ.
+    pub fields: Vec<String>,
+}
+
+impl DriftDifference {
+    fn new(kind: DriftKind, severity: Severity, subject: String, explanation: String) -> Self {
+        Self {
+            key: format!("{}/{subject}", kind.as_str()),
+            kind,
+            severity,
+            subject,
+            explanation,
+            fields: Vec::new(),
+        }
+    }
+}
+
+fn edge_subject(edge: &TopologyEdge) -> String {
+    format!("{}->{}:{}", edge.from, edge.to, edge.kind.as_str())
+}
+
+/// Returns the differences of `observed` against `desired` (the reference), sorted by key.
+pub fn diff_topologies(desired: &Topology, observed: &Topology) -> Vec<DriftDifference> {
+    let wanted: BTreeMap<&str, &TopologyNode> =
+        desired.nodes.iter().map(|n| (n.agent_id.as_str(), n)).collect();
+    let actual: BTreeMap<&str, &TopologyNode> =
+        observed.nodes.iter().map(|n| (n.agent_id.as_str(), n)).collect();
+    let mut out = Vec::new();
+
+    let missing: BTreeSet<&str> = wanted.keys().filter(|id| !actual.contains_key(*id)).copied().collect();
+    for id in &missing {
+        out.push(DriftDifference::new(
+            DriftKind::AgentMissing,
+            Severity::Error,
+            (*id).to_owned(),
+            format!("desired agent \"{id}\" is not configured in the runtime (its edges and routes are missing too)"),
+        ));
+    }
+    for id in actual.keys().filter(|id| !wanted.contains_key(*id)) {
+        out.push(DriftDifference::new(
+            DriftKind::AgentUnexpected,
+            Severity::Warning,
+            (*id).to_owned(),
+            format!("the runtime configures agent \"{id}\", which the desired topology does not have"),
+        ));
+    }
+    for (id, want) in &wanted {
+        let Some(have) = actual.get(id) else { continue };
+        compare_agent(want, have, &mut out);
+    }
+
+    let wanted_edges: BTreeSet<&TopologyEdge> = desired.edges.iter().collect();
+    let actual_edges: BTreeSet<&TopologyEdge> = observed.edges.iter().collect();
+    for edge in wanted_edges.difference(&actual_edges) {
+        if missing.contains(edge.from.as_str()) || missing.contains(edge.to.as_str()) {
+            continue;
+        }
+        out.push(DriftDifference::new(
+            DriftKind::EdgeMissing,
+            Severity::Warning,
+            edge_subject(edge),
+            format!(
+                "desired {} {} → {} is not granted by the runtime",
+                edge.kind.as_str(),
+                edge.from,
+                edge.to
+            ),
+        ));
+    }
+    for edge in actual_edges.difference(&wanted_edges) {
+        out.push(DriftDifference::new(
+            DriftKind::EdgeUnexpected,
+            Severity::Critical,
+            edge_subject(edge),
+            format!(
+                "the runtime grants {} {} → {}, which the desired topology does not: a widening",
+                edge.kind.as_str(),
+                edge.from,
+                edge.to
+            ),
+        ));
+    }
+
+    let route_subject = |route: &super::topology::Route| format!("{}->{}", route.route.key(), route.agent_id);
+    let wanted_routes: BTreeSet<String> = desired.routes.iter().map(route_subject).collect();
+    let actual_routes: BTreeSet<String> = observed.routes.iter().map(route_subject).collect();
+    for route in &desired.routes {
+        let subject = route_subject(route);
+        if !actual_routes.contains(&subject) && !missing.contains(route.agent_id.as_str()) {
+            out.push(DriftDifference::new(
+                DriftKind::RouteMissing,
+                Severity::Error,
+                subject,
+                format!("desired route {} → {} is not configured", route.route.key(), route.agent_id),
+            ));
+        }
+    }
+    for route in &observed.routes {
+        let subject = route_subject(route);
+        if !wanted_routes.contains(&subject) {
+            out.push(DriftDifference::new(
+                DriftKind::RouteUnexpected,
+                Severity::Warning,
+                subject,
+                format!(
+                    "the runtime routes {} → {}, which the desired topology does not",
+                    route.route.key(),
+                    route.agent_id
+                ),
+            ));
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.key == b.key);
+    out
+}
+
+/// Compares one agent present on both sides. Empty desired fields mean "any value".
+fn compare_agent(want: &TopologyNode, have: &TopologyNode, out: &mut Vec<DriftDifference>) {
+    let id = &want.agent_id;
+    if have.trust > want.trust {
+        out.push(DriftDifference::new(
+            DriftKind::TrustWidened,
+            Severity::Critical,
+            id.clone(),
+            format!(
+                "agent \"{id}\" is granted {} in the runtime but its desired trust is {}",
+                have.trust.as_str(),
+                want.trust.as_str()
+            ),
+        ));
+    }
+    let mut fields = Vec::new();
+    let differs = |want: &Option<String>, have: &Option<String>| want.is_some() && want != have;
+    if differs(&want.model, &have.model) {
+        fields.push("model");
+    }
+    if differs(&want.tools_profile, &have.tools_profile) {
+        fields.push("tools_profile");
+    }
+    if !want.workspace.is_empty() && want.workspace != have.workspace {
+        fields.push("workspace");
+    }
+    if have.trust < want.trust {
+        fields.push("trust");
+    }
+    if !fields.is_empty() {
+        let mut item = DriftDifference::new(
+            DriftKind::AgentChanged,
+            Severity::Warning,
+            id.clone(),
+            format!("agent \"{id}\" differs in: {}", fields.join(", ")),
+        );
+        item.fields = fields.into_iter().map(str::to_owned).collect();
+        out.push(item);
+    }
+}
+
+/// Returns the runtime findings as drift items (`RUNTIME_FINDING/<finding key>`).
+pub fn finding_items(findings: &[Finding]) -> Vec<DriftDifference> {
+    findings
+        .iter()
+        .map(|finding| {
+            DriftDifference::new(
+                DriftKind::RuntimeFinding,
+                finding.severity,
+                finding.key.clone(),
+                finding.message.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Returns every difference: topology drift when a desired topology exists, plus findings.
+pub fn diff(desired: Option<&Topology>, observed: &Topology, findings: &[Finding]) -> Vec<DriftDifference> {
+    let mut items = desired.map(|desired| diff_topologies(desired, observed)).unwrap_or_default();
+    items.extend(finding_items(findings));
+    items.sort();
+    items.dedup_by(|a, b| a.key == b.key);
+    items
+}
+
+#[cfg(test)]
+mod tests;

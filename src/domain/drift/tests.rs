@@ -1,0 +1,148 @@
+use super::*;
+use crate::domain::findings::FindingKind;
+use crate::domain::inventory::RouteMatch;
+use crate::domain::model::TrustLevel;
+use crate::domain::topology::{EdgeKind, Route};
+
+fn node(id: &str, trust: TrustLevel) -> TopologyNode {
+    TopologyNode {
+        agent_id: id.into(),
+        role: id.into(),
+        trust,
+        model: None,
+        tools_profile: None,
+        workspace: String::new(),
+    }
+}
+
+fn edge(from: &str, to: &str, kind: EdgeKind) -> TopologyEdge {
+    TopologyEdge { from: from.into(), to: to.into(), kind }
+}
+
+fn route(channel: &str, account: &str, agent: &str) -> Route {
+    Route {
+        route: RouteMatch {
+            channel: channel.into(),
+            account_id: Some(account.into()),
+            ..RouteMatch::default()
+        },
+        agent_id: agent.into(),
+    }
+}
+
+fn trio() -> Topology {
+    let ids = ["lead", "research", "writer"];
+    let mut edges = Vec::new();
+    for a in ids {
+        for b in ids.iter().filter(|b| **b != a) {
+            edges.push(edge(a, b, EdgeKind::Send));
+        }
+    }
+    edges.push(edge("lead", "research", EdgeKind::Spawn));
+    edges.push(edge("lead", "writer", EdgeKind::Spawn));
+    Topology::new(
+        ids.iter().map(|id| node(id, TrustLevel::Elevated)).collect(),
+        edges,
+        ids.iter().map(|id| route("telegram", id, id)).collect(),
+    )
+}
+
+fn keys(items: &[DriftDifference]) -> Vec<&str> {
+    items.iter().map(|d| d.key.as_str()).collect()
+}
+
+#[test]
+fn equal_topologies_have_no_drift() {
+    assert!(diff_topologies(&trio(), &trio()).is_empty());
+}
+
+#[test]
+fn a_missing_agent_is_one_item_with_its_edges_and_routes_folded_in() {
+    let desired = trio();
+    let observed = Topology::new(
+        desired.nodes.iter().filter(|n| n.agent_id != "writer").cloned().collect(),
+        desired.edges.iter().filter(|e| e.from != "writer" && e.to != "writer").cloned().collect(),
+        desired.routes.iter().filter(|r| r.agent_id != "writer").cloned().collect(),
+    );
+    let items = diff_topologies(&desired, &observed);
+    assert_eq!(keys(&items), ["AGENT_MISSING/writer"]);
+    assert_eq!(items[0].severity, Severity::Error);
+}
+
+#[test]
+fn an_unexpected_agent_that_may_message_others_is_an_unexpected_agent_and_critical_edges() {
+    let desired = trio();
+    let mut nodes = desired.nodes.clone();
+    nodes.push(node("scout", TrustLevel::Elevated));
+    let mut edges = desired.edges.clone();
+    edges.push(edge("scout", "lead", EdgeKind::Send));
+    let observed = Topology::new(nodes, edges, desired.routes.clone());
+    let items = diff_topologies(&desired, &observed);
+    assert_eq!(keys(&items), ["AGENT_UNEXPECTED/scout", "EDGE_UNEXPECTED/scout->lead:SEND"]);
+    assert_eq!(items[1].severity, Severity::Critical);
+}
+
+#[test]
+fn missing_and_unexpected_edges_and_routes_are_reported() {
+    let desired = trio();
+    let mut edges: Vec<_> =
+        desired.edges.iter().filter(|e| e.kind != EdgeKind::Spawn || e.to != "writer").cloned().collect();
+    edges.push(edge("research", "writer", EdgeKind::Spawn));
+    let mut routes: Vec<_> = desired.routes.iter().filter(|r| r.agent_id != "lead").cloned().collect();
+    routes.push(route("slack", "x", "lead"));
+    let observed = Topology::new(desired.nodes.clone(), edges, routes);
+    let items = diff_topologies(&desired, &observed);
+    assert_eq!(
+        keys(&items),
+        [
+            "EDGE_MISSING/lead->writer:SPAWN",
+            "EDGE_UNEXPECTED/research->writer:SPAWN",
+            "ROUTE_MISSING/telegram account=lead->lead",
+            "ROUTE_UNEXPECTED/slack account=x->lead",
+        ]
+    );
+}
+
+#[test]
+fn a_runtime_grant_above_desired_trust_is_trust_widened() {
+    let mut desired = trio();
+    desired.nodes[2].trust = TrustLevel::Restricted;
+    let items = diff_topologies(&desired, &trio());
+    assert_eq!(keys(&items), ["TRUST_WIDENED/writer"]);
+    assert_eq!(items[0].severity, Severity::Critical);
+}
+
+#[test]
+fn changed_settings_list_the_fields_and_ignore_unspecified_ones() {
+    let mut desired = trio();
+    desired.nodes[0].model = Some("anthropic/claude-opus-4-1".into());
+    desired.nodes[0].tools_profile = Some("coding".into());
+    let mut observed = trio();
+    observed.nodes[0].model = Some("openai/gpt-5".into());
+    observed.nodes[0].tools_profile = Some("coding".into());
+    observed.nodes[1].model = Some("whatever".into()); // desired leaves it open
+    observed.nodes[2].trust = TrustLevel::Restricted; // narrower than desired
+    let items = diff_topologies(&desired, &Topology::new(observed.nodes, observed.edges, observed.routes));
+    assert_eq!(keys(&items), ["AGENT_CHANGED/lead", "AGENT_CHANGED/writer"]);
+    assert_eq!(items[0].fields, ["model"]);
+    assert_eq!(items[1].fields, ["trust"]);
+}
+
+#[test]
+fn runtime_findings_become_items_with_their_severity() {
+    let finding = Finding::new(FindingKind::WorkspaceMissing, "ops", "/x", "gone");
+    let items = diff(None, &trio(), &[finding]);
+    assert_eq!(keys(&items), ["RUNTIME_FINDING/workspace_missing/ops"]);
+    assert_eq!(items[0].severity, Severity::Warning);
+}
+
+#[test]
+fn diff_output_is_independent_of_input_order() {
+    let desired = trio();
+    let mut reversed = trio();
+    reversed.nodes.reverse();
+    reversed.edges.reverse();
+    let mut observed = trio();
+    observed.nodes.pop();
+    assert_eq!(diff_topologies(&desired, &observed), diff_topologies(&reversed, &observed));
+}

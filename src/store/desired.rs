@@ -1,0 +1,127 @@
+//! Desired topology revisions: stored with optimistic concurrency (etag of the latest
+//! revision) and idempotency, both checked in the same transaction as the insert.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use super::entities::desired_topology;
+use super::{Store, StoreError, idempotency};
+use crate::domain::Topology;
+use crate::domain::desired::{DesiredRevision, etag};
+use crate::domain::idempotency::{IdempotencyKey, Prior};
+
+/// The result of storing a desired revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutDesiredOutcome {
+    /// A new revision was stored.
+    Stored(DesiredRevision),
+    /// The request id was seen with the same payload: the first response's revision.
+    Replayed(DesiredRevision),
+    /// `expected_etag` is not the latest revision's etag (`None`: no revision exists).
+    EtagMismatch { current: Option<String> },
+    /// The request id was used before with a different payload.
+    RequestIdReused,
+}
+
+fn revision_of(row: desired_topology::Model) -> Result<DesiredRevision, StoreError> {
+    let topology: Topology = serde_json::from_str(&row.topology_json)
+        .map_err(|e| StoreError::Corrupt(format!("desired generation {}: {e}", row.generation)))?;
+    Ok(DesiredRevision {
+        generation: row.generation,
+        etag: row.etag,
+        author: row.author,
+        created_at: row.created_at,
+        topology,
+    })
+}
+
+impl Store {
+    /// Stores `topology` as the next generation if `expected_etag` matches the latest revision
+    /// (empty = create the first one).
+    pub async fn put_desired(
+        &self,
+        expected_etag: &str,
+        topology: &Topology,
+        author: &str,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<PutDesiredOutcome, StoreError> {
+        let txn = self.db.begin().await?;
+        match idempotency::prior(&txn, key).await? {
+            Prior::Unseen => {}
+            Prior::Conflict => return Ok(PutDesiredOutcome::RequestIdReused),
+            Prior::Replay(response) => {
+                let generation: i64 =
+                    response.parse().map_err(|_| StoreError::Corrupt("idempotency response".into()))?;
+                let row = desired_topology::Entity::find_by_id(generation).one(&txn).await?;
+                let row = row.ok_or_else(|| {
+                    StoreError::Corrupt(format!("desired generation {generation} vanished"))
+                })?;
+                return Ok(PutDesiredOutcome::Replayed(revision_of(row)?));
+            }
+        }
+        let latest = desired_topology::Entity::find()
+            .order_by_desc(desired_topology::Column::Generation)
+            .one(&txn)
+            .await?;
+        let current_etag = latest.as_ref().map(|row| row.etag.clone());
+        if current_etag.as_deref().unwrap_or("") != expected_etag {
+            return Ok(PutDesiredOutcome::EtagMismatch { current: current_etag });
+        }
+        let generation = latest.map(|row| row.generation).unwrap_or(0) + 1;
+        let topology_json =
+            serde_json::to_string(topology).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row = desired_topology::ActiveModel {
+            generation: Set(generation),
+            etag: Set(etag(generation, &topology.revision)),
+            revision: Set(topology.revision.clone()),
+            author: Set(author.to_owned()),
+            created_at: Set(now),
+            topology_json: Set(topology_json),
+        };
+        let inserted = match row.insert(&txn).await {
+            Ok(inserted) => inserted,
+            // A concurrent writer took this generation: the caller's etag is now stale.
+            Err(_) => {
+                let _ = txn.rollback().await;
+                let current = self.latest_desired().await?.map(|r| r.etag);
+                return Ok(PutDesiredOutcome::EtagMismatch { current });
+            }
+        };
+        idempotency::remember(&txn, key, generation.to_string(), now).await?;
+        txn.commit().await?;
+        Ok(PutDesiredOutcome::Stored(revision_of(inserted)?))
+    }
+
+    /// Returns the latest desired revision.
+    pub async fn latest_desired(&self) -> Result<Option<DesiredRevision>, StoreError> {
+        let row = desired_topology::Entity::find()
+            .order_by_desc(desired_topology::Column::Generation)
+            .one(&self.db)
+            .await?;
+        row.map(revision_of).transpose()
+    }
+
+    /// Returns the desired revision of `generation`.
+    pub async fn desired_at(&self, generation: i64) -> Result<Option<DesiredRevision>, StoreError> {
+        desired_topology::Entity::find_by_id(generation).one(&self.db).await?.map(revision_of).transpose()
+    }
+
+    /// Lists desired revisions newest first, below `before` when given.
+    pub async fn list_desired(
+        &self,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<DesiredRevision>, StoreError> {
+        let mut query = desired_topology::Entity::find();
+        if let Some(before) = before {
+            query = query.filter(desired_topology::Column::Generation.lt(before));
+        }
+        let rows =
+            query.order_by_desc(desired_topology::Column::Generation).limit(limit).all(&self.db).await?;
+        rows.into_iter().map(revision_of).collect()
+    }
+}
