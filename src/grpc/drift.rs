@@ -1,13 +1,12 @@
 //! `jhf.warp.v1.DriftService`.
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
-use super::watch::{EventStream, channel, principal};
+use super::watch::{EventStream, WatchSource, principal, spawn_watch};
 use super::{convert, idempotency};
-use crate::control::DriftMonitor;
+use crate::control::events::DriftEvent;
+use crate::control::{AppError, DriftMonitor};
 use crate::domain::drift::tracker::TrackedItem;
 use crate::pb::v1::{self as pb, drift_service_server::DriftService};
 
@@ -19,6 +18,29 @@ pub struct DriftServiceImpl {
 impl DriftServiceImpl {
     pub fn new(drift: DriftMonitor, stop: CancellationToken) -> Self {
         Self { drift, stop }
+    }
+}
+
+/// WatchDrift: the open items first, then every transition.
+struct DriftWatch {
+    drift: DriftMonitor,
+}
+
+impl WatchSource for DriftWatch {
+    type Event = DriftEvent;
+    type Message = pb::WatchDriftResponse;
+
+    async fn snapshot(&mut self) -> Result<Vec<Self::Message>, AppError> {
+        let open = self.drift.open_items().await?;
+        Ok(open.iter().map(initial_event).collect())
+    }
+
+    fn map(&mut self, event: DriftEvent) -> Option<Self::Message> {
+        Some(pb::WatchDriftResponse {
+            item: Some(convert::drift_item(&event.item)),
+            previous_state: event.previous.map(|s| convert::drift_state(s).into()).unwrap_or_default(),
+            initial: false,
+        })
     }
 }
 
@@ -86,52 +108,11 @@ impl DriftService for DriftServiceImpl {
         &self,
         _: Request<pb::WatchDriftRequest>,
     ) -> Result<Response<Self::WatchDriftStream>, Status> {
-        // Subscribe before reading the open items, so no transition falls in between.
-        let mut events = self.drift.subscribe();
-        let open = self.drift.open_items().await?;
-        let (sender, stream) = channel();
-        let (drift, stop) = (self.drift.clone(), self.stop.clone());
-        let task = async move {
-            let mut snapshot = open;
-            'resync: loop {
-                for item in &snapshot {
-                    if sender.send(Ok(initial_event(item))).await.is_err() {
-                        return;
-                    }
-                }
-                loop {
-                    let message = tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = sender.closed() => return,
-                        event = events.recv() => match event {
-                            Ok(event) => pb::WatchDriftResponse {
-                                item: Some(convert::drift_item(&event.item)),
-                                previous_state: event.previous.map(|s| convert::drift_state(s).into()).unwrap_or_default(),
-                                initial: false,
-                            },
-                            Err(RecvError::Lagged(missed)) => {
-                                tracing::debug!(missed, "drift watcher lagged; re-synchronising");
-                                match drift.open_items().await {
-                                    Ok(items) => {
-                                        snapshot = items;
-                                        continue 'resync;
-                                    }
-                                    Err(error) => {
-                                        let _ = sender.send(Err(error.into())).await;
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(RecvError::Closed) => return,
-                        },
-                    };
-                    if sender.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        tokio::spawn(task.instrument(tracing::info_span!("watch_drift")));
+        let events = self.drift.subscribe();
+        let mut source = DriftWatch { drift: self.drift.clone() };
+        let initial = source.snapshot().await?;
+        let stream =
+            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_drift"));
         Ok(Response::new(stream))
     }
 }

@@ -1,11 +1,9 @@
 //! `jhf.warp.v1.TopologyService`.
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
-use super::watch::{EventStream, channel, principal};
+use super::watch::{EventStream, WatchSource, principal, spawn_watch};
 use super::{convert, idempotency};
 use crate::control::events::TopologyEvent;
 use crate::control::{AppError, DesiredTopologyService, ObservationService, PutRequest, TopologySelector};
@@ -65,6 +63,47 @@ fn observed_event(topology: &Topology, initial: bool) -> pb::WatchTopologyRespon
         initial,
         desired_generation: 0,
         topology: Some(convert::topology(topology)),
+    }
+}
+
+/// WatchTopology: the current desired and observed topologies the caller does not have yet,
+/// then every newer one.
+struct TopologyWatch {
+    desired: DesiredTopologyService,
+    known_generation: i64,
+    known_revision: String,
+}
+
+impl WatchSource for TopologyWatch {
+    type Event = TopologyEvent;
+    type Message = pb::WatchTopologyResponse;
+
+    async fn snapshot(&mut self) -> Result<Vec<Self::Message>, AppError> {
+        let (desired, observed) = self.desired.current().await?;
+        let mut messages = Vec::new();
+        if let Some(revision) = desired.filter(|d| d.generation != self.known_generation) {
+            self.known_generation = revision.generation;
+            messages.push(desired_event(&revision, true));
+        }
+        if let Some(topology) = observed.filter(|t| t.revision != self.known_revision) {
+            self.known_revision = topology.revision.clone();
+            messages.push(observed_event(&topology, true));
+        }
+        Ok(messages)
+    }
+
+    fn map(&mut self, event: TopologyEvent) -> Option<Self::Message> {
+        match event {
+            TopologyEvent::Desired(revision) if revision.generation > self.known_generation => {
+                self.known_generation = revision.generation;
+                Some(desired_event(&revision, false))
+            }
+            TopologyEvent::Observed(topology) if topology.revision != self.known_revision => {
+                self.known_revision = topology.revision.clone();
+                Some(observed_event(&topology, false))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -175,65 +214,15 @@ impl TopologyService for TopologyServiceImpl {
         request: Request<pb::WatchTopologyRequest>,
     ) -> Result<Response<Self::WatchTopologyStream>, Status> {
         let request = request.into_inner();
-        // Subscribe before reading the current state, so no change falls in between.
-        let mut events = self.desired.subscribe();
-        let (desired, observed) = self.desired.current().await?;
-        let (sender, stream) = channel();
-        let (service, stop) = (self.desired.clone(), self.stop.clone());
-        let mut known_generation = request.known_desired_generation;
-        let mut known_revision = request.known_observed_revision;
-        let task = async move {
-            let mut current = (desired, observed);
-            'resync: loop {
-                if let Some(revision) = current.0.as_ref().filter(|d| d.generation != known_generation) {
-                    known_generation = revision.generation;
-                    if sender.send(Ok(desired_event(revision, true))).await.is_err() {
-                        return;
-                    }
-                }
-                if let Some(topology) = current.1.as_ref().filter(|t| t.revision != known_revision) {
-                    known_revision = topology.revision.clone();
-                    if sender.send(Ok(observed_event(topology, true))).await.is_err() {
-                        return;
-                    }
-                }
-                loop {
-                    let message = tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = sender.closed() => return,
-                        event = events.recv() => match event {
-                            Ok(TopologyEvent::Desired(revision)) if revision.generation > known_generation => {
-                                known_generation = revision.generation;
-                                desired_event(&revision, false)
-                            }
-                            Ok(TopologyEvent::Observed(topology)) if topology.revision != known_revision => {
-                                known_revision = topology.revision.clone();
-                                observed_event(&topology, false)
-                            }
-                            Ok(_) => continue,
-                            Err(RecvError::Lagged(missed)) => {
-                                tracing::debug!(missed, "topology watcher lagged; re-synchronising");
-                                match service.current().await {
-                                    Ok(state) => {
-                                        current = state;
-                                        continue 'resync;
-                                    }
-                                    Err(error) => {
-                                        let _ = sender.send(Err(error.into())).await;
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(RecvError::Closed) => return,
-                        },
-                    };
-                    if sender.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                }
-            }
+        let events = self.desired.subscribe();
+        let mut source = TopologyWatch {
+            desired: self.desired.clone(),
+            known_generation: request.known_desired_generation,
+            known_revision: request.known_observed_revision,
         };
-        tokio::spawn(task.instrument(tracing::info_span!("watch_topology")));
+        let initial = source.snapshot().await?;
+        let stream =
+            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_topology"));
         Ok(Response::new(stream))
     }
 }
