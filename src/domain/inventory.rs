@@ -233,9 +233,15 @@ pub struct ResolvedAgent {
 pub const IMPLICIT_AGENT_ID: &str = "main";
 
 /// Resolves every valid agent's workspace and agent dir (first valid entry wins a duplicate id).
+///
+/// Workspace defaults follow the real CLI (2026.9.6): in an explicit multi-agent roster every
+/// agent works in `<state>/workspace-<id>`; otherwise (legacy list, a single keyed agent, no
+/// roster) the default agent works in `<state>/workspace` (or `agents.defaults.workspace`).
 pub fn resolve_agents(parsed: &ParsedConfig, layout: &StateLayout) -> Vec<ResolvedAgent> {
     let default_id = default_agent_id(parsed);
     let defaults_workspace = openclaw::str_at(&parsed.root, &["agents", "defaults", "workspace"]);
+    let explicit = openclaw::str_at(&parsed.root, &["agents", "ownership"]) == Some("explicit");
+    let shared_default_workspace = parsed.shape != RosterShape::Entries || !explicit;
     let mut seen = BTreeSet::new();
     let mut settings_by_id: Vec<(String, Map<String, Value>)> = parsed
         .entries
@@ -250,12 +256,14 @@ pub fn resolve_agents(parsed: &ParsedConfig, layout: &StateLayout) -> Vec<Resolv
         .into_iter()
         .map(|(id, settings)| {
             let is_default = default_id.as_deref() == Some(id.as_str());
+            let owns_default_workspace = is_default && shared_default_workspace;
             let own_workspace = settings.get("workspace").and_then(Value::as_str);
-            let workspace = match (own_workspace, is_default.then_some(defaults_workspace).flatten()) {
-                (Some(path), _) | (None, Some(path)) => layout.resolve(path),
-                (None, None) if is_default => join(&layout.state_dir, "workspace"),
-                (None, None) => join(&layout.state_dir, &format!("workspace-{id}")),
-            };
+            let workspace =
+                match (own_workspace, owns_default_workspace.then_some(defaults_workspace).flatten()) {
+                    (Some(path), _) | (None, Some(path)) => layout.resolve(path),
+                    (None, None) if owns_default_workspace => join(&layout.state_dir, "workspace"),
+                    (None, None) => join(&layout.state_dir, &format!("workspace-{id}")),
+                };
             let agent_dir = match settings.get("agentDir").and_then(Value::as_str) {
                 Some(path) => layout.resolve(path),
                 None => join(&layout.state_dir, &format!("agents/{id}/agent")),
@@ -265,25 +273,30 @@ pub fn resolve_agents(parsed: &ParsedConfig, layout: &StateLayout) -> Vec<Resolv
         .collect()
 }
 
-/// Returns the default agent's id: the legacy `default: true` marker, else the agent named by
-/// `agents.defaults.{systemAgent,heartbeat,authInheritance}.agentId`, else `main`, else the
-/// first valid agent in file order.
+/// Returns the default agent's id, as the real CLI reports it: the legacy `default: true`
+/// marker (else the first legacy entry); in the keyed shape the agent named by
+/// `agents.defaults.{systemAgent,heartbeat,authInheritance}.agentId`, else the only agent of a
+/// single-agent roster (an explicit multi-agent roster without a marker has none); `main`
+/// without a roster.
 pub fn default_agent_id(parsed: &ParsedConfig) -> Option<String> {
-    if parsed.shape == RosterShape::None {
-        return Some(IMPLICIT_AGENT_ID.to_owned());
-    }
     let valid: Vec<&str> = parsed.entries.iter().filter(|e| e.id_valid).map(|e| e.id.as_str()).collect();
-    if let Some(entry) = parsed.entries.iter().find(|e| e.id_valid && e.legacy_default) {
-        return Some(entry.id.clone());
+    match parsed.shape {
+        RosterShape::None => Some(IMPLICIT_AGENT_ID.to_owned()),
+        RosterShape::List => parsed
+            .entries
+            .iter()
+            .find(|e| e.id_valid && e.legacy_default)
+            .map(|e| e.id.clone())
+            .or_else(|| valid.first().map(|id| (*id).to_owned())),
+        RosterShape::Entries => {
+            let marker = ["systemAgent", "heartbeat", "authInheritance"].iter().find_map(|key| {
+                openclaw::str_at(&parsed.root, &["agents", "defaults", key, "agentId"])
+                    .map(str::to_ascii_lowercase)
+                    .filter(|id| valid.contains(&id.as_str()))
+            });
+            marker.or_else(|| (valid.len() == 1).then(|| valid[0].to_owned()))
+        }
     }
-    let marker = ["systemAgent", "heartbeat", "authInheritance"].iter().find_map(|key| {
-        openclaw::str_at(&parsed.root, &["agents", "defaults", key, "agentId"])
-            .map(str::to_ascii_lowercase)
-            .filter(|id| valid.contains(&id.as_str()))
-    });
-    marker
-        .or_else(|| valid.contains(&IMPLICIT_AGENT_ID).then(|| IMPLICIT_AGENT_ID.to_owned()))
-        .or_else(|| valid.first().map(|id| (*id).to_owned()))
 }
 
 /// Builds the inventory from the raw config text and the adapter's facts.

@@ -61,7 +61,10 @@ fn trio_agents_carry_their_effective_settings() {
     let lead = inventory.agent("lead").unwrap();
     assert!(lead.is_default);
     assert_eq!(inventory.default_agent_id.as_deref(), Some("lead"));
-    assert_eq!(lead.workspace, "/srv/oc/workspace");
+    assert_eq!(
+        lead.workspace, "/srv/oc/workspace-lead",
+        "explicit rosters give every agent its own workspace"
+    );
     assert_eq!(lead.agent_dir, "/srv/oc/agents/lead/agent");
     assert_eq!(lead.model.as_deref(), Some("anthropic/claude-opus-4-1"));
     assert_eq!(lead.model_fallbacks, ["anthropic/claude-sonnet-4-5"]);
@@ -78,7 +81,11 @@ fn legacy_list_shape_yields_the_same_graph_as_the_keyed_shape() {
     let legacy = inventory(TRIO_LEGACY);
     assert_eq!(legacy.roster_shape, RosterShape::List);
     assert!(legacy.findings.is_empty(), "{:?}", legacy.findings);
-    assert_eq!(derive_topology(&legacy).revision, derive_topology(&inventory(TRIO)).revision);
+    let (legacy, current) = (derive_topology(&legacy), derive_topology(&inventory(TRIO)));
+    assert_eq!(legacy.edges, current.edges);
+    assert_eq!(legacy.routes, current.routes);
+    // Only the default agent's workspace differs: the legacy default keeps `<state>/workspace`.
+    assert_ne!(legacy.revision, current.revision);
 }
 
 #[test]
@@ -156,6 +163,24 @@ fn global_deny_of_sessions_send_silences_every_agent() {
     let raw = r#"{ agents: { ownership: "explicit", entries: { a: {}, b: {} } },
                    tools: { deny: ["group:sessions"], sessions: { visibility: "all" }, agentToAgent: { enabled: true } } }"#;
     assert_eq!(derive_topology(&inventory(raw)).edges_of(EdgeKind::Send).count(), 0);
+}
+
+#[test]
+fn the_legacy_default_agent_works_in_the_shared_workspace() {
+    let inventory = inventory(TRIO_LEGACY);
+    assert_eq!(inventory.default_agent_id.as_deref(), Some("lead"));
+    assert_eq!(inventory.agent("lead").unwrap().workspace, "/srv/oc/workspace");
+    assert_eq!(inventory.agent("research").unwrap().workspace, "/srv/oc/workspace-research");
+}
+
+#[test]
+fn an_explicit_roster_without_marker_has_no_default_agent() {
+    let inventory = inventory(r#"{ agents: { ownership: "explicit", entries: { main: {}, b: {} } } }"#);
+    assert_eq!(inventory.default_agent_id, None);
+    assert_eq!(inventory.agent("main").unwrap().workspace, "/srv/oc/workspace-main");
+    let single = self::inventory(r#"{ agents: { entries: { solo: {} } } }"#);
+    assert_eq!(single.default_agent_id.as_deref(), Some("solo"));
+    assert_eq!(single.agent("solo").unwrap().workspace, "/srv/oc/workspace");
 }
 
 #[test]

@@ -38,6 +38,11 @@ pub fn validate(parsed: &ParsedConfig) -> Vec<ConfigIssue> {
     check_ownership(parsed, &mut issues);
     check_tools_scope(parsed.root.get("tools"), "tools", &mut issues);
     if let Some(defaults) = value_at(&parsed.root, &["agents", "defaults"]) {
+        // The real schema has no tools key under agents.defaults (tools live at the root or
+        // per agent).
+        if defaults.get("tools").is_some() {
+            issues.push(ConfigIssue::new("agents.defaults", "Unrecognized key: \"tools\""));
+        }
         check_agent_scope(defaults.as_object(), "agents.defaults", &mut issues);
         check_subagent_limits(defaults, &mut issues);
     }
@@ -196,6 +201,12 @@ mod tests {
             paths(&issues),
             ["agents.entries.QA Team", "agents.entries.ops.tools", "agents.entries.qa.sandbox.mode"]
         );
+    }
+
+    #[test]
+    fn tools_under_agent_defaults_is_an_unrecognized_key() {
+        let issues = issues_of(r#"{ agents: { defaults: { tools: { profile: "coding" } } } }"#);
+        assert_eq!(issues, [ConfigIssue::new("agents.defaults", "Unrecognized key: \"tools\"")]);
     }
 
     #[test]
