@@ -16,6 +16,7 @@ pub mod model;
 pub mod observation;
 pub mod openclaw;
 pub mod page_token;
+pub mod patch;
 pub mod topology;
 
 pub use findings::{Finding, FindingKind};

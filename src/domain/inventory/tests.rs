@@ -66,12 +66,12 @@ fn trio_agents_carry_their_effective_settings() {
         "explicit rosters give every agent its own workspace"
     );
     assert_eq!(lead.agent_dir, "/srv/oc/agents/lead/agent");
-    assert_eq!(lead.model.as_deref(), Some("anthropic/claude-opus-4-1"));
-    assert_eq!(lead.model_fallbacks, ["anthropic/claude-sonnet-4-5"]);
+    assert_eq!(lead.model.as_deref(), Some("claude-cli/claude-opus-4-6"));
+    assert_eq!(lead.model_fallbacks, ["claude-cli/claude-sonnet-4-6"]);
     assert_eq!(lead.effective_trust, TrustLevel::Elevated);
     let research = inventory.agent("research").unwrap();
     assert_eq!(research.workspace, "/srv/oc/workspace-research");
-    assert_eq!(research.model.as_deref(), Some("anthropic/claude-sonnet-4-5"), "inherits defaults");
+    assert_eq!(research.model.as_deref(), Some("claude-cli/claude-sonnet-4-6"), "inherits defaults");
     assert_eq!(research.effective_trust, TrustLevel::Standard);
     assert_eq!(inventory.agent("writer").unwrap().effective_trust, TrustLevel::Restricted);
 }
