@@ -19,7 +19,10 @@ use crate::auth::{AuthSetupError, TokenStore};
 use crate::config::ServeArgs;
 use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
-use crate::control::{DesiredTopologyService, DriftMonitor, ObservationService, ObserverSettings, Readiness};
+use crate::control::failpoints::Failpoints;
+use crate::control::{
+    DesiredTopologyService, DriftMonitor, ObservationService, ObserverSettings, Readiness, RolloutService,
+};
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::{
     self, DriftServiceImpl, MetaServiceImpl, TopologyServiceImpl, auth::AuthState, descriptor,
@@ -65,16 +68,33 @@ pub struct App {
     shutdown_grace: Duration,
     observe_interval: Duration,
     stop: CancellationToken,
+    rollouts: RolloutService,
+}
+
+/// What tests may inject into an [`App`].
+#[derive(Clone)]
+pub struct Hooks {
+    /// Where the application reads time.
+    pub clock: Arc<dyn Clock>,
+    /// Enabled failpoints (none in production).
+    pub failpoints: Failpoints,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock), failpoints: Failpoints::default() }
+    }
 }
 
 impl App {
     /// Prepares everything the service needs; nothing is served until `run_until_stopped`.
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
-        Self::build_with_clock(args, Arc::new(SystemClock)).await
+        Self::build_with(args, Hooks::default()).await
     }
 
-    /// Like [`App::build`], with the clock the application reads time from (tests drive it).
-    pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+    /// Like [`App::build`], with test hooks (a clock tests drive, failpoints).
+    pub async fn build_with(args: ServeArgs, hooks: Hooks) -> Result<Self, StartupError> {
+        let Hooks { clock, failpoints } = hooks;
         let data_dir = args.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
@@ -121,7 +141,22 @@ impl App {
             events.clone(),
             page_tokens.clone(),
         );
-        let drift = DriftMonitor::new(store.clone(), observations.clone(), clock, events, page_tokens);
+        let drift = DriftMonitor::new(
+            store.clone(),
+            observations.clone(),
+            clock.clone(),
+            events.clone(),
+            page_tokens.clone(),
+        );
+        let rollouts = RolloutService::new(
+            observations.runtime(),
+            store.clone(),
+            observations.clone(),
+            clock,
+            events,
+            page_tokens,
+            failpoints,
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         grpc::spawn_health_publisher(&readiness, health.clone());
         let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods.clone()));
@@ -148,7 +183,11 @@ impl App {
                 desired,
                 stop.clone(),
             )))
-            .add_service(DriftServiceServer::new(DriftServiceImpl::new(drift, stop.clone())));
+            .add_service(DriftServiceServer::new(DriftServiceImpl::new(
+                drift,
+                rollouts.clone(),
+                stop.clone(),
+            )));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()
@@ -169,6 +208,7 @@ impl App {
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             observe_interval: Duration::from_secs(args.observe_interval_secs),
             stop,
+            rollouts,
         })
     }
 
@@ -191,11 +231,16 @@ impl App {
         // One token ends the observation loop and every watch stream when shutdown begins.
         let stop = self.stop.clone();
         let observer = self.observations.clone();
+        let rollouts = self.rollouts.clone();
         let (loop_stop, interval) = (stop.child_token(), self.observe_interval);
-        tokio::spawn(
-            async move { observer.run_loop(interval, loop_stop).await }
-                .instrument(tracing::info_span!("observation_loop")),
-        );
+        let background = async move {
+            // Interrupted rollouts are resolved before anything else touches the runtime.
+            if let Err(error) = rollouts.recover_unfinished().await {
+                tracing::error!(%error, "resolving interrupted rollouts failed; they stay as recorded");
+            }
+            observer.run_loop(interval, loop_stop).await
+        };
+        tokio::spawn(background.instrument(tracing::info_span!("observation_loop")));
 
         let (readiness, health, stopping) = (self.readiness.clone(), self.health.clone(), stop.clone());
         let signal = async move {

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_observations;
 mod m20261127_000002_create_server_keys;
 mod m20261127_000003_create_desired_and_drift;
+mod m20261127_000004_create_plans_and_rollouts;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_observations::Migration),
             Box::new(m20261127_000002_create_server_keys::Migration),
             Box::new(m20261127_000003_create_desired_and_drift::Migration),
+            Box::new(m20261127_000004_create_plans_and_rollouts::Migration),
         ]
     }
 }

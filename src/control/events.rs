@@ -7,6 +7,7 @@ use tokio::sync::broadcast;
 use crate::domain::Topology;
 use crate::domain::desired::DesiredRevision;
 use crate::domain::drift::tracker::{DriftState, TrackedItem};
+use crate::domain::rollout::Rollout;
 
 /// Buffered events per channel before slow subscribers lag.
 const CAPACITY: usize = 256;
@@ -30,11 +31,16 @@ pub struct DriftEvent {
 pub struct EventBus {
     topology: broadcast::Sender<TopologyEvent>,
     drift: broadcast::Sender<DriftEvent>,
+    rollouts: broadcast::Sender<Rollout>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self { topology: broadcast::channel(CAPACITY).0, drift: broadcast::channel(CAPACITY).0 }
+        Self {
+            topology: broadcast::channel(CAPACITY).0,
+            drift: broadcast::channel(CAPACITY).0,
+            rollouts: broadcast::channel(CAPACITY).0,
+        }
     }
 }
 
@@ -47,6 +53,16 @@ impl EventBus {
     /// Publishes a drift transition (nobody listening is fine).
     pub fn publish_drift(&self, event: DriftEvent) {
         let _ = self.drift.send(event);
+    }
+
+    /// Publishes a rollout after a change (nobody listening is fine).
+    pub fn publish_rollout(&self, rollout: Rollout) {
+        let _ = self.rollouts.send(rollout);
+    }
+
+    /// Subscribes to rollout changes.
+    pub fn rollouts(&self) -> broadcast::Receiver<Rollout> {
+        self.rollouts.subscribe()
     }
 
     /// Subscribes to topology changes.

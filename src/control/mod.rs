@@ -6,12 +6,15 @@ mod desired;
 mod drift;
 mod error;
 pub mod events;
+pub mod failpoints;
 mod observer;
 mod paging;
 mod readiness;
+mod rollout;
 
 pub use desired::{DesiredTopologyService, PutRequest, PutResult, TopologySelector};
 pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};
 pub use observer::{ObservationService, Observed, ObserverSettings};
 pub use readiness::{ComponentState, Readiness, ReadinessSnapshot};
+pub use rollout::{CreateRolloutRequest, RolloutService};

@@ -77,6 +77,11 @@ impl ObservationService {
         }
     }
 
+    /// Returns the runtime adapter.
+    pub fn runtime(&self) -> Arc<dyn RuntimeAdapter> {
+        self.runtime.clone()
+    }
+
     /// Returns the configured runtime address.
     pub fn runtime_address(&self) -> &str {
         self.runtime.address()

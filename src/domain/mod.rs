@@ -17,6 +17,7 @@ pub mod observation;
 pub mod openclaw;
 pub mod page_token;
 pub mod patch;
+pub mod rollout;
 pub mod topology;
 
 pub use findings::{Finding, FindingKind};

@@ -11,6 +11,8 @@ use crate::domain::drift::{DriftDifference, DriftKind};
 use crate::domain::findings::{Finding, FindingKind};
 use crate::domain::inventory::{self, Binding, Inventory, InventoryAgent, RouteMatch, SessionStore};
 use crate::domain::observation::ObservationRecord;
+use crate::domain::patch::{PatchPlan, PlanKind};
+use crate::domain::rollout::{Rollout, RolloutState};
 use crate::domain::topology::{EdgeKind, Route, Topology, TopologyEdge};
 use crate::domain::{RosterShape, SandboxMode, Severity, TrustLevel};
 use crate::pb::v1 as pb;
@@ -423,4 +425,66 @@ pub fn desired_input(value: Option<&pb::Topology>) -> Result<DesiredInput, Vec<F
         });
     }
     if violations.is_empty() { Ok(input) } else { Err(violations) }
+}
+
+pub fn plan_kind(value: PlanKind) -> pb::PlanKind {
+    match value {
+        PlanKind::Apply => pb::PlanKind::Apply,
+        PlanKind::Repair => pb::PlanKind::Repair,
+    }
+}
+
+pub fn patch_plan(value: &PatchPlan, created_at: DateTime<Utc>) -> pb::PatchPlan {
+    pb::PatchPlan {
+        id: value.id.clone(),
+        kind: plan_kind(value.kind).into(),
+        base_hash: value.base_hash.clone(),
+        desired_generation: value.desired_generation,
+        merge_patch_json: value.merge_patch.to_string(),
+        replace_paths: value.replace_paths.clone(),
+        operations: value.operations.clone(),
+        guards: value.guards.clone(),
+        warnings: value.warnings.clone(),
+        create_workspaces: value.create_workspaces.clone(),
+        expected_resolved: value.expected_resolved.clone(),
+        removed_agents: value.removed_agents.clone(),
+        create_time: Some(timestamp(created_at)),
+    }
+}
+
+pub fn rollout_state(value: RolloutState) -> pb::RolloutState {
+    match value {
+        RolloutState::Pending => pb::RolloutState::Pending,
+        RolloutState::Applying => pb::RolloutState::Applying,
+        RolloutState::Verifying => pb::RolloutState::Verifying,
+        RolloutState::Succeeded => pb::RolloutState::Succeeded,
+        RolloutState::Failed => pb::RolloutState::Failed,
+        RolloutState::RollingBack => pb::RolloutState::RollingBack,
+        RolloutState::RolledBack => pb::RolloutState::RolledBack,
+    }
+}
+
+/// The rollout as clients see it (the pre-image stays on the server: it may hold secrets).
+pub fn rollout(value: &Rollout) -> pb::Rollout {
+    pb::Rollout {
+        id: value.id.clone(),
+        plan_id: value.plan_id.clone(),
+        state: rollout_state(value.state).into(),
+        dry_run: value.dry_run,
+        actor: value.actor.clone(),
+        base_hash: value.base_hash.clone(),
+        target_hash: value.target_hash.clone().unwrap_or_default(),
+        error: value.error.clone().unwrap_or_default(),
+        steps: value
+            .steps
+            .iter()
+            .map(|step| pb::RolloutStep {
+                time: Some(timestamp(step.at)),
+                state: rollout_state(step.state).into(),
+                message: step.message.clone(),
+            })
+            .collect(),
+        create_time: Some(timestamp(value.created_at)),
+        update_time: Some(timestamp(value.updated_at)),
+    }
 }

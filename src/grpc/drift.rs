@@ -6,18 +6,48 @@ use tonic::{Request, Response, Status};
 use super::watch::{EventStream, WatchSource, principal, spawn_watch};
 use super::{convert, idempotency};
 use crate::control::events::DriftEvent;
-use crate::control::{AppError, DriftMonitor};
+use crate::control::{AppError, CreateRolloutRequest, DriftMonitor, RolloutService};
 use crate::domain::drift::tracker::TrackedItem;
+use crate::domain::patch::PlanKind;
+use crate::domain::rollout::Rollout;
 use crate::pb::v1::{self as pb, drift_service_server::DriftService};
 
 pub struct DriftServiceImpl {
     drift: DriftMonitor,
+    rollouts: RolloutService,
     stop: CancellationToken,
 }
 
 impl DriftServiceImpl {
-    pub fn new(drift: DriftMonitor, stop: CancellationToken) -> Self {
-        Self { drift, stop }
+    pub fn new(drift: DriftMonitor, rollouts: RolloutService, stop: CancellationToken) -> Self {
+        Self { drift, rollouts, stop }
+    }
+}
+
+/// WatchRollout: the rollout as it is, then after every change, until it is final.
+struct RolloutWatch {
+    rollouts: RolloutService,
+    id: String,
+}
+
+impl WatchSource for RolloutWatch {
+    type Event = Rollout;
+    type Message = pb::WatchRolloutResponse;
+
+    async fn snapshot(&mut self) -> Result<Vec<Self::Message>, AppError> {
+        let rollout = self.rollouts.get(&self.id).await?;
+        Ok(vec![pb::WatchRolloutResponse { rollout: Some(convert::rollout(&rollout)) }])
+    }
+
+    fn map(&mut self, event: Rollout) -> Option<Self::Message> {
+        (event.id == self.id).then(|| pb::WatchRolloutResponse { rollout: Some(convert::rollout(&event)) })
+    }
+
+    fn is_last(&self, message: &Self::Message) -> bool {
+        let state = message.rollout.as_ref().map(|r| r.state).unwrap_or_default();
+        [pb::RolloutState::Succeeded, pb::RolloutState::Failed, pb::RolloutState::RolledBack]
+            .iter()
+            .any(|last| *last as i32 == state)
     }
 }
 
@@ -113,6 +143,93 @@ impl DriftService for DriftServiceImpl {
         let initial = source.snapshot().await?;
         let stream =
             spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_drift"));
+        Ok(Response::new(stream))
+    }
+
+    async fn plan_patch(
+        &self,
+        request: Request<pb::PlanPatchRequest>,
+    ) -> Result<Response<pb::PlanPatchResponse>, Status> {
+        let kind = match pb::PlanKind::try_from(request.into_inner().kind) {
+            Ok(pb::PlanKind::Unspecified | pb::PlanKind::Apply) => PlanKind::Apply,
+            Ok(pb::PlanKind::Repair) => PlanKind::Repair,
+            Err(_) => return Err(AppError::invalid("kind", "unknown plan kind").into()),
+        };
+        let (plan, created_at) = self.rollouts.plan(kind).await?;
+        Ok(Response::new(pb::PlanPatchResponse { plan: Some(convert::patch_plan(&plan, created_at)) }))
+    }
+
+    async fn get_patch_plan(
+        &self,
+        request: Request<pb::GetPatchPlanRequest>,
+    ) -> Result<Response<pb::GetPatchPlanResponse>, Status> {
+        let (plan, created_at) = self.rollouts.get_plan(&request.into_inner().plan_id).await?;
+        Ok(Response::new(pb::GetPatchPlanResponse { plan: Some(convert::patch_plan(&plan, created_at)) }))
+    }
+
+    async fn create_rollout(
+        &self,
+        request: Request<pb::CreateRolloutRequest>,
+    ) -> Result<Response<pb::CreateRolloutResponse>, Status> {
+        let actor = principal(&request)?;
+        let request = request.into_inner();
+        let without_id = pb::CreateRolloutRequest { request_id: String::new(), ..request.clone() };
+        let idempotency = idempotency::key_of("CreateRollout", &request.request_id, &without_id)?;
+        let create = CreateRolloutRequest {
+            plan_id: request.plan_id,
+            dry_run: request.dry_run,
+            idempotency,
+            validate_only: request.validate_only,
+        };
+        let rollout = self.rollouts.create(create, &actor).await?;
+        Ok(Response::new(pb::CreateRolloutResponse { rollout: Some(convert::rollout(&rollout)) }))
+    }
+
+    async fn get_rollout(
+        &self,
+        request: Request<pb::GetRolloutRequest>,
+    ) -> Result<Response<pb::GetRolloutResponse>, Status> {
+        let rollout = self.rollouts.get(&request.into_inner().rollout_id).await?;
+        Ok(Response::new(pb::GetRolloutResponse { rollout: Some(convert::rollout(&rollout)) }))
+    }
+
+    async fn list_rollouts(
+        &self,
+        request: Request<pb::ListRolloutsRequest>,
+    ) -> Result<Response<pb::ListRolloutsResponse>, Status> {
+        let request = request.into_inner();
+        let (rollouts, next_page_token) = self.rollouts.list(request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListRolloutsResponse {
+            rollouts: rollouts.iter().map(convert::rollout).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn rollback_rollout(
+        &self,
+        request: Request<pb::RollbackRolloutRequest>,
+    ) -> Result<Response<pb::RollbackRolloutResponse>, Status> {
+        let actor = principal(&request)?;
+        let request = request.into_inner();
+        let without_id = pb::RollbackRolloutRequest { request_id: String::new(), ..request.clone() };
+        let key = idempotency::key_of("RollbackRollout", &request.request_id, &without_id)?;
+        let rollout =
+            self.rollouts.rollback(&request.rollout_id, &actor, &key, request.validate_only).await?;
+        Ok(Response::new(pb::RollbackRolloutResponse { rollout: Some(convert::rollout(&rollout)) }))
+    }
+
+    type WatchRolloutStream = EventStream<pb::WatchRolloutResponse>;
+
+    async fn watch_rollout(
+        &self,
+        request: Request<pb::WatchRolloutRequest>,
+    ) -> Result<Response<Self::WatchRolloutStream>, Status> {
+        let events = self.rollouts.subscribe();
+        let mut source =
+            RolloutWatch { rollouts: self.rollouts.clone(), id: request.into_inner().rollout_id };
+        let initial = source.snapshot().await?;
+        let stream =
+            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_rollout"));
         Ok(Response::new(stream))
     }
 }

@@ -33,6 +33,11 @@ pub trait WatchSource: Send + 'static {
 
     /// Maps an event to a message, or `None` to skip it.
     fn map(&mut self, event: Self::Event) -> Option<Self::Message>;
+
+    /// Returns true when `message` is the last one the stream sends (e.g. a final state).
+    fn is_last(&self, _message: &Self::Message) -> bool {
+        false
+    }
 }
 
 /// Starts the writer task of a Watch stream. `events` must be subscribed before `initial`
@@ -48,8 +53,9 @@ pub fn spawn_watch<S: WatchSource>(
     let task = async move {
         let mut pending = initial;
         loop {
-            for message in pending.drain(..) {
-                if sender.send(Ok(message)).await.is_err() {
+            for message in std::mem::take(&mut pending) {
+                let last = source.is_last(&message);
+                if sender.send(Ok(message)).await.is_err() || last {
                     return;
                 }
             }

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+use super::files::{create_dirs, patched_text, structural_issues, write_atomically};
 use super::state_dir::read_state_dir;
-use super::{RuntimeAdapter, RuntimeError, RuntimeMode};
+use super::{ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode};
+use crate::domain::inventory::config_hash;
+use crate::domain::patch::PatchShape;
 use crate::domain::{Inventory, build_inventory};
 
 /// A fixture runtime living in the data dir.
@@ -53,6 +56,10 @@ impl FixtureRuntime {
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")
     }
+
+    fn config_path(&self) -> PathBuf {
+        self.state_dir().join("openclaw.json")
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -86,6 +93,58 @@ impl RuntimeAdapter for FixtureRuntime {
             .ok()
             .and_then(|text| parse_version(&text));
         Ok(build_inventory(&read.raw_config, &read.facts))
+    }
+
+    fn patch_shape(&self) -> PatchShape {
+        // jhf-warp writes the fixture copy itself, so the file keeps its own roster shape.
+        PatchShape::FileShape
+    }
+
+    async fn read_config(&self) -> Result<ConfigText, RuntimeError> {
+        let path = self.config_path();
+        let raw = tokio::fs::read_to_string(&path).await.map_err(|err| RuntimeError::Unreachable {
+            detail: format!("cannot read {}: {}", path.display(), err.kind()),
+        })?;
+        let hash = config_hash(&raw);
+        Ok(ConfigText { raw, hash })
+    }
+
+    async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError> {
+        let current = self.read_config().await?;
+        if current.hash != patch.base_hash {
+            return Ok(DryRunReport {
+                ok: false,
+                errors: vec!["the config changed since the plan was made".to_owned()],
+            });
+        }
+        let issues = structural_issues(&patched_text(&current.raw, patch.merge_patch)?);
+        let errors: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
+        Ok(DryRunReport { ok: errors.is_empty(), errors })
+    }
+
+    async fn apply(&self, patch: &PatchRequest<'_>) -> Result<String, RuntimeError> {
+        let current = self.read_config().await?;
+        if current.hash != patch.base_hash {
+            return Err(RuntimeError::BaseHashMismatch {
+                expected: patch.base_hash.to_owned(),
+                actual: current.hash,
+            });
+        }
+        let text = patched_text(&current.raw, patch.merge_patch)?;
+        let hash = write_atomically(&self.config_path(), &text).await?;
+        create_dirs(patch.create_workspaces).await?;
+        Ok(hash)
+    }
+
+    async fn restore(&self, pre_image: &str, expected_hash: &str) -> Result<String, RuntimeError> {
+        let current = self.read_config().await?;
+        if current.hash != expected_hash {
+            return Err(RuntimeError::BaseHashMismatch {
+                expected: expected_hash.to_owned(),
+                actual: current.hash,
+            });
+        }
+        write_atomically(&self.config_path(), pre_image).await
     }
 }
 

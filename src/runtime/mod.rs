@@ -6,14 +6,17 @@
 //! `ssh://` come with guarded patching.
 
 mod address;
+mod files;
 mod fixture;
 mod state_dir;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::domain::Inventory;
+use crate::domain::patch::PatchShape;
 
 pub use address::{RuntimeAddress, RuntimeAddressError};
 pub use fixture::FixtureRuntime;
@@ -31,6 +34,39 @@ pub enum RuntimeError {
     InvalidOutput { detail: String },
     #[error("runtime setup failed: {detail}")]
     Setup { detail: String },
+    #[error("runtime config changed: expected hash {expected}, found {actual}")]
+    BaseHashMismatch { expected: String, actual: String },
+    #[error("runtime is read-only: {reason}")]
+    ReadOnly { reason: String },
+}
+
+/// The config file as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigText {
+    pub raw: String,
+    /// sha256 hex of `raw`.
+    pub hash: String,
+}
+
+/// A change to write, guarded by the hash it was planned against.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRequest<'a> {
+    pub merge_patch: &'a Value,
+    pub replace_paths: &'a [String],
+    pub base_hash: &'a str,
+    /// Agents to delete first (CLI runtimes refuse to drop roster entries through a patch).
+    pub remove_agents: &'a [String],
+    /// Workspace directories to create after the write.
+    pub create_workspaces: &'a [String],
+    /// Repair plans are written on configs the runtime itself refuses to load.
+    pub repair: bool,
+}
+
+/// What a dry run said.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DryRunReport {
+    pub ok: bool,
+    pub errors: Vec<String>,
 }
 
 /// The kind of access an adapter has to the runtime.
@@ -51,4 +87,20 @@ pub trait RuntimeAdapter: Send + Sync + 'static {
 
     /// Reads the installation once and returns its normalised inventory.
     async fn observe(&self) -> Result<Inventory, RuntimeError>;
+
+    /// Returns how patches must address the roster on this runtime.
+    fn patch_shape(&self) -> PatchShape;
+
+    /// Reads the config file text.
+    async fn read_config(&self) -> Result<ConfigText, RuntimeError>;
+
+    /// Checks a patch without writing anything.
+    async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError>;
+
+    /// Applies a patch if the config still has `base_hash` (checked immediately before the
+    /// write), then creates the requested workspaces. Returns the new config hash.
+    async fn apply(&self, patch: &PatchRequest<'_>) -> Result<String, RuntimeError>;
+
+    /// Writes `pre_image` back if the config hash is still `expected_hash`. Returns the new hash.
+    async fn restore(&self, pre_image: &str, expected_hash: &str) -> Result<String, RuntimeError>;
 }

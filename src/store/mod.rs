@@ -6,6 +6,7 @@ mod drift;
 mod entities;
 mod idempotency;
 mod observations;
+mod rollouts;
 mod server_keys;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 pub use desired::PutDesiredOutcome;
 pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use observations::NewObservation;
+pub use rollouts::CreateRolloutOutcome;
 
 /// Why the store failed. Messages are safe for logs; SQL text never reaches a client.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use jhf_warp::app::{App, StartupError};
+use jhf_warp::app::{App, Hooks, StartupError};
 use jhf_warp::config::ServeArgs;
 use jhf_warp::control::clock::{Clock, ManualClock, SystemClock};
+use jhf_warp::control::failpoints::Failpoints;
 use jhf_warp::pb::v1::drift_service_client::DriftServiceClient;
 use jhf_warp::pb::v1::meta_service_client::MetaServiceClient;
 use jhf_warp::pb::v1::topology_service_client::TopologyServiceClient;
@@ -51,6 +52,8 @@ pub struct AppOptions {
     pub clock: Option<Arc<ManualClock>>,
     /// Seconds between periodic observations; tests observe on demand, so the default is long.
     pub observe_interval_secs: u64,
+    /// Failpoints to enable.
+    pub failpoints: Vec<&'static str>,
 }
 
 impl Default for AppOptions {
@@ -61,6 +64,7 @@ impl Default for AppOptions {
             reuse: None,
             clock: None,
             observe_interval_secs: 3600,
+            failpoints: Vec::new(),
         }
     }
 }
@@ -205,7 +209,11 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         Some(manual) => manual,
         None => Arc::new(SystemClock),
     };
-    let app = App::build_with_clock(args, clock).await.expect("app builds");
+    let failpoints = Failpoints::default();
+    for name in &options.failpoints {
+        failpoints.enable(name);
+    }
+    let app = App::build_with(args, Hooks { clock, failpoints }).await.expect("app builds");
     let addr = app.local_addr();
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {

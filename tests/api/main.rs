@@ -10,5 +10,6 @@ mod helpers;
 mod history;
 mod process;
 mod reflection;
+mod rollout;
 mod shim;
 mod topology;

@@ -197,6 +197,7 @@ pub fn plan_apply(
         create_workspaces: planner.workspaces,
         expected_resolved: before.difference(&remaining).cloned().collect(),
         needs_restart: false,
+        removed_agents: removed.iter().map(|id| (*id).to_owned()).collect(),
     }))
 }
 

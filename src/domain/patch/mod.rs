@@ -68,6 +68,9 @@ pub struct PatchPlan {
     pub expected_resolved: Vec<String>,
     /// True when the patch touches keys that need a gateway restart (`gateway.*`).
     pub needs_restart: bool,
+    /// Agents the plan removes (CLI runtimes delete them with `openclaw agents delete`).
+    #[serde(default)]
+    pub removed_agents: Vec<String>,
 }
 
 impl PatchPlan {
@@ -164,3 +167,15 @@ fn finish(mut plan: PatchPlan) -> PatchPlan {
 
 #[cfg(test)]
 mod tests;
+
+/// Returns true when `current` is, semantically, `pre_image` with `merge_patch` applied
+/// (formatting, comments and key order aside) — how recovery recognises a finished write.
+pub fn matches_planned(pre_image: &str, merge_patch: &Value, current: &str) -> bool {
+    let (Ok(mut expected), Ok(actual)) =
+        (json5::from_str::<Value>(pre_image), json5::from_str::<Value>(current))
+    else {
+        return false;
+    };
+    merge::apply(&mut expected, merge_patch);
+    expected == actual
+}

@@ -183,6 +183,7 @@ pub fn plan_repair(ctx: &PlanContext<'_>) -> Result<PatchPlan, PlanError> {
         create_workspaces: workspaces,
         expected_resolved,
         needs_restart: false,
+        removed_agents: Vec::new(),
     }))
 }
 

@@ -4,4 +4,6 @@ pub mod desired_topology;
 pub mod drift_item;
 pub mod idempotency_record;
 pub mod observation;
+pub mod patch_plan;
+pub mod rollout;
 pub mod server_key;
