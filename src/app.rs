@@ -31,7 +31,10 @@ use crate::pb::v1::drift_service_server::DriftServiceServer;
 use crate::pb::{
     self, v1::meta_service_server::MetaServiceServer, v1::topology_service_server::TopologyServiceServer,
 };
-use crate::runtime::{FixtureRuntime, RuntimeAdapter, RuntimeAddress, RuntimeError};
+use crate::runtime::{
+    CliRuntime, FixtureRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeError, RuntimeMode,
+    SshShell,
+};
 use crate::store::{Store, StoreError};
 
 /// Why the service could not start or stopped abnormally.
@@ -111,7 +114,7 @@ impl App {
             listener.local_addr().map_err(|source| StartupError::Bind { addr: args.listen, source })?;
 
         let runtime = prepare_runtime(&args, &data_dir).await?;
-        let readiness = Readiness::new(standing_warnings(&args.runtime));
+        let readiness = Readiness::new(standing_warnings(&args.runtime, runtime.as_ref()));
         let store = Store::connect(&args.store.database_url()).await?;
         store.migrate().await?;
         readiness.set_store(true, format!("migrated ({})", store.backend_name()));
@@ -271,21 +274,66 @@ impl App {
 }
 
 async fn prepare_runtime(args: &ServeArgs, data_dir: &Path) -> Result<Arc<dyn RuntimeAdapter>, StartupError> {
-    match &args.runtime {
+    let address = args.runtime.to_string();
+    let runtime: Arc<dyn RuntimeAdapter> = match &args.runtime {
         RuntimeAddress::Fixture { name } => {
             let fixture = FixtureRuntime::prepare(&args.fixtures_dir(), name, data_dir).await?;
-            tracing::info!(runtime = %args.runtime, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
-            Ok(Arc::new(fixture))
+            tracing::info!(runtime = %address, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
+            Arc::new(fixture)
         }
+        RuntimeAddress::Local { state_dir } => {
+            let shell = Arc::new(LocalShell);
+            Arc::new(
+                CliRuntime::connect(
+                    address.clone(),
+                    RuntimeMode::Local,
+                    shell,
+                    state_dir.clone(),
+                    args.openclaw_bin.clone(),
+                )
+                .await?,
+            )
+        }
+        RuntimeAddress::Ssh { user, host, port, state_dir } => {
+            let shell = Arc::new(SshShell {
+                destination: match user {
+                    Some(user) => format!("{user}@{host}"),
+                    None => host.clone(),
+                },
+                port: *port,
+                identity: args.ssh_identity.clone(),
+                known_hosts: args.ssh_known_hosts.clone(),
+                connect_timeout: Duration::from_secs(args.ssh_connect_timeout_secs),
+            });
+            Arc::new(
+                CliRuntime::connect(
+                    address.clone(),
+                    RuntimeMode::Ssh,
+                    shell,
+                    state_dir.clone(),
+                    args.openclaw_bin.clone(),
+                )
+                .await?,
+            )
+        }
+    };
+    if let Some(reason) = runtime.read_only_reason() {
+        tracing::warn!(runtime = %address, %reason, "runtime adapter is read-only");
     }
+    Ok(runtime)
 }
 
-fn standing_warnings(runtime: &RuntimeAddress) -> Vec<String> {
-    match runtime {
-        RuntimeAddress::Fixture { name } => vec![format!(
-            "runtime adapter in fixture mode ({runtime}): reading a copy of fixtures/openclaw/{name}, not a real OpenClaw installation"
-        )],
+fn standing_warnings(address: &RuntimeAddress, runtime: &dyn RuntimeAdapter) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let RuntimeAddress::Fixture { name } = address {
+        warnings.push(format!(
+            "runtime adapter in fixture mode ({address}): reading a copy of fixtures/openclaw/{name}, not a real OpenClaw installation"
+        ));
     }
+    if let Some(reason) = runtime.read_only_reason() {
+        warnings.push(format!("runtime adapter is read-only: {reason}"));
+    }
+    warnings
 }
 
 fn random_hex() -> String {

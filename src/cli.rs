@@ -19,7 +19,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let app = App::build(args).await?;
+                let app = App::build(*args).await?;
                 app.run_until_stopped(shutdown_signal()).await
             }
             Command::Migrate(args) => {

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC API and the HTTP shim on one port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
 }
@@ -75,7 +75,7 @@ pub struct ServeArgs {
     /// Address for gRPC (h2c) and the HTTP/1.1 shim; port 0 picks a free port.
     #[arg(long, env = "JHF_WARP_LISTEN", default_value = "127.0.0.1:18086")]
     pub listen: SocketAddr,
-    /// OpenClaw runtime: `fixture:<name>` (a tree under --fixtures-dir, copied into the data dir).
+    /// OpenClaw runtime: `fixture:<name>`, `local[:<state-dir>]` or `ssh://[user@]host[:port][/state-dir]`.
     #[arg(long, env = "JHF_WARP_RUNTIME", default_value = "fixture:trio")]
     pub runtime: RuntimeAddress,
     /// Directory holding the fixture trees; default `fixtures/openclaw` (of the working dir, else of the source tree).
@@ -87,6 +87,18 @@ pub struct ServeArgs {
     /// Tokens as `name:role:token[,…]` (prefer the env var or --token-file: flags show in `ps`).
     #[arg(long, env = "JHF_WARP_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
+    /// The `openclaw` CLI used by the local and ssh runtimes (on the runtime host's PATH by default).
+    #[arg(long, env = "JHF_WARP_OPENCLAW_BIN", default_value = "openclaw")]
+    pub openclaw_bin: String,
+    /// SSH identity file for ssh:// runtimes (default: the ssh client's own).
+    #[arg(long, env = "JHF_WARP_SSH_IDENTITY")]
+    pub ssh_identity: Option<PathBuf>,
+    /// SSH known-hosts file for ssh:// runtimes (host keys are always checked).
+    #[arg(long, env = "JHF_WARP_SSH_KNOWN_HOSTS")]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Seconds an ssh connection may take to establish.
+    #[arg(long, env = "JHF_WARP_SSH_CONNECT_TIMEOUT_SECS", default_value_t = 5)]
+    pub ssh_connect_timeout_secs: u64,
     /// Stored observations kept per runtime (older ones are pruned).
     #[arg(long, env = "JHF_WARP_OBSERVATION_HISTORY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub observation_history: u64,

@@ -7,6 +7,10 @@ use std::fmt;
 pub enum RuntimeAddress {
     /// `fixture:<name>`: a tree under the fixtures dir, copied into the data dir.
     Fixture { name: String },
+    /// `local[:<state-dir>]`: this host's installation.
+    Local { state_dir: Option<String> },
+    /// `ssh://[user@]host[:port][/state-dir]`.
+    Ssh { user: Option<String>, host: String, port: Option<u16>, state_dir: Option<String> },
 }
 
 /// Why a `--runtime` value was refused.
@@ -14,11 +18,10 @@ pub enum RuntimeAddress {
 pub enum RuntimeAddressError {
     #[error("fixture name {0:?} must match [a-z0-9][a-z0-9_-]*")]
     BadFixtureName(String),
-    #[error(
-        "runtime mode {0:?} is not available in this build: only fixture:<name> is implemented \
-         (local and ssh:// arrive with guarded patching)"
-    )]
-    NotYetSupported(String),
+    #[error("local state dir {0:?} must be an absolute path")]
+    RelativeStateDir(String),
+    #[error("ssh address {0:?} must look like ssh://[user@]host[:port][/state-dir]")]
+    BadSsh(String),
     #[error("runtime address {0:?} is not one of fixture:<name>, local[:<state-dir>], ssh://…")]
     Unknown(String),
 }
@@ -36,17 +39,65 @@ impl std::str::FromStr for RuntimeAddress {
                 Err(RuntimeAddressError::BadFixtureName(name.to_owned()))
             };
         }
-        if value == "local" || value.starts_with("local:") || value.starts_with("ssh://") {
-            return Err(RuntimeAddressError::NotYetSupported(value.to_owned()));
+        if value == "local" {
+            return Ok(Self::Local { state_dir: None });
+        }
+        if let Some(dir) = value.strip_prefix("local:") {
+            if !dir.starts_with('/') {
+                return Err(RuntimeAddressError::RelativeStateDir(dir.to_owned()));
+            }
+            return Ok(Self::Local { state_dir: Some(dir.to_owned()) });
+        }
+        if let Some(rest) = value.strip_prefix("ssh://") {
+            return parse_ssh(rest).ok_or_else(|| RuntimeAddressError::BadSsh(value.to_owned()));
         }
         Err(RuntimeAddressError::Unknown(value.to_owned()))
     }
+}
+
+fn parse_ssh(rest: &str) -> Option<RuntimeAddress> {
+    let (authority, path) = match rest.find('/') {
+        Some(index) => (&rest[..index], Some(&rest[index..])),
+        None => (rest, None),
+    };
+    let (user, host_port) = match authority.split_once('@') {
+        Some((user, host_port)) => (Some(user.to_owned()).filter(|u| !u.is_empty()), host_port),
+        None => (None, authority),
+    };
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port.parse::<u16>().ok()?)),
+        None => (host_port, None),
+    };
+    // Never let a host or user start with '-': ssh would read it as an option.
+    let safe = |text: &str| {
+        !text.is_empty()
+            && !text.starts_with('-')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    if !safe(host) || user.as_deref().is_some_and(|u| !safe(u)) {
+        return None;
+    }
+    let state_dir = path.filter(|p| *p != "/").map(|p| p.trim_end_matches('/').to_owned());
+    Some(RuntimeAddress::Ssh { user, host: host.to_owned(), port, state_dir })
 }
 
 impl fmt::Display for RuntimeAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Fixture { name } => write!(f, "fixture:{name}"),
+            Self::Local { state_dir: None } => f.write_str("local"),
+            Self::Local { state_dir: Some(dir) } => write!(f, "local:{dir}"),
+            Self::Ssh { user, host, port, state_dir } => {
+                f.write_str("ssh://")?;
+                if let Some(user) = user {
+                    write!(f, "{user}@")?;
+                }
+                f.write_str(host)?;
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                f.write_str(state_dir.as_deref().unwrap_or(""))
+            }
         }
     }
 }
@@ -72,9 +123,38 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_and_unknown_modes_are_refused_with_their_reason() {
-        assert!(matches!("local".parse::<RuntimeAddress>(), Err(RuntimeAddressError::NotYetSupported(_))));
-        assert!(matches!("ssh://h".parse::<RuntimeAddress>(), Err(RuntimeAddressError::NotYetSupported(_))));
+    fn local_addresses_take_an_optional_absolute_state_dir() {
+        assert_eq!("local".parse::<RuntimeAddress>(), Ok(RuntimeAddress::Local { state_dir: None }));
+        assert_eq!(
+            "local:/srv/openclaw".parse::<RuntimeAddress>(),
+            Ok(RuntimeAddress::Local { state_dir: Some("/srv/openclaw".into()) })
+        );
+        assert!(matches!(
+            "local:relative".parse::<RuntimeAddress>(),
+            Err(RuntimeAddressError::RelativeStateDir(_))
+        ));
+    }
+
+    #[test]
+    fn ssh_addresses_parse_user_host_port_and_state_dir() {
+        let address: RuntimeAddress = "ssh://warp@10.0.0.5:2222/srv/openclaw".parse().unwrap();
+        assert_eq!(
+            address,
+            RuntimeAddress::Ssh {
+                user: Some("warp".into()),
+                host: "10.0.0.5".into(),
+                port: Some(2222),
+                state_dir: Some("/srv/openclaw".into())
+            }
+        );
+        assert_eq!(address.to_string(), "ssh://warp@10.0.0.5:2222/srv/openclaw");
+        assert_eq!(
+            "ssh://host".parse::<RuntimeAddress>(),
+            Ok(RuntimeAddress::Ssh { user: None, host: "host".into(), port: None, state_dir: None })
+        );
+        for bad in ["ssh://", "ssh://host:port", "ssh://-oProxyCommand=x", "ssh://-oFoo", "ssh://a b"] {
+            assert!(bad.parse::<RuntimeAddress>().is_err(), "{bad}");
+        }
         assert!(matches!("ftp://h".parse::<RuntimeAddress>(), Err(RuntimeAddressError::Unknown(_))));
     }
 }

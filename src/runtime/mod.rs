@@ -2,12 +2,14 @@
 //!
 //! An adapter gathers the raw config text and the filesystem facts the domain needs, then
 //! hands them to [`crate::domain::build_inventory`]; all interpretation lives in the domain.
-//! Modes (see `shared/OPENCLAW.md` §5): `fixture:<name>` is implemented here; `local` and
-//! `ssh://` come with guarded patching.
+//! Modes (see `shared/OPENCLAW.md` §5): `fixture:<name>` (a copy in the data dir, written by
+//! jhf-warp itself), `local[:<state-dir>]` and `ssh://…` (through the `openclaw` CLI).
 
 mod address;
+mod cli;
 mod files;
 mod fixture;
+mod shell;
 mod state_dir;
 
 use std::time::Duration;
@@ -19,7 +21,9 @@ use crate::domain::Inventory;
 use crate::domain::patch::PatchShape;
 
 pub use address::{RuntimeAddress, RuntimeAddressError};
+pub use cli::CliRuntime;
 pub use fixture::FixtureRuntime;
+pub use shell::{HostShell, LocalShell, SshShell};
 
 /// Why the runtime could not be read. Messages never carry config content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +78,10 @@ pub struct DryRunReport {
 pub enum RuntimeMode {
     /// A copy of a fixture tree in the data dir; no CLI.
     Fixture,
+    /// This host's installation, through the `openclaw` CLI.
+    Local,
+    /// A remote installation, through `ssh` and the remote `openclaw` CLI.
+    Ssh,
 }
 
 /// Reads an OpenClaw installation.
@@ -84,6 +92,11 @@ pub trait RuntimeAdapter: Send + Sync + 'static {
 
     /// Returns how the adapter reaches the runtime.
     fn mode(&self) -> RuntimeMode;
+
+    /// Returns why the adapter cannot write, when it cannot (e.g. no CLI).
+    fn read_only_reason(&self) -> Option<String> {
+        None
+    }
 
     /// Reads the installation once and returns its normalised inventory.
     async fn observe(&self) -> Result<Inventory, RuntimeError>;

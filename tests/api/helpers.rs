@@ -54,6 +54,12 @@ pub struct AppOptions {
     pub observe_interval_secs: u64,
     /// Failpoints to enable.
     pub failpoints: Vec<&'static str>,
+    /// A `--runtime` address other than `fixture:<fixture>` (local or ssh runtimes).
+    pub runtime: Option<String>,
+    /// `--openclaw-bin` for local and ssh runtimes.
+    pub openclaw_bin: Option<String>,
+    /// `--ssh-identity` and `--ssh-known-hosts`.
+    pub ssh_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for AppOptions {
@@ -65,6 +71,9 @@ impl Default for AppOptions {
             clock: None,
             observe_interval_secs: 3600,
             failpoints: Vec::new(),
+            runtime: None,
+            openclaw_bin: None,
+            ssh_files: None,
         }
     }
 }
@@ -196,7 +205,15 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     args.store.data_dir = data_dir.clone();
     args.store.database_url = Some(database_url.clone());
     args.listen = "127.0.0.1:0".parse().unwrap();
-    args.runtime = format!("fixture:{}", options.fixture).parse().unwrap();
+    args.runtime =
+        options.runtime.clone().unwrap_or_else(|| format!("fixture:{}", options.fixture)).parse().unwrap();
+    if let Some(bin) = &options.openclaw_bin {
+        args.openclaw_bin = bin.clone();
+    }
+    if let Some((identity, known_hosts)) = &options.ssh_files {
+        args.ssh_identity = Some(identity.clone());
+        args.ssh_known_hosts = Some(known_hosts.clone());
+    }
     args.fixtures_dir = Some(fixtures_dir());
     args.token_file = None;
     args.tokens = Some(format!(

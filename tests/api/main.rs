@@ -9,6 +9,7 @@ mod health;
 mod helpers;
 mod history;
 mod process;
+mod real_cli;
 mod reflection;
 mod rollout;
 mod shim;

@@ -80,10 +80,10 @@ fn migrate_subcommand_applies_migrations_and_exits_zero() {
 #[test]
 fn a_bad_runtime_address_fails_start_up_with_a_clear_message() {
     let output = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
-        .args(["serve", "--runtime", "ssh://example"])
+        .args(["serve", "--runtime", "ftp://example"])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not available in this build"), "{stderr}");
+    assert!(stderr.contains("is not one of fixture:<name>, local"), "{stderr}");
 }

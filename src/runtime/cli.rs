@@ -1,0 +1,397 @@
+//! `local[:<state-dir>]` and `ssh://…`: a real OpenClaw installation, read with plain shell
+//! commands and changed through the `openclaw` CLI, on this host or over SSH.
+//!
+//! # Guarantees
+//! - The base hash is compared immediately before every write; a mismatch writes nothing.
+//! - Without a working CLI the adapter is read-only (and readiness says so).
+//! - CLI output is parsed as JSON; nothing the CLI prints is passed on except issue paths and
+//!   messages, which never carry secret values.
+//!
+//! # Caveats
+//! - `openclaw config patch` has no base hash, so there is a short window between the hash
+//!   check and the write (the gateway's `config.patch` RPC closes it; not used yet).
+//! - The CLI refuses to drop roster entries through a patch, so removed agents are deleted with
+//!   `openclaw agents delete --force` first (which also moves their workspace to the trash).
+//! - The CLI refuses to load an invalid config, so repair plans are written directly (atomic
+//!   rename, `.bak` kept) after jhf-warp's own structural dry run, then validated by the CLI.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::files::{patched_text, structural_issues};
+use super::shell::{HostShell, quote};
+use super::{ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode};
+use crate::domain::Inventory;
+use crate::domain::inventory::{
+    RuntimeFacts, SessionActivity, SessionStore, StateLayout, build_inventory, config_hash, resolve_agents,
+};
+use crate::domain::openclaw::{ConfigIssue, parse_config};
+use crate::domain::patch::PatchShape;
+
+/// How long one CLI command may take (agent deletion takes ~12 s on a small machine).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a plain shell read may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// An OpenClaw installation reached through a shell.
+pub struct CliRuntime {
+    address: String,
+    mode: RuntimeMode,
+    shell: Arc<dyn HostShell>,
+    state_dir: String,
+    home_dir: Option<String>,
+    openclaw_bin: String,
+    version: Option<String>,
+    read_only_reason: Option<String>,
+}
+
+impl std::fmt::Debug for CliRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliRuntime")
+            .field("address", &self.address)
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+/// Extracts the first JSON document a CLI printed (it may print log lines first).
+fn json_document(text: &str) -> Option<Value> {
+    let start = text.find(['{', '['])?;
+    let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+    stream.next()?.ok()
+}
+
+impl CliRuntime {
+    /// Connects: finds the state dir (default `$OPENCLAW_STATE_DIR` or `~/.openclaw`) and asks the
+    /// CLI for its version; a missing CLI makes the adapter read-only.
+    pub async fn connect(
+        address: String,
+        mode: RuntimeMode,
+        shell: Arc<dyn HostShell>,
+        state_dir: Option<String>,
+        openclaw_bin: String,
+    ) -> Result<Self, RuntimeError> {
+        let probe = shell
+            .run(r#"printf '%s\n%s\n' "$HOME" "${OPENCLAW_STATE_DIR:-$HOME/.openclaw}""#, None, READ_TIMEOUT)
+            .await?;
+        if !probe.success() {
+            return Err(probe.failure());
+        }
+        let mut lines = probe.stdout.lines();
+        let home_dir = lines.next().filter(|h| !h.is_empty()).map(str::to_owned);
+        let default_state = lines.next().unwrap_or("").to_owned();
+        let state_dir = state_dir.unwrap_or(default_state).trim_end_matches('/').to_owned();
+        if state_dir.is_empty() {
+            return Err(RuntimeError::Setup { detail: "cannot determine the OpenClaw state dir".to_owned() });
+        }
+        let mut runtime = Self {
+            address,
+            mode,
+            shell,
+            state_dir,
+            home_dir,
+            openclaw_bin,
+            version: None,
+            read_only_reason: None,
+        };
+        let version = runtime
+            .shell
+            .run(&format!("{} --version", quote(&runtime.openclaw_bin)), None, READ_TIMEOUT)
+            .await;
+        match version {
+            Ok(out) if out.success() => {
+                runtime.version = out
+                    .stdout
+                    .split_whitespace()
+                    .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+                    .map(str::to_owned);
+            }
+            Ok(out) => {
+                runtime.read_only_reason =
+                    Some(format!("`{} --version` failed: {}", runtime.openclaw_bin, out.failure()))
+            }
+            Err(err) => runtime.read_only_reason = Some(format!("the openclaw CLI cannot run: {err}")),
+        }
+        Ok(runtime)
+    }
+
+    fn config_path(&self) -> String {
+        format!("{}/openclaw.json", self.state_dir)
+    }
+
+    fn cli(&self, args: &str) -> String {
+        format!("OPENCLAW_STATE_DIR={} {} {args}", quote(&self.state_dir), quote(&self.openclaw_bin))
+    }
+
+    fn require_cli(&self) -> Result<(), RuntimeError> {
+        match &self.read_only_reason {
+            Some(reason) => Err(RuntimeError::ReadOnly { reason: reason.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Probes workspaces, session stores and rejected writes in one round trip.
+    async fn facts(&self, raw: &str) -> Result<RuntimeFacts, RuntimeError> {
+        let layout = StateLayout { state_dir: self.state_dir.clone(), home_dir: self.home_dir.clone() };
+        let mut facts = RuntimeFacts {
+            config_path: self.config_path(),
+            layout: layout.clone(),
+            ..RuntimeFacts::default()
+        };
+        let agents = parse_config(raw).map(|parsed| resolve_agents(&parsed, &layout)).unwrap_or_default();
+        let mut script = String::new();
+        for agent in &agents {
+            let root = format!("{}/agents/{}", self.state_dir, agent.id);
+            script.push_str(&format!(
+                "[ -d {ws} ] && printf 'dir\\t%s\\n' {ws}; [ -f {legacy} ] && printf 'legacy\\t%s\\n' {id}; [ -f {current} ] && printf 'current\\t%s\\n' {id};\n",
+                ws = quote(&agent.workspace),
+                legacy = quote(&format!("{root}/sessions/sessions.json")),
+                current = quote(&format!("{root}/agent/openclaw-agent.sqlite")),
+                id = quote(&agent.id),
+            ));
+        }
+        script.push_str(&format!(
+            "for f in {}/openclaw.json.rejected.*; do [ -e \"$f\" ] && printf 'rejected\\t%s\\n' \"${{f##*/}}\"; done; true\n",
+            quote(&self.state_dir)
+        ));
+        let out = self.shell.run(&script, None, READ_TIMEOUT).await?;
+        if !out.success() {
+            return Err(out.failure());
+        }
+        for line in out.stdout.lines() {
+            let Some((kind, value)) = line.split_once('\t') else { continue };
+            match kind {
+                "dir" => {
+                    facts.existing_workspaces.insert(value.to_owned());
+                }
+                "current" => {
+                    facts.session_stores.entry(value.to_owned()).or_insert(SessionActivity {
+                        store: SessionStore::Current,
+                        session_count: None,
+                        last_active_ms: None,
+                    });
+                }
+                "legacy" => {
+                    facts.session_stores.insert(value.to_owned(), self.legacy_sessions(value).await);
+                }
+                "rejected" => facts.rejected_writes.push(value.to_owned()),
+                _ => {}
+            }
+        }
+        facts.rejected_writes.sort();
+        Ok(facts)
+    }
+
+    async fn legacy_sessions(&self, agent: &str) -> SessionActivity {
+        let path = format!("{}/agents/{agent}/sessions/sessions.json", self.state_dir);
+        let text = match self.shell.run(&format!("cat {}", quote(&path)), None, READ_TIMEOUT).await {
+            Ok(out) if out.success() => out.stdout,
+            _ => String::new(),
+        };
+        let sessions: BTreeMap<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+        SessionActivity {
+            store: SessionStore::Legacy,
+            session_count: Some(sessions.len() as i64),
+            last_active_ms: sessions
+                .values()
+                .filter_map(|s| s.get("updatedAt").and_then(Value::as_i64))
+                .max(),
+        }
+    }
+
+    /// `openclaw config validate --json`: the CLI's own schema issues.
+    async fn validate(&self) -> Result<Vec<ConfigIssue>, RuntimeError> {
+        let out = self.shell.run(&self.cli("config validate --json"), None, COMMAND_TIMEOUT).await?;
+        let document = json_document(&out.stdout).ok_or_else(|| RuntimeError::InvalidOutput {
+            detail: format!("`config validate --json` printed no JSON (exit {:?})", out.exit_code),
+        })?;
+        if document.get("valid").and_then(Value::as_bool) == Some(true) {
+            return Ok(Vec::new());
+        }
+        let issues = document.get("issues").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut parsed: Vec<ConfigIssue> = issues
+            .iter()
+            .map(|issue| ConfigIssue {
+                path: issue.get("path").and_then(Value::as_str).unwrap_or("<root>").to_owned(),
+                message: issue.get("message").and_then(Value::as_str).unwrap_or("invalid").to_owned(),
+            })
+            .collect();
+        if parsed.is_empty() {
+            parsed.push(ConfigIssue {
+                path: "<root>".to_owned(),
+                message: "the CLI reports the config invalid".to_owned(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Writes `text` as the config (keeping `.bak`) by atomic rename on the host.
+    async fn write_config(&self, text: &str) -> Result<String, RuntimeError> {
+        let path = quote(&self.config_path());
+        let staging = quote(&format!("{}.jhf-warp.tmp", self.config_path()));
+        let backup = quote(&format!("{}.bak", self.config_path()));
+        let script = format!("set -e; cp {path} {backup}; cat > {staging}; mv {staging} {path}");
+        let out = self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?;
+        if !out.success() {
+            return Err(out.failure());
+        }
+        Ok(config_hash(text))
+    }
+
+    async fn check_base(&self, expected: &str) -> Result<ConfigText, RuntimeError> {
+        let current = self.read_config().await?;
+        if current.hash != expected {
+            return Err(RuntimeError::BaseHashMismatch {
+                expected: expected.to_owned(),
+                actual: current.hash,
+            });
+        }
+        Ok(current)
+    }
+
+    async fn create_workspaces(&self, paths: &[String]) -> Result<(), RuntimeError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let quoted: Vec<String> = paths.iter().map(|p| quote(p)).collect();
+        let out = self.shell.run(&format!("mkdir -p {}", quoted.join(" ")), None, READ_TIMEOUT).await?;
+        if out.success() { Ok(()) } else { Err(out.failure()) }
+    }
+
+    fn replace_args(paths: &[String]) -> String {
+        paths.iter().map(|p| format!(" --replace-path {}", quote(p))).collect()
+    }
+}
+
+#[async_trait]
+impl RuntimeAdapter for CliRuntime {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn mode(&self) -> RuntimeMode {
+        self.mode
+    }
+
+    fn read_only_reason(&self) -> Option<String> {
+        self.read_only_reason.clone()
+    }
+
+    async fn observe(&self) -> Result<Inventory, RuntimeError> {
+        let config = self.read_config().await?;
+        let mut facts = self.facts(&config.raw).await?;
+        facts.openclaw_version = self.version.clone();
+        if self.read_only_reason.is_none() {
+            facts.cli_issues = Some(self.validate().await?);
+        }
+        Ok(build_inventory(&config.raw, &facts))
+    }
+
+    fn patch_shape(&self) -> PatchShape {
+        PatchShape::Entries
+    }
+
+    async fn read_config(&self) -> Result<ConfigText, RuntimeError> {
+        let out = self.shell.run(&format!("cat {}", quote(&self.config_path())), None, READ_TIMEOUT).await?;
+        if !out.success() {
+            return Err(RuntimeError::Unreachable {
+                detail: format!("cannot read {}: {}", self.config_path(), out.failure()),
+            });
+        }
+        let hash = config_hash(&out.stdout);
+        Ok(ConfigText { raw: out.stdout, hash })
+    }
+
+    async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError> {
+        let current = self.read_config().await?;
+        if current.hash != patch.base_hash {
+            return Ok(DryRunReport {
+                ok: false,
+                errors: vec!["the config changed since the plan was made".to_owned()],
+            });
+        }
+        if patch.repair {
+            let issues = structural_issues(&patched_text(&current.raw, patch.merge_patch)?);
+            let errors: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
+            return Ok(DryRunReport { ok: errors.is_empty(), errors });
+        }
+        self.require_cli()?;
+        let command = self.cli(&format!(
+            "config patch --stdin --dry-run --json{}",
+            Self::replace_args(patch.replace_paths)
+        ));
+        let out =
+            self.shell.run(&command, Some(patch.merge_patch.to_string().as_bytes()), COMMAND_TIMEOUT).await?;
+        let document = json_document(&out.stdout).ok_or_else(|| RuntimeError::InvalidOutput {
+            detail: format!("`config patch --dry-run --json` printed no JSON (exit {:?})", out.exit_code),
+        })?;
+        let ok = document.get("ok").and_then(Value::as_bool).unwrap_or(false);
+        let errors = document
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e.get("message").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(DryRunReport { ok, errors })
+    }
+
+    async fn apply(&self, patch: &PatchRequest<'_>) -> Result<String, RuntimeError> {
+        self.require_cli()?;
+        let current = self.check_base(patch.base_hash).await?;
+        if patch.repair {
+            self.write_config(&patched_text(&current.raw, patch.merge_patch)?).await?;
+        } else {
+            for agent in patch.remove_agents {
+                let out = self
+                    .shell
+                    .run(
+                        &self.cli(&format!("agents delete {} --force --json", quote(agent))),
+                        None,
+                        COMMAND_TIMEOUT,
+                    )
+                    .await?;
+                if !out.success() {
+                    return Err(out.failure());
+                }
+            }
+            let command =
+                self.cli(&format!("config patch --stdin{}", Self::replace_args(patch.replace_paths)));
+            let out = self
+                .shell
+                .run(&command, Some(patch.merge_patch.to_string().as_bytes()), COMMAND_TIMEOUT)
+                .await?;
+            if !out.success() {
+                return Err(out.failure());
+            }
+        }
+        self.create_workspaces(patch.create_workspaces).await?;
+        Ok(self.read_config().await?.hash)
+    }
+
+    async fn restore(&self, pre_image: &str, expected_hash: &str) -> Result<String, RuntimeError> {
+        self.require_cli()?;
+        self.check_base(expected_hash).await?;
+        self.write_config(pre_image).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_json_document_is_found_after_log_lines() {
+        let text = "Config warning: x\n{\"ok\": true, \"errors\": []}\ntrailing";
+        assert_eq!(json_document(text).unwrap()["ok"], true);
+        assert!(json_document("no json here").is_none());
+    }
+}

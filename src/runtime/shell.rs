@@ -1,0 +1,196 @@
+//! Running shell commands on the runtime host: directly (`local`) or through the system `ssh`
+//! client (`ssh://`), with a timeout, stdin, and typed failures.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::RuntimeError;
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Returns true for exit code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// Turns a non-zero exit into a typed error with the tail of stderr.
+    pub fn failure(&self) -> RuntimeError {
+        RuntimeError::CommandFailed { exit_code: self.exit_code, stderr_tail: tail(&self.stderr) }
+    }
+}
+
+/// The last 400 characters of a command's stderr, ANSI colours removed.
+fn tail(text: &str) -> String {
+    let plain: String = strip_ansi(text);
+    let trimmed = plain.trim();
+    let start = trimmed.char_indices().rev().nth(399).map(|(i, _)| i).unwrap_or(0);
+    trimmed[start..].to_owned()
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Quotes a string for a POSIX shell.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Runs shell scripts on the runtime host.
+#[async_trait]
+pub trait HostShell: Send + Sync + 'static {
+    /// Runs `script` with `sh -c`, feeding `stdin`, bounded by `timeout`.
+    async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, RuntimeError>;
+}
+
+/// This host.
+#[derive(Debug, Default)]
+pub struct LocalShell;
+
+#[async_trait]
+impl HostShell for LocalShell {
+    async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, RuntimeError> {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(script);
+        execute(command, stdin, timeout).await
+    }
+}
+
+/// A remote host through the system `ssh` client: batch mode (never prompts), host keys
+/// checked, connect and command timeouts.
+#[derive(Debug, Clone)]
+pub struct SshShell {
+    pub destination: String,
+    pub port: Option<u16>,
+    pub identity: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+#[async_trait]
+impl HostShell for SshShell {
+    async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, RuntimeError> {
+        let mut command = Command::new("ssh");
+        command
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
+            .arg("-o")
+            .arg(format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)));
+        if let Some(known_hosts) = &self.known_hosts {
+            command.arg("-o").arg(format!("UserKnownHostsFile={}", known_hosts.display()));
+        }
+        if let Some(identity) = &self.identity {
+            command.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(identity);
+        }
+        if let Some(port) = self.port {
+            command.arg("-p").arg(port.to_string());
+        }
+        // ssh joins the remote words into one command line for the remote shell.
+        command.arg(&self.destination).arg("--").arg(format!("sh -c {}", quote(script)));
+        let output = execute(command, stdin, timeout).await?;
+        if output.exit_code == Some(255) {
+            return Err(RuntimeError::Unreachable {
+                detail: format!("ssh to {} failed: {}", self.destination, tail(&output.stderr)),
+            });
+        }
+        Ok(output)
+    }
+}
+
+async fn execute(
+    mut command: Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<CommandOutput, RuntimeError> {
+    command
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|err| RuntimeError::Unreachable { detail: format!("cannot start command: {err}") })?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input)
+            .await
+            .map_err(|err| RuntimeError::Unreachable { detail: format!("cannot write to command: {err}") })?;
+        drop(pipe);
+    }
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| RuntimeError::Timeout { after: timeout })?
+        .map_err(|err| RuntimeError::Unreachable { detail: format!("command failed to run: {err}") })?;
+    Ok(CommandOutput {
+        exit_code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn stderr_tails_drop_colours_and_keep_the_end() {
+        let text = format!("\u{1b}[35m[config]\u{1b}[39m {}END", "x".repeat(1000));
+        let tail = tail(&text);
+        assert!(tail.ends_with("END"));
+        assert!(tail.chars().count() <= 400);
+        assert!(!tail.contains('\u{1b}'));
+    }
+
+    #[tokio::test]
+    async fn local_commands_report_exit_codes_stdin_and_timeouts() {
+        let shell = LocalShell;
+        let out = shell.run("cat; echo err >&2; exit 3", Some(b"in"), Duration::from_secs(5)).await.unwrap();
+        assert_eq!((out.exit_code, out.stdout.as_str(), out.stderr.trim()), (Some(3), "in", "err"));
+        let slow = shell.run("sleep 5", None, Duration::from_millis(100)).await;
+        assert!(matches!(slow, Err(RuntimeError::Timeout { .. })));
+    }
+}
