@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -21,12 +22,15 @@ use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
-    DesiredTopologyService, DriftMonitor, ObservationService, ObserverSettings, Readiness, RolloutService,
+    DesiredTopologyService, DriftMonitor, LeaseService, ObservationService, ObserverSettings, Readiness,
+    RolloutService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::{
-    self, DriftServiceImpl, MetaServiceImpl, TopologyServiceImpl, auth::AuthState, descriptor,
+    self, ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, TopologyServiceImpl, auth::AuthState,
+    descriptor,
 };
+use crate::pb::v1::control_service_server::ControlServiceServer;
 use crate::pb::v1::drift_service_server::DriftServiceServer;
 use crate::pb::{
     self, v1::meta_service_server::MetaServiceServer, v1::topology_service_server::TopologyServiceServer,
@@ -81,11 +85,17 @@ pub struct Hooks {
     pub clock: Arc<dyn Clock>,
     /// Enabled failpoints (none in production).
     pub failpoints: Failpoints,
+    /// Milliseconds added to the database clock (lease tests move time with it).
+    pub db_clock_skew_ms: Arc<AtomicI64>,
 }
 
 impl Default for Hooks {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), failpoints: Failpoints::default() }
+        Self {
+            clock: Arc::new(SystemClock),
+            failpoints: Failpoints::default(),
+            db_clock_skew_ms: Arc::default(),
+        }
     }
 }
 
@@ -97,7 +107,7 @@ impl App {
 
     /// Like [`App::build`], with test hooks (a clock tests drive, failpoints).
     pub async fn build_with(args: ServeArgs, hooks: Hooks) -> Result<Self, StartupError> {
-        let Hooks { clock, failpoints } = hooks;
+        let Hooks { clock, failpoints, db_clock_skew_ms } = hooks;
         let data_dir = args.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
@@ -115,7 +125,7 @@ impl App {
 
         let runtime = prepare_runtime(&args, &data_dir).await?;
         let readiness = Readiness::new(standing_warnings(&args.runtime, runtime.as_ref()));
-        let store = Store::connect(&args.store.database_url()).await?;
+        let store = Store::connect(&args.store.database_url()).await?.with_clock_skew(db_clock_skew_ms);
         store.migrate().await?;
         readiness.set_store(true, format!("migrated ({})", store.backend_name()));
         let page_key = store.server_secret("page_token", random_hex()).await?;
@@ -151,6 +161,7 @@ impl App {
             events.clone(),
             page_tokens.clone(),
         );
+        let leases = LeaseService::new(store.clone(), page_tokens.clone());
         let rollouts = RolloutService::new(
             observations.runtime(),
             store.clone(),
@@ -190,7 +201,8 @@ impl App {
                 drift,
                 rollouts.clone(),
                 stop.clone(),
-            )));
+            )))
+            .add_service(ControlServiceServer::new(ControlServiceImpl::new(leases)));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()

@@ -8,6 +8,7 @@ mod m20261127_000001_create_observations;
 mod m20261127_000002_create_server_keys;
 mod m20261127_000003_create_desired_and_drift;
 mod m20261127_000004_create_plans_and_rollouts;
+mod m20261127_000005_create_leases;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_create_server_keys::Migration),
             Box::new(m20261127_000003_create_desired_and_drift::Migration),
             Box::new(m20261127_000004_create_plans_and_rollouts::Migration),
+            Box::new(m20261127_000005_create_leases::Migration),
         ]
     }
 }

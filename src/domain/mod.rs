@@ -12,6 +12,7 @@ pub mod findings;
 pub mod glob;
 pub mod idempotency;
 pub mod inventory;
+pub mod lease;
 pub mod model;
 pub mod observation;
 pub mod openclaw;

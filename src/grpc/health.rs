@@ -9,6 +9,7 @@ use crate::control::Readiness;
 const META: &str = "jhf.warp.v1.MetaService";
 const TOPOLOGY: &str = "jhf.warp.v1.TopologyService";
 const DRIFT: &str = "jhf.warp.v1.DriftService";
+const CONTROL: &str = "jhf.warp.v1.ControlService";
 
 /// Applies the current readiness to the health reporter, then every change until the
 /// readiness publisher goes away.
@@ -26,6 +27,7 @@ pub fn spawn_health_publisher(
             reporter.set_service_status("", overall).await;
             reporter.set_service_status(TOPOLOGY, overall).await;
             reporter.set_service_status(DRIFT, overall).await;
+            reporter.set_service_status(CONTROL, overall).await;
             reporter.set_service_status(META, meta).await;
             if changes.changed().await.is_err() {
                 break;
@@ -36,7 +38,7 @@ pub fn spawn_health_publisher(
 
 /// Sets everything NOT_SERVING right now (used when shutdown starts, before draining).
 pub async fn mark_not_serving(reporter: &HealthReporter) {
-    for name in ["", TOPOLOGY, DRIFT, META] {
+    for name in ["", TOPOLOGY, DRIFT, CONTROL, META] {
         reporter.set_service_status(name, ServingStatus::NotServing).await;
     }
 }

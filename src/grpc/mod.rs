@@ -2,6 +2,7 @@
 //! layer driven by the descriptor's auth classes, health and reflection.
 
 pub mod auth;
+mod control;
 mod convert;
 pub mod descriptor;
 mod drift;
@@ -12,6 +13,7 @@ mod status;
 mod topology;
 mod watch;
 
+pub use control::ControlServiceImpl;
 pub use drift::DriftServiceImpl;
 pub use health::spawn_health_publisher;
 pub use meta::MetaServiceImpl;

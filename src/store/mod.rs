@@ -5,10 +5,13 @@ mod desired;
 mod drift;
 mod entities;
 mod idempotency;
+mod leases;
 mod observations;
 mod rollouts;
 mod server_keys;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -43,6 +46,8 @@ impl From<DbErr> for StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Milliseconds added to the database clock; only tests set it (to move lease time).
+    clock_skew_ms: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -60,7 +65,14 @@ impl Store {
             // contention into a wait instead of an error.
             db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;").await?;
         }
-        Ok(Self { db })
+        Ok(Self { db, clock_skew_ms: Arc::new(AtomicI64::new(0)) })
+    }
+
+    /// Shares a skew (milliseconds) added to every database-clock reading; tests use it to
+    /// move lease time without sleeping.
+    pub fn with_clock_skew(mut self, skew_ms: Arc<AtomicI64>) -> Self {
+        self.clock_skew_ms = skew_ms;
+        self
     }
 
     /// Applies pending migrations.

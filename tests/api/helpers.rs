@@ -6,11 +6,13 @@ use std::sync::Once;
 use std::time::Duration;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use jhf_warp::app::{App, Hooks, StartupError};
 use jhf_warp::config::ServeArgs;
 use jhf_warp::control::clock::{Clock, ManualClock, SystemClock};
 use jhf_warp::control::failpoints::Failpoints;
+use jhf_warp::pb::v1::control_service_client::ControlServiceClient;
 use jhf_warp::pb::v1::drift_service_client::DriftServiceClient;
 use jhf_warp::pb::v1::meta_service_client::MetaServiceClient;
 use jhf_warp::pb::v1::topology_service_client::TopologyServiceClient;
@@ -60,6 +62,8 @@ pub struct AppOptions {
     pub openclaw_bin: Option<String>,
     /// `--ssh-identity` and `--ssh-known-hosts`.
     pub ssh_files: Option<(PathBuf, PathBuf)>,
+    /// A database-clock skew shared with the test (and with other replicas).
+    pub db_clock_skew_ms: Option<Arc<AtomicI64>>,
 }
 
 impl Default for AppOptions {
@@ -74,6 +78,7 @@ impl Default for AppOptions {
             runtime: None,
             openclaw_bin: None,
             ssh_files: None,
+            db_clock_skew_ms: None,
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// Milliseconds added to this server's database clock.
+    pub db_clock_skew_ms: Arc<AtomicI64>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), StartupError>>>,
     _temp: Option<tempfile::TempDir>,
@@ -95,6 +102,15 @@ impl TestApp {
 
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn control(&self) -> ControlServiceClient<Channel> {
+        ControlServiceClient::new(self.channel().await)
+    }
+
+    /// Moves this server's database clock forward.
+    pub fn advance_db_clock(&self, seconds: i64) {
+        self.db_clock_skew_ms.fetch_add(seconds * 1000, Ordering::SeqCst);
     }
 
     pub async fn drift(&self) -> DriftServiceClient<Channel> {
@@ -230,13 +246,23 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     for name in &options.failpoints {
         failpoints.enable(name);
     }
-    let app = App::build_with(args, Hooks { clock, failpoints }).await.expect("app builds");
+    let db_clock_skew_ms = options.db_clock_skew_ms.clone().unwrap_or_default();
+    let hooks = Hooks { clock, failpoints, db_clock_skew_ms: db_clock_skew_ms.clone() };
+    let app = App::build_with(args, hooks).await.expect("app builds");
     let addr = app.local_addr();
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = on_shutdown.await;
     }));
-    TestApp { addr, data_dir, database_url, shutdown: Some(shutdown), handle: Some(handle), _temp: temp }
+    TestApp {
+        addr,
+        data_dir,
+        database_url,
+        db_clock_skew_ms,
+        shutdown: Some(shutdown),
+        handle: Some(handle),
+        _temp: temp,
+    }
 }
 
 pub fn fixtures_dir() -> PathBuf {

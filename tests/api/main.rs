@@ -8,6 +8,7 @@ mod drift;
 mod health;
 mod helpers;
 mod history;
+mod leases;
 mod process;
 mod real_cli;
 mod reflection;

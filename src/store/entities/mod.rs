@@ -3,6 +3,7 @@
 pub mod desired_topology;
 pub mod drift_item;
 pub mod idempotency_record;
+pub mod lease;
 pub mod observation;
 pub mod patch_plan;
 pub mod rollout;

@@ -1,0 +1,131 @@
+//! Lease use cases: validate names and holders, then change the lease in one database
+//! transaction judged by the database clock.
+
+use chrono::{DateTime, Utc};
+
+use super::AppError;
+use super::paging::{finish_page, page_request};
+use crate::domain::lease::{self, Lease, LeaseError};
+use crate::domain::page_token::PageTokenCodec;
+use crate::store::Store;
+
+const LIST_SCOPE: &str = "ListLeases";
+
+/// Lease use cases.
+#[derive(Clone)]
+pub struct LeaseService {
+    store: Store,
+    page_tokens: PageTokenCodec,
+}
+
+fn check_name(name: &str) -> Result<(), AppError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/_.-".contains(&b));
+    if valid { Ok(()) } else { Err(AppError::invalid("name", "must be 1..128 of [a-z0-9/_.-]")) }
+}
+
+fn check_holder(holder: &str) -> Result<(), AppError> {
+    if !holder.is_empty() && holder.len() <= 128 && holder.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(AppError::invalid("holder", "must be 1..128 printable characters without spaces"))
+    }
+}
+
+fn refused(error: LeaseError) -> AppError {
+    match error {
+        LeaseError::BadDuration => AppError::invalid("duration_seconds", error.to_string()),
+        LeaseError::Held { ref name, .. } => AppError::FailedPrecondition {
+            reason: "LEASE_HELD",
+            subject: name.clone(),
+            description: error.to_string(),
+        },
+        LeaseError::Stale { ref name, .. } => AppError::FailedPrecondition {
+            reason: "LEASE_STALE_TOKEN",
+            subject: name.clone(),
+            description: error.to_string(),
+        },
+    }
+}
+
+impl LeaseService {
+    /// Creates the service.
+    pub fn new(store: Store, page_tokens: PageTokenCodec) -> Self {
+        Self { store, page_tokens }
+    }
+
+    async fn change(
+        &self,
+        name: &str,
+        change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        let mut at = None;
+        let outcome = self
+            .store
+            .change_lease(name, |current, now| {
+                at = Some(now);
+                change(current, now)
+            })
+            .await?;
+        let lease = outcome.map_err(refused)?;
+        Ok((lease, at.unwrap_or_else(Utc::now)))
+    }
+
+    /// Acquires (or, for its live holder, renews) a lease.
+    pub async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_secs: i64,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        check_name(name)?;
+        check_holder(holder)?;
+        self.change(name, |current, now| lease::acquire(current, holder, duration_secs, now)).await
+    }
+
+    /// Renews a live lease by holder and token.
+    pub async fn renew(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+        duration_secs: i64,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        check_name(name)?;
+        check_holder(holder)?;
+        self.change(name, |current, now| lease::renew(current, holder, token, duration_secs, now)).await
+    }
+
+    /// Releases a lease by holder and token.
+    pub async fn release(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        check_name(name)?;
+        check_holder(holder)?;
+        self.change(name, |current, now| lease::release(current, holder, token, now)).await
+    }
+
+    /// Returns a lease with the database time of the read.
+    pub async fn get(&self, name: &str) -> Result<(Lease, DateTime<Utc>), AppError> {
+        check_name(name)?;
+        let (lease, now) = self.store.lease(name).await?;
+        let lease = lease.ok_or_else(|| AppError::NotFound { resource: format!("lease {name}") })?;
+        Ok((lease, now))
+    }
+
+    /// Lists leases by name.
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Lease>, String, DateTime<Utc>), AppError> {
+        let page = page_request(&self.page_tokens, LIST_SCOPE, page_size, page_token)?;
+        let (rows, now) = self.store.list_leases(page.cursor.as_deref(), page.size + 1).await?;
+        let (rows, next) = finish_page(&self.page_tokens, LIST_SCOPE, rows, page.size, |l| l.name.clone());
+        Ok((rows, next, now))
+    }
+}

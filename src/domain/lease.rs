@@ -1,0 +1,229 @@
+//! Leases: named, time-bounded ownership with fencing tokens (DESIGN §3 "Control plane").
+//!
+//! # Guarantees
+//! - Time is the database's: callers pass `now` read from the database clock in the same
+//!   transaction that reads and writes the lease.
+//! - The fencing token strictly increases per lease name with every change of holder and is
+//!   never reused — releasing keeps the counter, so the next holder gets a higher token.
+//! - Renew and release need the current holder *and* token; anything stale is refused with the
+//!   current holder and expiry, so the caller can tell who owns it now.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Shortest and longest lease a caller may ask for.
+pub const MIN_DURATION_SECS: i64 = 1;
+/// Longest lease a caller may ask for (one hour).
+pub const MAX_DURATION_SECS: i64 = 3600;
+
+/// One lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub name: String,
+    /// Current holder; `None` after a release.
+    pub holder: Option<String>,
+    /// The last fencing token issued for this name (0 before the first acquisition).
+    pub token: i64,
+    pub duration_secs: i64,
+    pub acquired_at: Option<DateTime<Utc>>,
+    pub renewed_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many times the holder changed.
+    pub transitions: i64,
+}
+
+impl Lease {
+    /// Returns a never-held lease.
+    pub fn vacant(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            holder: None,
+            token: 0,
+            duration_secs: 0,
+            acquired_at: None,
+            renewed_at: None,
+            expires_at: None,
+            transitions: 0,
+        }
+    }
+
+    /// Returns the holder if the lease is held and unexpired at `now`.
+    pub fn live_holder(&self, now: DateTime<Utc>) -> Option<&str> {
+        match (&self.holder, self.expires_at) {
+            (Some(holder), Some(expires)) if expires > now => Some(holder),
+            _ => None,
+        }
+    }
+}
+
+/// Why a lease operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("lease {name} is held by {holder} until {expires_at}")]
+    Held { name: String, holder: String, expires_at: DateTime<Utc> },
+    #[error("stale lease: {name} is held by {holder:?} with token {token} (until {expires_at:?})")]
+    Stale { name: String, holder: Option<String>, token: i64, expires_at: Option<DateTime<Utc>> },
+    #[error("lease duration must be between {MIN_DURATION_SECS} and {MAX_DURATION_SECS} seconds")]
+    BadDuration,
+}
+
+fn check_duration(duration_secs: i64) -> Result<TimeDelta, LeaseError> {
+    if (MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
+        Ok(TimeDelta::seconds(duration_secs))
+    } else {
+        Err(LeaseError::BadDuration)
+    }
+}
+
+fn stale(lease: &Lease) -> LeaseError {
+    LeaseError::Stale {
+        name: lease.name.clone(),
+        holder: lease.holder.clone(),
+        token: lease.token,
+        expires_at: lease.expires_at,
+    }
+}
+
+/// Acquires `lease` for `holder`. A free or expired lease goes to the caller with a new token;
+/// the caller's own live lease is renewed (same token); someone else's live lease is refused.
+pub fn acquire(
+    lease: &Lease,
+    holder: &str,
+    duration_secs: i64,
+    now: DateTime<Utc>,
+) -> Result<Lease, LeaseError> {
+    let duration = check_duration(duration_secs)?;
+    let mut next = lease.clone();
+    match lease.live_holder(now) {
+        Some(current) if current == holder => {
+            next.renewed_at = Some(now);
+        }
+        Some(current) => {
+            return Err(LeaseError::Held {
+                name: lease.name.clone(),
+                holder: current.to_owned(),
+                expires_at: lease.expires_at.unwrap_or(now),
+            });
+        }
+        None => {
+            next.token = lease.token + 1;
+            if lease.holder.as_deref() != Some(holder) {
+                next.transitions = lease.transitions + 1;
+            }
+            next.holder = Some(holder.to_owned());
+            next.acquired_at = Some(now);
+            next.renewed_at = Some(now);
+        }
+    }
+    next.duration_secs = duration_secs;
+    next.expires_at = Some(now + duration);
+    Ok(next)
+}
+
+/// Renews a live lease held by `holder` with `token`.
+pub fn renew(
+    lease: &Lease,
+    holder: &str,
+    token: i64,
+    duration_secs: i64,
+    now: DateTime<Utc>,
+) -> Result<Lease, LeaseError> {
+    let duration = check_duration(duration_secs)?;
+    if lease.live_holder(now) != Some(holder) || lease.token != token {
+        return Err(stale(lease));
+    }
+    let mut next = lease.clone();
+    next.duration_secs = duration_secs;
+    next.renewed_at = Some(now);
+    next.expires_at = Some(now + duration);
+    Ok(next)
+}
+
+/// Releases a lease held by `holder` with `token` (also an expired one, so a holder can clean
+/// up after itself). The token counter is kept.
+pub fn release(lease: &Lease, holder: &str, token: i64, now: DateTime<Utc>) -> Result<Lease, LeaseError> {
+    if lease.holder.as_deref() != Some(holder) || lease.token != token {
+        return Err(stale(lease));
+    }
+    let mut next = lease.clone();
+    next.holder = None;
+    next.expires_at = Some(now);
+    Ok(next)
+}
+
+/// Checks a fencing token presented with a write (e.g. a control agent's report).
+pub fn check_fence(lease: &Lease, holder: &str, token: i64, now: DateTime<Utc>) -> Result<(), LeaseError> {
+    if lease.live_holder(now) == Some(holder) && lease.token == token { Ok(()) } else { Err(stale(lease)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn a_free_lease_is_acquired_with_the_first_token() {
+        let lease = acquire(&Lease::vacant("agent/lead"), "a", 10, t(0)).unwrap();
+        assert_eq!((lease.holder.as_deref(), lease.token, lease.transitions), (Some("a"), 1, 1));
+        assert_eq!(lease.expires_at, Some(t(10)));
+    }
+
+    #[test]
+    fn a_live_lease_of_someone_else_is_refused_with_holder_and_expiry() {
+        let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
+        let err = acquire(&lease, "b", 10, t(5)).unwrap_err();
+        assert_eq!(err, LeaseError::Held { name: "x".into(), holder: "a".into(), expires_at: t(10) });
+    }
+
+    #[test]
+    fn an_expired_lease_goes_to_the_next_holder_with_a_higher_token() {
+        let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
+        let taken = acquire(&lease, "b", 10, t(10)).unwrap();
+        assert_eq!((taken.holder.as_deref(), taken.token, taken.transitions), (Some("b"), 2, 2));
+    }
+
+    #[test]
+    fn re_acquiring_ones_own_live_lease_renews_it_with_the_same_token() {
+        let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
+        let again = acquire(&lease, "a", 10, t(5)).unwrap();
+        assert_eq!((again.token, again.expires_at), (1, Some(t(15))));
+    }
+
+    #[test]
+    fn renew_needs_holder_token_and_an_unexpired_lease() {
+        let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
+        assert_eq!(renew(&lease, "a", 1, 10, t(5)).unwrap().expires_at, Some(t(15)));
+        assert!(matches!(renew(&lease, "a", 0, 10, t(5)), Err(LeaseError::Stale { .. })));
+        assert!(matches!(renew(&lease, "b", 1, 10, t(5)), Err(LeaseError::Stale { .. })));
+        assert!(matches!(renew(&lease, "a", 1, 10, t(10)), Err(LeaseError::Stale { .. })), "expired");
+    }
+
+    #[test]
+    fn release_keeps_the_token_counter_so_tokens_are_never_reused() {
+        let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
+        let released = release(&lease, "a", 1, t(1)).unwrap();
+        assert_eq!((released.holder.as_deref(), released.token), (None, 1));
+        let next = acquire(&released, "a", 10, t(2)).unwrap();
+        assert_eq!(next.token, 2);
+        assert!(matches!(release(&next, "a", 1, t(3)), Err(LeaseError::Stale { .. })));
+    }
+
+    #[test]
+    fn fences_accept_only_the_live_holder_and_token() {
+        let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
+        assert!(check_fence(&lease, "a", 1, t(1)).is_ok());
+        assert!(check_fence(&lease, "a", 2, t(1)).is_err());
+        assert!(check_fence(&lease, "a", 1, t(11)).is_err());
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(acquire(&Lease::vacant("x"), "a", 0, t(0)), Err(LeaseError::BadDuration));
+        assert_eq!(acquire(&Lease::vacant("x"), "a", 3601, t(0)), Err(LeaseError::BadDuration));
+    }
+}

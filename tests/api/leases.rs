@@ -1,0 +1,219 @@
+//! Leases with fencing tokens, judged by the database clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jhf_warp::pb::v1 as pb;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::{
+    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, spawn_app_with, with_token,
+};
+
+async fn acquire(app: &TestApp, name: &str, holder: &str, seconds: i64) -> Result<pb::Lease, tonic::Status> {
+    let request = pb::AcquireLeaseRequest {
+        name: name.to_owned(),
+        holder: holder.to_owned(),
+        duration_seconds: seconds,
+    };
+    app.control()
+        .await
+        .acquire_lease(with_token(request, AGENT_TOKEN))
+        .await
+        .map(|r| r.into_inner().lease.unwrap())
+}
+
+async fn renew(
+    app: &TestApp,
+    name: &str,
+    holder: &str,
+    token: i64,
+    seconds: i64,
+) -> Result<pb::Lease, tonic::Status> {
+    let request = pb::RenewLeaseRequest {
+        name: name.to_owned(),
+        holder: holder.to_owned(),
+        fencing_token: token,
+        duration_seconds: seconds,
+    };
+    app.control()
+        .await
+        .renew_lease(with_token(request, AGENT_TOKEN))
+        .await
+        .map(|r| r.into_inner().lease.unwrap())
+}
+
+async fn release(app: &TestApp, name: &str, holder: &str, token: i64) -> Result<pb::Lease, tonic::Status> {
+    let request =
+        pb::ReleaseLeaseRequest { name: name.to_owned(), holder: holder.to_owned(), fencing_token: token };
+    app.control()
+        .await
+        .release_lease(with_token(request, OPERATOR_TOKEN))
+        .await
+        .map(|r| r.into_inner().lease.unwrap())
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn leases_are_granted_renewed_and_released_with_ever_increasing_tokens() {
+    let app = spawn_app().await;
+    let first = acquire(&app, "agent/lead", "a", 30).await.unwrap();
+    assert_eq!((first.holder.as_str(), first.fencing_token, first.held), ("a", 1, true));
+
+    let busy = acquire(&app, "agent/lead", "b", 30).await.unwrap_err();
+    assert_eq!((busy.code(), reason(&busy).as_str()), (Code::FailedPrecondition, "LEASE_HELD"));
+    let violation = busy.get_error_details().precondition_failure().cloned().unwrap().violations.remove(0);
+    assert_eq!(violation.subject, "agent/lead");
+    assert!(violation.description.contains("held by a"), "{}", violation.description);
+
+    assert_eq!(acquire(&app, "agent/lead", "a", 30).await.unwrap().fencing_token, 1, "re-acquiring renews");
+    renew(&app, "agent/lead", "a", 1, 30).await.unwrap();
+    let stale = renew(&app, "agent/lead", "a", 0, 30).await.unwrap_err();
+    assert_eq!(reason(&stale), "LEASE_STALE_TOKEN");
+
+    app.advance_db_clock(31);
+    let taken = acquire(&app, "agent/lead", "b", 30).await.unwrap();
+    assert_eq!((taken.fencing_token, taken.transitions), (2, 2), "expiry is judged by the database clock");
+    assert_eq!(reason(&renew(&app, "agent/lead", "a", 1, 30).await.unwrap_err()), "LEASE_STALE_TOKEN");
+    let released = release(&app, "agent/lead", "b", 2).await.unwrap();
+    assert!(!released.held && released.holder.is_empty());
+    assert_eq!(
+        acquire(&app, "agent/lead", "a", 30).await.unwrap().fencing_token,
+        3,
+        "tokens are never reused"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn leases_can_be_read_and_listed_and_bad_requests_are_typed() {
+    let app = spawn_app().await;
+    for name in ["agent/research", "agent/lead", "warp/reconciler"] {
+        acquire(&app, name, "x", 10).await.unwrap();
+    }
+    let get = with_token(pb::GetLeaseRequest { name: "agent/lead".to_owned() }, READER_TOKEN);
+    let lease = app.control().await.get_lease(get).await.unwrap().into_inner().lease.unwrap();
+    assert!(lease.held && lease.observe_time.is_some());
+    let list = with_token(pb::ListLeasesRequest { page_size: 2, page_token: String::new() }, READER_TOKEN);
+    let page = app.control().await.list_leases(list).await.unwrap().into_inner();
+    let names: Vec<&str> = page.leases.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["agent/lead", "agent/research"]);
+    let list =
+        with_token(pb::ListLeasesRequest { page_size: 2, page_token: page.next_page_token }, READER_TOKEN);
+    assert_eq!(
+        app.control().await.list_leases(list).await.unwrap().into_inner().leases[0].name,
+        "warp/reconciler"
+    );
+
+    let missing = with_token(pb::GetLeaseRequest { name: "agent/ghost".to_owned() }, READER_TOKEN);
+    assert_eq!(app.control().await.get_lease(missing).await.unwrap_err().code(), Code::NotFound);
+    let err = acquire(&app, "Bad Name", "x", 10).await.unwrap_err();
+    assert_eq!(err.get_error_details().bad_request().unwrap().field_violations[0].field, "name");
+    let err = acquire(&app, "agent/lead", "x", 0).await.unwrap_err();
+    assert_eq!(err.get_error_details().bad_request().unwrap().field_violations[0].field, "duration_seconds");
+    app.stop().await;
+}
+
+/// One grant as the holder saw it: from acquisition to release or last known expiry.
+#[derive(Debug, Clone)]
+struct Grant {
+    holder: String,
+    token: i64,
+    start: (i64, i32),
+    end: (i64, i32),
+}
+
+fn time(ts: &Option<pbjson_types::Timestamp>) -> (i64, i32) {
+    ts.as_ref().map(|t| (t.seconds, t.nanos)).unwrap_or_default()
+}
+
+/// Two replicas on one database, 16 contenders, ≥ 5 000 lease operations: no two holders
+/// overlap by the database clock, tokens increase with every new holder, and every stale-token
+/// write is refused. Prints the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contention_across_two_replicas_never_overlaps_and_refuses_every_stale_token() {
+    let first = spawn_app().await;
+    let second = spawn_app_with(AppOptions {
+        reuse: Some((first.data_dir.clone(), first.database_url.clone())),
+        ..AppOptions::default()
+    })
+    .await;
+    let replicas = Arc::new([first, second]);
+    let operations = Arc::new(AtomicU64::new(0));
+    let stale_attempts = Arc::new(AtomicU64::new(0));
+    let stale_accepted = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for contender in 0..16usize {
+        let (replicas, operations, stale_attempts, stale_accepted) =
+            (replicas.clone(), operations.clone(), stale_attempts.clone(), stale_accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let app = &replicas[contender % 2];
+            let holder = format!("contender-{contender}");
+            let mut grants = Vec::new();
+            while operations.load(Ordering::Relaxed) < 5_200 {
+                operations.fetch_add(1, Ordering::Relaxed);
+                let Ok(lease) = acquire(app, "warp/contended", &holder, 5).await else { continue };
+                let mut grant = Grant {
+                    holder: holder.clone(),
+                    token: lease.fencing_token,
+                    start: time(&lease.renew_time),
+                    end: time(&lease.expire_time),
+                };
+                if grant.token > 1 {
+                    stale_attempts.fetch_add(1, Ordering::Relaxed);
+                    operations.fetch_add(1, Ordering::Relaxed);
+                    if renew(app, "warp/contended", &holder, grant.token - 1, 5).await.is_ok() {
+                        stale_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                operations.fetch_add(1, Ordering::Relaxed);
+                if let Ok(renewed) = renew(app, "warp/contended", &holder, grant.token, 5).await {
+                    grant.end = time(&renewed.expire_time);
+                }
+                operations.fetch_add(1, Ordering::Relaxed);
+                if let Ok(released) = release(app, "warp/contended", &holder, grant.token).await {
+                    grant.end = time(&released.expire_time);
+                }
+                grants.push(grant);
+            }
+            grants
+        }));
+    }
+    let mut grants = Vec::new();
+    for task in tasks {
+        grants.extend(task.await.unwrap());
+    }
+    // A holder re-acquiring its own live lease renews it (same token): merge those.
+    let mut by_token: BTreeMap<i64, Grant> = BTreeMap::new();
+    for grant in grants {
+        let entry = by_token.entry(grant.token).or_insert_with(|| grant.clone());
+        assert_eq!(entry.holder, grant.holder, "token {} was issued to two holders", grant.token);
+        entry.start = entry.start.min(grant.start);
+        entry.end = entry.end.max(grant.end);
+    }
+    let ordered: Vec<&Grant> = by_token.values().collect();
+    let overlaps = ordered.windows(2).filter(|pair| pair[1].start < pair[0].end).count();
+    let ops = operations.load(Ordering::Relaxed);
+    println!(
+        "lease contention: {ops} operations, {} grants, {} overlapping holders, {} stale-token writes accepted of {} tried",
+        ordered.len(),
+        overlaps,
+        stale_accepted.load(Ordering::Relaxed),
+        stale_attempts.load(Ordering::Relaxed)
+    );
+    assert!(ops >= 5_000);
+    assert!(ordered.len() > 16, "the lease changed hands");
+    assert_eq!(overlaps, 0, "two holders held the lease at once");
+    assert_eq!(stale_accepted.load(Ordering::Relaxed), 0);
+    let tokens: Vec<i64> = by_token.keys().copied().collect();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]));
+    let replicas = Arc::try_unwrap(replicas).unwrap_or_else(|_| panic!("replicas still shared"));
+    let [first, second] = replicas;
+    second.stop().await;
+    first.stop().await;
+}
