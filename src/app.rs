@@ -22,8 +22,8 @@ use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
-    DesiredTopologyService, DriftMonitor, LeaseService, ObservationService, ObserverSettings, Readiness,
-    RolloutService,
+    AuditService, DesiredTopologyService, DriftMonitor, LeaseService, ObservationService, ObserverSettings,
+    Readiness, RolloutService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::{
@@ -162,6 +162,7 @@ impl App {
             page_tokens.clone(),
         );
         let leases = LeaseService::new(store.clone(), page_tokens.clone());
+        let audit = AuditService::new(store.clone(), page_tokens.clone());
         let rollouts = RolloutService::new(
             observations.runtime(),
             store.clone(),
@@ -202,7 +203,7 @@ impl App {
                 rollouts.clone(),
                 stop.clone(),
             )))
-            .add_service(ControlServiceServer::new(ControlServiceImpl::new(leases)));
+            .add_service(ControlServiceServer::new(ControlServiceImpl::new(leases, audit)));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()

@@ -9,6 +9,7 @@ mod m20261127_000002_create_server_keys;
 mod m20261127_000003_create_desired_and_drift;
 mod m20261127_000004_create_plans_and_rollouts;
 mod m20261127_000005_create_leases;
+mod m20261127_000006_create_audit_log;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_create_desired_and_drift::Migration),
             Box::new(m20261127_000004_create_plans_and_rollouts::Migration),
             Box::new(m20261127_000005_create_leases::Migration),
+            Box::new(m20261127_000006_create_audit_log::Migration),
         ]
     }
 }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use super::AuditContext;
 use super::clock::Clock;
 use super::events::{EventBus, TopologyEvent};
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, ObservationService};
 use crate::domain::Topology;
-use crate::domain::access::Principal;
 use crate::domain::catalog::{AgentCatalog, build_catalog};
 use crate::domain::desired::{DesiredInput, DesiredRevision, etag, validate_desired};
 use crate::domain::drift::{DriftDifference, diff_topologies};
@@ -64,7 +64,7 @@ impl DesiredTopologyService {
     }
 
     /// Validates and (unless `validate_only`) stores a new desired revision.
-    pub async fn put(&self, request: PutRequest, author: &Principal) -> Result<PutResult, AppError> {
+    pub async fn put(&self, request: PutRequest, caller: &AuditContext) -> Result<PutResult, AppError> {
         let topology = validate_desired(&request.input)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
         let now = self.clock.now();
@@ -75,17 +75,29 @@ impl DesiredTopologyService {
             let desired = DesiredRevision {
                 generation,
                 etag: etag(generation, &topology.revision),
-                author: author.name.clone(),
+                author: caller.actor.clone(),
                 created_at: now,
                 topology,
             };
             return Ok(PutResult { desired, validate_only: true });
         }
-        let outcome =
-            self.store.put_desired(&request.etag, &topology, &author.name, &request.idempotency, now).await?;
+        let audit = caller.event(
+            "desired-topology",
+            format!(
+                "stored a desired topology: {} agents, {} edges, {} routes, revision {}",
+                topology.nodes.len(),
+                topology.edges.len(),
+                topology.routes.len(),
+                topology.revision
+            ),
+        );
+        let outcome = self
+            .store
+            .put_desired(&request.etag, &topology, &caller.actor, &request.idempotency, now, &audit)
+            .await?;
         match outcome {
             PutDesiredOutcome::Stored(desired) => {
-                tracing::info!(generation = desired.generation, author = %author.name, revision = %desired.topology.revision, "desired topology stored");
+                tracing::info!(generation = desired.generation, author = %caller.actor, revision = %desired.topology.revision, "desired topology stored");
                 self.events.publish_topology(TopologyEvent::Desired(desired.clone()));
                 Ok(PutResult { desired, validate_only: false })
             }

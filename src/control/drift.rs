@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use super::AuditContext;
 use super::clock::Clock;
 use super::desired::request_id_reused;
 use super::events::{DriftEvent, EventBus};
 use super::observer::Observed;
 use super::paging::{finish_page, page_request};
 use super::{AppError, ObservationService};
-use crate::domain::access::Principal;
 use crate::domain::drift::filter::parse;
 use crate::domain::drift::summary::{DriftSummary, summarize};
 use crate::domain::drift::tracker::TrackedItem;
@@ -97,7 +97,7 @@ impl DriftMonitor {
     pub async fn acknowledge(
         &self,
         key: &str,
-        by: &Principal,
+        caller: &AuditContext,
         idempotency: &IdempotencyKey,
         validate_only: bool,
     ) -> Result<TrackedItem, AppError> {
@@ -108,9 +108,14 @@ impl DriftMonitor {
             return Err(AppError::invalid("key", "required"));
         }
         let now = self.clock.now();
-        match self.store.acknowledge_drift_item(self.runtime(), key, &by.name, idempotency, now).await? {
+        let audit = caller.event(format!("drift-item/{key}"), format!("acknowledged drift item {key}"));
+        match self
+            .store
+            .acknowledge_drift_item(self.runtime(), key, &caller.actor, idempotency, now, &audit)
+            .await?
+        {
             AcknowledgeOutcome::Acknowledged(item) => {
-                tracing::info!(key, by = %by.name, "drift item acknowledged");
+                tracing::info!(key, by = %caller.actor, "drift item acknowledged");
                 Ok(item)
             }
             AcknowledgeOutcome::Replayed(item) => Ok(item),
@@ -124,6 +129,7 @@ impl DriftMonitor {
         &self,
         idempotency: &IdempotencyKey,
         validate_only: bool,
+        caller: &AuditContext,
     ) -> Result<ObserveNowResult, AppError> {
         if validate_only {
             return Ok(result_of(self.observations.observe(false).await?));
@@ -137,7 +143,8 @@ impl DriftMonitor {
             Prior::Conflict => return Err(request_id_reused()),
             Prior::Unseen => {}
         }
-        let result = result_of(self.observations.observe(true).await?);
+        let audit = caller.event(format!("runtime/{}", self.runtime()), "observed the runtime on request");
+        let result = result_of(self.observations.observe_audited(&audit).await?);
         let stored = serde_json::to_string(&result)
             .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
         self.store.remember_response(idempotency, stored, self.clock.now()).await?;

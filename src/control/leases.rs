@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::AppError;
 use super::paging::{finish_page, page_request};
+use super::{AppError, AuditContext};
 use crate::domain::lease::{self, Lease, LeaseError};
 use crate::domain::page_token::PageTokenCodec;
 use crate::store::Store;
@@ -58,15 +58,28 @@ impl LeaseService {
     async fn change(
         &self,
         name: &str,
+        caller: &AuditContext,
+        verb: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         let mut at = None;
+        let describe = |lease: &Lease| {
+            let holder = lease.holder.as_deref().unwrap_or("nobody");
+            caller.event(
+                format!("lease/{name}"),
+                format!("{verb} lease {name}: holder {holder}, fencing token {}", lease.token),
+            )
+        };
         let outcome = self
             .store
-            .change_lease(name, |current, now| {
-                at = Some(now);
-                change(current, now)
-            })
+            .change_lease(
+                name,
+                |current, now| {
+                    at = Some(now);
+                    change(current, now)
+                },
+                describe,
+            )
             .await?;
         let lease = outcome.map_err(refused)?;
         Ok((lease, at.unwrap_or_else(Utc::now)))
@@ -78,10 +91,14 @@ impl LeaseService {
         name: &str,
         holder: &str,
         duration_secs: i64,
+        caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, |current, now| lease::acquire(current, holder, duration_secs, now)).await
+        self.change(name, caller, "acquired", |current, now| {
+            lease::acquire(current, holder, duration_secs, now)
+        })
+        .await
     }
 
     /// Renews a live lease by holder and token.
@@ -91,10 +108,14 @@ impl LeaseService {
         holder: &str,
         token: i64,
         duration_secs: i64,
+        caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, |current, now| lease::renew(current, holder, token, duration_secs, now)).await
+        self.change(name, caller, "renewed", |current, now| {
+            lease::renew(current, holder, token, duration_secs, now)
+        })
+        .await
     }
 
     /// Releases a lease by holder and token.
@@ -103,10 +124,12 @@ impl LeaseService {
         name: &str,
         holder: &str,
         token: i64,
+        caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, |current, now| lease::release(current, holder, token, now)).await
+        self.change(name, caller, "released", |current, now| lease::release(current, holder, token, now))
+            .await
     }
 
     /// Returns a lease with the database time of the read.

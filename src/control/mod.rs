@@ -1,6 +1,7 @@
 //! Application services: one struct per use-case area. They own transactions and call the
 //! domain, the store and the runtime adapter; transports (`grpc/`, `http/`) call them.
 
+mod audit;
 pub mod clock;
 mod desired;
 mod drift;
@@ -13,6 +14,7 @@ mod paging;
 mod readiness;
 mod rollout;
 
+pub use audit::{AuditContext, AuditService};
 pub use desired::{DesiredTopologyService, PutRequest, PutResult, TopologySelector};
 pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};

@@ -12,6 +12,7 @@ use super::clock::Clock;
 use super::events::{DriftEvent, EventBus, TopologyEvent};
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, Readiness};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::derive_topology;
 use crate::domain::drift::diff;
 use crate::domain::drift::summary::{DriftSummary, summarize};
@@ -94,8 +95,21 @@ impl ObservationService {
 
     /// Reads the runtime and feeds the tracker. With `persist == false` nothing is stored or
     /// published: the result shows what the observation would do.
-    #[tracing::instrument(skip(self), fields(runtime = self.runtime.address()))]
     pub async fn observe(&self, persist: bool) -> Result<Observed, AppError> {
+        self.observe_inner(persist, None).await
+    }
+
+    /// Observes on a caller's request, recording its audit event with the observation.
+    pub async fn observe_audited(&self, audit: &NewAuditEvent) -> Result<Observed, AppError> {
+        self.observe_inner(true, Some(audit)).await
+    }
+
+    #[tracing::instrument(skip(self, audit), fields(runtime = self.runtime.address()))]
+    async fn observe_inner(
+        &self,
+        persist: bool,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<Observed, AppError> {
         let _one_at_a_time = self.serialize.lock().await;
         let read = tokio::time::timeout(self.settings.runtime_timeout, self.runtime.observe()).await;
         let inventory = match read {
@@ -146,7 +160,7 @@ impl ObservationService {
             observed_at: now,
         };
         let (record, new_row) =
-            self.store.record_observation(new, self.settings.history_limit, &changes).await?;
+            self.store.record_observation(new, self.settings.history_limit, &changes, audit).await?;
         self.readiness.record_runtime_read(
             true,
             format!("observed {} ({} agents)", self.runtime.address(), inventory.agents.len()),

@@ -20,13 +20,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, broadcast};
 
+use super::AuditContext;
 use super::clock::Clock;
 use super::desired::request_id_reused;
 use super::events::EventBus;
 use super::failpoints::{FAIL_VERIFICATION, Failpoints, STOP_AFTER_APPLY};
 use super::paging::{finish_page, page_request};
 use super::{AppError, ObservationService};
-use crate::domain::access::Principal;
 use crate::domain::drift::diff;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
 use crate::domain::page_token::PageTokenCodec;
@@ -142,7 +142,7 @@ impl RolloutService {
     pub async fn create(
         &self,
         request: CreateRolloutRequest,
-        actor: &Principal,
+        caller: &AuditContext,
     ) -> Result<Rollout, AppError> {
         // A retry gets the first answer even after the rollout changed the config.
         match self.store.idempotency_prior(&request.idempotency).await? {
@@ -169,7 +169,7 @@ impl RolloutService {
             plan_id: plan.id.clone(),
             state: RolloutState::Pending,
             dry_run: request.dry_run,
-            actor: actor.name.clone(),
+            actor: caller.actor.clone(),
             base_hash: plan.base_hash.clone(),
             target_hash: None,
             pre_image: None,
@@ -183,7 +183,16 @@ impl RolloutService {
             rollout.id = String::new();
             return Ok(rollout);
         }
-        match self.store.create_rollout(&rollout, &request.idempotency).await? {
+        let audit = caller.event(
+            format!("rollout/{}", rollout.id),
+            format!(
+                "started {}rollout of plan {} ({} operations)",
+                if rollout.dry_run { "a dry-run " } else { "a " },
+                plan.id,
+                plan.operations.len()
+            ),
+        );
+        match self.store.create_rollout(&rollout, &request.idempotency, &audit).await? {
             CreateRolloutOutcome::Replayed(existing) => Ok(existing),
             CreateRolloutOutcome::RequestIdReused => Err(request_id_reused()),
             CreateRolloutOutcome::Created(created) => {
@@ -219,7 +228,7 @@ impl RolloutService {
     pub async fn rollback(
         &self,
         id: &str,
-        actor: &Principal,
+        caller: &AuditContext,
         idempotency: &IdempotencyKey,
         validate_only: bool,
     ) -> Result<Rollout, AppError> {
@@ -259,7 +268,15 @@ impl RolloutService {
             return Ok(rollout);
         }
         self.store.remember_response(idempotency, rollout.id.clone(), self.clock.now()).await?;
-        self.roll_back(&mut rollout, format!("manual rollback by {}", actor.name)).await?;
+        let reason = format!("manual rollback by {}", caller.actor);
+        rollout.advance(RolloutState::RollingBack, reason.clone(), self.clock.now()).map_err(|e| {
+            AppError::Store(crate::store::StoreError::Corrupt(format!("rollout {}: {e}", rollout.id)))
+        })?;
+        let audit =
+            caller.event(format!("rollout/{}", rollout.id), format!("rolled back rollout {}", rollout.id));
+        self.store.save_rollout_audited(&rollout, &audit).await?;
+        self.events.publish_rollout(rollout.clone());
+        self.restore_pre_image(&mut rollout).await?;
         Ok(rollout)
     }
 

@@ -4,6 +4,7 @@
 //! outside world and hand them in; callers (`control/`) persist and serve the results.
 
 pub mod access;
+pub mod audit;
 pub mod catalog;
 pub mod desired;
 pub mod drift;

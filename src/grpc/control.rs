@@ -4,18 +4,50 @@ use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use crate::control::LeaseService;
+use super::watch::caller;
+use crate::control::{AppError, AuditService, LeaseService};
+use crate::domain::audit::AuditEvent;
 use crate::domain::lease::Lease;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
+use crate::store::AuditFilter;
 
 pub struct ControlServiceImpl {
     leases: LeaseService,
+    audit: AuditService,
 }
 
 impl ControlServiceImpl {
-    pub fn new(leases: LeaseService) -> Self {
-        Self { leases }
+    pub fn new(leases: LeaseService, audit: AuditService) -> Self {
+        Self { leases, audit }
     }
+}
+
+fn audit_event(value: &AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        seq: value.seq,
+        time: Some(timestamp(value.at)),
+        actor: value.event.actor.clone(),
+        method: value.event.method.clone(),
+        resource: value.event.resource.clone(),
+        request_id: value.event.request_id.clone(),
+        outcome: value.event.outcome.clone(),
+        summary: value.event.summary.clone(),
+        prev_hash: value.prev_hash.clone(),
+        hash: value.hash.clone(),
+    }
+}
+
+fn time_of(value: Option<&pbjson_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, AppError> {
+    value
+        .map(|t| {
+            DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                .ok_or_else(|| AppError::invalid(field.to_owned(), "not a valid timestamp"))
+        })
+        .transpose()
+}
+
+fn some_text(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
 }
 
 fn lease(value: &Lease, now: DateTime<Utc>) -> pb::Lease {
@@ -39,9 +71,10 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::AcquireLeaseRequest>,
     ) -> Result<Response<pb::AcquireLeaseResponse>, Status> {
+        let who = caller(&request, "ControlService/AcquireLease", "")?;
         let request = request.into_inner();
         let (value, now) =
-            self.leases.acquire(&request.name, &request.holder, request.duration_seconds).await?;
+            self.leases.acquire(&request.name, &request.holder, request.duration_seconds, &who).await?;
         Ok(Response::new(pb::AcquireLeaseResponse { lease: Some(lease(&value, now)) }))
     }
 
@@ -49,10 +82,11 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        let who = caller(&request, "ControlService/RenewLease", "")?;
         let request = request.into_inner();
         let (value, now) = self
             .leases
-            .renew(&request.name, &request.holder, request.fencing_token, request.duration_seconds)
+            .renew(&request.name, &request.holder, request.fencing_token, request.duration_seconds, &who)
             .await?;
         Ok(Response::new(pb::RenewLeaseResponse { lease: Some(lease(&value, now)) }))
     }
@@ -61,8 +95,10 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::ReleaseLeaseRequest>,
     ) -> Result<Response<pb::ReleaseLeaseResponse>, Status> {
+        let who = caller(&request, "ControlService/ReleaseLease", "")?;
         let request = request.into_inner();
-        let (value, now) = self.leases.release(&request.name, &request.holder, request.fencing_token).await?;
+        let (value, now) =
+            self.leases.release(&request.name, &request.holder, request.fencing_token, &who).await?;
         Ok(Response::new(pb::ReleaseLeaseResponse { lease: Some(lease(&value, now)) }))
     }
 
@@ -84,5 +120,46 @@ impl ControlService for ControlServiceImpl {
             leases: values.iter().map(|v| lease(v, now)).collect(),
             next_page_token,
         }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = AuditFilter {
+            actor: some_text(request.actor),
+            method: some_text(request.method),
+            resource: some_text(request.resource),
+            since: time_of(request.since_time.as_ref(), "since_time")?,
+            until: time_of(request.until_time.as_ref(), "until_time")?,
+        };
+        let (events, next_page_token) =
+            self.audit.list(filter, request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.iter().map(audit_event).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn verify_audit_chain(
+        &self,
+        _: Request<pb::VerifyAuditChainRequest>,
+    ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
+        let answer = match self.audit.verify().await? {
+            Ok(checked) => pb::VerifyAuditChainResponse {
+                intact: true,
+                events_checked: checked,
+                first_broken_seq: 0,
+                reason: String::new(),
+            },
+            Err(broken) => pb::VerifyAuditChainResponse {
+                intact: false,
+                events_checked: (broken.seq - 1).max(0),
+                first_broken_seq: broken.seq,
+                reason: broken.reason,
+            },
+        };
+        Ok(Response::new(answer))
     }
 }

@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::watch::{EventStream, WatchSource, principal, spawn_watch};
+use super::watch::{EventStream, WatchSource, caller, spawn_watch};
 use super::{convert, idempotency};
 use crate::control::events::DriftEvent;
 use crate::control::{AppError, CreateRolloutRequest, DriftMonitor, RolloutService};
@@ -113,7 +113,7 @@ impl DriftService for DriftServiceImpl {
         &self,
         request: Request<pb::AcknowledgeDriftItemRequest>,
     ) -> Result<Response<pb::AcknowledgeDriftItemResponse>, Status> {
-        let by = principal(&request)?;
+        let by = caller(&request, "DriftService/AcknowledgeDriftItem", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let without_id = pb::AcknowledgeDriftItemRequest { request_id: String::new(), ..request.clone() };
         let key = idempotency::key_of("AcknowledgeDriftItem", &request.request_id, &without_id)?;
@@ -125,10 +125,11 @@ impl DriftService for DriftServiceImpl {
         &self,
         request: Request<pb::ObserveNowRequest>,
     ) -> Result<Response<pb::ObserveNowResponse>, Status> {
+        let who = caller(&request, "DriftService/ObserveNow", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let without_id = pb::ObserveNowRequest { request_id: String::new(), ..request.clone() };
         let key = idempotency::key_of("ObserveNow", &request.request_id, &without_id)?;
-        let result = self.drift.observe_now(&key, request.validate_only).await?;
+        let result = self.drift.observe_now(&key, request.validate_only, &who).await?;
         Ok(Response::new(convert::observe_now(&result)))
     }
 
@@ -171,7 +172,7 @@ impl DriftService for DriftServiceImpl {
         &self,
         request: Request<pb::CreateRolloutRequest>,
     ) -> Result<Response<pb::CreateRolloutResponse>, Status> {
-        let actor = principal(&request)?;
+        let actor = caller(&request, "DriftService/CreateRollout", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let without_id = pb::CreateRolloutRequest { request_id: String::new(), ..request.clone() };
         let idempotency = idempotency::key_of("CreateRollout", &request.request_id, &without_id)?;
@@ -209,7 +210,7 @@ impl DriftService for DriftServiceImpl {
         &self,
         request: Request<pb::RollbackRolloutRequest>,
     ) -> Result<Response<pb::RollbackRolloutResponse>, Status> {
-        let actor = principal(&request)?;
+        let actor = caller(&request, "DriftService/RollbackRollout", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let without_id = pb::RollbackRolloutRequest { request_id: String::new(), ..request.clone() };
         let key = idempotency::key_of("RollbackRollout", &request.request_id, &without_id)?;

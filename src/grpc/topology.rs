@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::watch::{EventStream, WatchSource, principal, spawn_watch};
+use super::watch::{EventStream, WatchSource, caller, spawn_watch};
 use super::{convert, idempotency};
 use crate::control::events::TopologyEvent;
 use crate::control::{AppError, DesiredTopologyService, ObservationService, PutRequest, TopologySelector};
@@ -148,7 +148,7 @@ impl TopologyService for TopologyServiceImpl {
         &self,
         request: Request<pb::PutDesiredTopologyRequest>,
     ) -> Result<Response<pb::PutDesiredTopologyResponse>, Status> {
-        let author = principal(&request)?;
+        let author = caller(&request, "TopologyService/PutDesiredTopology", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let input = convert::desired_input(request.topology.as_ref())
             .map_err(|violations| AppError::InvalidArgument { violations })?;

@@ -10,6 +10,7 @@ use sea_orm::{
 use super::entities::desired_topology;
 use super::{Store, StoreError, idempotency};
 use crate::domain::Topology;
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::desired::{DesiredRevision, etag};
 use crate::domain::idempotency::{IdempotencyKey, Prior};
 
@@ -48,6 +49,7 @@ impl Store {
         author: &str,
         key: &IdempotencyKey,
         now: DateTime<Utc>,
+        audit: &NewAuditEvent,
     ) -> Result<PutDesiredOutcome, StoreError> {
         let txn = self.db.begin().await?;
         match idempotency::prior(&txn, key).await? {
@@ -92,6 +94,8 @@ impl Store {
             }
         };
         idempotency::remember(&txn, key, generation.to_string(), now).await?;
+        let event = NewAuditEvent { resource: format!("{}/{generation}", audit.resource), ..audit.clone() };
+        super::audit::append(self, &txn, &event).await?;
         txn.commit().await?;
         Ok(PutDesiredOutcome::Stored(revision_of(inserted)?))
     }

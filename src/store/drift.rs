@@ -9,6 +9,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use super::entities::drift_item;
 use super::{Store, StoreError, idempotency};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::drift::tracker::{TrackedItem, acknowledge};
 use crate::domain::idempotency::{IdempotencyKey, Prior};
 
@@ -104,6 +105,7 @@ impl Store {
         by: &str,
         key: &IdempotencyKey,
         now: DateTime<Utc>,
+        audit: &NewAuditEvent,
     ) -> Result<AcknowledgeOutcome, StoreError> {
         let txn = self.db.begin().await?;
         let prior = idempotency::prior(&txn, key).await?;
@@ -120,6 +122,7 @@ impl Store {
             upsert(&txn, runtime, &item, now).await?;
         }
         idempotency::remember(&txn, key, item.key().to_owned(), now).await?;
+        super::audit::append(self, &txn, audit).await?;
         txn.commit().await?;
         Ok(AcknowledgeOutcome::Acknowledged(item))
     }

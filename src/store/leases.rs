@@ -13,6 +13,7 @@ use sea_orm::{
 
 use super::entities::lease;
 use super::{Store, StoreError};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::lease::{Lease, LeaseError};
 
 fn lease_of(row: lease::Model) -> Lease {
@@ -55,6 +56,7 @@ impl Store {
         &self,
         name: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
+        describe: impl FnOnce(&Lease) -> NewAuditEvent,
     ) -> Result<Result<Lease, LeaseError>, StoreError> {
         let txn = self.db.begin().await?;
         let vacant = lease::ActiveModel {
@@ -94,6 +96,7 @@ impl Store {
         }
         .update(&txn)
         .await?;
+        super::audit::append(self, &txn, &describe(&next)).await?;
         txn.commit().await?;
         Ok(Ok(next))
     }

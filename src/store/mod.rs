@@ -1,6 +1,7 @@
 //! Persistence: sea-orm over SQLite (embedded default) or Postgres. sea-orm is used only in
 //! this module; repositories return domain types and [`StoreError`], never `DbErr`.
 
+mod audit;
 mod desired;
 mod drift;
 mod entities;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr};
 
+pub use audit::AuditFilter;
 pub use desired::PutDesiredOutcome;
 pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use observations::NewObservation;

@@ -12,6 +12,7 @@ use sea_orm::{
 use super::drift::{DriftChanges, save_changes};
 use super::entities::observation;
 use super::{Store, StoreError};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::observation::{ObservationRecord, StoredObservation};
 use crate::domain::{Inventory, Topology};
 
@@ -32,6 +33,7 @@ impl Store {
         new: NewObservation<'_>,
         history_limit: u64,
         drift: &DriftChanges<'_>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<(ObservationRecord, bool), StoreError> {
         let inventory_json =
             serde_json::to_string(new.inventory).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -91,6 +93,9 @@ impl Store {
                 .await?;
         }
         save_changes(&txn, new.runtime, drift, new.observed_at).await?;
+        if let Some(event) = audit {
+            super::audit::append(self, &txn, event).await?;
+        }
         txn.commit().await?;
         Ok((record_of(&row), inserted))
     }

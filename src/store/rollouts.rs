@@ -10,6 +10,7 @@ use sea_orm::{
 
 use super::entities::{patch_plan, rollout};
 use super::{Store, StoreError, idempotency};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
 use crate::domain::patch::{PatchPlan, PlanKind};
 use crate::domain::rollout::{Rollout, RolloutState};
@@ -81,6 +82,7 @@ impl Store {
         &self,
         value: &Rollout,
         key: &IdempotencyKey,
+        audit: &NewAuditEvent,
     ) -> Result<CreateRolloutOutcome, StoreError> {
         let txn = self.db.begin().await?;
         match idempotency::prior(&txn, key).await? {
@@ -94,6 +96,7 @@ impl Store {
         }
         rollout_row(value)?.insert(&txn).await?;
         idempotency::remember(&txn, key, value.id.clone(), value.created_at).await?;
+        super::audit::append(self, &txn, audit).await?;
         txn.commit().await?;
         Ok(CreateRolloutOutcome::Created(value.clone()))
     }
@@ -101,6 +104,19 @@ impl Store {
     /// Persists a rollout's new state.
     pub async fn save_rollout(&self, value: &Rollout) -> Result<(), StoreError> {
         rollout_row(value)?.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// Persists a rollout's new state together with the audit event of the call that caused it.
+    pub async fn save_rollout_audited(
+        &self,
+        value: &Rollout,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        rollout_row(value)?.update(&txn).await?;
+        super::audit::append(self, &txn, audit).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! (SQLite, or Postgres with `JHF_WARP_TEST_DATABASE_URL`), fixture runtimes, generated
 //! clients and plain HTTP. Logs are silent unless `TEST_LOG=1`.
 
+mod audit;
 mod auth;
 mod desired;
 mod drift;

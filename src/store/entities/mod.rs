@@ -1,5 +1,7 @@
 //! sea-orm entities, one file per table.
 
+pub mod audit_chain_head;
+pub mod audit_event;
 pub mod desired_topology;
 pub mod drift_item;
 pub mod idempotency_record;

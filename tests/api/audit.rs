@@ -1,0 +1,168 @@
+//! The hash-chained audit log: one event per applied mutation, written with its effect.
+
+use jhf_warp::pb::v1 as pb;
+use sea_orm::ConnectionTrait;
+
+use crate::desired::{observed, put};
+use crate::helpers::{AGENT_TOKEN, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
+use crate::rollout::{follow, plan, start, trio_minus_writer_plus_qa};
+
+async fn events(app: &TestApp, request: pb::ListAuditEventsRequest) -> Vec<pb::AuditEvent> {
+    app.control()
+        .await
+        .list_audit_events(with_token(request, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+async fn verify(app: &TestApp) -> pb::VerifyAuditChainResponse {
+    let request = with_token(pb::VerifyAuditChainRequest {}, READER_TOKEN);
+    app.control().await.verify_audit_chain(request).await.unwrap().into_inner()
+}
+
+async fn acquire(app: &TestApp, holder: &str) -> pb::Lease {
+    let request =
+        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: holder.into(), duration_seconds: 30 };
+    app.control()
+        .await
+        .acquire_lease(with_token(request, AGENT_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_applied_mutation_writes_exactly_one_chained_event() {
+    let app = spawn_app().await;
+    let desired = trio_minus_writer_plus_qa(&observed(&app).await);
+    put(&app, desired.clone(), "", "desired-1").await.unwrap();
+    put(&app, desired.clone(), "", "desired-1").await.unwrap(); // a replay writes nothing
+    put(&app, desired, "", "desired-2").await.unwrap_err(); // a refusal writes nothing
+    let observe = pb::ObserveNowRequest { request_id: "observe-1".into(), validate_only: false };
+    app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
+    let lease = acquire(&app, "agent-1").await;
+    let renew = pb::RenewLeaseRequest {
+        name: "agent/lead".into(),
+        holder: "agent-1".into(),
+        fencing_token: lease.fencing_token,
+        duration_seconds: 30,
+    };
+    app.control().await.renew_lease(with_token(renew, AGENT_TOKEN)).await.unwrap();
+    let release = pb::ReleaseLeaseRequest {
+        name: "agent/lead".into(),
+        holder: "agent-1".into(),
+        fencing_token: lease.fencing_token,
+    };
+    app.control().await.release_lease(with_token(release, AGENT_TOKEN)).await.unwrap();
+    let patch = plan(&app, pb::PlanKind::Apply).await.unwrap();
+    let rollout = follow(&app, &start(&app, &patch.id, false, "rollout-1").await.unwrap().id).await;
+    let undo = pb::RollbackRolloutRequest {
+        rollout_id: rollout.id.clone(),
+        request_id: "undo-1".into(),
+        validate_only: false,
+    };
+    app.drift().await.rollback_rollout(with_token(undo, OPERATOR_TOKEN)).await.unwrap();
+
+    let all = events(&app, pb::ListAuditEventsRequest::default()).await;
+    let methods: Vec<&str> = all.iter().map(|e| e.method.trim_start_matches("jhf.warp.v1.")).collect();
+    assert_eq!(
+        methods,
+        [
+            "TopologyService/PutDesiredTopology",
+            "DriftService/ObserveNow",
+            "ControlService/AcquireLease",
+            "ControlService/RenewLease",
+            "ControlService/ReleaseLease",
+            "DriftService/CreateRollout",
+            "DriftService/RollbackRollout",
+        ]
+    );
+    assert_eq!(
+        (all[0].actor.as_str(), all[0].resource.as_str(), all[0].request_id.as_str()),
+        ("op", "desired-topology/1", "desired-1")
+    );
+    assert_eq!((all[2].actor.as_str(), all[2].resource.as_str()), ("agent", "lease/agent/lead"));
+    assert!(all[2].summary.contains("fencing token 1"), "{}", all[2].summary);
+    assert_eq!(all[5].resource, format!("rollout/{}", rollout.id));
+    assert!(all.iter().all(|e| e.outcome == "OK"));
+    assert!(all.windows(2).all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
+    let check = verify(&app).await;
+    assert!(check.intact, "{check:?}");
+    assert_eq!(check.events_checked, 7);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_can_be_filtered_and_paged() {
+    let app = spawn_app().await;
+    for holder in ["a", "b"] {
+        let lease = acquire(&app, holder).await;
+        let release = pb::ReleaseLeaseRequest {
+            name: "agent/lead".into(),
+            holder: holder.into(),
+            fencing_token: lease.fencing_token,
+        };
+        app.control().await.release_lease(with_token(release, OPERATOR_TOKEN)).await.unwrap();
+    }
+    let releases = events(
+        &app,
+        pb::ListAuditEventsRequest {
+            method: "jhf.warp.v1.ControlService/ReleaseLease".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(releases.len(), 2);
+    assert_eq!(releases[1].actor, "op");
+    let by_agent =
+        events(&app, pb::ListAuditEventsRequest { actor: "agent".into(), ..Default::default() }).await;
+    assert_eq!(by_agent.len(), 2, "the two acquisitions");
+    let first_page = pb::ListAuditEventsRequest { page_size: 3, ..Default::default() };
+    let page = app
+        .control()
+        .await
+        .list_audit_events(with_token(first_page, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.events.len(), 3);
+    let rest =
+        pb::ListAuditEventsRequest { page_size: 3, page_token: page.next_page_token, ..Default::default() };
+    let page =
+        app.control().await.list_audit_events(with_token(rest, READER_TOKEN)).await.unwrap().into_inner();
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+    let future = pbjson_types::Timestamp { seconds: 4_000_000_000, nanos: 0 };
+    let later =
+        events(&app, pb::ListAuditEventsRequest { since_time: Some(future), ..Default::default() }).await;
+    assert!(later.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_row_edited_directly_in_the_database_is_detected() {
+    let app = spawn_app().await;
+    for holder in ["a", "b", "c"] {
+        let lease = acquire(&app, holder).await;
+        let release = pb::ReleaseLeaseRequest {
+            name: "agent/lead".into(),
+            holder: holder.into(),
+            fencing_token: lease.fencing_token,
+        };
+        app.control().await.release_lease(with_token(release, OPERATOR_TOKEN)).await.unwrap();
+    }
+    assert!(verify(&app).await.intact);
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    db.execute_unprepared("UPDATE audit_events SET summary = 'nothing happened here' WHERE seq = 3")
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let check = verify(&app).await;
+    assert!(!check.intact);
+    assert_eq!(check.first_broken_seq, 3);
+    assert!(check.reason.contains("hash"), "{}", check.reason);
+    app.stop().await;
+}
