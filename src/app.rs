@@ -22,8 +22,8 @@ use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
-    AuditService, DesiredTopologyService, DriftMonitor, LeaseService, ObservationService, ObserverSettings,
-    Readiness, RolloutService,
+    AuditService, DelegationService, DesiredTopologyService, DriftMonitor, LeaseService, ObservationService,
+    ObserverSettings, Readiness, RolloutService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::{
@@ -163,6 +163,8 @@ impl App {
         );
         let leases = LeaseService::new(store.clone(), page_tokens.clone());
         let audit = AuditService::new(store.clone(), page_tokens.clone());
+        let delegations =
+            DelegationService::new(store.clone(), observations.clone(), clock.clone(), page_tokens.clone());
         let rollouts = RolloutService::new(
             observations.runtime(),
             store.clone(),
@@ -203,7 +205,7 @@ impl App {
                 rollouts.clone(),
                 stop.clone(),
             )))
-            .add_service(ControlServiceServer::new(ControlServiceImpl::new(leases, audit)));
+            .add_service(ControlServiceServer::new(ControlServiceImpl::new(leases, audit, delegations)));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()

@@ -10,6 +10,7 @@ mod m20261127_000003_create_desired_and_drift;
 mod m20261127_000004_create_plans_and_rollouts;
 mod m20261127_000005_create_leases;
 mod m20261127_000006_create_audit_log;
+mod m20261127_000007_create_delegations;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_create_plans_and_rollouts::Migration),
             Box::new(m20261127_000005_create_leases::Migration),
             Box::new(m20261127_000006_create_audit_log::Migration),
+            Box::new(m20261127_000007_create_delegations::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod clock;
+mod delegations;
 mod desired;
 mod drift;
 mod error;
@@ -15,6 +16,7 @@ mod readiness;
 mod rollout;
 
 pub use audit::{AuditContext, AuditService};
+pub use delegations::{DelegationService, DelegationView, GrantRequest};
 pub use desired::{DesiredTopologyService, PutRequest, PutResult, TopologySelector};
 pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};

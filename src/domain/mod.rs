@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod delegation;
 pub mod desired;
 pub mod drift;
 pub mod expressibility;

@@ -4,9 +4,12 @@ use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
+use super::idempotency;
 use super::watch::caller;
-use crate::control::{AppError, AuditService, LeaseService};
+use crate::control::{AppError, AuditService, DelegationService, DelegationView, GrantRequest, LeaseService};
+use crate::domain::TrustLevel;
 use crate::domain::audit::AuditEvent;
+use crate::domain::delegation::{DelegationSource, Standing};
 use crate::domain::lease::Lease;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 use crate::store::AuditFilter;
@@ -14,11 +17,48 @@ use crate::store::AuditFilter;
 pub struct ControlServiceImpl {
     leases: LeaseService,
     audit: AuditService,
+    delegations: DelegationService,
 }
 
 impl ControlServiceImpl {
-    pub fn new(leases: LeaseService, audit: AuditService) -> Self {
-        Self { leases, audit }
+    pub fn new(leases: LeaseService, audit: AuditService, delegations: DelegationService) -> Self {
+        Self { leases, audit, delegations }
+    }
+}
+
+fn delegation(value: &DelegationView) -> pb::Delegation {
+    let (standing, reason) = match &value.standing {
+        Standing::Active => (pb::DelegationStanding::Active, String::new()),
+        Standing::Revoked(why) => (pb::DelegationStanding::Revoked, why.clone()),
+        Standing::Invalid(why) => (pb::DelegationStanding::Invalid, why.clone()),
+    };
+    let grant = &value.grant;
+    pb::Delegation {
+        id: grant.id.clone(),
+        parent_id: grant.parent_id.clone().unwrap_or_default(),
+        grantor_agent_id: grant.grantor.clone(),
+        delegate_agent_id: grant.delegate.clone(),
+        rights: grant.rights.clone(),
+        trust: super::convert::trust(grant.trust).into(),
+        source: match grant.source {
+            DelegationSource::Manual => pb::DelegationSource::Manual,
+            DelegationSource::Backfill => pb::DelegationSource::Backfill,
+        }
+        .into(),
+        standing: standing.into(),
+        standing_reason: reason,
+        create_time: Some(timestamp(grant.created_at)),
+        revoke_time: grant.revoked_at.map(timestamp),
+    }
+}
+
+fn trust_of(value: i32) -> Result<Option<TrustLevel>, AppError> {
+    match pb::TrustLevel::try_from(value) {
+        Ok(pb::TrustLevel::Unspecified) => Ok(None),
+        Ok(pb::TrustLevel::Restricted) => Ok(Some(TrustLevel::Restricted)),
+        Ok(pb::TrustLevel::Standard) => Ok(Some(TrustLevel::Standard)),
+        Ok(pb::TrustLevel::Elevated) => Ok(Some(TrustLevel::Elevated)),
+        Err(_) => Err(AppError::invalid("trust", "unknown trust level")),
     }
 }
 
@@ -161,5 +201,79 @@ impl ControlService for ControlServiceImpl {
             },
         };
         Ok(Response::new(answer))
+    }
+
+    async fn grant_delegation(
+        &self,
+        request: Request<pb::GrantDelegationRequest>,
+    ) -> Result<Response<pb::GrantDelegationResponse>, Status> {
+        let who = caller(&request, "ControlService/GrantDelegation", &request.get_ref().request_id)?;
+        let request = request.into_inner();
+        let without_id = pb::GrantDelegationRequest { request_id: String::new(), ..request.clone() };
+        let key = idempotency::key_of("GrantDelegation", &request.request_id, &without_id)?;
+        let grant = GrantRequest {
+            grantor: request.grantor_agent_id,
+            delegate: request.delegate_agent_id,
+            rights: request.rights,
+            trust: trust_of(request.trust)?,
+            parent_id: (!request.parent_id.is_empty()).then_some(request.parent_id),
+            idempotency: key,
+            validate_only: request.validate_only,
+        };
+        let granted = self.delegations.grant(grant, &who).await?;
+        Ok(Response::new(pb::GrantDelegationResponse { delegation: Some(delegation(&granted)) }))
+    }
+
+    async fn revoke_delegation(
+        &self,
+        request: Request<pb::RevokeDelegationRequest>,
+    ) -> Result<Response<pb::RevokeDelegationResponse>, Status> {
+        let who = caller(&request, "ControlService/RevokeDelegation", &request.get_ref().request_id)?;
+        let request = request.into_inner();
+        let without_id = pb::RevokeDelegationRequest { request_id: String::new(), ..request.clone() };
+        let key = idempotency::key_of("RevokeDelegation", &request.request_id, &without_id)?;
+        let affected =
+            self.delegations.revoke(&request.id, &request.reason, &key, request.validate_only, &who).await?;
+        Ok(Response::new(pb::RevokeDelegationResponse {
+            affected: affected.iter().map(delegation).collect(),
+        }))
+    }
+
+    async fn list_delegations(
+        &self,
+        request: Request<pb::ListDelegationsRequest>,
+    ) -> Result<Response<pb::ListDelegationsResponse>, Status> {
+        let request = request.into_inner();
+        let (views, next_page_token) =
+            self.delegations.list(request.page_size, &request.page_token, &request.agent_id).await?;
+        Ok(Response::new(pb::ListDelegationsResponse {
+            delegations: views.iter().map(delegation).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_delegation_state(
+        &self,
+        request: Request<pb::GetDelegationStateRequest>,
+    ) -> Result<Response<pb::GetDelegationStateResponse>, Status> {
+        let view = self.delegations.get(&request.into_inner().id).await?;
+        Ok(Response::new(pb::GetDelegationStateResponse {
+            delegation: Some(delegation(&view)),
+            chain: view.chain.clone(),
+        }))
+    }
+
+    async fn backfill_delegations(
+        &self,
+        request: Request<pb::BackfillDelegationsRequest>,
+    ) -> Result<Response<pb::BackfillDelegationsResponse>, Status> {
+        let who = caller(&request, "ControlService/BackfillDelegations", &request.get_ref().request_id)?;
+        let request = request.into_inner();
+        let without_id = pb::BackfillDelegationsRequest { request_id: String::new(), ..request.clone() };
+        let key = idempotency::key_of("BackfillDelegations", &request.request_id, &without_id)?;
+        let created = self.delegations.backfill(&key, request.validate_only, &who).await?;
+        Ok(Response::new(pb::BackfillDelegationsResponse {
+            created: created.iter().map(delegation).collect(),
+        }))
     }
 }

@@ -2,6 +2,7 @@
 //! this module; repositories return domain types and [`StoreError`], never `DbErr`.
 
 mod audit;
+mod delegations;
 mod desired;
 mod drift;
 mod entities;
@@ -19,6 +20,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr};
 
 pub use audit::AuditFilter;
+pub use delegations::{DelegationChange, DelegationOutcome};
 pub use desired::PutDesiredOutcome;
 pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use observations::NewObservation;

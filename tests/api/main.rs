@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod delegations;
 mod desired;
 mod drift;
 mod health;

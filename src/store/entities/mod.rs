@@ -2,6 +2,7 @@
 
 pub mod audit_chain_head;
 pub mod audit_event;
+pub mod delegation;
 pub mod desired_topology;
 pub mod drift_item;
 pub mod idempotency_record;

@@ -1,0 +1,299 @@
+//! Delegations: an agent (the grantor) grants another (the delegate) rights at a trust level,
+//! possibly derived from a grant it received itself.
+//!
+//! # Guarantees
+//! - Fail closed: a grant counts as active only if it is active itself and every ancestor is
+//!   present and active; a missing parent or a cycle makes it invalid.
+//! - Revoking a grant revokes every grant derived from it, transitively.
+//! - A derived grant can never widen its parent: its rights are a subset of the parent's, its
+//!   trust is at most the parent's, and its grantor is the parent's delegate.
+//! - Backfill from the runtime's sub-agent relations is idempotent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::TrustLevel;
+
+/// Where a grant came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DelegationSource {
+    /// Granted through the API.
+    Manual,
+    /// Recorded from a SPAWN relation observed in the runtime.
+    Backfill,
+}
+
+/// The stored state of a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DelegationState {
+    Active,
+    Revoked,
+}
+
+/// One grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub grantor: String,
+    pub delegate: String,
+    /// Sorted, deduplicated.
+    pub rights: Vec<String>,
+    pub trust: TrustLevel,
+    pub source: DelegationSource,
+    pub state: DelegationState,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+/// The effective standing of a grant, with the reason when it does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Revoked(String),
+    Invalid(String),
+}
+
+/// The right a backfilled grant carries (the runtime lets the grantor spawn the delegate).
+pub const SPAWN_RIGHT: &str = "spawn";
+
+/// Why a grant request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("parent grant {0} does not exist")]
+    UnknownParent(String),
+    #[error("parent grant {id} is not active ({why})")]
+    InactiveParent { id: String, why: String },
+    #[error("a derived grant must be given by the parent's delegate {0}")]
+    WrongGrantor(String),
+    #[error("rights {0:?} are not held by the parent grant")]
+    WiderRights(Vec<String>),
+    #[error("trust {0} exceeds the parent grant's trust")]
+    WiderTrust(&'static str),
+    #[error("an agent cannot delegate to itself")]
+    SelfDelegation,
+}
+
+/// Computes the standing of every grant (fail closed on missing parents and cycles).
+pub fn standings(grants: &[Delegation]) -> BTreeMap<String, Standing> {
+    let by_id: BTreeMap<&str, &Delegation> = grants.iter().map(|g| (g.id.as_str(), g)).collect();
+    let mut result: BTreeMap<String, Standing> = BTreeMap::new();
+    for grant in grants {
+        let mut seen = BTreeSet::new();
+        let mut current: &Delegation = grant;
+        let standing = loop {
+            if !seen.insert(current.id.as_str()) {
+                break Standing::Invalid("the grant chain contains a cycle".to_owned());
+            }
+            if current.state == DelegationState::Revoked {
+                let why = current.reason.clone().unwrap_or_else(|| "revoked".to_owned());
+                break if current.id == grant.id {
+                    Standing::Revoked(why)
+                } else {
+                    Standing::Invalid(format!("ancestor grant {} was revoked", current.id))
+                };
+            }
+            match &current.parent_id {
+                None => break Standing::Active,
+                Some(parent) => match by_id.get(parent.as_str()) {
+                    Some(next) => current = *next,
+                    None => break Standing::Invalid(format!("parent grant {parent} cannot be confirmed")),
+                },
+            }
+        };
+        result.insert(grant.id.clone(), standing);
+    }
+    result
+}
+
+/// Returns the ids to revoke with `id`: the grant and every grant derived from it.
+pub fn revocation_cascade(grants: &[Delegation], id: &str) -> Vec<String> {
+    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for grant in grants {
+        if let Some(parent) = &grant.parent_id {
+            children.entry(parent.as_str()).or_default().push(grant.id.as_str());
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![id];
+    let mut seen = BTreeSet::new();
+    while let Some(next) = stack.pop() {
+        if seen.insert(next) {
+            out.push(next.to_owned());
+            stack.extend(children.get(next).into_iter().flatten().copied());
+        }
+    }
+    out
+}
+
+/// Returns the ids from the root grant down to `id` (stops at a missing parent or a cycle).
+pub fn chain(grants: &[Delegation], id: &str) -> Vec<String> {
+    let by_id: BTreeMap<&str, &Delegation> = grants.iter().map(|g| (g.id.as_str(), g)).collect();
+    let mut out = Vec::new();
+    let mut next = Some(id.to_owned());
+    while let Some(current) = next {
+        if out.contains(&current) {
+            break;
+        }
+        next = by_id.get(current.as_str()).and_then(|g| g.parent_id.clone());
+        out.push(current);
+    }
+    out.reverse();
+    out
+}
+
+/// Checks a new grant against its parent (if any).
+pub fn check_grant(
+    grants: &[Delegation],
+    parent_id: Option<&str>,
+    grantor: &str,
+    delegate: &str,
+    rights: &[String],
+    trust: TrustLevel,
+) -> Result<(), GrantError> {
+    if grantor == delegate {
+        return Err(GrantError::SelfDelegation);
+    }
+    let Some(parent_id) = parent_id else { return Ok(()) };
+    let parent = grants
+        .iter()
+        .find(|g| g.id == parent_id)
+        .ok_or_else(|| GrantError::UnknownParent(parent_id.to_owned()))?;
+    match standings(grants).get(parent_id) {
+        Some(Standing::Active) => {}
+        Some(Standing::Revoked(why) | Standing::Invalid(why)) => {
+            return Err(GrantError::InactiveParent { id: parent_id.to_owned(), why: why.clone() });
+        }
+        None => return Err(GrantError::UnknownParent(parent_id.to_owned())),
+    }
+    if parent.delegate != grantor {
+        return Err(GrantError::WrongGrantor(parent.delegate.clone()));
+    }
+    let wider: Vec<String> = rights.iter().filter(|r| !parent.rights.contains(r)).cloned().collect();
+    if !wider.is_empty() {
+        return Err(GrantError::WiderRights(wider));
+    }
+    if trust > parent.trust {
+        return Err(GrantError::WiderTrust(trust.as_str()));
+    }
+    Ok(())
+}
+
+/// Returns the (grantor, delegate) SPAWN relations that have no active backfilled grant yet.
+pub fn backfill_missing(grants: &[Delegation], spawn_edges: &[(String, String)]) -> Vec<(String, String)> {
+    let standing = standings(grants);
+    let covered: BTreeSet<(&str, &str)> = grants
+        .iter()
+        .filter(|g| g.source == DelegationSource::Backfill && standing.get(&g.id) == Some(&Standing::Active))
+        .map(|g| (g.grantor.as_str(), g.delegate.as_str()))
+        .collect();
+    let mut missing: Vec<(String, String)> = spawn_edges
+        .iter()
+        .filter(|(from, to)| !covered.contains(&(from.as_str(), to.as_str())))
+        .cloned()
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn grant(id: &str, parent: Option<&str>, grantor: &str, delegate: &str) -> Delegation {
+        Delegation {
+            id: id.into(),
+            parent_id: parent.map(Into::into),
+            grantor: grantor.into(),
+            delegate: delegate.into(),
+            rights: vec!["dispatch".into(), "spawn".into()],
+            trust: TrustLevel::Standard,
+            source: DelegationSource::Manual,
+            state: DelegationState::Active,
+            created_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+            revoked_at: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_chain_of_active_grants_is_active() {
+        let grants = vec![grant("g1", None, "chief", "pm"), grant("g2", Some("g1"), "pm", "qa")];
+        assert!(standings(&grants).values().all(|s| *s == Standing::Active));
+    }
+
+    #[test]
+    fn revoking_a_grant_invalidates_everything_derived_from_it() {
+        let mut grants = vec![
+            grant("g1", None, "chief", "pm"),
+            grant("g2", Some("g1"), "pm", "qa"),
+            grant("g3", Some("g2"), "qa", "docs"),
+            grant("other", None, "chief", "architect"),
+        ];
+        let cascade = revocation_cascade(&grants, "g1");
+        assert_eq!(
+            cascade.iter().collect::<BTreeSet<_>>(),
+            ["g1", "g2", "g3"].iter().map(|s| s.to_string()).collect::<Vec<_>>().iter().collect()
+        );
+        grants[0].state = DelegationState::Revoked;
+        let standing = standings(&grants);
+        assert!(matches!(standing["g1"], Standing::Revoked(_)));
+        assert!(matches!(standing["g3"], Standing::Invalid(_)));
+        assert_eq!(standing["other"], Standing::Active);
+    }
+
+    #[test]
+    fn a_grant_whose_parent_cannot_be_confirmed_is_invalid() {
+        let grants = vec![grant("g2", Some("gone"), "pm", "qa")];
+        assert!(
+            matches!(&standings(&grants)["g2"], Standing::Invalid(why) if why.contains("cannot be confirmed"))
+        );
+        let cyclic = vec![grant("a", Some("b"), "x", "y"), grant("b", Some("a"), "y", "x")];
+        assert!(standings(&cyclic).values().all(|s| matches!(s, Standing::Invalid(_))));
+    }
+
+    #[test]
+    fn derived_grants_cannot_widen_their_parent() {
+        let grants = vec![grant("g1", None, "chief", "pm")];
+        let rights = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            check_grant(&grants, Some("g1"), "pm", "qa", &rights(&["spawn"]), TrustLevel::Restricted).is_ok()
+        );
+        assert_eq!(
+            check_grant(&grants, Some("g1"), "pm", "qa", &rights(&["admin"]), TrustLevel::Restricted),
+            Err(GrantError::WiderRights(rights(&["admin"])))
+        );
+        assert!(matches!(
+            check_grant(&grants, Some("g1"), "pm", "qa", &rights(&["spawn"]), TrustLevel::Elevated),
+            Err(GrantError::WiderTrust(_))
+        ));
+        assert!(matches!(
+            check_grant(&grants, Some("g1"), "chief", "qa", &rights(&["spawn"]), TrustLevel::Restricted),
+            Err(GrantError::WrongGrantor(_))
+        ));
+        assert!(matches!(
+            check_grant(&grants, Some("nope"), "pm", "qa", &[], TrustLevel::Restricted),
+            Err(GrantError::UnknownParent(_))
+        ));
+        assert_eq!(
+            check_grant(&grants, None, "qa", "qa", &[], TrustLevel::Restricted),
+            Err(GrantError::SelfDelegation)
+        );
+    }
+
+    #[test]
+    fn backfill_only_adds_what_is_missing() {
+        let edges =
+            vec![("lead".to_owned(), "research".to_owned()), ("lead".to_owned(), "writer".to_owned())];
+        assert_eq!(backfill_missing(&[], &edges).len(), 2);
+        let mut existing = grant("b1", None, "lead", "research");
+        existing.source = DelegationSource::Backfill;
+        assert_eq!(backfill_missing(&[existing], &edges), [("lead".to_owned(), "writer".to_owned())]);
+    }
+}
