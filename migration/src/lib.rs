@@ -11,6 +11,7 @@ mod m20261127_000004_create_plans_and_rollouts;
 mod m20261127_000005_create_leases;
 mod m20261127_000006_create_audit_log;
 mod m20261127_000007_create_delegations;
+mod m20261127_000008_create_cycle_reports;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_create_leases::Migration),
             Box::new(m20261127_000006_create_audit_log::Migration),
             Box::new(m20261127_000007_create_delegations::Migration),
+            Box::new(m20261127_000008_create_cycle_reports::Migration),
         ]
     }
 }

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::paging::{finish_page, page_request};
 use super::{AppError, AuditContext};
-use crate::domain::lease::{self, Lease, LeaseError};
+use crate::domain::lease::{self, CycleReport, Lease, LeaseError};
 use crate::domain::page_token::PageTokenCodec;
-use crate::store::Store;
+use crate::store::{ReportOutcome, Store};
 
 const LIST_SCOPE: &str = "ListLeases";
 
@@ -130,6 +130,38 @@ impl LeaseService {
         check_holder(holder)?;
         self.change(name, caller, "released", |current, now| lease::release(current, holder, token, now))
             .await
+    }
+
+    /// Records a control agent's cycle report, fenced by its lease token. Reporting a cycle id
+    /// again returns the first report.
+    pub async fn report(
+        &self,
+        report: CycleReport,
+        caller: &AuditContext,
+    ) -> Result<(CycleReport, bool), AppError> {
+        check_name(&report.lease_name)?;
+        check_holder(&report.holder)?;
+        let id_ok = !report.cycle_id.is_empty()
+            && report.cycle_id.len() <= 128
+            && report.cycle_id.bytes().all(|b| b.is_ascii_graphic());
+        if !id_ok {
+            return Err(AppError::invalid("cycle_id", "must be 1..128 printable characters without spaces"));
+        }
+        if report.summary.len() > 1000 {
+            return Err(AppError::invalid("summary", "at most 1000 bytes"));
+        }
+        let audit = caller.event(
+            format!("cycle/{}", report.cycle_id),
+            format!(
+                "{} reported cycle {} as {} under lease {} (token {})",
+                report.holder, report.cycle_id, report.outcome, report.lease_name, report.fencing_token
+            ),
+        );
+        match self.store.report_cycle(report, &audit).await? {
+            ReportOutcome::Recorded(stored) => Ok((stored, true)),
+            ReportOutcome::Repeated(first) => Ok((first, false)),
+            ReportOutcome::Refused(refusal) => Err(refused(refusal)),
+        }
     }
 
     /// Returns a lease with the database time of the read.

@@ -156,6 +156,19 @@ pub fn check_fence(lease: &Lease, holder: &str, token: i64, now: DateTime<Utc>) 
     if lease.live_holder(now) == Some(holder) && lease.token == token { Ok(()) } else { Err(stale(lease)) }
 }
 
+/// A control agent's report of a cycle it ran under a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleReport {
+    pub cycle_id: String,
+    pub lease_name: String,
+    pub holder: String,
+    pub fencing_token: i64,
+    /// `SUCCEEDED`, `FAILED` or `SKIPPED`.
+    pub outcome: String,
+    pub summary: String,
+    pub reported_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -10,6 +10,7 @@ use crate::control::{AppError, AuditService, DelegationService, DelegationView, 
 use crate::domain::TrustLevel;
 use crate::domain::audit::AuditEvent;
 use crate::domain::delegation::{DelegationSource, Standing};
+use crate::domain::lease::CycleReport;
 use crate::domain::lease::Lease;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 use crate::store::AuditFilter;
@@ -274,6 +275,46 @@ impl ControlService for ControlServiceImpl {
         let created = self.delegations.backfill(&key, request.validate_only, &who).await?;
         Ok(Response::new(pb::BackfillDelegationsResponse {
             created: created.iter().map(delegation).collect(),
+        }))
+    }
+
+    async fn report_cycle_result(
+        &self,
+        request: Request<pb::ReportCycleResultRequest>,
+    ) -> Result<Response<pb::ReportCycleResultResponse>, Status> {
+        let who = caller(&request, "ControlService/ReportCycleResult", &request.get_ref().cycle_id)?;
+        let request = request.into_inner();
+        let outcome = match pb::CycleOutcome::try_from(request.outcome) {
+            Ok(pb::CycleOutcome::Succeeded) => "SUCCEEDED",
+            Ok(pb::CycleOutcome::Failed) => "FAILED",
+            Ok(pb::CycleOutcome::Skipped) => "SKIPPED",
+            _ => return Err(AppError::invalid("outcome", "must be SUCCEEDED, FAILED or SKIPPED").into()),
+        };
+        let report = CycleReport {
+            cycle_id: request.cycle_id,
+            lease_name: request.lease_name,
+            holder: request.holder,
+            fencing_token: request.fencing_token,
+            outcome: outcome.to_owned(),
+            summary: request.summary,
+            reported_at: Utc::now(),
+        };
+        let (stored, _) = self.leases.report(report, &who).await?;
+        let outcome = match stored.outcome.as_str() {
+            "SUCCEEDED" => pb::CycleOutcome::Succeeded,
+            "FAILED" => pb::CycleOutcome::Failed,
+            _ => pb::CycleOutcome::Skipped,
+        };
+        Ok(Response::new(pb::ReportCycleResultResponse {
+            report: Some(pb::CycleReport {
+                cycle_id: stored.cycle_id,
+                lease_name: stored.lease_name,
+                holder: stored.holder,
+                fencing_token: stored.fencing_token,
+                outcome: outcome.into(),
+                summary: stored.summary,
+                report_time: Some(timestamp(stored.reported_at)),
+            }),
         }))
     }
 }

@@ -11,10 +11,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
-use super::entities::lease;
+use super::entities::{cycle_report, lease};
 use super::{Store, StoreError};
 use crate::domain::audit::NewAuditEvent;
-use crate::domain::lease::{Lease, LeaseError};
+use crate::domain::lease::{CycleReport, Lease, LeaseError, check_fence};
 
 fn lease_of(row: lease::Model) -> Lease {
     Lease {
@@ -119,5 +119,63 @@ impl Store {
         }
         let rows = query.order_by_asc(lease::Column::Name).limit(limit).all(&self.db).await?;
         Ok((rows.into_iter().map(lease_of).collect(), self.db_now(&self.db).await?))
+    }
+}
+
+/// The result of a fenced report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Recorded(CycleReport),
+    /// The cycle id was reported before: the first report.
+    Repeated(CycleReport),
+    Refused(LeaseError),
+}
+
+fn report_of(row: cycle_report::Model) -> CycleReport {
+    CycleReport {
+        cycle_id: row.cycle_id,
+        lease_name: row.lease_name,
+        holder: row.holder,
+        fencing_token: row.fencing_token,
+        outcome: row.outcome,
+        summary: row.summary,
+        reported_at: row.reported_at,
+    }
+}
+
+impl Store {
+    /// Records a control agent's report if its fencing token is the live holder's, in the same
+    /// transaction that holds the lease row (so the lease cannot change hands meanwhile).
+    pub async fn report_cycle(
+        &self,
+        report: CycleReport,
+        audit: &NewAuditEvent,
+    ) -> Result<ReportOutcome, StoreError> {
+        let txn = self.db.begin().await?;
+        if let Some(existing) = cycle_report::Entity::find_by_id(report.cycle_id.clone()).one(&txn).await? {
+            return Ok(ReportOutcome::Repeated(report_of(existing)));
+        }
+        let row = lease::Entity::find_by_id(report.lease_name.clone()).lock_exclusive().one(&txn).await?;
+        let current = row.map(lease_of).unwrap_or_else(|| Lease::vacant(&report.lease_name));
+        let now = self.db_now(&txn).await?;
+        if let Err(refusal) = check_fence(&current, &report.holder, report.fencing_token, now) {
+            txn.rollback().await?;
+            return Ok(ReportOutcome::Refused(refusal));
+        }
+        let stored = CycleReport { reported_at: now, ..report };
+        cycle_report::ActiveModel {
+            cycle_id: Set(stored.cycle_id.clone()),
+            lease_name: Set(stored.lease_name.clone()),
+            holder: Set(stored.holder.clone()),
+            fencing_token: Set(stored.fencing_token),
+            outcome: Set(stored.outcome.clone()),
+            summary: Set(stored.summary.clone()),
+            reported_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        super::audit::append(self, &txn, audit).await?;
+        txn.commit().await?;
+        Ok(ReportOutcome::Recorded(stored))
     }
 }

@@ -23,6 +23,7 @@ pub use audit::AuditFilter;
 pub use delegations::{DelegationChange, DelegationOutcome};
 pub use desired::PutDesiredOutcome;
 pub use drift::{AcknowledgeOutcome, DriftChanges};
+pub use leases::ReportOutcome;
 pub use observations::NewObservation;
 pub use rollouts::CreateRolloutOutcome;
 

@@ -217,3 +217,64 @@ async fn contention_across_two_replicas_never_overlaps_and_refuses_every_stale_t
     second.stop().await;
     first.stop().await;
 }
+
+async fn report(
+    app: &TestApp,
+    holder: &str,
+    token: i64,
+    cycle_id: &str,
+) -> Result<pb::CycleReport, tonic::Status> {
+    let request = pb::ReportCycleResultRequest {
+        lease_name: "agent/lead".into(),
+        holder: holder.into(),
+        fencing_token: token,
+        cycle_id: cycle_id.into(),
+        outcome: pb::CycleOutcome::Succeeded.into(),
+        summary: "dispatched one work item".into(),
+    };
+    app.control()
+        .await
+        .report_cycle_result(with_token(request, AGENT_TOKEN))
+        .await
+        .map(|r| r.into_inner().report.unwrap())
+}
+
+#[tokio::test]
+async fn cycle_reports_are_accepted_only_with_the_live_holders_token() {
+    let app = spawn_app().await;
+    let lease = acquire(&app, "agent/lead", "agent-a", 30).await.unwrap();
+    let first = report(&app, "agent-a", lease.fencing_token, "cycle-1").await.unwrap();
+    assert_eq!((first.fencing_token, first.outcome), (1, pb::CycleOutcome::Succeeded as i32));
+    let again = report(&app, "agent-a", lease.fencing_token, "cycle-1").await.unwrap();
+    assert_eq!(again.report_time, first.report_time, "a repeated cycle id returns the first report");
+
+    let wrong_holder = report(&app, "agent-b", lease.fencing_token, "cycle-2").await.unwrap_err();
+    assert_eq!(reason(&wrong_holder), "LEASE_STALE_TOKEN");
+    app.advance_db_clock(31);
+    let next = acquire(&app, "agent/lead", "agent-b", 30).await.unwrap();
+    let stale = report(&app, "agent-a", lease.fencing_token, "cycle-3").await.unwrap_err();
+    assert_eq!((stale.code(), reason(&stale).as_str()), (Code::FailedPrecondition, "LEASE_STALE_TOKEN"));
+    assert!(stale.message().contains("agent-b"), "names the current holder: {}", stale.message());
+    report(&app, "agent-b", next.fencing_token, "cycle-3").await.unwrap();
+
+    let unset = pb::ReportCycleResultRequest {
+        lease_name: "agent/lead".into(),
+        holder: "agent-b".into(),
+        fencing_token: next.fencing_token,
+        cycle_id: "cycle-4".into(),
+        outcome: 0,
+        summary: String::new(),
+    };
+    let err = app.control().await.report_cycle_result(with_token(unset, AGENT_TOKEN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let refused_for_readers =
+        pb::ReportCycleResultRequest { cycle_id: "cycle-5".into(), ..Default::default() };
+    let err = app
+        .control()
+        .await
+        .report_cycle_result(with_token(refused_for_readers, READER_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    app.stop().await;
+}
