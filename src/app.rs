@@ -23,9 +23,10 @@ use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
     AuditService, DelegationService, DesiredTopologyService, DriftMonitor, LeaseService, ObservationService,
-    ObserverSettings, Readiness, RolloutService,
+    ObserverSettings, Readiness, RolloutService, WatchdogService,
 };
 use crate::domain::page_token::PageTokenCodec;
+use crate::domain::watchdog::WatchdogThresholds;
 use crate::grpc::{
     self, ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, TopologyServiceImpl, auth::AuthState,
     descriptor,
@@ -76,6 +77,8 @@ pub struct App {
     observe_interval: Duration,
     stop: CancellationToken,
     rollouts: RolloutService,
+    watchdog: WatchdogService,
+    watchdog_interval: Duration,
 }
 
 /// What tests may inject into an [`App`].
@@ -165,6 +168,18 @@ impl App {
         let audit = AuditService::new(store.clone(), page_tokens.clone());
         let delegations =
             DelegationService::new(store.clone(), observations.clone(), clock.clone(), page_tokens.clone());
+        let watchdog = WatchdogService::new(
+            store.clone(),
+            observations.clone(),
+            readiness.clone(),
+            clock.clone(),
+            WatchdogThresholds {
+                observation_overdue: chrono::TimeDelta::seconds(
+                    3 * args.observe_interval_secs.min(86_400) as i64,
+                ),
+                ..WatchdogThresholds::default()
+            },
+        );
         let rollouts = RolloutService::new(
             observations.runtime(),
             store.clone(),
@@ -205,7 +220,12 @@ impl App {
                 rollouts.clone(),
                 stop.clone(),
             )))
-            .add_service(ControlServiceServer::new(ControlServiceImpl::new(leases, audit, delegations)));
+            .add_service(ControlServiceServer::new(ControlServiceImpl::new(
+                leases,
+                audit,
+                delegations,
+                watchdog.clone(),
+            )));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()
@@ -227,6 +247,8 @@ impl App {
             observe_interval: Duration::from_secs(args.observe_interval_secs),
             stop,
             rollouts,
+            watchdog,
+            watchdog_interval: Duration::from_secs(args.watchdog_interval_secs),
         })
     }
 
@@ -259,6 +281,12 @@ impl App {
             observer.run_loop(interval, loop_stop).await
         };
         tokio::spawn(background.instrument(tracing::info_span!("observation_loop")));
+        let (watchdog, watchdog_stop, watchdog_interval) =
+            (self.watchdog.clone(), stop.child_token(), self.watchdog_interval);
+        tokio::spawn(
+            async move { watchdog.run_loop(watchdog_interval, watchdog_stop).await }
+                .instrument(tracing::info_span!("watchdog")),
+        );
 
         let (readiness, health, stopping) = (self.readiness.clone(), self.health.clone(), stop.clone());
         let signal = async move {

@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// Seconds between periodic observations of the runtime.
     #[arg(long = "observe-interval", env = "JHF_WARP_OBSERVE_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub observe_interval_secs: u64,
+    /// Seconds between watchdog evaluations (the watchdog never changes the runtime).
+    #[arg(long, env = "JHF_WARP_WATCHDOG_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub watchdog_interval_secs: u64,
     #[command(flatten)]
     pub drift: DriftArgs,
 }

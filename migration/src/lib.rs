@@ -12,6 +12,7 @@ mod m20261127_000005_create_leases;
 mod m20261127_000006_create_audit_log;
 mod m20261127_000007_create_delegations;
 mod m20261127_000008_create_cycle_reports;
+mod m20261127_000009_create_watchdog;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_create_audit_log::Migration),
             Box::new(m20261127_000007_create_delegations::Migration),
             Box::new(m20261127_000008_create_cycle_reports::Migration),
+            Box::new(m20261127_000009_create_watchdog::Migration),
         ]
     }
 }

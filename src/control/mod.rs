@@ -14,6 +14,7 @@ mod observer;
 mod paging;
 mod readiness;
 mod rollout;
+mod watchdog;
 
 pub use audit::{AuditContext, AuditService};
 pub use delegations::{DelegationService, DelegationView, GrantRequest};
@@ -24,3 +25,4 @@ pub use leases::LeaseService;
 pub use observer::{ObservationService, Observed, ObserverSettings};
 pub use readiness::{ComponentState, Readiness, ReadinessSnapshot};
 pub use rollout::{CreateRolloutRequest, RolloutService};
+pub use watchdog::WatchdogService;

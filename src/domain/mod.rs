@@ -22,6 +22,7 @@ pub mod page_token;
 pub mod patch;
 pub mod rollout;
 pub mod topology;
+pub mod watchdog;
 
 pub use findings::{Finding, FindingKind};
 pub use inventory::{Inventory, InventoryAgent, RuntimeFacts, build_inventory};

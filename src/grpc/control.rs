@@ -6,12 +6,15 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::idempotency;
 use super::watch::caller;
-use crate::control::{AppError, AuditService, DelegationService, DelegationView, GrantRequest, LeaseService};
+use crate::control::{
+    AppError, AuditService, DelegationService, DelegationView, GrantRequest, LeaseService, WatchdogService,
+};
 use crate::domain::TrustLevel;
 use crate::domain::audit::AuditEvent;
 use crate::domain::delegation::{DelegationSource, Standing};
 use crate::domain::lease::CycleReport;
 use crate::domain::lease::Lease;
+use crate::domain::watchdog::WatchdogObservation;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 use crate::store::AuditFilter;
 
@@ -19,11 +22,33 @@ pub struct ControlServiceImpl {
     leases: LeaseService,
     audit: AuditService,
     delegations: DelegationService,
+    watchdog: WatchdogService,
 }
 
 impl ControlServiceImpl {
-    pub fn new(leases: LeaseService, audit: AuditService, delegations: DelegationService) -> Self {
-        Self { leases, audit, delegations }
+    pub fn new(
+        leases: LeaseService,
+        audit: AuditService,
+        delegations: DelegationService,
+        watchdog: WatchdogService,
+    ) -> Self {
+        Self { leases, audit, delegations, watchdog }
+    }
+}
+
+fn watchdog_observation(value: &WatchdogObservation) -> pb::WatchdogObservation {
+    let finding = &value.finding;
+    pb::WatchdogObservation {
+        key: finding.key.clone(),
+        kind: finding.kind.slug().to_owned(),
+        severity: super::convert::severity(finding.severity).into(),
+        subject: finding.subject.clone(),
+        message: finding.message.clone(),
+        evidence: finding.evidence.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        first_seen_time: Some(timestamp(value.first_seen_at)),
+        last_seen_time: Some(timestamp(value.last_seen_at)),
+        clear_time: value.cleared_at.map(timestamp),
+        acknowledged_by: value.acknowledged_by.clone().unwrap_or_default(),
     }
 }
 
@@ -315,6 +340,33 @@ impl ControlService for ControlServiceImpl {
                 summary: stored.summary,
                 report_time: Some(timestamp(stored.reported_at)),
             }),
+        }))
+    }
+
+    async fn list_watchdog_observations(
+        &self,
+        request: Request<pb::ListWatchdogObservationsRequest>,
+    ) -> Result<Response<pb::ListWatchdogObservationsResponse>, Status> {
+        let include_cleared = request.into_inner().include_cleared;
+        let all = self.watchdog.evaluate_now().await?;
+        let observations = all
+            .iter()
+            .filter(|o| include_cleared || o.cleared_at.is_none())
+            .map(watchdog_observation)
+            .collect();
+        Ok(Response::new(pb::ListWatchdogObservationsResponse { observations }))
+    }
+
+    async fn acknowledge_observation(
+        &self,
+        request: Request<pb::AcknowledgeObservationRequest>,
+    ) -> Result<Response<pb::AcknowledgeObservationResponse>, Status> {
+        let who = caller(&request, "ControlService/AcknowledgeObservation", &request.get_ref().request_id)?;
+        let request = request.into_inner();
+        crate::domain::idempotency::validate_request_id(&request.request_id).map_err(AppError::from)?;
+        let observation = self.watchdog.acknowledge(&request.key, &who, request.validate_only).await?;
+        Ok(Response::new(pb::AcknowledgeObservationResponse {
+            observation: Some(watchdog_observation(&observation)),
         }))
     }
 }

@@ -11,6 +11,7 @@ mod leases;
 mod observations;
 mod rollouts;
 mod server_keys;
+mod watchdog;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;

@@ -17,3 +17,4 @@ mod reflection;
 mod rollout;
 mod shim;
 mod topology;
+mod watchdog;

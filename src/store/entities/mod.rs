@@ -12,3 +12,4 @@ pub mod observation;
 pub mod patch_plan;
 pub mod rollout;
 pub mod server_key;
+pub mod watchdog_observation;

@@ -1,0 +1,110 @@
+//! The watchdog service: evaluates the control plane's state (never changing the runtime),
+//! keeps deduplicated observations, and lets operators acknowledge them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::Clock;
+use super::{AppError, AuditContext, ObservationService, Readiness};
+use crate::domain::watchdog::{WatchdogInputs, WatchdogObservation, WatchdogThresholds, evaluate, merge};
+use crate::store::Store;
+
+/// Watchdog use cases.
+#[derive(Clone)]
+pub struct WatchdogService {
+    store: Store,
+    observations: ObservationService,
+    readiness: Readiness,
+    clock: Arc<dyn Clock>,
+    thresholds: WatchdogThresholds,
+    serialize: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl WatchdogService {
+    /// Creates the service.
+    pub fn new(
+        store: Store,
+        observations: ObservationService,
+        readiness: Readiness,
+        clock: Arc<dyn Clock>,
+        thresholds: WatchdogThresholds,
+    ) -> Self {
+        Self { store, observations, readiness, clock, thresholds, serialize: Arc::default() }
+    }
+
+    fn runtime(&self) -> &str {
+        self.observations.runtime_address()
+    }
+
+    /// Evaluates now and returns every tracked observation (open first, then cleared).
+    pub async fn evaluate_now(&self) -> Result<Vec<WatchdogObservation>, AppError> {
+        let _one = self.serialize.lock().await;
+        let now = self.clock.now();
+        let (leases, db_now) = self.store.list_leases(None, 10_000).await?;
+        let unfinished = self.store.unfinished_rollouts(self.runtime()).await?;
+        let latest = self.observations.latest_stored_opt().await?;
+        let detail = self.readiness.snapshot().runtime.detail;
+        let runtime_error = detail.strip_prefix("last read failed: ");
+        let inputs = WatchdogInputs {
+            now,
+            db_now,
+            runtime: self.runtime(),
+            leases: &leases,
+            unfinished_rollouts: &unfinished,
+            latest: latest.as_ref().map(|o| (&o.record, &o.inventory)),
+            runtime_error,
+            thresholds: self.thresholds,
+        };
+        let findings = evaluate(&inputs);
+        let mut tracked = self.store.watchdog_observations(self.runtime()).await?;
+        let changed = merge(&mut tracked, findings, now);
+        let to_save: Vec<&WatchdogObservation> = changed.iter().filter_map(|key| tracked.get(key)).collect();
+        self.store.save_watchdog_observations(self.runtime(), &to_save, now, None).await?;
+        let mut all: Vec<WatchdogObservation> = tracked.into_values().collect();
+        all.sort_by(|a, b| {
+            (a.cleared_at.is_some(), &a.finding.key).cmp(&(b.cleared_at.is_some(), &b.finding.key))
+        });
+        Ok(all)
+    }
+
+    /// Acknowledges an open observation.
+    pub async fn acknowledge(
+        &self,
+        key: &str,
+        caller: &AuditContext,
+        validate_only: bool,
+    ) -> Result<WatchdogObservation, AppError> {
+        let _one = self.serialize.lock().await;
+        let mut tracked = self.store.watchdog_observations(self.runtime()).await?;
+        let observation = tracked
+            .get_mut(key)
+            .filter(|o| o.cleared_at.is_none())
+            .ok_or_else(|| AppError::NotFound { resource: format!("open watchdog observation {key}") })?;
+        if validate_only || observation.acknowledged_by.is_some() {
+            return Ok(observation.clone());
+        }
+        observation.acknowledged_by = Some(caller.actor.clone());
+        let audit =
+            caller.event(format!("watchdog/{key}"), format!("acknowledged watchdog observation {key}"));
+        self.store
+            .save_watchdog_observations(self.runtime(), &[observation], self.clock.now(), Some(&audit))
+            .await?;
+        Ok(observation.clone())
+    }
+
+    /// Evaluates every `interval` until stopped.
+    pub async fn run_loop(&self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(error) = self.evaluate_now().await {
+                        tracing::warn!(%error, "watchdog evaluation failed");
+                    }
+                }
+            }
+        }
+    }
+}

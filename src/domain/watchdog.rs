@@ -1,0 +1,305 @@
+//! The watchdog: non-destructive observations of trouble — expired but unreleased leases,
+//! rollouts stuck mid-way, an overdue observation loop, an unreachable runtime, an invalid
+//! config, agents whose sessions went quiet. It only looks; it never changes the runtime.
+//!
+//! # Guarantees
+//! - Pure: the caller passes `now` and the facts.
+//! - Keys are stable (`<kind>/<subject>`), so repeated evaluations deduplicate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Inventory;
+use super::lease::Lease;
+use super::model::Severity;
+use super::observation::ObservationRecord;
+use super::rollout::Rollout;
+
+/// What the watchdog noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WatchdogKind {
+    StaleAgentActivity,
+    ExpiredLease,
+    StuckRollout,
+    ObservationOverdue,
+    RuntimeUnreachable,
+    ConfigInvalid,
+}
+
+impl WatchdogKind {
+    /// Returns the lower-snake name used in keys.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::StaleAgentActivity => "stale_agent_activity",
+            Self::ExpiredLease => "expired_lease",
+            Self::StuckRollout => "stuck_rollout",
+            Self::ObservationOverdue => "observation_overdue",
+            Self::RuntimeUnreachable => "runtime_unreachable",
+            Self::ConfigInvalid => "config_invalid",
+        }
+    }
+}
+
+/// One thing the watchdog saw, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogFinding {
+    pub key: String,
+    pub kind: WatchdogKind,
+    pub severity: Severity,
+    pub subject: String,
+    pub message: String,
+    pub evidence: BTreeMap<String, String>,
+}
+
+fn finding(
+    kind: WatchdogKind,
+    severity: Severity,
+    subject: &str,
+    message: String,
+    evidence: &[(&str, String)],
+) -> WatchdogFinding {
+    WatchdogFinding {
+        key: format!("{}/{subject}", kind.slug()),
+        kind,
+        severity,
+        subject: subject.to_owned(),
+        message,
+        evidence: evidence.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+    }
+}
+
+/// A watchdog observation as tracked over time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogObservation {
+    pub finding: WatchdogFinding,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// When it stopped being seen; `None` while open.
+    pub cleared_at: Option<DateTime<Utc>>,
+    /// Who acknowledged it since it last changed.
+    pub acknowledged_by: Option<String>,
+}
+
+/// Merges one evaluation into the tracked observations: new findings open, changed ones lose
+/// their acknowledgement, vanished ones clear. Returns the keys that changed.
+pub fn merge(
+    tracked: &mut BTreeMap<String, WatchdogObservation>,
+    findings: Vec<WatchdogFinding>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    let seen: Vec<String> = findings.iter().map(|f| f.key.clone()).collect();
+    for finding in findings {
+        let key = finding.key.clone();
+        match tracked.get_mut(&key) {
+            Some(existing) if existing.cleared_at.is_none() => {
+                if existing.finding != finding {
+                    existing.finding = finding;
+                    existing.acknowledged_by = None;
+                }
+                existing.last_seen_at = now;
+            }
+            _ => {
+                tracked.insert(
+                    key.clone(),
+                    WatchdogObservation {
+                        finding,
+                        first_seen_at: now,
+                        last_seen_at: now,
+                        cleared_at: None,
+                        acknowledged_by: None,
+                    },
+                );
+            }
+        }
+        changed.push(key);
+    }
+    for (key, observation) in tracked.iter_mut() {
+        if observation.cleared_at.is_none() && !seen.contains(key) {
+            observation.cleared_at = Some(now);
+            changed.push(key.clone());
+        }
+    }
+    changed
+}
+
+/// How long things may take before the watchdog speaks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogThresholds {
+    pub stale_activity: TimeDelta,
+    pub stuck_rollout: TimeDelta,
+    pub observation_overdue: TimeDelta,
+}
+
+impl Default for WatchdogThresholds {
+    fn default() -> Self {
+        Self {
+            stale_activity: TimeDelta::hours(24),
+            stuck_rollout: TimeDelta::minutes(10),
+            observation_overdue: TimeDelta::seconds(90),
+        }
+    }
+}
+
+/// What the watchdog looks at.
+pub struct WatchdogInputs<'a> {
+    pub now: DateTime<Utc>,
+    /// The database clock, by which lease expiry is judged.
+    pub db_now: DateTime<Utc>,
+    pub runtime: &'a str,
+    pub leases: &'a [Lease],
+    pub unfinished_rollouts: &'a [Rollout],
+    pub latest: Option<(&'a ObservationRecord, &'a Inventory)>,
+    /// The last runtime read's error, when it failed.
+    pub runtime_error: Option<&'a str>,
+    pub thresholds: WatchdogThresholds,
+}
+
+/// Returns everything worth an operator's attention now, sorted by key.
+pub fn evaluate(inputs: &WatchdogInputs<'_>) -> Vec<WatchdogFinding> {
+    let now = inputs.now;
+    let mut out = Vec::new();
+    for lease in inputs.leases {
+        if let (Some(holder), Some(expires)) = (&lease.holder, lease.expires_at)
+            && expires <= inputs.db_now
+        {
+            out.push(finding(
+                WatchdogKind::ExpiredLease,
+                Severity::Warning,
+                &lease.name,
+                format!("lease {} expired while still held by {holder}; it was never released", lease.name),
+                &[
+                    ("holder", holder.clone()),
+                    ("expired_at", expires.to_rfc3339()),
+                    ("fencing_token", lease.token.to_string()),
+                ],
+            ));
+        }
+    }
+    for rollout in inputs.unfinished_rollouts {
+        if now - rollout.updated_at >= inputs.thresholds.stuck_rollout {
+            out.push(finding(
+                WatchdogKind::StuckRollout,
+                Severity::Error,
+                &rollout.id,
+                format!(
+                    "rollout {} has been {} since {}",
+                    rollout.id,
+                    rollout.state.as_str(),
+                    rollout.updated_at.to_rfc3339()
+                ),
+                &[("state", rollout.state.as_str().to_owned()), ("plan_id", rollout.plan_id.clone())],
+            ));
+        }
+    }
+    if let Some(error) = inputs.runtime_error {
+        out.push(finding(
+            WatchdogKind::RuntimeUnreachable,
+            Severity::Error,
+            inputs.runtime,
+            format!("the last read of {} failed", inputs.runtime),
+            &[("error", error.to_owned())],
+        ));
+    }
+    match inputs.latest {
+        None => {}
+        Some((record, inventory)) => {
+            if now - record.last_seen_at >= inputs.thresholds.observation_overdue {
+                out.push(finding(
+                    WatchdogKind::ObservationOverdue,
+                    Severity::Warning,
+                    inputs.runtime,
+                    format!("{} was last observed at {}", inputs.runtime, record.last_seen_at.to_rfc3339()),
+                    &[("last_seen_at", record.last_seen_at.to_rfc3339())],
+                ));
+            }
+            if !inventory.config_valid {
+                let paths: Vec<&str> = inventory.config_issues.iter().map(|i| i.path.as_str()).collect();
+                out.push(finding(
+                    WatchdogKind::ConfigInvalid,
+                    Severity::Error,
+                    inputs.runtime,
+                    format!("the runtime config of {} is invalid", inputs.runtime),
+                    &[("issues", paths.join(", ")), ("config_hash", record.config_hash.clone())],
+                ));
+            }
+            for agent in &inventory.agents {
+                let Some(last) =
+                    agent.session_activity.last_active_ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+                else {
+                    continue;
+                };
+                if now - last >= inputs.thresholds.stale_activity {
+                    out.push(finding(
+                        WatchdogKind::StaleAgentActivity,
+                        Severity::Info,
+                        &agent.id,
+                        format!("agent {} has had no session activity since {}", agent.id, last.to_rfc3339()),
+                        &[("last_active_at", last.to_rfc3339())],
+                    ));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::lease::{Lease, acquire};
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn inputs<'a>(now: DateTime<Utc>, leases: &'a [Lease]) -> WatchdogInputs<'a> {
+        WatchdogInputs {
+            now,
+            db_now: now,
+            runtime: "fixture:trio",
+            leases,
+            unfinished_rollouts: &[],
+            latest: None,
+            runtime_error: None,
+            thresholds: WatchdogThresholds::default(),
+        }
+    }
+
+    #[test]
+    fn an_expired_but_unreleased_lease_is_reported_with_evidence() {
+        let leases = [acquire(&Lease::vacant("agent/lead"), "a", 10, t(0)).unwrap()];
+        assert!(evaluate(&inputs(t(5), &leases)).is_empty());
+        let seen = evaluate(&inputs(t(10), &leases));
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].key, "expired_lease/agent/lead");
+        assert_eq!(seen[0].evidence["holder"], "a");
+    }
+
+    #[test]
+    fn repeated_evaluations_deduplicate_and_vanished_findings_clear() {
+        let leases = [acquire(&Lease::vacant("agent/lead"), "a", 10, t(0)).unwrap()];
+        let mut tracked = BTreeMap::new();
+        merge(&mut tracked, evaluate(&inputs(t(10), &leases)), t(10));
+        merge(&mut tracked, evaluate(&inputs(t(20), &leases)), t(20));
+        assert_eq!(tracked.len(), 1);
+        let observation = &tracked["expired_lease/agent/lead"];
+        assert_eq!((observation.first_seen_at, observation.last_seen_at), (t(10), t(20)));
+        merge(&mut tracked, Vec::new(), t(30));
+        assert_eq!(tracked["expired_lease/agent/lead"].cleared_at, Some(t(30)));
+    }
+
+    #[test]
+    fn an_unreachable_runtime_is_reported() {
+        let mut input = inputs(t(0), &[]);
+        input.runtime_error = Some("cannot read openclaw.json");
+        let seen = evaluate(&input);
+        assert_eq!(seen[0].key, "runtime_unreachable/fixture:trio");
+        assert_eq!(seen[0].severity, Severity::Error);
+    }
+}

@@ -1,0 +1,76 @@
+//! Watchdog observations per runtime.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+use super::entities::watchdog_observation;
+use super::{Store, StoreError};
+use crate::domain::audit::NewAuditEvent;
+use crate::domain::watchdog::WatchdogObservation;
+
+impl Store {
+    /// Returns a runtime's tracked watchdog observations by key.
+    pub async fn watchdog_observations(
+        &self,
+        runtime: &str,
+    ) -> Result<BTreeMap<String, WatchdogObservation>, StoreError> {
+        let rows = watchdog_observation::Entity::find()
+            .filter(watchdog_observation::Column::Runtime.eq(runtime))
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let value: WatchdogObservation =
+                    serde_json::from_str(&row.observation_json).map_err(|e| {
+                        StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key))
+                    })?;
+                Ok((row.observation_key, value))
+            })
+            .collect()
+    }
+
+    /// Writes changed observations, with an audit event when a caller caused the change.
+    pub async fn save_watchdog_observations(
+        &self,
+        runtime: &str,
+        observations: &[&WatchdogObservation],
+        now: DateTime<Utc>,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        for observation in observations {
+            let row = watchdog_observation::ActiveModel {
+                runtime: Set(runtime.to_owned()),
+                observation_key: Set(observation.finding.key.clone()),
+                open: Set(observation.cleared_at.is_none()),
+                updated_at: Set(now),
+                observation_json: Set(
+                    serde_json::to_string(observation).map_err(|e| StoreError::Corrupt(e.to_string()))?
+                ),
+            };
+            watchdog_observation::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([
+                        watchdog_observation::Column::Runtime,
+                        watchdog_observation::Column::ObservationKey,
+                    ])
+                    .update_columns([
+                        watchdog_observation::Column::Open,
+                        watchdog_observation::Column::UpdatedAt,
+                        watchdog_observation::Column::ObservationJson,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if let Some(event) = audit {
+            super::audit::append(self, &txn, event).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
