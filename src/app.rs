@@ -23,7 +23,7 @@ use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
     AuditService, DelegationService, DesiredTopologyService, DriftMonitor, LeaseService, ObservationService,
-    ObserverSettings, Readiness, RolloutService, WatchdogService,
+    ObserverSettings, Readiness, ReconcileService, RolloutService, WatchdogService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -184,11 +184,13 @@ impl App {
             observations.runtime(),
             store.clone(),
             observations.clone(),
-            clock,
+            clock.clone(),
             events,
-            page_tokens,
+            page_tokens.clone(),
             failpoints,
         );
+        let reconcile =
+            ReconcileService::new(store.clone(), observations.clone(), rollouts.clone(), clock, page_tokens);
         let (health, health_service) = tonic_health::server::health_reporter();
         grpc::spawn_health_publisher(&readiness, health.clone());
         let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods.clone()));
@@ -225,6 +227,7 @@ impl App {
                 audit,
                 delegations,
                 watchdog.clone(),
+                reconcile,
             )));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes

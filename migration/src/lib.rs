@@ -13,6 +13,7 @@ mod m20261127_000006_create_audit_log;
 mod m20261127_000007_create_delegations;
 mod m20261127_000008_create_cycle_reports;
 mod m20261127_000009_create_watchdog;
+mod m20261127_000010_create_scheduler_runs;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_create_delegations::Migration),
             Box::new(m20261127_000008_create_cycle_reports::Migration),
             Box::new(m20261127_000009_create_watchdog::Migration),
+            Box::new(m20261127_000010_create_scheduler_runs::Migration),
         ]
     }
 }

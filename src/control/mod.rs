@@ -13,6 +13,7 @@ mod leases;
 mod observer;
 mod paging;
 mod readiness;
+mod reconcile;
 mod rollout;
 mod watchdog;
 
@@ -24,5 +25,6 @@ pub use error::{AppError, ErrorCode};
 pub use leases::LeaseService;
 pub use observer::{ObservationService, Observed, ObserverSettings};
 pub use readiness::{ComponentState, Readiness, ReadinessSnapshot};
+pub use reconcile::ReconcileService;
 pub use rollout::{CreateRolloutRequest, RolloutService};
 pub use watchdog::WatchdogService;

@@ -20,6 +20,7 @@ pub mod observation;
 pub mod openclaw;
 pub mod page_token;
 pub mod patch;
+pub mod reconcile;
 pub mod rollout;
 pub mod topology;
 pub mod watchdog;

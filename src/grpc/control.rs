@@ -7,13 +7,15 @@ use super::convert::timestamp;
 use super::idempotency;
 use super::watch::caller;
 use crate::control::{
-    AppError, AuditService, DelegationService, DelegationView, GrantRequest, LeaseService, WatchdogService,
+    AppError, AuditService, DelegationService, DelegationView, GrantRequest, LeaseService, ReconcileService,
+    WatchdogService,
 };
 use crate::domain::TrustLevel;
 use crate::domain::audit::AuditEvent;
 use crate::domain::delegation::{DelegationSource, Standing};
 use crate::domain::lease::CycleReport;
 use crate::domain::lease::Lease;
+use crate::domain::reconcile::{ReconcileMode, SchedulerRun};
 use crate::domain::watchdog::WatchdogObservation;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 use crate::store::AuditFilter;
@@ -23,6 +25,7 @@ pub struct ControlServiceImpl {
     audit: AuditService,
     delegations: DelegationService,
     watchdog: WatchdogService,
+    reconcile: ReconcileService,
 }
 
 impl ControlServiceImpl {
@@ -31,8 +34,33 @@ impl ControlServiceImpl {
         audit: AuditService,
         delegations: DelegationService,
         watchdog: WatchdogService,
+        reconcile: ReconcileService,
     ) -> Self {
-        Self { leases, audit, delegations, watchdog }
+        Self { leases, audit, delegations, watchdog, reconcile }
+    }
+}
+
+fn scheduler_run(value: &SchedulerRun) -> pb::SchedulerRun {
+    pb::SchedulerRun {
+        cycle_id: value.cycle_id.clone(),
+        mode: match value.mode {
+            ReconcileMode::Observe => pb::ReconcileMode::Observe,
+            ReconcileMode::Plan => pb::ReconcileMode::Plan,
+            ReconcileMode::Heal => pb::ReconcileMode::Heal,
+        }
+        .into(),
+        trigger: value.trigger.clone(),
+        state: value.state.as_str().to_owned(),
+        actor: value.actor.clone(),
+        start_time: Some(timestamp(value.started_at)),
+        finish_time: value.finished_at.map(timestamp),
+        desired_generation: value.desired_generation,
+        config_hash: value.config_hash.clone(),
+        open_items: value.open_items,
+        actionable_items: value.actionable_items,
+        plan_id: value.plan_id.clone().unwrap_or_default(),
+        rollout_id: value.rollout_id.clone().unwrap_or_default(),
+        message: value.message.clone(),
     }
 }
 
@@ -367,6 +395,35 @@ impl ControlService for ControlServiceImpl {
         let observation = self.watchdog.acknowledge(&request.key, &who, request.validate_only).await?;
         Ok(Response::new(pb::AcknowledgeObservationResponse {
             observation: Some(watchdog_observation(&observation)),
+        }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        let who = caller(&request, "ControlService/Reconcile", &request.get_ref().cycle_id)?;
+        let request = request.into_inner();
+        let mode = match pb::ReconcileMode::try_from(request.mode) {
+            Ok(pb::ReconcileMode::Unspecified | pb::ReconcileMode::Observe) => ReconcileMode::Observe,
+            Ok(pb::ReconcileMode::Plan) => ReconcileMode::Plan,
+            Ok(pb::ReconcileMode::Heal) => ReconcileMode::Heal,
+            Err(_) => return Err(AppError::invalid("mode", "unknown reconcile mode").into()),
+        };
+        let cycle_id = (!request.cycle_id.is_empty()).then_some(request.cycle_id);
+        let (run, replayed) = self.reconcile.reconcile(mode, cycle_id, &who).await?;
+        Ok(Response::new(pb::ReconcileResponse { run: Some(scheduler_run(&run)), replayed }))
+    }
+
+    async fn list_scheduler_runs(
+        &self,
+        request: Request<pb::ListSchedulerRunsRequest>,
+    ) -> Result<Response<pb::ListSchedulerRunsResponse>, Status> {
+        let request = request.into_inner();
+        let (runs, next_page_token) = self.reconcile.list(request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListSchedulerRunsResponse {
+            runs: runs.iter().map(scheduler_run).collect(),
+            next_page_token,
         }))
     }
 }

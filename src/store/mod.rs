@@ -10,6 +10,7 @@ mod idempotency;
 mod leases;
 mod observations;
 mod rollouts;
+mod scheduler_runs;
 mod server_keys;
 mod watchdog;
 

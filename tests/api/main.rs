@@ -13,6 +13,7 @@ mod history;
 mod leases;
 mod process;
 mod real_cli;
+mod reconcile;
 mod reflection;
 mod rollout;
 mod shim;

@@ -11,5 +11,6 @@ pub mod lease;
 pub mod observation;
 pub mod patch_plan;
 pub mod rollout;
+pub mod scheduler_run;
 pub mod server_key;
 pub mod watchdog_observation;

@@ -1,0 +1,217 @@
+//! Reconcile cycles on demand: observe → track drift → (PLAN) plan → (HEAL) roll out, with the
+//! HEAL guards of DESIGN §3. A cycle is one scheduler run, idempotent by its cycle id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::Clock;
+use super::paging::{finish_page, numeric_cursor, page_request};
+use super::{AppError, AuditContext, CreateRolloutRequest, ObservationService, RolloutService};
+use crate::domain::drift::tracker::TrackedItem;
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::page_token::PageTokenCodec;
+use crate::domain::patch::PlanKind;
+use crate::domain::reconcile::{
+    HealAttempt, HealDecision, ReconcileMode, RunState, SchedulerRun, actionable, heal_decision,
+};
+use crate::domain::rollout::RolloutState;
+use crate::store::Store;
+
+const LIST_SCOPE: &str = "ListSchedulerRuns";
+/// Longest a HEAL cycle waits for its rollout.
+const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
+
+/// Reconcile use cases.
+#[derive(Clone)]
+pub struct ReconcileService {
+    store: Store,
+    observations: ObservationService,
+    rollouts: RolloutService,
+    clock: Arc<dyn Clock>,
+    page_tokens: PageTokenCodec,
+}
+
+impl ReconcileService {
+    /// Creates the service.
+    pub fn new(
+        store: Store,
+        observations: ObservationService,
+        rollouts: RolloutService,
+        clock: Arc<dyn Clock>,
+        page_tokens: PageTokenCodec,
+    ) -> Self {
+        Self { store, observations, rollouts, clock, page_tokens }
+    }
+
+    fn runtime(&self) -> &str {
+        self.observations.runtime_address()
+    }
+
+    /// Runs one cycle; the same cycle id twice returns the first run (`true` = replayed).
+    pub async fn reconcile(
+        &self,
+        mode: ReconcileMode,
+        cycle_id: Option<String>,
+        caller: &AuditContext,
+    ) -> Result<(SchedulerRun, bool), AppError> {
+        let now = self.clock.now();
+        let cycle_id = match cycle_id {
+            Some(id) if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(AppError::invalid(
+                    "cycle_id",
+                    "must be 1..128 printable characters without spaces",
+                ));
+            }
+            Some(id) => id,
+            None => format!("manual-{:013x}-{}", now.timestamp_millis().max(0), hex::encode(random4())),
+        };
+        let mut run = SchedulerRun {
+            cycle_id: cycle_id.clone(),
+            mode,
+            trigger: "MANUAL".to_owned(),
+            state: RunState::Running,
+            actor: caller.actor.clone(),
+            started_at: now,
+            finished_at: None,
+            desired_generation: 0,
+            config_hash: String::new(),
+            open_items: 0,
+            actionable_items: 0,
+            plan_id: None,
+            rollout_id: None,
+            heal_attempted: false,
+            heal_succeeded: false,
+            message: String::new(),
+        };
+        if let Some(existing) = self.store.start_run(self.runtime(), &run).await? {
+            return Ok((existing, true));
+        }
+        let outcome = self.cycle(&mut run, caller).await;
+        run.finished_at = Some(self.clock.now());
+        if let Err(error) = outcome {
+            run.state = RunState::Failed;
+            run.message = error.public_message();
+        }
+        let audit = caller.event(
+            format!("scheduler-run/{cycle_id}"),
+            format!("{} cycle {}: {} — {}", mode.as_str(), cycle_id, run.state.as_str(), run.message),
+        );
+        self.store.finish_run(&run, Some(&audit)).await?;
+        tracing::info!(cycle_id = %run.cycle_id, mode = mode.as_str(), state = run.state.as_str(), message = %run.message, "reconcile cycle finished");
+        Ok((run, false))
+    }
+
+    async fn cycle(&self, run: &mut SchedulerRun, caller: &AuditContext) -> Result<(), AppError> {
+        let observed = self.observations.observe(true).await?;
+        run.config_hash = observed.observation.inventory.config_hash.clone();
+        let items: Vec<TrackedItem> = self
+            .store
+            .drift_items(self.runtime())
+            .await?
+            .into_values()
+            .filter(|i| i.state.is_open())
+            .collect();
+        run.open_items = items.len() as i64;
+        run.actionable_items = actionable(&items).len() as i64;
+        let desired = self.store.latest_desired().await?;
+        run.desired_generation = desired.as_ref().map(|d| d.generation).unwrap_or(0);
+        if run.mode == ReconcileMode::Observe {
+            run.state = RunState::Succeeded;
+            run.message = format!("observed: {} open drift item(s)", run.open_items);
+            return Ok(());
+        }
+        if desired.is_none() {
+            run.state = RunState::Skipped;
+            run.message = "no desired topology".to_owned();
+            return Ok(());
+        }
+        if run.mode == ReconcileMode::Heal {
+            let attempts = self.heal_attempts().await?;
+            if let HealDecision::Hold(reason) =
+                heal_decision(&items, &attempts, run.desired_generation, &run.config_hash, self.clock.now())
+            {
+                run.state = RunState::Skipped;
+                run.message = reason;
+                return Ok(());
+            }
+        }
+        let (plan, _) = self.rollouts.plan(PlanKind::Apply).await?;
+        run.plan_id = Some(plan.id.clone());
+        if run.mode == ReconcileMode::Plan || plan.is_empty() {
+            run.state = RunState::Succeeded;
+            run.message = format!("planned {} operation(s)", plan.operations.len());
+            return Ok(());
+        }
+        run.heal_attempted = true;
+        let request = CreateRolloutRequest {
+            plan_id: plan.id.clone(),
+            dry_run: false,
+            idempotency: IdempotencyKey {
+                scope: "Reconcile".to_owned(),
+                request_id: run.cycle_id.clone(),
+                fingerprint: plan.id.clone(),
+            },
+            validate_only: false,
+        };
+        let rollout = self.rollouts.create(request, caller).await?;
+        run.rollout_id = Some(rollout.id.clone());
+        let finished = self.wait_for(&rollout.id).await?;
+        run.heal_succeeded = finished.state == RolloutState::Succeeded;
+        run.state = if run.heal_succeeded { RunState::Succeeded } else { RunState::Failed };
+        run.message = format!(
+            "rollout {} {}{}",
+            finished.id,
+            finished.state.as_str(),
+            finished.error.map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    async fn wait_for(&self, rollout_id: &str) -> Result<crate::domain::rollout::Rollout, AppError> {
+        let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
+        loop {
+            let rollout = self.rollouts.get(rollout_id).await?;
+            if rollout.state.is_final() || tokio::time::Instant::now() >= deadline {
+                return Ok(rollout);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Previous HEAL attempts, newest first.
+    async fn heal_attempts(&self) -> Result<Vec<HealAttempt>, AppError> {
+        let runs = self.store.list_runs(self.runtime(), None, 200).await?;
+        Ok(runs
+            .into_iter()
+            .map(|(_, run)| run)
+            .filter(|run| run.heal_attempted)
+            .map(|run| HealAttempt {
+                desired_generation: run.desired_generation,
+                config_hash: run.config_hash,
+                succeeded: run.heal_succeeded,
+                finished_at: run.finished_at.unwrap_or(run.started_at),
+            })
+            .collect())
+    }
+
+    /// Lists runs newest first.
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<SchedulerRun>, String), AppError> {
+        let scope = format!("{LIST_SCOPE}:{}", self.runtime());
+        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let before = numeric_cursor(page.cursor)?;
+        let rows = self.store.list_runs(self.runtime(), before, page.size + 1).await?;
+        let (rows, next) =
+            finish_page(&self.page_tokens, &scope, rows, page.size, |(seq, _)| seq.to_string());
+        Ok((rows.into_iter().map(|(_, run)| run).collect(), next))
+    }
+}
+
+fn random4() -> [u8; 4] {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+}

@@ -1,0 +1,90 @@
+//! Reconcile cycles. The cycle id is unique: the first insert wins, so a cycle runs once even
+//! when several replicas or retries start it.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use super::entities::scheduler_run;
+use super::{Store, StoreError};
+use crate::domain::audit::NewAuditEvent;
+use crate::domain::reconcile::SchedulerRun;
+
+fn run_of(row: &scheduler_run::Model) -> Result<SchedulerRun, StoreError> {
+    serde_json::from_str(&row.run_json)
+        .map_err(|e| StoreError::Corrupt(format!("scheduler run {}: {e}", row.cycle_id)))
+}
+
+impl Store {
+    /// Starts a run unless its cycle id exists; returns the existing run when it does.
+    pub async fn start_run(
+        &self,
+        runtime: &str,
+        run: &SchedulerRun,
+    ) -> Result<Option<SchedulerRun>, StoreError> {
+        let row = scheduler_run::ActiveModel {
+            cycle_id: Set(run.cycle_id.clone()),
+            runtime: Set(runtime.to_owned()),
+            started_at: Set(run.started_at),
+            run_json: Set(serde_json::to_string(run).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            ..Default::default()
+        };
+        let inserted = scheduler_run::Entity::insert(row)
+            .on_conflict(OnConflict::column(scheduler_run::Column::CycleId).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.run(&run.cycle_id).await
+    }
+
+    /// Saves a run's outcome together with the audit event of the call that ran it.
+    pub async fn finish_run(
+        &self,
+        run: &SchedulerRun,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        scheduler_run::Entity::update_many()
+            .col_expr(
+                scheduler_run::Column::RunJson,
+                sea_orm::sea_query::Expr::value(
+                    serde_json::to_string(run).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ),
+            )
+            .filter(scheduler_run::Column::CycleId.eq(run.cycle_id.clone()))
+            .exec(&txn)
+            .await?;
+        if let Some(event) = audit {
+            super::audit::append(self, &txn, event).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Returns a run by cycle id.
+    pub async fn run(&self, cycle_id: &str) -> Result<Option<SchedulerRun>, StoreError> {
+        let row = scheduler_run::Entity::find()
+            .filter(scheduler_run::Column::CycleId.eq(cycle_id))
+            .one(&self.db)
+            .await?;
+        row.as_ref().map(run_of).transpose()
+    }
+
+    /// Lists a runtime's runs newest first, below sequence `before`.
+    pub async fn list_runs(
+        &self,
+        runtime: &str,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<(i64, SchedulerRun)>, StoreError> {
+        let mut query = scheduler_run::Entity::find().filter(scheduler_run::Column::Runtime.eq(runtime));
+        if let Some(before) = before {
+            query = query.filter(scheduler_run::Column::Seq.lt(before));
+        }
+        let rows = query.order_by_desc(scheduler_run::Column::Seq).limit(limit).all(&self.db).await?;
+        rows.iter().map(|row| run_of(row).map(|run| (row.seq, run))).collect()
+    }
+}
