@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "jhf/warp/v1/meta.proto",
     "jhf/warp/v1/topology.proto",
     "jhf/warp/v1/drift.proto",
+    "jhf/warp/v1/orchestration.proto",
     "jhf/warp/v1/control.proto",
 ];
 

@@ -6,12 +6,15 @@
 //! Run with `cargo bench --bench drift`. Nothing here asserts on time.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
 
 use jhf_warp::domain::TrustLevel;
 use jhf_warp::domain::drift::diff_topologies;
 use jhf_warp::domain::inventory::RouteMatch;
 use jhf_warp::domain::topology::{EdgeKind, Route, Topology, TopologyEdge, TopologyNode};
+use support::measure;
 
 /// Agents in the SEND clique (the rest only spawn and route).
 const CLIQUE: usize = 50;
@@ -54,18 +57,6 @@ fn team(agents: usize) -> (Vec<TopologyNode>, Vec<TopologyEdge>, Vec<Route>) {
         })
         .collect();
     (nodes, edges, routes)
-}
-
-/// Runs `work` repeatedly for at least `budget` (and at least 3 times); returns the mean.
-fn measure(budget: Duration, mut work: impl FnMut()) -> Duration {
-    work(); // warm-up
-    let start = Instant::now();
-    let mut runs = 0u32;
-    while runs < 3 || start.elapsed() < budget {
-        work();
-        runs += 1;
-    }
-    start.elapsed() / runs
 }
 
 fn main() {

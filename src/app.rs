@@ -22,17 +22,19 @@ use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
-    AuditService, DelegationService, DesiredTopologyService, DriftMonitor, LeaseService, ObservationService,
-    ObserverSettings, Readiness, ReconcileService, RolloutService, WatchdogService,
+    AuditService, Classifier, DelegationService, DesiredTopologyService, DispatchService, DriftMonitor,
+    LeaderSettings, LeaseService, ObservationService, ObserverSettings, Readiness, ReconcileLeader,
+    ReconcileService, RolloutService, ScheduleService, WatchdogService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::domain::watchdog::WatchdogThresholds;
 use crate::grpc::{
-    self, ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, TopologyServiceImpl, auth::AuthState,
-    descriptor,
+    self, ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, OrchestrationServiceImpl,
+    TopologyServiceImpl, auth::AuthState, descriptor,
 };
 use crate::pb::v1::control_service_server::ControlServiceServer;
 use crate::pb::v1::drift_service_server::DriftServiceServer;
+use crate::pb::v1::orchestration_service_server::OrchestrationServiceServer;
 use crate::pb::{
     self, v1::meta_service_server::MetaServiceServer, v1::topology_service_server::TopologyServiceServer,
 };
@@ -55,6 +57,10 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("runtime: {0}")]
     Runtime(#[from] RuntimeError),
+    #[error("cannot read the rules file {path}: {source}")]
+    RulesFile { path: PathBuf, source: std::io::Error },
+    #[error("rules file {path}: {source}")]
+    Rules { path: PathBuf, source: crate::domain::classify::RulesError },
     #[error("api descriptor: {0}")]
     Descriptor(#[from] descriptor::DescriptorError),
     #[error("reflection setup failed: {0}")]
@@ -79,6 +85,7 @@ pub struct App {
     rollouts: RolloutService,
     watchdog: WatchdogService,
     watchdog_interval: Duration,
+    leader: Option<ReconcileLeader>,
 }
 
 /// What tests may inject into an [`App`].
@@ -90,6 +97,9 @@ pub struct Hooks {
     pub failpoints: Failpoints,
     /// Milliseconds added to the database clock (lease tests move time with it).
     pub db_clock_skew_ms: Arc<AtomicI64>,
+    /// Whether this replica takes part in reconcile leader election (tests that count leases
+    /// or audit events switch it off).
+    pub reconcile_leader: bool,
 }
 
 impl Default for Hooks {
@@ -98,6 +108,7 @@ impl Default for Hooks {
             clock: Arc::new(SystemClock),
             failpoints: Failpoints::default(),
             db_clock_skew_ms: Arc::default(),
+            reconcile_leader: true,
         }
     }
 }
@@ -110,11 +121,12 @@ impl App {
 
     /// Like [`App::build`], with test hooks (a clock tests drive, failpoints).
     pub async fn build_with(args: ServeArgs, hooks: Hooks) -> Result<Self, StartupError> {
-        let Hooks { clock, failpoints, db_clock_skew_ms } = hooks;
+        let Hooks { clock, failpoints, db_clock_skew_ms, reconcile_leader } = hooks;
         let data_dir = args.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let methods = descriptor::classified_methods()?;
+        let classifier = Classifier::new(Arc::new(load_rules(args.rules.as_deref())?));
         let (tokens, generated_token_path) =
             TokenStore::load(args.token_file.as_deref(), args.tokens.as_deref(), &data_dir)?;
         if let Some(path) = &generated_token_path {
@@ -168,6 +180,13 @@ impl App {
         let audit = AuditService::new(store.clone(), page_tokens.clone());
         let delegations =
             DelegationService::new(store.clone(), observations.clone(), clock.clone(), page_tokens.clone());
+        let schedules = ScheduleService::new(
+            store.clone(),
+            observations.runtime_address().to_owned(),
+            args.reconcile.default_schedule(),
+            clock.clone(),
+        );
+        let lease_secs = args.reconcile.reconciler_lease_secs as i64;
         let watchdog = WatchdogService::new(
             store.clone(),
             observations.clone(),
@@ -179,6 +198,8 @@ impl App {
                 ),
                 ..WatchdogThresholds::default()
             },
+            schedules.clone(),
+            lease_secs,
         );
         let rollouts = RolloutService::new(
             observations.runtime(),
@@ -191,6 +212,19 @@ impl App {
         );
         let reconcile =
             ReconcileService::new(store.clone(), observations.clone(), rollouts.clone(), clock, page_tokens);
+        let replica_id = args
+            .reconcile
+            .replica_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", std::process::id(), &random_hex()[..8]));
+        tracing::info!(replica_id = %replica_id, "reconcile leader election: holder name of this replica");
+        let leader = ReconcileLeader::new(
+            leases.clone(),
+            schedules.clone(),
+            reconcile.clone(),
+            store.clone(),
+            LeaderSettings { replica_id, lease_secs },
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         grpc::spawn_health_publisher(&readiness, health.clone());
         let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods.clone()));
@@ -228,7 +262,10 @@ impl App {
                 delegations,
                 watchdog.clone(),
                 reconcile,
-            )));
+                schedules,
+                DispatchService::new(store.clone(), observations.clone(), classifier.clone()),
+            )))
+            .add_service(OrchestrationServiceServer::new(OrchestrationServiceImpl::new(classifier)));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()
@@ -252,6 +289,7 @@ impl App {
             rollouts,
             watchdog,
             watchdog_interval: Duration::from_secs(args.watchdog_interval_secs),
+            leader: reconcile_leader.then_some(leader),
         })
     }
 
@@ -291,6 +329,14 @@ impl App {
                 .instrument(tracing::info_span!("watchdog")),
         );
 
+        let leader_task = self.leader.clone().map(|leader| {
+            let leader_stop = stop.child_token();
+            tokio::spawn(
+                async move { leader.run(leader_stop).await }
+                    .instrument(tracing::info_span!("reconcile_leader")),
+            )
+        });
+
         let (readiness, health, stopping) = (self.readiness.clone(), self.health.clone(), stop.clone());
         let signal = async move {
             shutdown.await;
@@ -310,6 +356,10 @@ impl App {
             () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_secs = grace.as_secs(), "drain grace elapsed; closing remaining connections");
             }
+        }
+        // The leader releases its lease on the way out so another replica takes over at once.
+        if let Some(task) = leader_task {
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
         if let Err(error) = self.store.close().await {
             tracing::warn!(%error, "closing the store failed");
@@ -367,6 +417,19 @@ async fn prepare_runtime(args: &ServeArgs, data_dir: &Path) -> Result<Arc<dyn Ru
         tracing::warn!(runtime = %address, %reason, "runtime adapter is read-only");
     }
     Ok(runtime)
+}
+
+/// Loads the classification rules: the embedded defaults, or the file given (refused with
+/// every problem named, so a bad file stops start-up).
+fn load_rules(path: Option<&Path>) -> Result<crate::domain::classify::Rules, StartupError> {
+    use crate::domain::classify::Rules;
+    let Some(path) = path else { return Ok(Rules::default_rules()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| StartupError::RulesFile { path: path.to_owned(), source })?;
+    let rules =
+        Rules::parse(&text).map_err(|source| StartupError::Rules { path: path.to_owned(), source })?;
+    tracing::info!(path = %path.display(), version = %rules.version, "classification rules loaded");
+    Ok(rules)
 }
 
 fn standing_warnings(address: &RuntimeAddress, runtime: &dyn RuntimeAdapter) -> Vec<String> {

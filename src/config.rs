@@ -111,11 +111,55 @@ pub struct ServeArgs {
     /// Seconds between periodic observations of the runtime.
     #[arg(long = "observe-interval", env = "JHF_WARP_OBSERVE_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub observe_interval_secs: u64,
+    /// Task classification rules (TOML, format version 1); default: the rules embedded in the binary.
+    #[arg(long, env = "JHF_WARP_RULES")]
+    pub rules: Option<PathBuf>,
     /// Seconds between watchdog evaluations (the watchdog never changes the runtime).
     #[arg(long, env = "JHF_WARP_WATCHDOG_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub watchdog_interval_secs: u64,
     #[command(flatten)]
     pub drift: DriftArgs,
+    #[command(flatten)]
+    pub reconcile: ReconcileArgs,
+}
+
+/// The periodic reconcile loop and its leader election.
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// This replica's holder name in lease `warp/reconciler` (default: `<pid>-<random>`).
+    #[arg(long, env = "JHF_WARP_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Seconds the `warp/reconciler` lease lasts; the leader renews it every third of that.
+    #[arg(long, env = "JHF_WARP_RECONCILER_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub reconciler_lease_secs: u64,
+    /// Seconds between scheduled cycles until the schedule is changed through the API.
+    #[arg(long, env = "JHF_WARP_RECONCILE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reconcile_interval_secs: u64,
+    /// Mode of scheduled cycles until changed through the API: observe, plan or heal.
+    #[arg(long, env = "JHF_WARP_RECONCILE_MODE", default_value = "observe", value_parser = ["observe", "plan", "heal"])]
+    pub reconcile_mode: String,
+    /// Start with the schedule paused (until changed through the API).
+    #[arg(long, env = "JHF_WARP_RECONCILE_PAUSED", default_value_t = false)]
+    pub reconcile_paused: bool,
+}
+
+impl ReconcileArgs {
+    /// Returns the schedule that applies until the first update.
+    pub fn default_schedule(&self) -> crate::domain::schedule::Schedule {
+        use crate::domain::reconcile::ReconcileMode;
+        crate::domain::schedule::Schedule {
+            interval_secs: self.reconcile_interval_secs as i64,
+            mode: match self.reconcile_mode.as_str() {
+                "heal" => ReconcileMode::Heal,
+                "plan" => ReconcileMode::Plan,
+                _ => ReconcileMode::Observe,
+            },
+            paused: self.reconcile_paused,
+            generation: 0,
+            updated_at: None,
+            updated_by: "configuration".to_owned(),
+        }
+    }
 }
 
 /// Anti-flap thresholds of drift tracking.

@@ -14,6 +14,7 @@ mod m20261127_000007_create_delegations;
 mod m20261127_000008_create_cycle_reports;
 mod m20261127_000009_create_watchdog;
 mod m20261127_000010_create_scheduler_runs;
+mod m20261127_000011_create_reconcile_schedules;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000008_create_cycle_reports::Migration),
             Box::new(m20261127_000009_create_watchdog::Migration),
             Box::new(m20261127_000010_create_scheduler_runs::Migration),
+            Box::new(m20261127_000011_create_reconcile_schedules::Migration),
         ]
     }
 }

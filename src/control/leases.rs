@@ -58,17 +58,19 @@ impl LeaseService {
     async fn change(
         &self,
         name: &str,
-        caller: &AuditContext,
+        caller: Option<&AuditContext>,
         verb: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         let mut at = None;
         let describe = |lease: &Lease| {
             let holder = lease.holder.as_deref().unwrap_or("nobody");
-            caller.event(
-                format!("lease/{name}"),
-                format!("{verb} lease {name}: holder {holder}, fencing token {}", lease.token),
-            )
+            caller.map(|caller| {
+                caller.event(
+                    format!("lease/{name}"),
+                    format!("{verb} lease {name}: holder {holder}, fencing token {}", lease.token),
+                )
+            })
         };
         let outcome = self
             .store
@@ -95,7 +97,7 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, caller, "acquired", |current, now| {
+        self.change(name, Some(caller), "acquired", |current, now| {
             lease::acquire(current, holder, duration_secs, now)
         })
         .await
@@ -112,7 +114,7 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, caller, "renewed", |current, now| {
+        self.change(name, Some(caller), "renewed", |current, now| {
             lease::renew(current, holder, token, duration_secs, now)
         })
         .await
@@ -128,8 +130,25 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, caller, "released", |current, now| lease::release(current, holder, token, now))
-            .await
+        self.change(name, Some(caller), "released", |current, now| {
+            lease::release(current, holder, token, now)
+        })
+        .await
+    }
+
+    /// Renews a lease without an audit event: the reconcile leader renews every few seconds,
+    /// and only changes of leadership (acquisitions) belong in the audit log.
+    pub async fn renew_quietly(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+        duration_secs: i64,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change(name, None, "renewed", |current, now| {
+            lease::renew(current, holder, token, duration_secs, now)
+        })
+        .await
     }
 
     /// Records a control agent's cycle report, fenced by its lease token. Reporting a cycle id

@@ -23,6 +23,10 @@ impl ComponentState {
 pub struct ReadinessSnapshot {
     pub store: ComponentState,
     pub runtime: ComponentState,
+    /// The periodic reconcile loop (cluster-wide). It is reported, but does not gate overall
+    /// readiness: a stalled loop is a background problem every replica would share, and
+    /// taking all of them out of service would turn it into an API outage.
+    pub reconcile: ComponentState,
     pub shutting_down: bool,
     pub warnings: Vec<String>,
 }
@@ -34,13 +38,18 @@ impl ReadinessSnapshot {
     }
 
     /// Returns the components in their stable order.
-    pub fn components(&self) -> [(&'static str, ComponentState); 3] {
+    pub fn components(&self) -> [(&'static str, ComponentState); 4] {
         let shutdown = if self.shutting_down {
             ComponentState::new(false, "shutting down")
         } else {
             ComponentState::new(true, "running")
         };
-        [("store", self.store.clone()), ("runtime", self.runtime.clone()), ("shutdown", shutdown)]
+        [
+            ("store", self.store.clone()),
+            ("runtime", self.runtime.clone()),
+            ("reconcile", self.reconcile.clone()),
+            ("shutdown", shutdown),
+        ]
     }
 }
 
@@ -56,6 +65,7 @@ impl Readiness {
         let (sender, _) = watch::channel(ReadinessSnapshot {
             store: ComponentState::new(false, "not migrated yet"),
             runtime: ComponentState::new(false, "no observation yet"),
+            reconcile: ComponentState::new(true, "waiting for the first scheduled cycle"),
             shutting_down: false,
             warnings,
         });
@@ -88,6 +98,12 @@ impl Readiness {
         });
     }
 
+    /// Records whether the periodic reconcile loop keeps its schedule.
+    pub fn set_reconcile(&self, ready: bool, detail: impl Into<String>) {
+        let state = ComponentState::new(ready, detail);
+        self.sender.send_if_modified(|snap| replace(&mut snap.reconcile, state));
+    }
+
     /// Marks the beginning of shutdown: from now on the service is not ready.
     pub fn begin_shutdown(&self) {
         self.sender.send_if_modified(|snap| !std::mem::replace(&mut snap.shutting_down, true));
@@ -116,6 +132,9 @@ mod tests {
         assert!(readiness.snapshot().ready());
         readiness.record_runtime_read(false, "read failed");
         assert!(readiness.snapshot().ready(), "a failure after the first answer keeps it ready");
+        readiness.set_reconcile(false, "overdue");
+        assert!(readiness.snapshot().ready(), "a stalled loop is reported, not gating");
+        assert!(!readiness.snapshot().components()[2].1.ready);
         readiness.begin_shutdown();
         assert!(!readiness.snapshot().ready());
     }

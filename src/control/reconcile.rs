@@ -15,9 +15,37 @@ use crate::domain::reconcile::{
     HealAttempt, HealDecision, ReconcileMode, RunState, SchedulerRun, actionable, heal_decision,
 };
 use crate::domain::rollout::RolloutState;
-use crate::store::Store;
+use crate::store::{Fence, StartRun, Store};
+use tokio_util::sync::CancellationToken;
 
 const LIST_SCOPE: &str = "ListSchedulerRuns";
+/// Trigger of a cycle started by the Reconcile RPC.
+pub const TRIGGER_MANUAL: &str = "MANUAL";
+/// Trigger of a cycle started by the periodic loop.
+pub const TRIGGER_SCHEDULED: &str = "SCHEDULED";
+const LOST_LEADERSHIP: &str = "stopped: this replica lost the reconciler lease";
+
+/// One cycle to run.
+pub struct CycleRequest {
+    pub mode: ReconcileMode,
+    /// Generated (`manual-…`) when absent.
+    pub cycle_id: Option<String>,
+    pub trigger: &'static str,
+    /// The lease the cycle must start under (scheduled cycles).
+    pub fence: Option<Fence>,
+    /// Cancelled when the cycle must stop early (leadership lost).
+    pub cancel: CancellationToken,
+}
+
+/// What running a cycle did.
+#[derive(Debug)]
+pub enum CycleOutcome {
+    Ran(SchedulerRun),
+    /// The cycle id had run: the first run.
+    Replayed(SchedulerRun),
+    /// The fence did not hold; nothing ran.
+    Fenced(crate::domain::lease::LeaseError),
+}
 /// Longest a HEAL cycle waits for its rollout.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
 
@@ -47,13 +75,37 @@ impl ReconcileService {
         self.observations.runtime_address()
     }
 
-    /// Runs one cycle; the same cycle id twice returns the first run (`true` = replayed).
+    /// Runs one cycle on demand; the same cycle id twice returns the first run (`true` =
+    /// replayed).
     pub async fn reconcile(
         &self,
         mode: ReconcileMode,
         cycle_id: Option<String>,
         caller: &AuditContext,
     ) -> Result<(SchedulerRun, bool), AppError> {
+        let request = CycleRequest {
+            mode,
+            cycle_id,
+            trigger: TRIGGER_MANUAL,
+            fence: None,
+            cancel: CancellationToken::new(),
+        };
+        match self.run_cycle(request, caller).await? {
+            CycleOutcome::Ran(run) => Ok((run, false)),
+            CycleOutcome::Replayed(run) => Ok((run, true)),
+            CycleOutcome::Fenced(_) => Err(AppError::Store(crate::store::StoreError::Corrupt(
+                "an unfenced cycle was fenced".to_owned(),
+            ))),
+        }
+    }
+
+    /// Runs one cycle: on demand, or scheduled under the reconciler lease (`fence`).
+    pub async fn run_cycle(
+        &self,
+        request: CycleRequest,
+        caller: &AuditContext,
+    ) -> Result<CycleOutcome, AppError> {
+        let CycleRequest { mode, cycle_id, trigger, fence, cancel } = request;
         let now = self.clock.now();
         let cycle_id = match cycle_id {
             Some(id) if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) => {
@@ -68,7 +120,7 @@ impl ReconcileService {
         let mut run = SchedulerRun {
             cycle_id: cycle_id.clone(),
             mode,
-            trigger: "MANUAL".to_owned(),
+            trigger: trigger.to_owned(),
             state: RunState::Running,
             actor: caller.actor.clone(),
             started_at: now,
@@ -83,10 +135,12 @@ impl ReconcileService {
             heal_succeeded: false,
             message: String::new(),
         };
-        if let Some(existing) = self.store.start_run(self.runtime(), &run).await? {
-            return Ok((existing, true));
+        match self.store.start_run(self.runtime(), &run, fence.as_ref()).await? {
+            StartRun::Started => {}
+            StartRun::Existing(existing) => return Ok(CycleOutcome::Replayed(existing)),
+            StartRun::Fenced(refusal) => return Ok(CycleOutcome::Fenced(refusal)),
         }
-        let outcome = self.cycle(&mut run, caller).await;
+        let outcome = self.cycle(&mut run, caller, &cancel).await;
         run.finished_at = Some(self.clock.now());
         if let Err(error) = outcome {
             run.state = RunState::Failed;
@@ -97,11 +151,33 @@ impl ReconcileService {
             format!("{} cycle {}: {} — {}", mode.as_str(), cycle_id, run.state.as_str(), run.message),
         );
         self.store.finish_run(&run, Some(&audit)).await?;
-        tracing::info!(cycle_id = %run.cycle_id, mode = mode.as_str(), state = run.state.as_str(), message = %run.message, "reconcile cycle finished");
-        Ok((run, false))
+        tracing::info!(cycle_id = %run.cycle_id, mode = mode.as_str(), trigger, state = run.state.as_str(), message = %run.message, "reconcile cycle finished");
+        Ok(CycleOutcome::Ran(run))
     }
 
-    async fn cycle(&self, run: &mut SchedulerRun, caller: &AuditContext) -> Result<(), AppError> {
+    /// Marks scheduled runs left RUNNING by a leader that is gone as FAILED. Called by a new
+    /// leader: a RUNNING scheduled run of another holder can only belong to a lost leader.
+    pub async fn abandon_orphaned_runs(&self, own_actor: &str) -> Result<usize, AppError> {
+        let runs = self.store.list_runs(self.runtime(), None, 50).await?;
+        let mut abandoned = 0;
+        for (_, mut run) in runs {
+            if run.state == RunState::Running && run.trigger == TRIGGER_SCHEDULED && run.actor != own_actor {
+                run.state = RunState::Failed;
+                run.finished_at = Some(self.clock.now());
+                run.message = format!("abandoned: {} lost the reconciler lease mid-cycle", run.actor);
+                self.store.finish_run(&run, None).await?;
+                abandoned += 1;
+            }
+        }
+        Ok(abandoned)
+    }
+
+    async fn cycle(
+        &self,
+        run: &mut SchedulerRun,
+        caller: &AuditContext,
+        cancel: &CancellationToken,
+    ) -> Result<(), AppError> {
         let observed = self.observations.observe(true).await?;
         run.config_hash = observed.observation.inventory.config_hash.clone();
         let items: Vec<TrackedItem> = self
@@ -135,11 +211,21 @@ impl ReconcileService {
                 return Ok(());
             }
         }
+        if cancel.is_cancelled() {
+            run.state = RunState::Failed;
+            run.message = LOST_LEADERSHIP.to_owned();
+            return Ok(());
+        }
         let (plan, _) = self.rollouts.plan(PlanKind::Apply).await?;
         run.plan_id = Some(plan.id.clone());
         if run.mode == ReconcileMode::Plan || plan.is_empty() {
             run.state = RunState::Succeeded;
             run.message = format!("planned {} operation(s)", plan.operations.len());
+            return Ok(());
+        }
+        if cancel.is_cancelled() {
+            run.state = RunState::Failed;
+            run.message = LOST_LEADERSHIP.to_owned();
             return Ok(());
         }
         run.heal_attempted = true;
@@ -155,7 +241,7 @@ impl ReconcileService {
         };
         let rollout = self.rollouts.create(request, caller).await?;
         run.rollout_id = Some(rollout.id.clone());
-        let finished = self.wait_for(&rollout.id).await?;
+        let finished = self.wait_for(&rollout.id, cancel).await?;
         run.heal_succeeded = finished.state == RolloutState::Succeeded;
         run.state = if run.heal_succeeded { RunState::Succeeded } else { RunState::Failed };
         run.message = format!(
@@ -167,14 +253,23 @@ impl ReconcileService {
         Ok(())
     }
 
-    async fn wait_for(&self, rollout_id: &str) -> Result<crate::domain::rollout::Rollout, AppError> {
+    /// Waits for a rollout to end; stops waiting (the rollout goes on, persisted and
+    /// recoverable) at the deadline or when the cycle is cancelled.
+    async fn wait_for(
+        &self,
+        rollout_id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<crate::domain::rollout::Rollout, AppError> {
         let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
         loop {
             let rollout = self.rollouts.get(rollout_id).await?;
-            if rollout.state.is_final() || tokio::time::Instant::now() >= deadline {
+            if rollout.state.is_final() || tokio::time::Instant::now() >= deadline || cancel.is_cancelled() {
                 return Ok(rollout);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = cancel.cancelled() => {}
+            }
         }
     }
 

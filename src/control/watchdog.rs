@@ -4,9 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ScheduleService;
 use super::clock::Clock;
 use super::{AppError, AuditContext, ObservationService, Readiness};
-use crate::domain::watchdog::{WatchdogInputs, WatchdogObservation, WatchdogThresholds, evaluate, merge};
+use crate::domain::watchdog::{
+    ReconcileFacts, WatchdogInputs, WatchdogObservation, WatchdogThresholds, evaluate, merge,
+    reconcile_lateness,
+};
 use crate::store::Store;
 
 /// Watchdog use cases.
@@ -18,6 +22,9 @@ pub struct WatchdogService {
     clock: Arc<dyn Clock>,
     thresholds: WatchdogThresholds,
     serialize: Arc<tokio::sync::Mutex<()>>,
+    schedules: ScheduleService,
+    lease_secs: i64,
+    watching_since: chrono::DateTime<chrono::Utc>,
 }
 
 impl WatchdogService {
@@ -28,8 +35,21 @@ impl WatchdogService {
         readiness: Readiness,
         clock: Arc<dyn Clock>,
         thresholds: WatchdogThresholds,
+        schedules: ScheduleService,
+        lease_secs: i64,
     ) -> Self {
-        Self { store, observations, readiness, clock, thresholds, serialize: Arc::default() }
+        let watching_since = clock.now();
+        Self {
+            store,
+            observations,
+            readiness,
+            clock,
+            thresholds,
+            serialize: Arc::default(),
+            schedules,
+            lease_secs,
+            watching_since,
+        }
     }
 
     fn runtime(&self) -> &str {
@@ -45,6 +65,9 @@ impl WatchdogService {
         let latest = self.observations.latest_stored_opt().await?;
         let detail = self.readiness.snapshot().runtime.detail;
         let runtime_error = detail.strip_prefix("last read failed: ");
+        let schedule = self.schedules.get().await?;
+        let last_scheduled_start =
+            self.store.latest_scheduled_run(self.runtime()).await?.map(|run| run.started_at);
         let inputs = WatchdogInputs {
             now,
             db_now,
@@ -54,8 +77,28 @@ impl WatchdogService {
             latest: latest.as_ref().map(|o| (&o.record, &o.inventory)),
             runtime_error,
             thresholds: self.thresholds,
+            reconcile: Some(ReconcileFacts {
+                schedule: &schedule,
+                last_scheduled_start,
+                watching_since: self.watching_since,
+                lease_secs: self.lease_secs,
+            }),
         };
         let findings = evaluate(&inputs);
+        match reconcile_lateness(&inputs) {
+            Some(late) => self.readiness.set_reconcile(
+                false,
+                format!("overdue by {} s: no scheduled cycle started", late.num_seconds()),
+            ),
+            None if schedule.paused => self.readiness.set_reconcile(true, "paused"),
+            None => self.readiness.set_reconcile(
+                true,
+                match last_scheduled_start {
+                    Some(at) => format!("on schedule (last scheduled cycle {})", at.to_rfc3339()),
+                    None => "waiting for the first scheduled cycle".to_owned(),
+                },
+            ),
+        }
         let mut tracked = self.store.watchdog_observations(self.runtime()).await?;
         let changed = merge(&mut tracked, findings, now);
         let to_save: Vec<&WatchdogObservation> = changed.iter().filter_map(|key| tracked.get(key)).collect();

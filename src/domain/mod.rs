@@ -6,8 +6,10 @@
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod classify;
 pub mod delegation;
 pub mod desired;
+pub mod dispatch;
 pub mod drift;
 pub mod expressibility;
 pub mod findings;
@@ -22,6 +24,7 @@ pub mod page_token;
 pub mod patch;
 pub mod reconcile;
 pub mod rollout;
+pub mod schedule;
 pub mod topology;
 pub mod watchdog;
 

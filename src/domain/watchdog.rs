@@ -16,6 +16,7 @@ use super::lease::Lease;
 use super::model::Severity;
 use super::observation::ObservationRecord;
 use super::rollout::Rollout;
+use super::schedule::{Schedule, reconcile_overdue};
 
 /// What the watchdog noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -26,6 +27,7 @@ pub enum WatchdogKind {
     ObservationOverdue,
     RuntimeUnreachable,
     ConfigInvalid,
+    ReconcileOverdue,
 }
 
 impl WatchdogKind {
@@ -38,6 +40,7 @@ impl WatchdogKind {
             Self::ObservationOverdue => "observation_overdue",
             Self::RuntimeUnreachable => "runtime_unreachable",
             Self::ConfigInvalid => "config_invalid",
+            Self::ReconcileOverdue => "reconcile_overdue",
         }
     }
 }
@@ -155,6 +158,29 @@ pub struct WatchdogInputs<'a> {
     /// The last runtime read's error, when it failed.
     pub runtime_error: Option<&'a str>,
     pub thresholds: WatchdogThresholds,
+    /// The periodic reconcile loop, when this service runs one.
+    pub reconcile: Option<ReconcileFacts<'a>>,
+}
+
+/// What the watchdog needs to judge the periodic reconcile loop.
+pub struct ReconcileFacts<'a> {
+    pub schedule: &'a Schedule,
+    pub last_scheduled_start: Option<DateTime<Utc>>,
+    /// When this replica started watching (a fresh service is not overdue at once).
+    pub watching_since: DateTime<Utc>,
+    pub lease_secs: i64,
+}
+
+/// Returns how late the periodic reconcile loop is, if it is overdue.
+pub fn reconcile_lateness(inputs: &WatchdogInputs<'_>) -> Option<TimeDelta> {
+    let facts = inputs.reconcile.as_ref()?;
+    reconcile_overdue(
+        facts.schedule,
+        facts.last_scheduled_start,
+        facts.watching_since,
+        facts.lease_secs,
+        inputs.now,
+    )
 }
 
 /// Returns everything worth an operator's attention now, sorted by key.
@@ -243,6 +269,25 @@ pub fn evaluate(inputs: &WatchdogInputs<'_>) -> Vec<WatchdogFinding> {
             }
         }
     }
+    if let (Some(late), Some(facts)) = (reconcile_lateness(inputs), &inputs.reconcile) {
+        let last = facts.last_scheduled_start.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".to_owned());
+        out.push(finding(
+            WatchdogKind::ReconcileOverdue,
+            Severity::Error,
+            inputs.runtime,
+            format!(
+                "no scheduled reconcile cycle of {} started for {} s past its due time (every {} s; last {last})",
+                inputs.runtime,
+                late.num_seconds(),
+                facts.schedule.interval_secs
+            ),
+            &[
+                ("last_scheduled_start", last.clone()),
+                ("interval_seconds", facts.schedule.interval_secs.to_string()),
+                ("mode", facts.schedule.mode.as_str().to_owned()),
+            ],
+        ));
+    }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
@@ -268,6 +313,7 @@ mod tests {
             latest: None,
             runtime_error: None,
             thresholds: WatchdogThresholds::default(),
+            reconcile: None,
         }
     }
 
@@ -292,6 +338,35 @@ mod tests {
         assert_eq!((observation.first_seen_at, observation.last_seen_at), (t(10), t(20)));
         merge(&mut tracked, Vec::new(), t(30));
         assert_eq!(tracked["expired_lease/agent/lead"].cleared_at, Some(t(30)));
+    }
+
+    #[test]
+    fn a_stalled_reconcile_loop_is_reported_unless_paused() {
+        let schedule = crate::domain::schedule::Schedule {
+            interval_secs: 60,
+            mode: crate::domain::reconcile::ReconcileMode::Observe,
+            paused: false,
+            generation: 0,
+            updated_at: None,
+            updated_by: String::new(),
+        };
+        let facts = |schedule| ReconcileFacts {
+            schedule,
+            last_scheduled_start: Some(t(0)),
+            watching_since: t(0),
+            lease_secs: 15,
+        };
+        let mut input = inputs(t(100), &[]);
+        input.reconcile = Some(facts(&schedule));
+        assert!(evaluate(&input).is_empty());
+        input.now = t(200);
+        let seen = evaluate(&input);
+        assert_eq!(seen[0].key, "reconcile_overdue/fixture:trio");
+        assert_eq!(seen[0].evidence["interval_seconds"], "60");
+        let paused_schedule = crate::domain::schedule::Schedule { paused: true, ..schedule.clone() };
+        let mut paused = inputs(t(200), &[]);
+        paused.reconcile = Some(facts(&paused_schedule));
+        assert!(evaluate(&paused).is_empty());
     }
 
     #[test]

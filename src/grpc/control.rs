@@ -7,8 +7,8 @@ use super::convert::timestamp;
 use super::idempotency;
 use super::watch::caller;
 use crate::control::{
-    AppError, AuditService, DelegationService, DelegationView, GrantRequest, LeaseService, ReconcileService,
-    WatchdogService,
+    AppError, AuditService, DelegationService, DelegationView, DispatchService, GrantRequest, LeaseService,
+    ReconcileService, ScheduleService, UpdateScheduleRequest, WatchdogService, WorkItem,
 };
 use crate::domain::TrustLevel;
 use crate::domain::audit::AuditEvent;
@@ -16,6 +16,7 @@ use crate::domain::delegation::{DelegationSource, Standing};
 use crate::domain::lease::CycleReport;
 use crate::domain::lease::Lease;
 use crate::domain::reconcile::{ReconcileMode, SchedulerRun};
+use crate::domain::schedule::Schedule;
 use crate::domain::watchdog::WatchdogObservation;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 use crate::store::AuditFilter;
@@ -26,6 +27,8 @@ pub struct ControlServiceImpl {
     delegations: DelegationService,
     watchdog: WatchdogService,
     reconcile: ReconcileService,
+    schedules: ScheduleService,
+    dispatch: DispatchService,
 }
 
 impl ControlServiceImpl {
@@ -35,20 +38,36 @@ impl ControlServiceImpl {
         delegations: DelegationService,
         watchdog: WatchdogService,
         reconcile: ReconcileService,
+        schedules: ScheduleService,
+        dispatch: DispatchService,
     ) -> Self {
-        Self { leases, audit, delegations, watchdog, reconcile }
+        Self { leases, audit, delegations, watchdog, reconcile, schedules, dispatch }
+    }
+}
+
+fn mode_pb(value: ReconcileMode) -> pb::ReconcileMode {
+    match value {
+        ReconcileMode::Observe => pb::ReconcileMode::Observe,
+        ReconcileMode::Plan => pb::ReconcileMode::Plan,
+        ReconcileMode::Heal => pb::ReconcileMode::Heal,
+    }
+}
+
+fn schedule(value: &Schedule) -> pb::Schedule {
+    pb::Schedule {
+        interval_seconds: value.interval_secs,
+        mode: mode_pb(value.mode).into(),
+        paused: value.paused,
+        etag: value.etag(),
+        update_time: value.updated_at.map(timestamp),
+        updated_by: value.updated_by.clone(),
     }
 }
 
 fn scheduler_run(value: &SchedulerRun) -> pb::SchedulerRun {
     pb::SchedulerRun {
         cycle_id: value.cycle_id.clone(),
-        mode: match value.mode {
-            ReconcileMode::Observe => pb::ReconcileMode::Observe,
-            ReconcileMode::Plan => pb::ReconcileMode::Plan,
-            ReconcileMode::Heal => pb::ReconcileMode::Heal,
-        }
-        .into(),
+        mode: mode_pb(value.mode).into(),
         trigger: value.trigger.clone(),
         state: value.state.as_str().to_owned(),
         actor: value.actor.clone(),
@@ -424,6 +443,90 @@ impl ControlService for ControlServiceImpl {
         Ok(Response::new(pb::ListSchedulerRunsResponse {
             runs: runs.iter().map(scheduler_run).collect(),
             next_page_token,
+        }))
+    }
+
+    async fn get_schedule(
+        &self,
+        _request: Request<pb::GetScheduleRequest>,
+    ) -> Result<Response<pb::GetScheduleResponse>, Status> {
+        let (value, leader, last) = self.schedules.status().await?;
+        Ok(Response::new(pb::GetScheduleResponse {
+            schedule: Some(schedule(&value)),
+            leader: leader.unwrap_or_default(),
+            last_scheduled_start_time: last.map(timestamp),
+        }))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<pb::UpdateScheduleRequest>,
+    ) -> Result<Response<pb::UpdateScheduleResponse>, Status> {
+        let who = caller(&request, "ControlService/UpdateSchedule", &request.get_ref().request_id)?;
+        let request = request.into_inner();
+        let idempotency = idempotency::key_of(
+            "UpdateSchedule",
+            &request.request_id,
+            &pb::UpdateScheduleRequest { request_id: String::new(), ..request.clone() },
+        )?;
+        let wanted = request.schedule.ok_or_else(|| AppError::invalid("schedule", "required"))?;
+        let mode = match pb::ReconcileMode::try_from(wanted.mode) {
+            Ok(pb::ReconcileMode::Observe) => ReconcileMode::Observe,
+            Ok(pb::ReconcileMode::Plan) => ReconcileMode::Plan,
+            Ok(pb::ReconcileMode::Heal) => ReconcileMode::Heal,
+            _ => return Err(AppError::invalid("schedule.mode", "must be OBSERVE, PLAN or HEAL").into()),
+        };
+        let stored = self
+            .schedules
+            .update(
+                UpdateScheduleRequest {
+                    interval_secs: wanted.interval_seconds,
+                    mode,
+                    paused: wanted.paused,
+                    etag: request.etag,
+                    idempotency,
+                    validate_only: request.validate_only,
+                },
+                &who,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateScheduleResponse { schedule: Some(schedule(&stored)) }))
+    }
+
+    async fn preview_dispatch(
+        &self,
+        request: Request<pb::PreviewDispatchRequest>,
+    ) -> Result<Response<pb::PreviewDispatchResponse>, Status> {
+        let request = request.into_inner();
+        let item = match request.work {
+            Some(pb::preview_dispatch_request::Work::Task(task)) => {
+                WorkItem::Task(super::convert::task_input(task))
+            }
+            Some(pb::preview_dispatch_request::Work::Category(id)) => {
+                WorkItem::Category { id, risk: super::convert::risk_of(request.risk, "risk")? }
+            }
+            None => return Err(AppError::invalid("work", "a task or a category is required").into()),
+        };
+        let answer = self.dispatch.preview(item).await?;
+        let preview = &answer.preview;
+        Ok(Response::new(pb::PreviewDispatchResponse {
+            allowed: preview.allowed(),
+            target_agent_id: preview.target_agent_id.clone().unwrap_or_default(),
+            target_role: preview.target_role.clone(),
+            selection: preview.selection.clone(),
+            lease_name: preview.lease_name.clone().unwrap_or_default(),
+            lease_holder: preview.lease_holder.clone().unwrap_or_default(),
+            lease_expire_time: preview.lease_expires_at.map(timestamp),
+            category: answer.category.clone(),
+            risk: super::convert::risk(answer.risk).into(),
+            required_trust: super::convert::trust(preview.required_trust).into(),
+            agent_trust: preview.agent_trust.map(super::convert::trust).unwrap_or_default().into(),
+            blocking_reasons: preview
+                .blockers
+                .iter()
+                .map(|b| pb::DispatchBlock { code: b.code.as_str().to_owned(), message: b.message.clone() })
+                .collect(),
+            profile: answer.profile.as_ref().map(super::convert::task_profile),
         }))
     }
 }

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::control::ObserveNowResult;
+use crate::control::{AppError, ObserveNowResult};
 use crate::domain::catalog::AgentCatalog;
+use crate::domain::classify::{RiskLevel, TaskInput, TaskProfile};
 use crate::domain::desired::{DesiredInput, DesiredRevision, FieldViolation, NodeInput};
 use crate::domain::drift::summary::DriftSummary;
 use crate::domain::drift::tracker::{DriftState, TrackedItem};
@@ -486,5 +487,68 @@ pub fn rollout(value: &Rollout) -> pb::Rollout {
             .collect(),
         create_time: Some(timestamp(value.created_at)),
         update_time: Some(timestamp(value.updated_at)),
+    }
+}
+
+pub fn task_input(value: pb::TaskInput) -> TaskInput {
+    TaskInput {
+        title: value.title,
+        description: value.description,
+        labels: value.labels,
+        domain_hint: value.domain_hint,
+    }
+}
+
+pub fn risk(value: RiskLevel) -> pb::RiskLevel {
+    match value {
+        RiskLevel::Low => pb::RiskLevel::Low,
+        RiskLevel::Medium => pb::RiskLevel::Medium,
+        RiskLevel::High => pb::RiskLevel::High,
+        RiskLevel::Critical => pb::RiskLevel::Critical,
+    }
+}
+
+/// Decodes an optional risk level (UNSPECIFIED → `None`).
+pub fn risk_of(value: i32, field: &str) -> Result<Option<RiskLevel>, AppError> {
+    match pb::RiskLevel::try_from(value) {
+        Ok(pb::RiskLevel::Unspecified) => Ok(None),
+        Ok(pb::RiskLevel::Low) => Ok(Some(RiskLevel::Low)),
+        Ok(pb::RiskLevel::Medium) => Ok(Some(RiskLevel::Medium)),
+        Ok(pb::RiskLevel::High) => Ok(Some(RiskLevel::High)),
+        Ok(pb::RiskLevel::Critical) => Ok(Some(RiskLevel::Critical)),
+        Err(_) => Err(AppError::invalid(field.to_owned(), "unknown risk level")),
+    }
+}
+
+pub fn task_profile(value: &TaskProfile) -> pb::TaskProfile {
+    pb::TaskProfile {
+        category: value.category.clone(),
+        category_name: value.category_name.clone(),
+        domain: value.domain.clone(),
+        risk: risk(value.risk).into(),
+        hints: value.hints.clone(),
+        confidence: value.confidence,
+        alternatives: value
+            .alternatives
+            .iter()
+            .map(|a| pb::CategoryAlternative {
+                category: a.category.clone(),
+                score: a.score,
+                confidence: a.confidence,
+            })
+            .collect(),
+        matched_rules: value
+            .matched
+            .iter()
+            .map(|m| pb::RuleMatch {
+                rule_id: m.rule_id.clone(),
+                kind: m.kind.clone(),
+                target: m.target.clone(),
+                field: m.field.as_str().to_owned(),
+                evidence: m.evidence.clone(),
+                score: m.score,
+            })
+            .collect(),
+        rules_version: value.rules_version.clone(),
     }
 }

@@ -16,7 +16,7 @@ use super::{Store, StoreError};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::lease::{CycleReport, Lease, LeaseError, check_fence};
 
-fn lease_of(row: lease::Model) -> Lease {
+pub(super) fn lease_of(row: lease::Model) -> Lease {
     Lease {
         name: row.name,
         holder: row.holder,
@@ -50,13 +50,19 @@ impl Store {
         Ok(now + TimeDelta::milliseconds(self.clock_skew_ms.load(Ordering::Relaxed)))
     }
 
+    /// Returns the database's current time.
+    pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.db_now(&self.db).await
+    }
+
     /// Changes one lease atomically: `change` sees the current lease (vacant if never held) and
     /// the database time, and returns the new lease or a refusal (then nothing is written).
+    /// `describe` gives the audit event written with the change (`None`: an internal renewal).
     pub async fn change_lease(
         &self,
         name: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
-        describe: impl FnOnce(&Lease) -> NewAuditEvent,
+        describe: impl FnOnce(&Lease) -> Option<NewAuditEvent>,
     ) -> Result<Result<Lease, LeaseError>, StoreError> {
         let txn = self.db.begin().await?;
         let vacant = lease::ActiveModel {
@@ -96,7 +102,9 @@ impl Store {
         }
         .update(&txn)
         .await?;
-        super::audit::append(self, &txn, &describe(&next)).await?;
+        if let Some(event) = describe(&next) {
+            super::audit::append(self, &txn, &event).await?;
+        }
         txn.commit().await?;
         Ok(Ok(next))
     }

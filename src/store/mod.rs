@@ -11,6 +11,7 @@ mod leases;
 mod observations;
 mod rollouts;
 mod scheduler_runs;
+mod schedules;
 mod server_keys;
 mod watchdog;
 
@@ -28,6 +29,8 @@ pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use leases::ReportOutcome;
 pub use observations::NewObservation;
 pub use rollouts::CreateRolloutOutcome;
+pub use scheduler_runs::{Fence, StartRun};
+pub use schedules::{ScheduleChange, UpdateScheduleOutcome};
 
 /// Why the store failed. Messages are safe for logs; SQL text never reaches a client.
 #[derive(Debug, thiserror::Error)]

@@ -6,10 +6,30 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::entities::scheduler_run;
+use super::entities::{lease, scheduler_run};
 use super::{Store, StoreError};
 use crate::domain::audit::NewAuditEvent;
+use crate::domain::lease::{Lease, LeaseError, check_fence};
 use crate::domain::reconcile::SchedulerRun;
+use crate::domain::schedule::SCHEDULED_PREFIX;
+
+/// The lease a run must be started under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub token: i64,
+}
+
+/// What starting a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartRun {
+    Started,
+    /// The cycle id had run (or is running): the first run.
+    Existing(SchedulerRun),
+    /// The fence no longer holds; nothing was written.
+    Fenced(LeaseError),
+}
 
 fn run_of(row: &scheduler_run::Model) -> Result<SchedulerRun, StoreError> {
     serde_json::from_str(&row.run_json)
@@ -17,12 +37,25 @@ fn run_of(row: &scheduler_run::Model) -> Result<SchedulerRun, StoreError> {
 }
 
 impl Store {
-    /// Starts a run unless its cycle id exists; returns the existing run when it does.
+    /// Starts a run unless its cycle id exists. With a fence, the run starts only while that
+    /// lease is live with the given holder and token, checked in the same transaction that
+    /// holds the lease row, so a replica that lost leadership cannot start a cycle.
     pub async fn start_run(
         &self,
         runtime: &str,
         run: &SchedulerRun,
-    ) -> Result<Option<SchedulerRun>, StoreError> {
+        fence: Option<&Fence>,
+    ) -> Result<StartRun, StoreError> {
+        let txn = self.db.begin().await?;
+        if let Some(fence) = fence {
+            let row = lease::Entity::find_by_id(fence.lease.clone()).lock_exclusive().one(&txn).await?;
+            let current = row.map(super::leases::lease_of).unwrap_or_else(|| Lease::vacant(&fence.lease));
+            let now = self.db_now(&txn).await?;
+            if let Err(refusal) = check_fence(&current, &fence.holder, fence.token, now) {
+                txn.rollback().await?;
+                return Ok(StartRun::Fenced(refusal));
+            }
+        }
         let row = scheduler_run::ActiveModel {
             cycle_id: Set(run.cycle_id.clone()),
             runtime: Set(runtime.to_owned()),
@@ -32,12 +65,27 @@ impl Store {
         };
         let inserted = scheduler_run::Entity::insert(row)
             .on_conflict(OnConflict::column(scheduler_run::Column::CycleId).do_nothing().to_owned())
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        txn.commit().await?;
         if inserted == 1 {
-            return Ok(None);
+            return Ok(StartRun::Started);
         }
-        self.run(&run.cycle_id).await
+        match self.run(&run.cycle_id).await? {
+            Some(existing) => Ok(StartRun::Existing(existing)),
+            None => Err(StoreError::Corrupt(format!("scheduler run {} vanished", run.cycle_id))),
+        }
+    }
+
+    /// Returns the newest scheduled (periodic) run of a runtime.
+    pub async fn latest_scheduled_run(&self, runtime: &str) -> Result<Option<SchedulerRun>, StoreError> {
+        let row = scheduler_run::Entity::find()
+            .filter(scheduler_run::Column::Runtime.eq(runtime))
+            .filter(scheduler_run::Column::CycleId.starts_with(SCHEDULED_PREFIX))
+            .order_by_desc(scheduler_run::Column::Seq)
+            .one(&self.db)
+            .await?;
+        row.as_ref().map(run_of).transpose()
     }
 
     /// Saves a run's outcome together with the audit event of the call that ran it.

@@ -64,6 +64,12 @@ pub struct AppOptions {
     pub ssh_files: Option<(PathBuf, PathBuf)>,
     /// A database-clock skew shared with the test (and with other replicas).
     pub db_clock_skew_ms: Option<Arc<AtomicI64>>,
+    /// Take part in reconcile leader election: (replica id, lease seconds, interval seconds).
+    /// Off by default, with the schedule paused, so other tests' lease and audit counts hold.
+    pub reconcile: Option<(&'static str, u64, u64)>,
+    /// Leave the schedule running although no replica takes part in leader election: the
+    /// loop is stalled from the start (watchdog and health tests).
+    pub stalled_schedule: bool,
 }
 
 impl Default for AppOptions {
@@ -79,6 +85,8 @@ impl Default for AppOptions {
             openclaw_bin: None,
             ssh_files: None,
             db_clock_skew_ms: None,
+            reconcile: None,
+            stalled_schedule: false,
         }
     }
 }
@@ -247,7 +255,21 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         failpoints.enable(name);
     }
     let db_clock_skew_ms = options.db_clock_skew_ms.clone().unwrap_or_default();
-    let hooks = Hooks { clock, failpoints, db_clock_skew_ms: db_clock_skew_ms.clone() };
+    match options.reconcile {
+        Some((replica, lease_secs, interval_secs)) => {
+            args.reconcile.replica_id = Some(replica.to_owned());
+            args.reconcile.reconciler_lease_secs = lease_secs;
+            args.reconcile.reconcile_interval_secs = interval_secs;
+            args.reconcile.reconcile_paused = false;
+        }
+        None => args.reconcile.reconcile_paused = !options.stalled_schedule,
+    }
+    let hooks = Hooks {
+        clock,
+        failpoints,
+        db_clock_skew_ms: db_clock_skew_ms.clone(),
+        reconcile_leader: options.reconcile.is_some(),
+    };
     let app = App::build_with(args, hooks).await.expect("app builds");
     let addr = app.local_addr();
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
@@ -271,7 +293,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// A fresh database: a SQLite file in the data dir, or a new Postgres database on the
 /// server named by `JHF_WARP_TEST_DATABASE_URL`.
-async fn fresh_database_url(data_dir: &Path) -> String {
+pub async fn fresh_database_url(data_dir: &Path) -> String {
     let Ok(base) = std::env::var("JHF_WARP_TEST_DATABASE_URL") else {
         return format!("sqlite://{}?mode=rwc", data_dir.join("warp.db").display());
     };

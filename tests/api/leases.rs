@@ -143,41 +143,75 @@ async fn contention_across_two_replicas_never_overlaps_and_refuses_every_stale_t
         ..AppOptions::default()
     })
     .await;
-    let replicas = Arc::new([first, second]);
+    contend([first.addr.to_string(), second.addr.to_string()], "two in-process replicas").await;
+    second.stop().await;
+    first.stop().await;
+}
+
+/// Runs 16 contenders (alternating between the two replicas at `addrs`) until ≥ 5 000 lease
+/// operations were made, then checks and prints: overlapping holders, accepted stale tokens.
+pub async fn contend(addrs: [String; 2], label: &str) {
+    use jhf_warp::pb::v1::control_service_client::ControlServiceClient;
     let operations = Arc::new(AtomicU64::new(0));
     let stale_attempts = Arc::new(AtomicU64::new(0));
     let stale_accepted = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for contender in 0..16usize {
-        let (replicas, operations, stale_attempts, stale_accepted) =
-            (replicas.clone(), operations.clone(), stale_attempts.clone(), stale_accepted.clone());
+        let (operations, stale_attempts, stale_accepted) =
+            (operations.clone(), stale_attempts.clone(), stale_accepted.clone());
+        let addr = addrs[contender % 2].clone();
         tasks.push(tokio::spawn(async move {
-            let app = &replicas[contender % 2];
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = ControlServiceClient::new(channel);
+            let name = "warp/contended".to_owned();
             let holder = format!("contender-{contender}");
             let mut grants = Vec::new();
             while operations.load(Ordering::Relaxed) < 5_200 {
                 operations.fetch_add(1, Ordering::Relaxed);
-                let Ok(lease) = acquire(app, "warp/contended", &holder, 5).await else { continue };
+                let acquire = pb::AcquireLeaseRequest {
+                    name: name.clone(),
+                    holder: holder.clone(),
+                    duration_seconds: 5,
+                };
+                let Ok(lease) = client.acquire_lease(with_token(acquire, AGENT_TOKEN)).await else {
+                    continue;
+                };
+                let lease = lease.into_inner().lease.unwrap();
                 let mut grant = Grant {
                     holder: holder.clone(),
                     token: lease.fencing_token,
                     start: time(&lease.renew_time),
                     end: time(&lease.expire_time),
                 };
+                let renew = |token| pb::RenewLeaseRequest {
+                    name: name.clone(),
+                    holder: holder.clone(),
+                    fencing_token: token,
+                    duration_seconds: 5,
+                };
                 if grant.token > 1 {
                     stale_attempts.fetch_add(1, Ordering::Relaxed);
                     operations.fetch_add(1, Ordering::Relaxed);
-                    if renew(app, "warp/contended", &holder, grant.token - 1, 5).await.is_ok() {
+                    if client.renew_lease(with_token(renew(grant.token - 1), AGENT_TOKEN)).await.is_ok() {
                         stale_accepted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 operations.fetch_add(1, Ordering::Relaxed);
-                if let Ok(renewed) = renew(app, "warp/contended", &holder, grant.token, 5).await {
-                    grant.end = time(&renewed.expire_time);
+                if let Ok(renewed) = client.renew_lease(with_token(renew(grant.token), AGENT_TOKEN)).await {
+                    grant.end = time(&renewed.into_inner().lease.unwrap().expire_time);
                 }
                 operations.fetch_add(1, Ordering::Relaxed);
-                if let Ok(released) = release(app, "warp/contended", &holder, grant.token).await {
-                    grant.end = time(&released.expire_time);
+                let release = pb::ReleaseLeaseRequest {
+                    name: name.clone(),
+                    holder: holder.clone(),
+                    fencing_token: grant.token,
+                };
+                if let Ok(released) = client.release_lease(with_token(release, AGENT_TOKEN)).await {
+                    grant.end = time(&released.into_inner().lease.unwrap().expire_time);
                 }
                 grants.push(grant);
             }
@@ -200,7 +234,7 @@ async fn contention_across_two_replicas_never_overlaps_and_refuses_every_stale_t
     let overlaps = ordered.windows(2).filter(|pair| pair[1].start < pair[0].end).count();
     let ops = operations.load(Ordering::Relaxed);
     println!(
-        "lease contention: {ops} operations, {} grants, {} overlapping holders, {} stale-token writes accepted of {} tried",
+        "lease contention ({label}): {ops} operations, {} grants, {} overlapping holders, {} stale-token writes accepted of {} tried",
         ordered.len(),
         overlaps,
         stale_accepted.load(Ordering::Relaxed),
@@ -212,10 +246,6 @@ async fn contention_across_two_replicas_never_overlaps_and_refuses_every_stale_t
     assert_eq!(stale_accepted.load(Ordering::Relaxed), 0);
     let tokens: Vec<i64> = by_token.keys().copied().collect();
     assert!(tokens.windows(2).all(|w| w[0] < w[1]));
-    let replicas = Arc::try_unwrap(replicas).unwrap_or_else(|_| panic!("replicas still shared"));
-    let [first, second] = replicas;
-    second.stop().await;
-    first.stop().await;
 }
 
 async fn report(

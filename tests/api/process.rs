@@ -6,6 +6,14 @@ use std::time::{Duration, Instant};
 
 /// Starts `jhf-warp serve` with JSON logs on port 0 and returns it with its bound address.
 fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    start_binary_with(data_dir, &[])
+}
+
+/// Like [`start_binary`], with extra `JHF_WARP_*` settings.
+pub fn start_binary_with(
+    data_dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
         .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -13,6 +21,7 @@ fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
         .env_remove("JHF_WARP_DATABASE_URL")
         .env_remove("JHF_WARP_TOKENS")
         .env_remove("JHF_WARP_TOKEN_FILE")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -19,7 +19,7 @@ async fn health_and_ready_answer_200_when_ready() {
     assert_eq!(body["ready"], true);
     let names: Vec<&str> =
         body["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["store", "runtime", "shutdown"]);
+    assert_eq!(names, ["store", "runtime", "reconcile", "shutdown"]);
     let warnings = body["warnings"].as_array().unwrap();
     assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("fixture mode")), "{warnings:?}");
     app.stop().await;

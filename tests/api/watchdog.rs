@@ -89,3 +89,69 @@ async fn an_invalid_config_and_an_unreachable_runtime_are_observed_without_touch
     assert_eq!(std::fs::read(&config).unwrap(), before, "the watchdog never changes the runtime");
     app.stop().await;
 }
+
+/// A schedule that no replica runs (no leader) becomes overdue: the watchdog reports it, the
+/// `reconcile` health service turns NOT_SERVING while `""` keeps serving, and pausing clears it.
+#[tokio::test]
+async fn a_stalled_reconcile_loop_is_observed_and_turns_the_reconcile_health_not_serving() {
+    use std::sync::Arc;
+
+    use chrono::{TimeDelta, Utc};
+    use jhf_warp::control::clock::ManualClock;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let app = spawn_app_with(AppOptions {
+        clock: Some(clock.clone()),
+        stalled_schedule: true,
+        ..AppOptions::default()
+    })
+    .await;
+    // Health follows readiness through a publisher task: wait for the wanted status.
+    let health = async |service: &str, wanted: ServingStatus| {
+        let deadline = std::time::Instant::now() + crate::helpers::WAIT;
+        loop {
+            let request = HealthCheckRequest { service: service.into() };
+            let status = app.health().await.check(request).await.unwrap().into_inner().status;
+            if status == wanted as i32 || std::time::Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    assert!(observations(&app, false).await.iter().all(|o| o.kind != "reconcile_overdue"));
+    assert_eq!(health("reconcile", ServingStatus::Serving).await, ServingStatus::Serving as i32);
+
+    // Defaults: every 60 s, lease 15 s → overdue after 2 × 60 + 15 s without a scheduled start.
+    clock.advance(TimeDelta::seconds(136));
+    let open: Vec<_> =
+        observations(&app, false).await.into_iter().filter(|o| o.kind == "reconcile_overdue").collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].evidence["last_scheduled_start"], "never");
+    assert_eq!(health("reconcile", ServingStatus::NotServing).await, ServingStatus::NotServing as i32);
+    let overall = health("", ServingStatus::Serving).await;
+    assert_eq!(overall, ServingStatus::Serving as i32, "a stalled loop does not take the API down");
+    let readiness = app.meta().await.get_readiness(pb::GetReadinessRequest {}).await.unwrap().into_inner();
+    let reconcile = readiness.components.iter().find(|c| c.name == "reconcile").unwrap();
+    assert!(!reconcile.ready && reconcile.detail.contains("overdue"), "{reconcile:?}");
+
+    let mut control = app.control().await;
+    let current = control
+        .get_schedule(with_token(pb::GetScheduleRequest {}, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedule
+        .unwrap();
+    let paused = pb::UpdateScheduleRequest {
+        schedule: Some(pb::Schedule { paused: true, ..current.clone() }),
+        etag: current.etag,
+        request_id: "pause-1".into(),
+        validate_only: false,
+    };
+    control.update_schedule(with_token(paused, OPERATOR_TOKEN)).await.unwrap();
+    assert!(observations(&app, false).await.iter().all(|o| o.kind != "reconcile_overdue"));
+    assert_eq!(health("reconcile", ServingStatus::Serving).await, ServingStatus::Serving as i32);
+    app.stop().await;
+}

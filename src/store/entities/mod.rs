@@ -10,6 +10,7 @@ pub mod idempotency_record;
 pub mod lease;
 pub mod observation;
 pub mod patch_plan;
+pub mod reconcile_schedule;
 pub mod rollout;
 pub mod scheduler_run;
 pub mod server_key;

@@ -1,0 +1,316 @@
+//! The periodic reconcile loop and its schedule.
+//!
+//! Every replica runs [`ReconcileLeader::run`]; only the holder of lease `warp/reconciler`
+//! starts cycles. The leader renews every third of the lease duration and stops starting
+//! cycles (cancelling a running one) once two thirds have passed since its last successful
+//! renewal began — before the lease can expire by the database clock and another replica can
+//! take over. Scheduled cycle ids name the database clock's time bucket, and each cycle starts
+//! only while the leader's fencing token is live (checked in the insert's transaction), so a
+//! bucket's cycle runs at most once across all replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::Clock;
+use super::desired::request_id_reused;
+use super::reconcile::{CycleOutcome, CycleRequest, TRIGGER_SCHEDULED};
+use super::{AppError, AuditContext, LeaseService, ReconcileService};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::reconcile::ReconcileMode;
+use crate::domain::schedule::{RECONCILER_LEASE, Schedule, scheduled_cycle, validate_schedule};
+use crate::store::{Fence, ScheduleChange, Store, UpdateScheduleOutcome};
+
+/// Reading and changing the reconcile schedule.
+#[derive(Clone)]
+pub struct ScheduleService {
+    store: Store,
+    runtime: String,
+    defaults: Schedule,
+    clock: Arc<dyn Clock>,
+}
+
+/// A schedule update as the transport decoded it.
+pub struct UpdateScheduleRequest {
+    pub interval_secs: i64,
+    pub mode: ReconcileMode,
+    pub paused: bool,
+    pub etag: String,
+    pub idempotency: IdempotencyKey,
+    pub validate_only: bool,
+}
+
+impl ScheduleService {
+    /// Creates the service; `defaults` apply until the first update.
+    pub fn new(store: Store, runtime: String, defaults: Schedule, clock: Arc<dyn Clock>) -> Self {
+        Self { store, runtime, defaults, clock }
+    }
+
+    /// Returns the current schedule.
+    pub async fn get(&self) -> Result<Schedule, AppError> {
+        Ok(self.store.schedule(&self.runtime).await?.unwrap_or_else(|| self.defaults.clone()))
+    }
+
+    /// Returns the schedule, the live leader (if any) and the newest scheduled cycle's start.
+    pub async fn status(
+        &self,
+    ) -> Result<(Schedule, Option<String>, Option<chrono::DateTime<chrono::Utc>>), AppError> {
+        let schedule = self.get().await?;
+        let (lease, db_now) = self.store.lease(RECONCILER_LEASE).await?;
+        let leader = lease.as_ref().and_then(|l| l.live_holder(db_now)).map(str::to_owned);
+        let last = self.store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
+        Ok((schedule, leader, last))
+    }
+
+    /// Replaces the schedule under its etag.
+    pub async fn update(
+        &self,
+        request: UpdateScheduleRequest,
+        caller: &AuditContext,
+    ) -> Result<Schedule, AppError> {
+        validate_schedule(request.interval_secs)
+            .map_err(|violations| AppError::InvalidArgument { violations })?;
+        let next = Schedule {
+            interval_secs: request.interval_secs,
+            mode: request.mode,
+            paused: request.paused,
+            generation: 0,
+            updated_at: None,
+            updated_by: caller.actor.clone(),
+        };
+        if request.validate_only {
+            let current = self.get().await?;
+            if current.etag() != request.etag {
+                return Err(stale_etag(&request.etag, &current.etag()));
+            }
+            return Ok(Schedule { generation: current.generation, updated_at: current.updated_at, ..next });
+        }
+        let audit = caller.event(
+            format!("schedule/{}", self.runtime),
+            format!(
+                "schedule of {}: every {} s, mode {}, {}",
+                self.runtime,
+                next.interval_secs,
+                next.mode.as_str(),
+                if next.paused { "paused" } else { "running" }
+            ),
+        );
+        let outcome = self
+            .store
+            .update_schedule(
+                &self.runtime,
+                &self.defaults,
+                ScheduleChange {
+                    expected_etag: &request.etag,
+                    next,
+                    key: &request.idempotency,
+                    now: self.clock.now(),
+                    audit: &audit,
+                },
+            )
+            .await?;
+        match outcome {
+            UpdateScheduleOutcome::Stored(schedule) | UpdateScheduleOutcome::Replayed(schedule) => {
+                Ok(schedule)
+            }
+            UpdateScheduleOutcome::RequestIdReused => Err(request_id_reused()),
+            UpdateScheduleOutcome::EtagMismatch { current } => Err(stale_etag(&request.etag, &current)),
+        }
+    }
+}
+
+fn stale_etag(given: &str, current: &str) -> AppError {
+    AppError::FailedPrecondition {
+        reason: "ETAG_MISMATCH",
+        subject: "schedule".to_owned(),
+        description: format!("etag \"{given}\" is not the current schedule etag \"{current}\""),
+    }
+}
+
+/// How this replica takes part in leader election.
+#[derive(Debug, Clone)]
+pub struct LeaderSettings {
+    /// The holder name of this replica in `warp/reconciler`.
+    pub replica_id: String,
+    /// Lease duration in seconds.
+    pub lease_secs: i64,
+}
+
+/// The periodic loop (one per replica; only the lease holder runs cycles).
+#[derive(Clone)]
+pub struct ReconcileLeader {
+    leases: LeaseService,
+    schedules: ScheduleService,
+    reconcile: ReconcileService,
+    store: Store,
+    settings: LeaderSettings,
+}
+
+struct Leadership {
+    token: i64,
+    /// When the last successful acquisition or renewal *began* (a conservative anchor: the
+    /// database set the expiry after this instant).
+    anchored: Instant,
+}
+
+impl ReconcileLeader {
+    /// Creates the loop.
+    pub fn new(
+        leases: LeaseService,
+        schedules: ScheduleService,
+        reconcile: ReconcileService,
+        store: Store,
+        settings: LeaderSettings,
+    ) -> Self {
+        Self { leases, schedules, reconcile, store, settings }
+    }
+
+    fn caller(&self) -> AuditContext {
+        AuditContext {
+            actor: format!("jhf-warp/{}", self.settings.replica_id),
+            method: "jhf-warp/reconciler".to_owned(),
+            request_id: String::new(),
+        }
+    }
+
+    /// Runs until `stop`; on the way out a leader cancels its cycle and releases the lease so
+    /// another replica can take over at once.
+    pub async fn run(&self, stop: CancellationToken) {
+        let lease = Duration::from_secs(self.settings.lease_secs.max(1) as u64);
+        let renew_every = lease / 3;
+        let valid_for = lease * 2 / 3;
+        // Followers retry often enough to take over soon after an expiry; leaders check the
+        // schedule as often.
+        let tick = (lease / 6).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let holder = self.settings.replica_id.clone();
+        let caller = self.caller();
+        let mut leadership: Option<Leadership> = None;
+        let mut cycle: Option<(JoinHandle<()>, CancellationToken)> = None;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(tick) => {}
+            }
+            if cycle.as_ref().is_some_and(|(task, _)| task.is_finished()) {
+                cycle = None;
+            }
+            leadership = match leadership.take() {
+                Some(mut held) => {
+                    let mut refused = false;
+                    if held.anchored.elapsed() >= renew_every {
+                        let began = Instant::now();
+                        match self
+                            .leases
+                            .renew_quietly(RECONCILER_LEASE, &holder, held.token, self.settings.lease_secs)
+                            .await
+                        {
+                            Ok(_) => held.anchored = began,
+                            Err(AppError::FailedPrecondition { description, .. }) => {
+                                tracing::warn!(%description, "reconciler lease renewal refused; stepping down");
+                                refused = true;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "reconciler lease renewal failed; will retry")
+                            }
+                        }
+                    }
+                    if refused || held.anchored.elapsed() >= valid_for {
+                        tracing::warn!(holder = %holder, "lost reconcile leadership; cycles stop");
+                        if let Some((_, cancel)) = &cycle {
+                            cancel.cancel();
+                        }
+                        None
+                    } else {
+                        Some(held)
+                    }
+                }
+                None => {
+                    let began = Instant::now();
+                    match self
+                        .leases
+                        .acquire(RECONCILER_LEASE, &holder, self.settings.lease_secs, &caller)
+                        .await
+                    {
+                        Ok((lease, _)) => {
+                            tracing::info!(holder = %holder, fencing_token = lease.token, "took reconcile leadership");
+                            match self.reconcile.abandon_orphaned_runs(&caller.actor).await {
+                                Ok(0) => {}
+                                Ok(n) => {
+                                    tracing::warn!(runs = n, "marked cycles of the previous leader as failed")
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "could not resolve the previous leader's cycles")
+                                }
+                            }
+                            Some(Leadership { token: lease.token, anchored: began })
+                        }
+                        Err(AppError::FailedPrecondition { .. }) => None,
+                        Err(error) => {
+                            tracing::warn!(%error, "reconciler lease acquisition failed; will retry");
+                            None
+                        }
+                    }
+                }
+            };
+            if let (Some(held), None) = (&leadership, &cycle) {
+                match self.start_due_cycle(held.token, &caller).await {
+                    Ok(started) => cycle = started,
+                    Err(error) => tracing::warn!(%error, "could not start the scheduled cycle"),
+                }
+            }
+        }
+        if let Some((task, cancel)) = cycle {
+            cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        if let Some(held) = leadership
+            && let Err(error) = self.leases.release(RECONCILER_LEASE, &holder, held.token, &caller).await
+        {
+            tracing::warn!(%error, "releasing the reconciler lease failed; it expires on its own");
+        }
+    }
+
+    /// Starts the cycle of the current bucket unless it ran, the schedule is paused, or the
+    /// fence fails.
+    async fn start_due_cycle(
+        &self,
+        token: i64,
+        caller: &AuditContext,
+    ) -> Result<Option<(JoinHandle<()>, CancellationToken)>, AppError> {
+        let schedule = self.schedules.get().await?;
+        if schedule.paused {
+            return Ok(None);
+        }
+        let db_now = self.store.now().await?;
+        let (_, cycle_id) = scheduled_cycle(&self.schedules.runtime, schedule.interval_secs, db_now);
+        if self.store.run(&cycle_id).await?.is_some() {
+            return Ok(None);
+        }
+        let cancel = CancellationToken::new();
+        let request = CycleRequest {
+            mode: schedule.mode,
+            cycle_id: Some(cycle_id),
+            trigger: TRIGGER_SCHEDULED,
+            fence: Some(Fence {
+                lease: RECONCILER_LEASE.to_owned(),
+                holder: self.settings.replica_id.clone(),
+                token,
+            }),
+            cancel: cancel.clone(),
+        };
+        let (reconcile, caller) = (self.reconcile.clone(), caller.clone());
+        let task = tokio::spawn(async move {
+            match reconcile.run_cycle(request, &caller).await {
+                Ok(CycleOutcome::Fenced(refusal)) => {
+                    tracing::warn!(%refusal, "scheduled cycle not started: the reconciler lease moved");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "scheduled cycle failed"),
+            }
+        });
+        Ok(Some((task, cancel)))
+    }
+}

@@ -1,0 +1,346 @@
+//! Task classification: a deterministic, explainable rule engine.
+//!
+//! # Guarantees
+//! - Pure and deterministic: the same task and rules give the same profile, byte for byte;
+//!   case, punctuation and whitespace do not change the outcome.
+//! - Explainable: every rule that contributed is returned with the field and words it matched.
+//! - Safe by default: de-escalating words ("draft", "sandbox") lower the risk only when no
+//!   escalating word matched, and HIGH risk always asks for an independent review.
+
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+pub use rules::{Category, DEFAULT_RULES, Rule, RuleEffect, Rules, RulesError};
+
+use super::desired::FieldViolation;
+
+/// Longest title, in bytes.
+pub const MAX_TITLE: usize = 1_000;
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION: usize = 20_000;
+/// Most labels.
+pub const MAX_LABELS: usize = 50;
+/// Longest label, in bytes.
+pub const MAX_LABEL: usize = 100;
+
+/// How risky a piece of work is. Ordered from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RiskLevel {
+    Low = 0,
+    Medium = 1,
+    High = 2,
+    Critical = 3,
+}
+
+impl RiskLevel {
+    const ALL: [Self; 4] = [Self::Low, Self::Medium, Self::High, Self::Critical];
+
+    /// Parses the upper-case name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.as_str() == text)
+    }
+
+    /// Returns the upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+
+    fn shifted(self, steps: i32) -> Self {
+        Self::ALL[(self as i32 + steps).clamp(0, 3) as usize]
+    }
+}
+
+/// A task as a caller describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskInput {
+    pub title: String,
+    pub description: String,
+    pub labels: Vec<String>,
+    /// A category id or domain the caller believes fits; it adds weight, it does not decide.
+    pub domain_hint: String,
+}
+
+/// Where a term matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MatchField {
+    Title,
+    Labels,
+    Description,
+    DomainHint,
+}
+
+impl MatchField {
+    /// Returns the request field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Title => "title",
+            Self::Labels => "labels",
+            Self::Description => "description",
+            Self::DomainHint => "domain_hint",
+        }
+    }
+}
+
+/// One rule that matched, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleMatch {
+    pub rule_id: String,
+    /// `category`, `escalate`, `deescalate`, `hint` or `domain_hint`.
+    pub kind: String,
+    /// What it pointed at: a category id, a number of risk steps, or a hint.
+    pub target: String,
+    pub field: MatchField,
+    /// The words that matched, as normalised text.
+    pub evidence: String,
+    /// Score added (categories only; 0 otherwise).
+    pub score: f64,
+}
+
+/// A runner-up category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    pub category: String,
+    pub score: f64,
+    pub confidence: f64,
+}
+
+/// What a task is, how risky, and what its team needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskProfile {
+    pub category: String,
+    pub category_name: String,
+    pub domain: String,
+    pub risk: RiskLevel,
+    /// Setup hints, sorted.
+    pub hints: Vec<String>,
+    /// In [0, 1]: the winner's share of all evidence.
+    pub confidence: f64,
+    /// Other categories with evidence, best first (at most three).
+    pub alternatives: Vec<Alternative>,
+    pub matched: Vec<RuleMatch>,
+    pub rules_version: String,
+}
+
+/// Bonus for a category named by the caller's domain hint.
+const DOMAIN_HINT_WEIGHT: f64 = 2.0;
+/// Hints every HIGH or CRITICAL task gets.
+pub const HINT_REVIEW: &str = "needs_independent_review";
+/// Hint every CRITICAL task gets.
+pub const HINT_APPROVAL: &str = "needs_human_approval";
+
+/// Lower-cases and replaces every run of characters that are not letters or digits with one
+/// space, so "Stack-Trace!!" and "stack trace" read the same.
+pub fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut gap = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if gap && !out.is_empty() {
+                out.push(' ');
+            }
+            gap = false;
+            out.extend(c.to_lowercase());
+        } else {
+            gap = true;
+        }
+    }
+    out
+}
+
+/// Checks a task's bounds; every problem is reported at once.
+pub fn validate_task(task: &TaskInput, rules: &Rules) -> Result<(), Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    if normalise(&task.title).is_empty() && normalise(&task.description).is_empty() {
+        violations.push(FieldViolation::new("task.title", "a title or a description with words is required"));
+    }
+    if task.title.len() > MAX_TITLE {
+        violations.push(FieldViolation::new("task.title", format!("longer than {MAX_TITLE} bytes")));
+    }
+    if task.description.len() > MAX_DESCRIPTION {
+        violations
+            .push(FieldViolation::new("task.description", format!("longer than {MAX_DESCRIPTION} bytes")));
+    }
+    if task.labels.len() > MAX_LABELS {
+        violations.push(FieldViolation::new("task.labels", format!("at most {MAX_LABELS} labels")));
+    }
+    for (i, label) in task.labels.iter().enumerate() {
+        if label.len() > MAX_LABEL {
+            violations.push(FieldViolation::new(
+                format!("task.labels[{i}]"),
+                format!("longer than {MAX_LABEL} bytes"),
+            ));
+        }
+    }
+    let hint = normalise(&task.domain_hint).replace(' ', "_");
+    if !hint.is_empty() && !rules.categories.iter().any(|c| c.id == hint || c.domain == hint) {
+        let known: BTreeSet<&str> =
+            rules.categories.iter().flat_map(|c| [c.id.as_str(), c.domain.as_str()]).collect();
+        violations.push(FieldViolation::new(
+            "task.domain_hint",
+            format!(
+                "\"{}\" is neither a category nor a domain; known: {}",
+                task.domain_hint.chars().take(64).collect::<String>(),
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if violations.is_empty() { Ok(()) } else { Err(violations) }
+}
+
+/// The first place each rule matched.
+fn find_matches(rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<Option<(MatchField, String)>> {
+    let mut found: Vec<Option<(MatchField, String)>> = vec![None; rules.rules.len()];
+    for (field, words) in fields {
+        for start in 0..words.len() {
+            let word = words[start];
+            let candidates = rules.by_first_word.get(word).into_iter().flatten().copied().chain(
+                rules
+                    .prefixes
+                    .iter()
+                    .filter(|(p, _, _)| word.starts_with(p.as_str()))
+                    .map(|&(_, r, t)| (r, t)),
+            );
+            for (r, t) in candidates {
+                if found[r].is_some() {
+                    continue;
+                }
+                let term = &rules.rules[r].terms[t];
+                let n = term.words.len();
+                if start + n > words.len() {
+                    continue;
+                }
+                let hit = term.words.iter().enumerate().all(|(k, w)| {
+                    let actual = words[start + k];
+                    if term.prefix && k == n - 1 { actual.starts_with(w.as_str()) } else { actual == w }
+                });
+                if hit {
+                    found[r] = Some((*field, words[start..start + n].join(" ")));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Classifies a validated task.
+pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
+    let title = normalise(&task.title);
+    let description = normalise(&task.description);
+    let labels: Vec<String> = task.labels.iter().map(|l| normalise(l)).collect();
+    // Labels are matched one by one, so a phrase never spans two labels.
+    let mut fields: Vec<(MatchField, Vec<&str>)> = vec![(MatchField::Title, words(&title))];
+    fields.extend(labels.iter().map(|l| (MatchField::Labels, words(l))));
+    fields.push((MatchField::Description, words(&description)));
+    let found = find_matches(rules, &fields);
+
+    let mut scores = vec![0.0f64; rules.categories.len()];
+    let mut matched = Vec::new();
+    let (mut escalation, mut deescalation) = (0i32, 0i32);
+    let mut hints = BTreeSet::new();
+    for (rule, hit) in rules.rules.iter().zip(found) {
+        let Some((field, evidence)) = hit else { continue };
+        let (kind, target, score) = match &rule.effect {
+            RuleEffect::Category { category, weight } => {
+                let bonus = if field == MatchField::Title { weight * rules.title_bonus } else { 0.0 };
+                scores[*category] += weight + bonus;
+                ("category", rules.categories[*category].id.clone(), weight + bonus)
+            }
+            RuleEffect::Escalate { steps } => {
+                escalation += i32::from(*steps);
+                ("escalate", format!("+{steps}"), 0.0)
+            }
+            RuleEffect::Deescalate { steps } => {
+                deescalation = deescalation.max(i32::from(*steps));
+                ("deescalate", format!("-{steps}"), 0.0)
+            }
+            RuleEffect::Hint { hint } => {
+                hints.insert(hint.clone());
+                ("hint", hint.clone(), 0.0)
+            }
+        };
+        matched.push(RuleMatch {
+            rule_id: rule.id.clone(),
+            kind: kind.to_owned(),
+            target,
+            field,
+            evidence,
+            score: round3(score),
+        });
+    }
+    let hint = normalise(&task.domain_hint).replace(' ', "_");
+    if !hint.is_empty() {
+        for (i, category) in rules.categories.iter().enumerate() {
+            if category.id == hint || category.domain == hint {
+                scores[i] += DOMAIN_HINT_WEIGHT;
+                matched.push(RuleMatch {
+                    rule_id: "domain_hint".to_owned(),
+                    kind: "domain_hint".to_owned(),
+                    target: category.id.clone(),
+                    field: MatchField::DomainHint,
+                    evidence: hint.clone(),
+                    score: DOMAIN_HINT_WEIGHT,
+                });
+            }
+        }
+    }
+
+    let total: f64 = scores.iter().sum();
+    // Highest score wins; ties go to the category listed first (stable, so deterministic).
+    let mut order: Vec<usize> = (0..scores.len()).filter(|&i| scores[i] > 0.0).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let winner = order.first().copied().unwrap_or(rules.fallback);
+    let confidence = if total > 0.0 { round3(scores[winner] / (total + 1.0)) } else { 0.0 };
+    let alternatives = order
+        .iter()
+        .skip(1)
+        .take(3)
+        .map(|&i| Alternative {
+            category: rules.categories[i].id.clone(),
+            score: round3(scores[i]),
+            confidence: round3(scores[i] / (total + 1.0)),
+        })
+        .collect();
+
+    let category = &rules.categories[winner];
+    let risk = if escalation > 0 {
+        category.base_risk.shifted(escalation)
+    } else {
+        category.base_risk.shifted(-deescalation)
+    };
+    hints.extend(category.hints.iter().cloned());
+    if risk >= RiskLevel::High {
+        hints.insert(HINT_REVIEW.to_owned());
+    }
+    if risk == RiskLevel::Critical {
+        hints.insert(HINT_APPROVAL.to_owned());
+    }
+    TaskProfile {
+        category: category.id.clone(),
+        category_name: category.name.clone(),
+        domain: category.domain.clone(),
+        risk,
+        hints: hints.into_iter().collect(),
+        confidence,
+        alternatives,
+        matched,
+        rules_version: rules.version.clone(),
+    }
+}
+
+fn words(text: &str) -> Vec<&str> {
+    text.split(' ').filter(|w| !w.is_empty()).collect()
+}

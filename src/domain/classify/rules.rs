@@ -1,0 +1,354 @@
+//! The classification rules file (TOML, format version 1): parsing, validation and compiling
+//! into a term index.
+//!
+//! # Guarantees
+//! - A rules file is either accepted whole or refused with every problem named by its place
+//!   in the file (`rule[3] "bug_fix.defect": unknown category "bugs"`).
+//! - Compiled rules are immutable; classification never allocates an index at request time.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{RiskLevel, normalise};
+use crate::domain::model::TrustLevel;
+
+/// The rules embedded in the binary, used unless `--rules` names a file.
+pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+
+/// Most terms one rule may list.
+const MAX_TERMS_PER_RULE: usize = 200;
+/// Most words a term may have.
+const MAX_TERM_WORDS: usize = 8;
+
+/// Why a rules file was refused; the text lists every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid classification rules: {}", .problems.join("; "))]
+pub struct RulesError {
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    version: u32,
+    fallback_category: String,
+    #[serde(default)]
+    title_bonus: f64,
+    #[serde(default)]
+    category: Vec<CategoryFile>,
+    #[serde(default)]
+    rule: Vec<CategoryRuleFile>,
+    #[serde(default)]
+    risk: Vec<RiskRuleFile>,
+    #[serde(default)]
+    hint: Vec<HintRuleFile>,
+    dispatch: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryFile {
+    id: String,
+    name: String,
+    domain: String,
+    base_risk: String,
+    #[serde(default)]
+    hints: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryRuleFile {
+    id: String,
+    category: String,
+    weight: f64,
+    terms: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RiskRuleFile {
+    id: String,
+    effect: String,
+    #[serde(default = "one")]
+    steps: u8,
+    terms: Vec<String>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HintRuleFile {
+    id: String,
+    hint: String,
+    terms: Vec<String>,
+}
+
+/// A work category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Category {
+    pub id: String,
+    pub name: String,
+    pub domain: String,
+    pub base_risk: RiskLevel,
+    pub hints: Vec<String>,
+    /// Roles that take this work, most preferred first (dispatch looks for them).
+    pub roles: Vec<String>,
+}
+
+/// What a matched rule contributes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleEffect {
+    /// Adds `weight` to the category at this index.
+    Category { category: usize, weight: f64 },
+    /// Raises the risk by `steps`.
+    Escalate { steps: u8 },
+    /// Lowers the risk by `steps` when nothing escalated it.
+    Deescalate { steps: u8 },
+    /// Adds a setup hint.
+    Hint { hint: String },
+}
+
+/// A term: words matched in sequence; the last one as a prefix when `prefix` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Term {
+    pub words: Vec<String>,
+    pub prefix: bool,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    pub effect: RuleEffect,
+    pub(super) terms: Vec<Term>,
+}
+
+/// Validated, compiled classification rules.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub categories: Vec<Category>,
+    pub rules: Vec<Rule>,
+    pub fallback: usize,
+    pub title_bonus: f64,
+    /// The least trust an agent needs per risk level (indexed by `RiskLevel as usize`).
+    pub dispatch_trust: [TrustLevel; 4],
+    /// `v1-` and the first 12 hex digits of the file's SHA-256: names the rules that decided.
+    pub version: String,
+    /// Terms by their first word: (rule, term).
+    pub(super) by_first_word: HashMap<String, Vec<(usize, usize)>>,
+    /// One-word prefix terms: (prefix, rule, term).
+    pub(super) prefixes: Vec<(String, usize, usize)>,
+}
+
+fn is_slug(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+}
+
+fn parse_term(raw: &str) -> Result<Term, String> {
+    let (body, prefix) = match raw.strip_suffix('*') {
+        Some(body) => (body, true),
+        None => (raw, false),
+    };
+    if body.contains('*') {
+        return Err(format!("term \"{raw}\": `*` is allowed only at the end"));
+    }
+    let words: Vec<String> =
+        normalise(body).split(' ').filter(|w| !w.is_empty()).map(str::to_owned).collect();
+    if words.is_empty() {
+        return Err(format!("term \"{raw}\" has no letters or digits"));
+    }
+    if words.len() > MAX_TERM_WORDS {
+        return Err(format!("term \"{raw}\" has more than {MAX_TERM_WORDS} words"));
+    }
+    Ok(Term { words, prefix })
+}
+
+fn parse_terms(place: &str, raw: &[String], problems: &mut Vec<String>) -> Vec<Term> {
+    if raw.is_empty() {
+        problems.push(format!("{place}: `terms` is empty"));
+    }
+    if raw.len() > MAX_TERMS_PER_RULE {
+        problems.push(format!("{place}: more than {MAX_TERMS_PER_RULE} terms"));
+    }
+    raw.iter()
+        .filter_map(|term| parse_term(term).map_err(|e| problems.push(format!("{place}: {e}"))).ok())
+        .collect()
+}
+
+impl Rules {
+    /// Returns the embedded default rules.
+    pub fn default_rules() -> Self {
+        // The embedded file is checked by a unit test; failing here means a broken build.
+        Self::parse(DEFAULT_RULES).unwrap_or_else(|error| panic!("embedded rules are invalid: {error}"))
+    }
+
+    /// Parses and validates a rules file.
+    pub fn parse(text: &str) -> Result<Self, RulesError> {
+        let file: RulesFile =
+            toml::from_str(text).map_err(|e| RulesError { problems: vec![e.message().to_owned()] })?;
+        let mut problems = Vec::new();
+        if file.version != 1 {
+            problems.push(format!("version {} is not supported (expected 1)", file.version));
+        }
+        if !(0.0..=10.0).contains(&file.title_bonus) {
+            problems.push("title_bonus must be between 0 and 10".to_owned());
+        }
+        let mut categories = Vec::new();
+        let mut ids = BTreeSet::new();
+        for (i, c) in file.category.iter().enumerate() {
+            let place = format!("category[{i}] \"{}\"", c.id);
+            if !is_slug(&c.id) {
+                problems.push(format!("{place}: id must be 1..64 of [a-z0-9_.-]"));
+            }
+            if !ids.insert(c.id.clone()) {
+                problems.push(format!("{place}: duplicate id"));
+            }
+            if c.name.trim().is_empty() || !is_slug(&c.domain) {
+                problems.push(format!("{place}: needs a name and a domain of [a-z0-9_.-]"));
+            }
+            let base_risk = RiskLevel::parse(&c.base_risk).unwrap_or_else(|| {
+                problems
+                    .push(format!("{place}: base_risk \"{}\" is not LOW|MEDIUM|HIGH|CRITICAL", c.base_risk));
+                RiskLevel::Low
+            });
+            for hint in &c.hints {
+                if !is_slug(hint) {
+                    problems.push(format!("{place}: hint \"{hint}\" must be of [a-z0-9_.-]"));
+                }
+            }
+            categories.push(Category {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                domain: c.domain.clone(),
+                base_risk,
+                hints: c.hints.clone(),
+                roles: c.roles.clone(),
+            });
+        }
+        if categories.is_empty() {
+            problems.push("at least one [[category]] is needed".to_owned());
+        }
+        let fallback = categories.iter().position(|c| c.id == file.fallback_category).unwrap_or_else(|| {
+            problems.push(format!("fallback_category \"{}\" is not a category", file.fallback_category));
+            0
+        });
+
+        let mut rules = Vec::new();
+        let mut rule_ids = BTreeSet::new();
+        let mut check_id = |place: &str, id: &str, problems: &mut Vec<String>| {
+            if !is_slug(id) {
+                problems.push(format!("{place}: id must be 1..64 of [a-z0-9_.-]"));
+            }
+            if !rule_ids.insert(id.to_owned()) {
+                problems.push(format!("{place}: duplicate rule id"));
+            }
+        };
+        for (i, r) in file.rule.iter().enumerate() {
+            let place = format!("rule[{i}] \"{}\"", r.id);
+            check_id(&place, &r.id, &mut problems);
+            let category = categories.iter().position(|c| c.id == r.category).unwrap_or_else(|| {
+                problems.push(format!("{place}: unknown category \"{}\"", r.category));
+                0
+            });
+            if !(r.weight.is_finite() && r.weight > 0.0 && r.weight <= 100.0) {
+                problems.push(format!("{place}: weight must be in (0, 100]"));
+            }
+            let terms = parse_terms(&place, &r.terms, &mut problems);
+            rules.push(Rule {
+                id: r.id.clone(),
+                effect: RuleEffect::Category { category, weight: r.weight },
+                terms,
+            });
+        }
+        for (i, r) in file.risk.iter().enumerate() {
+            let place = format!("risk[{i}] \"{}\"", r.id);
+            check_id(&place, &r.id, &mut problems);
+            if !(1..=3).contains(&r.steps) {
+                problems.push(format!("{place}: steps must be 1..3"));
+            }
+            let effect = match r.effect.as_str() {
+                "escalate" => RuleEffect::Escalate { steps: r.steps },
+                "deescalate" => RuleEffect::Deescalate { steps: r.steps },
+                other => {
+                    problems.push(format!("{place}: effect \"{other}\" is not escalate|deescalate"));
+                    RuleEffect::Escalate { steps: 0 }
+                }
+            };
+            let terms = parse_terms(&place, &r.terms, &mut problems);
+            rules.push(Rule { id: r.id.clone(), effect, terms });
+        }
+        for (i, r) in file.hint.iter().enumerate() {
+            let place = format!("hint[{i}] \"{}\"", r.id);
+            check_id(&place, &r.id, &mut problems);
+            if !is_slug(&r.hint) {
+                problems.push(format!("{place}: hint \"{}\" must be of [a-z0-9_.-]", r.hint));
+            }
+            let terms = parse_terms(&place, &r.terms, &mut problems);
+            rules.push(Rule { id: r.id.clone(), effect: RuleEffect::Hint { hint: r.hint.clone() }, terms });
+        }
+
+        let mut dispatch_trust =
+            [TrustLevel::Restricted, TrustLevel::Restricted, TrustLevel::Standard, TrustLevel::Elevated];
+        for (level, trust) in file.dispatch.iter().flatten() {
+            let Some(level) = RiskLevel::parse(level) else {
+                problems.push(format!("dispatch: \"{level}\" is not LOW|MEDIUM|HIGH|CRITICAL"));
+                continue;
+            };
+            match trust.as_str() {
+                "RESTRICTED" => dispatch_trust[level as usize] = TrustLevel::Restricted,
+                "STANDARD" => dispatch_trust[level as usize] = TrustLevel::Standard,
+                "ELEVATED" => dispatch_trust[level as usize] = TrustLevel::Elevated,
+                other => problems.push(format!(
+                    "dispatch.{}: \"{other}\" is not RESTRICTED|STANDARD|ELEVATED",
+                    level.as_str()
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RulesError { problems });
+        }
+
+        let mut by_first_word: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        let mut prefixes = Vec::new();
+        for (r, rule) in rules.iter().enumerate() {
+            for (t, term) in rule.terms.iter().enumerate() {
+                if term.prefix && term.words.len() == 1 {
+                    prefixes.push((term.words[0].clone(), r, t));
+                } else {
+                    by_first_word.entry(term.words[0].clone()).or_default().push((r, t));
+                }
+            }
+        }
+        let digest = Sha256::digest(text.as_bytes());
+        Ok(Self {
+            categories,
+            rules,
+            fallback,
+            title_bonus: file.title_bonus,
+            dispatch_trust,
+            version: format!("v1-{}", &hex::encode(digest)[..12]),
+            by_first_word,
+            prefixes,
+        })
+    }
+
+    /// Returns the category with this id.
+    pub fn category(&self, id: &str) -> Option<&Category> {
+        self.categories.iter().find(|c| c.id == id)
+    }
+
+    /// Returns the least trust an agent needs for work of this risk.
+    pub fn required_trust(&self, risk: RiskLevel) -> TrustLevel {
+        self.dispatch_trust[risk as usize]
+    }
+}

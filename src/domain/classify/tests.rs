@@ -1,0 +1,255 @@
+use super::*;
+
+fn task(title: &str, description: &str) -> TaskInput {
+    TaskInput { title: title.into(), description: description.into(), ..TaskInput::default() }
+}
+
+fn rules() -> Rules {
+    Rules::default_rules()
+}
+
+#[test]
+fn the_embedded_rules_are_valid() {
+    let rules = rules();
+    assert_eq!(rules.categories.len(), 9);
+    assert!(rules.version.starts_with("v1-"));
+}
+
+#[test]
+fn realistic_tasks_land_in_their_category() {
+    let table: &[(&str, &str, &str)] = &[
+        (
+            "software_change",
+            "Implement CSV export for the reports page",
+            "Add a new endpoint and a button in the UI.",
+        ),
+        ("software_change", "Refactor the billing module into smaller components", ""),
+        (
+            "software_change",
+            "Add support for OAuth login in the backend",
+            "New feature for enterprise customers",
+        ),
+        ("software_change", "Upgrade the frontend to React 19", "Migrate the components and ship it"),
+        (
+            "bug_fix",
+            "Production checkout is returning 500s since the last deploy, find the cause and ship a fix",
+            "",
+        ),
+        ("bug_fix", "App crashes when uploading a photo", "Stack trace attached; regression since 2.3"),
+        ("bug_fix", "Login page broken on Safari", "Users see an error after submitting the form"),
+        ("bug_fix", "Incident: API outage in eu-west", "Find the root cause and write the postmortem"),
+        (
+            "research",
+            "Research vector databases for our search feature",
+            "Compare options and summarise the findings",
+        ),
+        ("research", "Look into competitor pricing", "Find out what are the common tiers in the market"),
+        ("research", "Literature survey on retrieval augmented generation", "Collect papers and sources"),
+        ("research", "Explore the state of the art in speech recognition", ""),
+        ("writing", "Write a blog post about our new release", "Friendly tone, about 800 words"),
+        ("writing", "Draft the newsletter for March", ""),
+        ("writing", "Proofread the press release", "and rewrite the intro"),
+        ("writing", "Update the README documentation for the CLI", ""),
+        ("data_analysis", "Analyse churn by signup cohort", "Use the events dataset and chart the trend"),
+        ("data_analysis", "Build a dashboard of weekly KPIs", "SQL queries against the warehouse"),
+        ("data_analysis", "Forecast Q3 revenue from the CSV exports", ""),
+        ("data_analysis", "Compute retention statistics for the mobile app", ""),
+        ("operations", "Rotate the TLS certificates on the load balancer", ""),
+        ("operations", "Provision a new Kubernetes cluster with Terraform", ""),
+        ("operations", "Set up nightly backups for the database servers", "and monitoring alerts"),
+        ("operations", "Scale the worker pool before Black Friday", "capacity planning for the servers"),
+        ("security_review", "Security review of the new file upload flow", "Look for XSS and injection"),
+        ("security_review", "Threat model the payments service", ""),
+        ("security_review", "Triage CVE-2026-1234 in our dependencies", "Is it exploitable?"),
+        ("security_review", "Pentest the public API before launch", "OWASP top 10"),
+        ("customer_support", "Reply to a customer asking for a refund", "Ticket #4411"),
+        ("customer_support", "Answer the support tickets in the Zendesk queue", ""),
+        ("customer_support", "Customer complains the invoice total is wrong", "respond to them politely"),
+        ("customer_support", "Update the FAQ with the questions from the help desk", ""),
+        ("general", "Plan the team offsite agenda", ""),
+    ];
+    let rules = rules();
+    let mut wrong = Vec::new();
+    for (expected, title, description) in table {
+        let profile = classify(&task(title, description), &rules);
+        if profile.category != *expected {
+            wrong.push(format!(
+                "{title:?}: expected {expected}, got {} ({:?})",
+                profile.category, profile.matched
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_production_checkout_incident_is_a_high_risk_bug_fix_needing_review() {
+    let profile = classify(
+        &task(
+            "Production checkout is returning 500s since the last deploy, find the cause and ship a fix",
+            "",
+        ),
+        &rules(),
+    );
+    assert_eq!(profile.category, "bug_fix");
+    assert!(profile.risk >= RiskLevel::High, "{:?}", profile.risk);
+    assert!(profile.hints.contains(&HINT_REVIEW.to_owned()));
+    assert!(profile.confidence > 0.0 && profile.confidence <= 1.0);
+    let production =
+        profile.matched.iter().find(|m| m.rule_id == "risk.production").expect("production matched");
+    assert_eq!((production.field, production.evidence.as_str()), (MatchField::Title, "production"));
+    assert!(profile.alternatives.iter().any(|a| a.category == "software_change"));
+}
+
+#[test]
+fn escalators_raise_risk_and_deescalators_only_lower_it_when_nothing_escalated() {
+    let rules = rules();
+    let base = classify(&task("Write a blog post about our roadmap", ""), &rules);
+    assert_eq!(base.risk, RiskLevel::Low);
+    let credentials = classify(&task("Write a blog post and include the API keys for the demo", ""), &rules);
+    assert_eq!(credentials.risk, RiskLevel::High);
+    assert!(credentials.hints.contains(&HINT_REVIEW.to_owned()));
+    let ops = classify(&task("Deploy the new cache servers", ""), &rules);
+    assert_eq!(ops.risk, RiskLevel::Medium);
+    let sandbox = classify(&task("Deploy the new cache servers to the sandbox", ""), &rules);
+    assert_eq!(sandbox.risk, RiskLevel::Low);
+    let both = classify(&task("Deploy to production, not the sandbox", ""), &rules);
+    assert_eq!(both.risk, RiskLevel::High, "a sandbox mention never excuses production");
+    let worst =
+        classify(&task("Delete the production database with customer data and payment history", ""), &rules);
+    assert_eq!(worst.risk, RiskLevel::Critical);
+    assert!(worst.hints.contains(&HINT_APPROVAL.to_owned()));
+}
+
+#[test]
+fn case_punctuation_and_noise_do_not_change_the_outcome() {
+    let rules = rules();
+    let clean = classify(
+        &task("production checkout is returning 500s since the last deploy", "find the cause"),
+        &rules,
+    );
+    for noisy in [
+        task("PRODUCTION CHECKOUT IS RETURNING 500S SINCE THE LAST DEPLOY", "FIND THE CAUSE"),
+        task("  Production   checkout is returning 500s... since the last deploy!!!  ", "find the cause :("),
+        task("[production] checkout -- is returning \"500s\" since the last-deploy", "find the cause?!"),
+        task("Production\tcheckout\nis returning 500s, since the last deploy 🔥", "** find the cause **"),
+    ] {
+        let profile = classify(&noisy, &rules);
+        assert_eq!(profile, clean, "{noisy:?}");
+    }
+}
+
+#[test]
+fn classification_is_deterministic() {
+    let rules = rules();
+    let input = TaskInput {
+        title: "Analyse the security incident data".into(),
+        description: "compare logs from several servers".into(),
+        labels: vec!["Incident".into(), "SEV2".into()],
+        domain_hint: "security".into(),
+    };
+    let first = classify(&input, &rules);
+    for _ in 0..20 {
+        assert_eq!(classify(&input, &rules), first);
+        assert_eq!(classify(&input, &Rules::default_rules()), first);
+    }
+}
+
+#[test]
+fn labels_and_domain_hints_add_evidence() {
+    let rules = rules();
+    let labelled = classify(
+        &TaskInput { title: "Checkout page".into(), labels: vec!["bug".into()], ..TaskInput::default() },
+        &rules,
+    );
+    assert_eq!(labelled.category, "bug_fix");
+    assert!(labelled.matched.iter().any(|m| m.field == MatchField::Labels && m.evidence == "bug"));
+    let hinted = classify(
+        &TaskInput {
+            title: "Look at the login flow".into(),
+            domain_hint: "Security".into(),
+            ..TaskInput::default()
+        },
+        &rules,
+    );
+    assert_eq!(hinted.category, "security_review");
+    assert!(hinted.matched.iter().any(|m| m.kind == "domain_hint"));
+}
+
+#[test]
+fn nothing_matched_falls_back_with_zero_confidence() {
+    let profile = classify(&task("Plan the offsite", ""), &rules());
+    assert_eq!((profile.category.as_str(), profile.confidence), ("general", 0.0));
+    assert!(profile.alternatives.is_empty());
+}
+
+#[test]
+fn prefix_terms_match_word_starts_only() {
+    let rules = rules();
+    assert_eq!(classify(&task("Deployment failed", ""), &rules).category, "bug_fix");
+    let unrelated = classify(&task("Redeploy nothing", ""), &rules);
+    assert!(unrelated.matched.iter().all(|m| m.evidence != "redeploy"), "{:?}", unrelated.matched);
+}
+
+#[test]
+fn bad_tasks_are_refused_with_field_violations() {
+    let rules = rules();
+    let empty = validate_task(&task("  ...  ", ""), &rules).unwrap_err();
+    assert_eq!(empty[0].field, "task.title");
+    let long = validate_task(&task(&"x".repeat(MAX_TITLE + 1), ""), &rules).unwrap_err();
+    assert!(long[0].description.contains("longer than"));
+    let hint = validate_task(
+        &TaskInput { title: "t".into(), domain_hint: "astrology".into(), ..TaskInput::default() },
+        &rules,
+    )
+    .unwrap_err();
+    assert_eq!(hint[0].field, "task.domain_hint");
+    assert!(hint[0].description.contains("engineering"));
+}
+
+#[test]
+fn bad_rules_files_are_refused_naming_every_problem() {
+    let text = r#"
+version = 2
+fallback_category = "nope"
+[[category]]
+id = "a"
+name = "A"
+domain = "d"
+base_risk = "SEVERE"
+[[rule]]
+id = "r"
+category = "b"
+weight = -1.0
+terms = ["ok", "mid*dle", "!!!"]
+"#;
+    let error = Rules::parse(text).unwrap_err();
+    let all = error.problems.join("\n");
+    for needle in [
+        "version 2",
+        "fallback_category \"nope\"",
+        "SEVERE",
+        "unknown category \"b\"",
+        "weight",
+        "mid*dle",
+        "!!!",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    let syntax = Rules::parse("version = ").unwrap_err();
+    assert_eq!(syntax.problems.len(), 1);
+    let unknown = Rules::parse("version = 1\nfallback_category = \"a\"\ncolour = 1").unwrap_err();
+    assert!(unknown.problems[0].contains("colour"), "{unknown}");
+}
+
+#[test]
+fn the_rules_version_names_the_file() {
+    let other = DEFAULT_RULES.replace("title_bonus = 0.5", "title_bonus = 0.6");
+    assert_ne!(Rules::parse(&other).unwrap().version, rules().version);
+}
+
+#[test]
+fn normalise_keeps_letters_and_digits_only() {
+    assert_eq!(normalise("  Stack-Trace!! 500s\t(ÄÖ) "), "stack trace 500s äö");
+    assert_eq!(normalise("doesn't"), "doesn t");
+}
