@@ -23,8 +23,8 @@ use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
     AuditService, Classifier, DelegationService, DesiredTopologyService, DispatchService, DriftMonitor,
-    LeaderSettings, LeaseService, ObservationService, ObserverSettings, Readiness, ReconcileLeader,
-    ReconcileService, RolloutService, ScheduleService, WatchdogService,
+    LeaderSettings, LeaseService, ObservationService, ObserverSettings, PersistentService, Readiness,
+    ReconcileLeader, ReconcileService, RolloutService, ScheduleService, SetupService, WatchdogService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -59,6 +59,8 @@ pub enum StartupError {
     Runtime(#[from] RuntimeError),
     #[error("cannot read the rules file {path}: {source}")]
     RulesFile { path: PathBuf, source: std::io::Error },
+    #[error("identity registry {path}: {detail}")]
+    IdentityRegistry { path: PathBuf, detail: String },
     #[error("rules file {path}: {source}")]
     Rules { path: PathBuf, source: crate::domain::classify::RulesError },
     #[error("api descriptor: {0}")]
@@ -127,6 +129,7 @@ impl App {
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let methods = descriptor::classified_methods()?;
         let classifier = Classifier::new(Arc::new(load_rules(args.rules.as_deref())?));
+        let identity_registry = load_identity_registry(args.identity_registry.as_deref())?;
         let (tokens, generated_token_path) =
             TokenStore::load(args.token_file.as_deref(), args.tokens.as_deref(), &data_dir)?;
         if let Some(path) = &generated_token_path {
@@ -139,7 +142,13 @@ impl App {
             listener.local_addr().map_err(|source| StartupError::Bind { addr: args.listen, source })?;
 
         let runtime = prepare_runtime(&args, &data_dir).await?;
-        let readiness = Readiness::new(standing_warnings(&args.runtime, runtime.as_ref()));
+        let mut warnings = standing_warnings(&args.runtime, runtime.as_ref());
+        if identity_registry.is_none() {
+            warnings.push(
+                "no identity registry configured (--identity-registry): business links of persistent agents are checked for syntax only".to_owned(),
+            );
+        }
+        let readiness = Readiness::new(warnings);
         let store = Store::connect(&args.store.database_url()).await?.with_clock_skew(db_clock_skew_ms);
         store.migrate().await?;
         readiness.set_store(true, format!("migrated ({})", store.backend_name()));
@@ -210,6 +219,22 @@ impl App {
             page_tokens.clone(),
             failpoints,
         );
+        let setup = SetupService::new(
+            store.clone(),
+            classifier.clone(),
+            desired.clone(),
+            rollouts.clone(),
+            observations.clone(),
+            clock.clone(),
+            chrono::TimeDelta::seconds(args.setup_preview_ttl_secs.min(7 * 86_400) as i64),
+        );
+        let persistent = PersistentService::new(
+            store.clone(),
+            clock.clone(),
+            page_tokens.clone(),
+            identity_registry.map(Arc::new),
+            setup.clone(),
+        );
         let reconcile =
             ReconcileService::new(store.clone(), observations.clone(), rollouts.clone(), clock, page_tokens);
         let replica_id = args
@@ -265,7 +290,9 @@ impl App {
                 schedules,
                 DispatchService::new(store.clone(), observations.clone(), classifier.clone()),
             )))
-            .add_service(OrchestrationServiceServer::new(OrchestrationServiceImpl::new(classifier)));
+            .add_service(OrchestrationServiceServer::new(OrchestrationServiceImpl::new(
+                classifier, setup, persistent,
+            )));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes
             .routes()
@@ -430,6 +457,28 @@ fn load_rules(path: Option<&Path>) -> Result<crate::domain::classify::Rules, Sta
         Rules::parse(&text).map_err(|source| StartupError::Rules { path: path.to_owned(), source })?;
     tracing::info!(path = %path.display(), version = %rules.version, "classification rules loaded");
     Ok(rules)
+}
+
+/// Loads the identity registry: `{"references": ["identity://team/payments", …]}`. Each entry
+/// must itself be a well-formed business link.
+fn load_identity_registry(
+    path: Option<&Path>,
+) -> Result<Option<std::collections::BTreeSet<String>>, StartupError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RegistryFile {
+        references: Vec<String>,
+    }
+    let Some(path) = path else { return Ok(None) };
+    let fail = |detail: String| StartupError::IdentityRegistry { path: path.to_owned(), detail };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file: RegistryFile = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    for reference in &file.references {
+        crate::domain::persistent::check_business_link(reference, None)
+            .map_err(|v| fail(format!("{reference}: {}", v.description)))?;
+    }
+    tracing::info!(path = %path.display(), entries = file.references.len(), "identity registry loaded");
+    Ok(Some(file.references.into_iter().collect()))
 }
 
 fn standing_warnings(address: &RuntimeAddress, runtime: &dyn RuntimeAdapter) -> Vec<String> {

@@ -114,6 +114,13 @@ pub struct ServeArgs {
     /// Task classification rules (TOML, format version 1); default: the rules embedded in the binary.
     #[arg(long, env = "JHF_WARP_RULES")]
     pub rules: Option<PathBuf>,
+    /// Identity registry (JSON `{"references": ["identity://team/payments", …]}`): business links of
+    /// persistent agents must be in it; unset = syntax check only (a readiness warning says so).
+    #[arg(long, env = "JHF_WARP_IDENTITY_REGISTRY")]
+    pub identity_registry: Option<PathBuf>,
+    /// Seconds a setup preview stays addressable (PreviewSetup → ApplySetup).
+    #[arg(long, env = "JHF_WARP_SETUP_PREVIEW_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub setup_preview_ttl_secs: u64,
     /// Seconds between watchdog evaluations (the watchdog never changes the runtime).
     #[arg(long, env = "JHF_WARP_WATCHDOG_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub watchdog_interval_secs: u64,

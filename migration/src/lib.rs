@@ -15,6 +15,8 @@ mod m20261127_000008_create_cycle_reports;
 mod m20261127_000009_create_watchdog;
 mod m20261127_000010_create_scheduler_runs;
 mod m20261127_000011_create_reconcile_schedules;
+mod m20261127_000012_create_setup_previews;
+mod m20261127_000013_create_documents;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000009_create_watchdog::Migration),
             Box::new(m20261127_000010_create_scheduler_runs::Migration),
             Box::new(m20261127_000011_create_reconcile_schedules::Migration),
+            Box::new(m20261127_000012_create_setup_previews::Migration),
+            Box::new(m20261127_000013_create_documents::Migration),
         ]
     }
 }

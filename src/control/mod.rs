@@ -13,10 +13,12 @@ pub mod failpoints;
 mod leases;
 mod observer;
 mod paging;
+mod persistent;
 mod readiness;
 mod reconcile;
 mod rollout;
 mod scheduler;
+mod setup;
 mod watchdog;
 
 pub use audit::{AuditContext, AuditService};
@@ -27,8 +29,12 @@ pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};
 pub use leases::LeaseService;
 pub use observer::{ObservationService, Observed, ObserverSettings};
+pub use persistent::{Mutation, PersistentService, Versioned};
 pub use readiness::{ComponentState, Readiness, ReadinessSnapshot};
 pub use reconcile::{CycleOutcome, CycleRequest, ReconcileService};
 pub use rollout::{CreateRolloutRequest, RolloutService};
 pub use scheduler::{LeaderSettings, ReconcileLeader, ScheduleService, UpdateScheduleRequest};
+pub use setup::{
+    ApplyOutcome, ApplyRequest, FileOutcome, FileResult, PreviewRequest, SetupService, StoredPreview,
+};
 pub use watchdog::WatchdogService;

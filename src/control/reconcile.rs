@@ -241,7 +241,7 @@ impl ReconcileService {
         };
         let rollout = self.rollouts.create(request, caller).await?;
         run.rollout_id = Some(rollout.id.clone());
-        let finished = self.wait_for(&rollout.id, cancel).await?;
+        let finished = self.rollouts.wait_until_final(&rollout.id, ROLLOUT_WAIT, cancel).await?;
         run.heal_succeeded = finished.state == RolloutState::Succeeded;
         run.state = if run.heal_succeeded { RunState::Succeeded } else { RunState::Failed };
         run.message = format!(
@@ -251,26 +251,6 @@ impl ReconcileService {
             finished.error.map(|e| format!(": {e}")).unwrap_or_default()
         );
         Ok(())
-    }
-
-    /// Waits for a rollout to end; stops waiting (the rollout goes on, persisted and
-    /// recoverable) at the deadline or when the cycle is cancelled.
-    async fn wait_for(
-        &self,
-        rollout_id: &str,
-        cancel: &CancellationToken,
-    ) -> Result<crate::domain::rollout::Rollout, AppError> {
-        let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
-        loop {
-            let rollout = self.rollouts.get(rollout_id).await?;
-            if rollout.state.is_final() || tokio::time::Instant::now() >= deadline || cancel.is_cancelled() {
-                return Ok(rollout);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                () = cancel.cancelled() => {}
-            }
-        }
     }
 
     /// Previous HEAL attempts, newest first.

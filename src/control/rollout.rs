@@ -207,6 +207,27 @@ impl RolloutService {
         }
     }
 
+    /// Waits for a rollout to end; stops waiting (the rollout goes on, persisted and
+    /// recoverable) after `max` or when `cancel` fires, returning the rollout as it is then.
+    pub async fn wait_until_final(
+        &self,
+        rollout_id: &str,
+        max: std::time::Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<Rollout, AppError> {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let rollout = self.get(rollout_id).await?;
+            if rollout.state.is_final() || tokio::time::Instant::now() >= deadline || cancel.is_cancelled() {
+                return Ok(rollout);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+    }
+
     /// Returns a rollout.
     pub async fn get(&self, id: &str) -> Result<Rollout, AppError> {
         if id.is_empty() {

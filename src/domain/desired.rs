@@ -49,12 +49,36 @@ pub struct NodeInput {
     pub workspace: String,
 }
 
+impl From<&TopologyNode> for NodeInput {
+    fn from(node: &TopologyNode) -> Self {
+        Self {
+            agent_id: node.agent_id.clone(),
+            role: node.role.clone(),
+            trust: Some(node.trust),
+            model: node.model.clone().unwrap_or_default(),
+            tools_profile: node.tools_profile.clone().unwrap_or_default(),
+            workspace: node.workspace.clone(),
+        }
+    }
+}
+
 /// A desired topology as requested (edge kinds and trust already decoded).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DesiredInput {
     pub nodes: Vec<NodeInput>,
     pub edges: Vec<TopologyEdge>,
     pub routes: Vec<Route>,
+}
+
+impl From<&Topology> for DesiredInput {
+    /// The request that would store `topology` as it is.
+    fn from(topology: &Topology) -> Self {
+        Self {
+            nodes: topology.nodes.iter().map(NodeInput::from).collect(),
+            edges: topology.edges.clone(),
+            routes: topology.routes.clone(),
+        }
+    }
 }
 
 fn optional(text: &str) -> Option<String> {

@@ -22,9 +22,11 @@ pub mod observation;
 pub mod openclaw;
 pub mod page_token;
 pub mod patch;
+pub mod persistent;
 pub mod reconcile;
 pub mod rollout;
 pub mod schedule;
+pub mod setup;
 pub mod topology;
 pub mod watchdog;
 

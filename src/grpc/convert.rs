@@ -227,15 +227,7 @@ pub fn topology(value: &Topology) -> pb::Topology {
                 workspace: node.workspace.clone(),
             })
             .collect(),
-        edges: value
-            .edges
-            .iter()
-            .map(|edge| pb::TopologyEdge {
-                from_agent_id: edge.from.clone(),
-                to_agent_id: edge.to.clone(),
-                kind: edge_kind(edge.kind).into(),
-            })
-            .collect(),
+        edges: value.edges.iter().map(edge).collect(),
         routes: value
             .routes
             .iter()
@@ -245,6 +237,14 @@ pub fn topology(value: &Topology) -> pb::Topology {
             })
             .collect(),
         revision: value.revision.clone(),
+    }
+}
+
+pub fn edge(value: &TopologyEdge) -> pb::TopologyEdge {
+    pb::TopologyEdge {
+        from_agent_id: value.from.clone(),
+        to_agent_id: value.to.clone(),
+        kind: edge_kind(value.kind).into(),
     }
 }
 
@@ -551,4 +551,21 @@ pub fn task_profile(value: &TaskProfile) -> pb::TaskProfile {
             .collect(),
         rules_version: value.rules_version.clone(),
     }
+}
+
+/// Decodes a caller-supplied profile (only what setup needs: category, risk, hints).
+pub fn task_profile_of(value: pb::TaskProfile) -> Result<TaskProfile, AppError> {
+    let risk = risk_of(value.risk, "profile.risk")?
+        .ok_or_else(|| AppError::invalid("profile.risk", "required when a profile is given"))?;
+    Ok(TaskProfile {
+        category_name: value.category_name,
+        domain: value.domain,
+        risk,
+        hints: value.hints,
+        confidence: value.confidence,
+        alternatives: Vec::new(),
+        matched: Vec::new(),
+        rules_version: value.rules_version,
+        category: value.category,
+    })
 }

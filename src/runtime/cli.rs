@@ -382,6 +382,26 @@ impl RuntimeAdapter for CliRuntime {
         self.check_base(expected_hash).await?;
         self.write_config(pre_image).await
     }
+
+    async fn read_workspace_file(&self, path: &str) -> Result<Option<String>, RuntimeError> {
+        // Exit 3 means "absent"; anything else non-zero is a failure worth reporting.
+        let script = format!("if [ -e {p} ]; then cat {p}; else exit 3; fi", p = quote(path));
+        let out = self.shell.run(&script, None, READ_TIMEOUT).await?;
+        match out.exit_code {
+            Some(0) => Ok(Some(out.stdout)),
+            Some(3) => Ok(None),
+            _ => Err(out.failure()),
+        }
+    }
+
+    async fn write_workspace_file(&self, path: &str, text: &str) -> Result<(), RuntimeError> {
+        self.require_cli()?;
+        let staging = quote(&format!("{path}.jhf-warp.tmp"));
+        let dir = quote(std::path::Path::new(path).parent().and_then(|p| p.to_str()).unwrap_or("."));
+        let script = format!("set -e; mkdir -p {dir}; cat > {staging}; mv {staging} {}", quote(path));
+        let out = self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?;
+        if out.success() { Ok(()) } else { Err(out.failure()) }
+    }
 }
 
 #[cfg(test)]

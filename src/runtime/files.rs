@@ -57,6 +57,27 @@ pub async fn write_atomically(path: &Path, text: &str) -> Result<String, Runtime
     Ok(config_hash(text))
 }
 
+/// Reads a text file; `None` when it does not exist.
+pub async fn read_optional(path: &Path) -> Result<Option<String>, RuntimeError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", path, &e)),
+    }
+}
+
+/// Writes a text file by atomic rename (no backup: used for managed workspace files).
+pub async fn write_file_atomically(path: &Path, text: &str) -> Result<(), RuntimeError> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| io_error("create", parent, &e))?;
+    }
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".jhf-warp.tmp");
+    let staging = std::path::PathBuf::from(staging);
+    tokio::fs::write(&staging, text).await.map_err(|e| io_error("write", &staging, &e))?;
+    tokio::fs::rename(&staging, path).await.map_err(|e| io_error("replace", path, &e))
+}
+
 /// Creates workspace directories (and their parents).
 pub async fn create_dirs(paths: &[String]) -> Result<(), RuntimeError> {
     for path in paths {

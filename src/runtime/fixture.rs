@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::files::{create_dirs, patched_text, structural_issues, write_atomically};
+use super::files::{
+    create_dirs, patched_text, read_optional, structural_issues, write_atomically, write_file_atomically,
+};
 use super::state_dir::read_state_dir;
 use super::{ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode};
 use crate::domain::inventory::config_hash;
@@ -145,6 +147,14 @@ impl RuntimeAdapter for FixtureRuntime {
             });
         }
         write_atomically(&self.config_path(), pre_image).await
+    }
+
+    async fn read_workspace_file(&self, path: &str) -> Result<Option<String>, RuntimeError> {
+        read_optional(Path::new(path)).await
+    }
+
+    async fn write_workspace_file(&self, path: &str, text: &str) -> Result<(), RuntimeError> {
+        write_file_atomically(Path::new(path), text).await
     }
 }
 

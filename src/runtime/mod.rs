@@ -116,4 +116,11 @@ pub trait RuntimeAdapter: Send + Sync + 'static {
 
     /// Writes `pre_image` back if the config hash is still `expected_hash`. Returns the new hash.
     async fn restore(&self, pre_image: &str, expected_hash: &str) -> Result<String, RuntimeError>;
+
+    /// Reads a file in an agent workspace on the runtime host (`None` when absent). `path` is
+    /// absolute, built by jhf-warp from an observed workspace and a fixed file name.
+    async fn read_workspace_file(&self, path: &str) -> Result<Option<String>, RuntimeError>;
+
+    /// Writes a file in an agent workspace (creating the directory) by atomic rename.
+    async fn write_workspace_file(&self, path: &str, text: &str) -> Result<(), RuntimeError>;
 }

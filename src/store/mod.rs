@@ -4,6 +4,7 @@
 mod audit;
 mod delegations;
 mod desired;
+mod documents;
 mod drift;
 mod entities;
 mod idempotency;
@@ -13,6 +14,7 @@ mod rollouts;
 mod scheduler_runs;
 mod schedules;
 mod server_keys;
+mod setup_previews;
 mod watchdog;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 pub use audit::AuditFilter;
 pub use delegations::{DelegationChange, DelegationOutcome};
 pub use desired::PutDesiredOutcome;
+pub use documents::{Doc, DocOutcome, DocWrite};
 pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use leases::ReportOutcome;
 pub use observations::NewObservation;

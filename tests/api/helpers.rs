@@ -233,6 +233,9 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         options.runtime.clone().unwrap_or_else(|| format!("fixture:{}", options.fixture)).parse().unwrap();
     if let Some(bin) = &options.openclaw_bin {
         args.openclaw_bin = bin.clone();
+        // The real CLI starts Node for every call; on a loaded 2-core CI machine one
+        // observation (several calls, over SSH) can take longer than the 10 s default.
+        args.runtime_timeout_secs = 60;
     }
     if let Some((identity, known_hosts)) = &options.ssh_files {
         args.ssh_identity = Some(identity.clone());

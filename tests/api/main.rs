@@ -12,6 +12,7 @@ mod helpers;
 mod history;
 mod leases;
 mod orchestration;
+mod persistent;
 mod process;
 mod real_cli;
 mod reconcile;

@@ -128,3 +128,171 @@ async fn dispatch_preview_names_the_agent_its_lease_and_every_blocking_reason_wi
     assert_eq!(events_after, events_before, "previews write nothing");
     app.stop().await;
 }
+
+async fn preview_setup(
+    app: &TestApp,
+    request: pb::PreviewSetupRequest,
+) -> Result<pb::SetupPreview, tonic::Status> {
+    let mut client = OrchestrationServiceClient::new(app.channel().await);
+    client.preview_setup(with_token(request, READER_TOKEN)).await.map(|r| r.into_inner().preview.unwrap())
+}
+
+pub async fn apply_setup(
+    app: &TestApp,
+    request: pb::ApplySetupRequest,
+) -> Result<pb::ApplySetupResponse, tonic::Status> {
+    let mut client = OrchestrationServiceClient::new(app.channel().await);
+    client.apply_setup(with_token(request, OPERATOR_TOKEN)).await.map(|r| r.into_inner())
+}
+
+pub fn incident_setup(extend_current: bool) -> pb::PreviewSetupRequest {
+    pb::PreviewSetupRequest {
+        task: Some(titled(INCIDENT)),
+        extend_current,
+        ..pb::PreviewSetupRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn the_incident_preview_is_a_lead_an_implementer_and_a_reviewer_within_budget() {
+    let app = spawn_app().await;
+    let preview = preview_setup(&app, incident_setup(false)).await.unwrap();
+    let roles: Vec<&str> = preview.agents.iter().map(|a| a.role.as_str()).collect();
+    assert_eq!(roles, ["lead", "implementer", "reviewer"]);
+    let topology = preview.topology.clone().unwrap();
+    let initiators: std::collections::BTreeSet<&str> = topology
+        .edges
+        .iter()
+        .filter(|e| e.kind == pb::EdgeKind::Send as i32)
+        .map(|e| e.from_agent_id.as_str())
+        .collect();
+    assert_eq!(initiators, std::collections::BTreeSet::from(["lead", "reviewer"]));
+    for agent in &preview.agents {
+        assert_eq!(agent.files.len(), 3);
+        assert!(agent.files.iter().all(|f| f.chars <= f.budget_chars && f.budget_chars == 6_000));
+        assert!(agent.total_chars <= agent.total_budget_chars);
+    }
+    // The preview's SEND set passes the service's own expressibility check.
+    let validate = pb::PutDesiredTopologyRequest {
+        topology: Some(topology),
+        etag: String::new(),
+        request_id: "v-1".into(),
+        validate_only: true,
+    };
+    app.topology().await.put_desired_topology(with_token(validate, OPERATOR_TOKEN)).await.unwrap();
+    assert_eq!(preview.diff.unwrap().added_agents, ["implementer", "lead", "reviewer"]);
+
+    let mut client = OrchestrationServiceClient::new(app.channel().await);
+    let again = client
+        .get_setup_preview(with_token(pb::GetSetupPreviewRequest { id: preview.id.clone() }, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .preview
+        .unwrap();
+    assert_eq!(again.agents, preview.agents, "the preview is stored and addressable by id");
+    let missing = client
+        .get_setup_preview(with_token(pb::GetSetupPreviewRequest { id: "sp-nope".into() }, READER_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let tiny = pb::PreviewSetupRequest {
+        budgets: Some(pb::SetupBudgets { file_chars: 100, total_chars: 0 }),
+        ..incident_setup(false)
+    };
+    let error = preview_setup(&app, tiny).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert_eq!(
+        error.get_error_details().bad_request().unwrap().field_violations[0].field,
+        "budgets.file_chars"
+    );
+    let one = pb::PreviewSetupRequest { max_agents: 1, ..incident_setup(false) };
+    assert_eq!(preview_setup(&app, one).await.unwrap_err().code(), Code::InvalidArgument);
+    let stabilize_nothing =
+        pb::PreviewSetupRequest { pass: pb::SetupPass::Stabilization.into(), ..incident_setup(false) };
+    assert_eq!(preview_setup(&app, stabilize_nothing).await.unwrap_err().code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn apply_setup_stores_the_revision_rolls_it_out_and_never_overwrites_a_persons_file() {
+    let app = spawn_app().await;
+    let current = put(&app, observed(&app).await, "", "d-1").await.unwrap().desired.unwrap();
+    let preview = preview_setup(&app, incident_setup(true)).await.unwrap();
+    let new: Vec<&str> = preview.agents.iter().filter(|a| a.new_agent).map(|a| a.agent_id.as_str()).collect();
+    assert_eq!(new, ["implementer", "reviewer"], "the trio's lead is reused");
+
+    let request = |etag: &str, request_id: &str, rollout: bool, validate_only: bool| pb::ApplySetupRequest {
+        preview_id: preview.id.clone(),
+        etag: etag.into(),
+        request_id: request_id.into(),
+        validate_only,
+        rollout,
+    };
+    let stale = apply_setup(&app, request("0-stale", "a-0", true, false)).await.unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    let dry = apply_setup(&app, request(&current.etag, "a-dry", true, true)).await.unwrap();
+    assert!(dry.rollout.is_none() && dry.files.is_empty());
+    let unchanged = observed(&app).await.nodes.len();
+    assert_eq!(unchanged, 3, "validate_only changed nothing");
+
+    // A person already wrote SOUL.md in the reviewer's future workspace.
+    let workspace = app.runtime_state_dir("trio").join("workspace-reviewer");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("SOUL.md"), "# my own notes\n").unwrap();
+
+    let applied = apply_setup(&app, request(&current.etag, "a-1", true, false)).await.unwrap();
+    assert_eq!(applied.desired.as_ref().unwrap().generation, 2);
+    assert_eq!(applied.rollout.as_ref().unwrap().state, pb::RolloutState::Succeeded as i32);
+    let actions: Vec<(String, i32)> = applied
+        .files
+        .iter()
+        .map(|f| (format!("{}/{}", f.agent_id, f.path.rsplit('/').next().unwrap()), f.action))
+        .collect();
+    let created = pb::FileWriteAction::Created as i32;
+    assert_eq!(
+        actions,
+        [
+            ("implementer/AGENTS.md".to_owned(), created),
+            ("implementer/SOUL.md".to_owned(), created),
+            ("implementer/IDENTITY.md".to_owned(), created),
+            ("reviewer/AGENTS.md".to_owned(), created),
+            ("reviewer/SOUL.md".to_owned(), pb::FileWriteAction::Conflict as i32),
+            ("reviewer/IDENTITY.md".to_owned(), created),
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(workspace.join("SOUL.md")).unwrap(), "# my own notes\n", "left alone");
+    let agents_md = std::fs::read_to_string(workspace.join("AGENTS.md")).unwrap();
+    assert!(agents_md.starts_with("<!-- jhf-warp:managed v1 sha256="));
+    let ids: Vec<String> = observed(&app).await.nodes.into_iter().map(|n| n.agent_id).collect();
+    assert_eq!(ids, ["implementer", "lead", "research", "reviewer", "writer"]);
+
+    // A retry converges: same revision and rollout; the files are already there.
+    let retry = apply_setup(&app, request(&current.etag, "a-1", true, false)).await.unwrap();
+    assert_eq!(retry.desired, applied.desired);
+    assert_eq!(retry.rollout.unwrap().id, applied.rollout.unwrap().id);
+    assert!(retry.files.iter().all(|f| f.action != created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_rules_file_or_identity_registry_stops_start_up_naming_the_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = jhf_warp::config::ServeArgs::from_env().unwrap();
+    args.store.data_dir = dir.path().join("data");
+    args.listen = "127.0.0.1:0".parse().unwrap();
+    args.fixtures_dir = Some(crate::helpers::fixtures_dir());
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "version = 2\nfallback_category = \"nope\"\n").unwrap();
+    args.rules = Some(rules);
+    let error = jhf_warp::app::App::build(args.clone()).await.err().expect("start-up refused").to_string();
+    assert!(error.contains("version 2") && error.contains("fallback_category \"nope\""), "{error}");
+
+    args.rules = None;
+    let registry = dir.path().join("registry.json");
+    std::fs::write(&registry, r#"{"references": ["identity://team/payments", "team-billing"]}"#).unwrap();
+    args.identity_registry = Some(registry);
+    let error = jhf_warp::app::App::build(args).await.err().expect("start-up refused").to_string();
+    assert!(error.contains("team-billing") && error.contains("identity://"), "{error}");
+}

@@ -233,3 +233,51 @@ async fn an_ssh_runtime_is_changed_through_the_real_cli_and_verified() {
     roll_out_trio_change(&app, &bin, &state).await;
     app.stop().await;
 }
+
+/// The orchestration bar: ApplySetup{rollout: true} on a real installation adds the team's
+/// agents, writes their bootstrap files, and the CLI still says the config is valid.
+#[tokio::test]
+async fn apply_setup_with_rollout_adds_agents_and_bootstrap_files_through_the_real_cli() {
+    let Some(bin) = openclaw_bin() else { return };
+    let (_dir, state) = scratch_state("trio");
+    let runtime = format!("local:{}", state.display());
+    let app = spawn_app_with(AppOptions {
+        runtime: Some(runtime),
+        openclaw_bin: Some(bin.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let current = put(&app, observed(&app).await, "", "desired-1").await.unwrap().desired.unwrap();
+    let mut client =
+        jhf_warp::pb::v1::orchestration_service_client::OrchestrationServiceClient::new(app.channel().await);
+    let preview = client
+        .preview_setup(with_token(crate::orchestration::incident_setup(true), READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .preview
+        .unwrap();
+    let request = pb::ApplySetupRequest {
+        preview_id: preview.id.clone(),
+        etag: current.etag,
+        request_id: "apply-1".into(),
+        validate_only: false,
+        rollout: true,
+    };
+    let applied = crate::orchestration::apply_setup(&app, request).await.unwrap();
+    let rollout = applied.rollout.unwrap();
+    assert_eq!(rollout.state, RolloutState::Succeeded as i32, "{rollout:#?}");
+    assert_eq!(applied.files.len(), 6);
+    for file in &applied.files {
+        assert_eq!(file.action, pb::FileWriteAction::Created as i32, "{file:?}");
+        let text = std::fs::read_to_string(&file.path).unwrap();
+        assert!(text.starts_with("<!-- jhf-warp:managed v1 sha256="), "{}", file.path);
+    }
+    let validate = cli_json(&bin, &state, &["config", "validate", "--json"], None);
+    assert_eq!(validate["valid"], true, "{validate}");
+    let agents = cli_json(&bin, &state, &["agents", "list", "--json"], None);
+    let mut ids: Vec<&str> = agents.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["implementer", "lead", "research", "reviewer", "writer"]);
+    app.stop().await;
+}

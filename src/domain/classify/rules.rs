@@ -45,6 +45,7 @@ struct RulesFile {
     #[serde(default)]
     hint: Vec<HintRuleFile>,
     dispatch: Option<HashMap<String, String>>,
+    models: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +141,9 @@ pub struct Rules {
     pub title_bonus: f64,
     /// The least trust an agent needs per risk level (indexed by `RiskLevel as usize`).
     pub dispatch_trust: [TrustLevel; 4],
+    /// Model id per tier (`premium`, `standard`, `economy`) for setup previews; a tier without
+    /// one inherits the runtime's default model.
+    pub models: std::collections::BTreeMap<String, String>,
     /// `v1-` and the first 12 hex digits of the file's SHA-256: names the rules that decided.
     pub version: String,
     /// Terms by their first word: (rule, term).
@@ -314,6 +318,15 @@ impl Rules {
                 )),
             }
         }
+        let models = file.models.unwrap_or_default();
+        for (tier, model) in &models {
+            if !["premium", "standard", "economy"].contains(&tier.as_str()) {
+                problems.push(format!("models: tier \"{tier}\" is not premium|standard|economy"));
+            }
+            if model.trim().is_empty() || model.len() > 256 {
+                problems.push(format!("models.{tier}: needs a model id of at most 256 bytes"));
+            }
+        }
         if !problems.is_empty() {
             return Err(RulesError { problems });
         }
@@ -336,6 +349,7 @@ impl Rules {
             fallback,
             title_bonus: file.title_bonus,
             dispatch_trust,
+            models,
             version: format!("v1-{}", &hex::encode(digest)[..12]),
             by_first_word,
             prefixes,

@@ -1,0 +1,38 @@
+//! Stored setup previews: written once, read by id until they expire.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+use super::entities::setup_preview;
+use super::{Store, StoreError};
+
+impl Store {
+    /// Stores a preview (its JSON) and prunes expired ones.
+    pub async fn put_setup_preview(
+        &self,
+        id: &str,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        preview_json: String,
+    ) -> Result<(), StoreError> {
+        setup_preview::Entity::delete_many()
+            .filter(setup_preview::Column::ExpiresAt.lte(created_at))
+            .exec(&self.db)
+            .await?;
+        setup_preview::ActiveModel {
+            id: Set(id.to_owned()),
+            created_at: Set(created_at),
+            expires_at: Set(expires_at),
+            preview_json: Set(preview_json),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Returns a preview's JSON unless it expired by `now`.
+    pub async fn setup_preview(&self, id: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        let row = setup_preview::Entity::find_by_id(id.to_owned()).one(&self.db).await?;
+        Ok(row.filter(|row| row.expires_at > now).map(|row| row.preview_json))
+    }
+}
