@@ -212,6 +212,23 @@ async fn the_incident_preview_is_a_lead_an_implementer_and_a_reviewer_within_bud
     let stabilize_nothing =
         pb::PreviewSetupRequest { pass: pb::SetupPass::Stabilization.into(), ..incident_setup(false) };
     assert_eq!(preview_setup(&app, stabilize_nothing).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // Without `rollout`, ApplySetup only stores the desired revision: the runtime is untouched.
+    let apply = pb::ApplySetupRequest {
+        preview_id: preview.id.clone(),
+        etag: String::new(),
+        request_id: "no-rollout".into(),
+        validate_only: false,
+        rollout: false,
+    };
+    let stored = apply_setup(&app, apply).await.unwrap();
+    let desired = stored.desired.unwrap();
+    assert_eq!(desired.generation, 1);
+    assert_eq!(desired.topology.unwrap().nodes.len(), 3);
+    assert!(stored.rollout.is_none() && stored.files.is_empty());
+    let ids: Vec<String> = observed(&app).await.nodes.into_iter().map(|n| n.agent_id).collect();
+    assert_eq!(ids, ["lead", "research", "writer"], "the trio runtime is unchanged");
+    assert!(!app.runtime_state_dir("trio").join("workspace-implementer").exists());
     app.stop().await;
 }
 
