@@ -23,8 +23,9 @@ use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
     AuditService, Classifier, DelegationService, DesiredTopologyService, DispatchService, DriftMonitor,
-    LeaderSettings, LeaseService, ObservationService, ObserverSettings, PersistentService, Readiness,
-    ReconcileLeader, ReconcileService, RolloutService, ScheduleService, SetupService, WatchdogService,
+    LeaderSettings, LeaseService, MetricsService, ObservationService, ObserverSettings, PersistentService,
+    Readiness, ReconcileLeader, ReconcileService, RolloutService, ScheduleService, SetupService,
+    WatchdogService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -243,6 +244,13 @@ impl App {
             .clone()
             .unwrap_or_else(|| format!("{}-{}", std::process::id(), &random_hex()[..8]));
         tracing::info!(replica_id = %replica_id, "reconcile leader election: holder name of this replica");
+        let metrics = MetricsService::new(
+            store.clone(),
+            observations.clone(),
+            schedules.clone(),
+            readiness.clone(),
+            replica_id.clone(),
+        );
         let leader = ReconcileLeader::new(
             leases.clone(),
             schedules.clone(),
@@ -297,7 +305,7 @@ impl App {
         let router = grpc_routes
             .routes()
             .into_axum_router()
-            .merge(crate::http::router(meta))
+            .merge(crate::http::router(meta, metrics))
             .fallback(crate::http::fallback)
             .layer(axum::middleware::from_fn_with_state(auth, grpc::auth::enforce));
 

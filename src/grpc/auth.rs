@@ -22,6 +22,9 @@ const OPEN_PREFIXES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// HTTP shim routes that need a READ token (every other shim route is OPEN).
+const HTTP_READ_PATHS: &[&str] = &["/metrics"];
+
 /// The state of the auth layer.
 #[derive(Clone)]
 pub struct AuthState {
@@ -46,6 +49,9 @@ impl AuthState {
         if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
             return AuthClass::Open;
         }
+        if HTTP_READ_PATHS.contains(&path) {
+            return AuthClass::Read;
+        }
         if path.starts_with(&format!("/{}.", pb::PROTO_PACKAGE)) {
             return AuthClass::Operate;
         }
@@ -59,6 +65,14 @@ pub async fn enforce(State(state): State<AuthState>, mut request: Request, next:
     if class == AuthClass::Open {
         return next.run(request).await;
     }
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    let refuse = |code, reason: &str, message: String| {
+        if grpc { refuse(code, reason, message) } else { refuse_http(code, reason, message) }
+    };
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -87,6 +101,17 @@ pub async fn enforce(State(state): State<AuthState>, mut request: Request, next:
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// Plain HTTP callers (the shim) get 401/403 with a JSON body instead of a gRPC status.
+fn refuse_http(code: tonic::Code, reason: &str, message: String) -> Response {
+    let status = if code == tonic::Code::Unauthenticated {
+        axum::http::StatusCode::UNAUTHORIZED
+    } else {
+        axum::http::StatusCode::FORBIDDEN
+    };
+    let body = serde_json::json!({ "code": status.as_u16(), "reason": reason, "message": message });
+    (status, axum::Json(body)).into_response()
 }
 
 fn refuse(code: tonic::Code, reason: &str, message: String) -> Response {

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 JSON shim for probes and discovery (grpc-gateway style: each body is the
 //! proto3 JSON of the same message the gRPC API returns, with proto field names).
 
+mod metrics;
 mod openapi;
 
 use axum::Json;
@@ -12,8 +13,9 @@ use axum::routing::get;
 use crate::grpc::MetaServiceImpl;
 use crate::pb::v1 as pb;
 
-/// The shim's routes; every one is OPEN.
-pub fn router(meta: MetaServiceImpl) -> axum::Router {
+/// The shim's routes: all OPEN except `/metrics` (READ, enforced by the auth layer).
+pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService) -> axum::Router {
+    let metrics = axum::Router::new().route("/metrics", get(metrics::metrics)).with_state(metrics);
     axum::Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -22,6 +24,7 @@ pub fn router(meta: MetaServiceImpl) -> axum::Router {
         .route("/fabric-manifest.json", get(manifest))
         .route("/openapi.json", get(openapi))
         .with_state(meta)
+        .merge(metrics)
 }
 
 /// Unknown paths: gRPC callers get UNIMPLEMENTED, HTTP callers a JSON 404.

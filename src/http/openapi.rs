@@ -38,12 +38,23 @@ pub fn document() -> Value {
                 "summary": "Fabric manifest: services, methods, auth classes and port policy.",
                 "responses": { "200": ok("manifest", "GetManifestResponse") }
             }},
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics (text exposition 0.0.4), gathered at scrape time. Needs a bearer token of any role (READ); 401/403 otherwise.",
+                "security": [{ "bearer": [] }],
+                "responses": {
+                    "200": { "description": "metrics", "content": { "text/plain": {} } },
+                    "401": { "description": "no or invalid token" },
+                    "503": { "description": "the store cannot be read" }
+                }
+            }},
             "/openapi.json": { "get": {
                 "summary": "This document.",
                 "responses": { "200": { "description": "OpenAPI 3.1 document", "content": { "application/json": {} } } }
             }}
         },
-        "components": { "schemas": {
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
             "LivenessStatus": { "type": "object", "properties": { "status": string } },
             "ComponentReadiness": { "type": "object", "properties": { "name": string, "ready": boolean, "detail": string } },
             "GetReadinessResponse": { "type": "object", "properties": {

@@ -81,8 +81,7 @@ pub(super) async fn append<C: ConnectionTrait>(
 impl Store {
     /// Appends one event in its own transaction (for changes that have no other write).
     pub async fn append_audit(&self, event: &NewAuditEvent) -> Result<i64, StoreError> {
-        use sea_orm::TransactionTrait;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let seq = append(self, &txn, event).await?;
         txn.commit().await?;
         Ok(seq)

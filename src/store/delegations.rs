@@ -2,9 +2,7 @@
 //! from the full set on every read, so a revoked or missing parent is seen at once.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder};
 
 use super::entities::delegation;
 use super::{Store, StoreError, audit, idempotency};
@@ -61,7 +59,7 @@ impl Store {
         now: DateTime<Utc>,
         change: impl FnOnce(&[Delegation]) -> Result<DelegationChange, String>,
     ) -> Result<DelegationOutcome<Vec<Delegation>>, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match idempotency::prior(&txn, key).await? {
             Prior::Conflict => return Ok(DelegationOutcome::RequestIdReused),
             Prior::Replay(stored) => {

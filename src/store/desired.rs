@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use super::entities::desired_topology;
@@ -51,7 +50,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<PutDesiredOutcome, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match idempotency::prior(&txn, key).await? {
             Prior::Unseen => {}
             Prior::Conflict => return Ok(PutDesiredOutcome::RequestIdReused),
@@ -86,11 +85,15 @@ impl Store {
         };
         let inserted = match row.insert(&txn).await {
             Ok(inserted) => inserted,
-            // A concurrent writer took this generation: the caller's etag is now stale.
-            Err(_) => {
+            // A concurrent writer may have taken this generation: then the caller's etag is
+            // stale. Any other failure is reported as what it is.
+            Err(error) => {
                 let _ = txn.rollback().await;
                 let current = self.latest_desired().await?.map(|r| r.etag);
-                return Ok(PutDesiredOutcome::EtagMismatch { current });
+                if current.as_deref().unwrap_or("") != expected_etag {
+                    return Ok(PutDesiredOutcome::EtagMismatch { current });
+                }
+                return Err(error.into());
             }
         };
         idempotency::remember(&txn, key, generation.to_string(), now).await?;

@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use super::entities::document;
@@ -62,7 +61,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<DocOutcome, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match idempotency::prior(&txn, key).await? {
             Prior::Unseen => {}
             Prior::Conflict => return Ok(DocOutcome::RequestIdReused),
@@ -90,10 +89,14 @@ impl Store {
                     }
                     .insert(&txn)
                     .await;
-                    if inserted.is_err() {
-                        // A concurrent create won the unique (kind, id).
+                    if let Err(error) = inserted {
+                        // A concurrent create may have won the unique (kind, id); any other
+                        // failure is reported as what it is.
                         let _ = txn.rollback().await;
-                        return Ok(conflict());
+                        return match self.document(write.kind, &write.id).await? {
+                            Some(_) => Ok(conflict()),
+                            None => Err(error.into()),
+                        };
                     }
                     generations.push(1);
                 }

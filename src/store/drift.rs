@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::drift_item;
 use super::{Store, StoreError, idempotency};
@@ -107,7 +107,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<AcknowledgeOutcome, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let prior = idempotency::prior(&txn, key).await?;
         if prior == Prior::Conflict {
             return Ok(AcknowledgeOutcome::RequestIdReused);

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
 use super::entities::{cycle_report, lease};
@@ -64,7 +64,7 @@ impl Store {
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
         describe: impl FnOnce(&Lease) -> Option<NewAuditEvent>,
     ) -> Result<Result<Lease, LeaseError>, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let vacant = lease::ActiveModel {
             name: Set(name.to_owned()),
             holder: Set(None),
@@ -159,7 +159,7 @@ impl Store {
         report: CycleReport,
         audit: &NewAuditEvent,
     ) -> Result<ReportOutcome, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         if let Some(existing) = cycle_report::Entity::find_by_id(report.cycle_id.clone()).one(&txn).await? {
             return Ok(ReportOutcome::Repeated(report_of(existing)));
         }

@@ -81,6 +81,19 @@ impl Store {
         Ok(Self { db, clock_skew_ms: Arc::new(AtomicI64::new(0)) })
     }
 
+    /// Begins a write transaction. On SQLite it takes the write lock first (a no-op DELETE),
+    /// waiting under the busy timeout: a deferred transaction that reads first and writes later
+    /// fails at once with SQLITE_BUSY_SNAPSHOT when another connection wrote in between, and
+    /// that failure would surface as a spurious conflict. Postgres needs nothing.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db.begin().await?;
+        if self.db.get_database_backend() == DatabaseBackend::Sqlite {
+            txn.execute_unprepared("DELETE FROM server_keys WHERE 1 = 0").await?;
+        }
+        Ok(txn)
+    }
+
     /// Shares a skew (milliseconds) added to every database-clock reading; tests use it to
     /// move lease time without sleeping.
     pub fn with_clock_skew(mut self, skew_ms: Arc<AtomicI64>) -> Self {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 
 use super::drift::{DriftChanges, save_changes};
@@ -39,7 +39,7 @@ impl Store {
             serde_json::to_string(new.inventory).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let topology_json =
             serde_json::to_string(new.topology).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let latest = observation::Entity::find()
             .filter(observation::Column::Runtime.eq(new.runtime))
             .order_by_desc(observation::Column::Id)

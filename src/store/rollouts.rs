@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use super::entities::{patch_plan, rollout};
@@ -84,7 +83,7 @@ impl Store {
         key: &IdempotencyKey,
         audit: &NewAuditEvent,
     ) -> Result<CreateRolloutOutcome, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match idempotency::prior(&txn, key).await? {
             Prior::Conflict => return Ok(CreateRolloutOutcome::RequestIdReused),
             Prior::Replay(id) => {
@@ -113,7 +112,7 @@ impl Store {
         value: &Rollout,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         rollout_row(value)?.update(&txn).await?;
         super::audit::append(self, &txn, audit).await?;
         txn.commit().await?;

@@ -2,9 +2,7 @@
 //! when several replicas or retries start it.
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{lease, scheduler_run};
 use super::{Store, StoreError};
@@ -46,7 +44,7 @@ impl Store {
         run: &SchedulerRun,
         fence: Option<&Fence>,
     ) -> Result<StartRun, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         if let Some(fence) = fence {
             let row = lease::Entity::find_by_id(fence.lease.clone()).lock_exclusive().one(&txn).await?;
             let current = row.map(super::leases::lease_of).unwrap_or_else(|| Lease::vacant(&fence.lease));
@@ -94,7 +92,7 @@ impl Store {
         run: &SchedulerRun,
         audit: Option<&NewAuditEvent>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         scheduler_run::Entity::update_many()
             .col_expr(
                 scheduler_run::Column::RunJson,

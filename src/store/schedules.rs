@@ -2,7 +2,7 @@
 //! etag (the generation) with its idempotency record and audit event in one transaction.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QuerySelect, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QuerySelect};
 
 use super::entities::reconcile_schedule;
 use super::{Store, StoreError, idempotency};
@@ -56,7 +56,7 @@ impl Store {
         change: ScheduleChange<'_>,
     ) -> Result<UpdateScheduleOutcome, StoreError> {
         let ScheduleChange { expected_etag, next, key, now, audit } = change;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match idempotency::prior(&txn, key).await? {
             Prior::Unseen => {}
             Prior::Conflict => return Ok(UpdateScheduleOutcome::RequestIdReused),
@@ -83,11 +83,15 @@ impl Store {
             updated_at: Set(now),
         };
         let written = if row.is_some() { model.update(&txn).await } else { model.insert(&txn).await };
-        if written.is_err() {
-            // A concurrent first update inserted the row: this caller's etag is stale now.
+        if let Err(error) = written {
+            // A concurrent update may have won: then this caller's etag is stale. Otherwise the
+            // write failed for another reason, which must not pass for a conflict.
             let _ = txn.rollback().await;
             let current = self.schedule(runtime).await?.map(|s| s.etag()).unwrap_or_else(|| "0".into());
-            return Ok(UpdateScheduleOutcome::EtagMismatch { current });
+            if current != expected_etag {
+                return Ok(UpdateScheduleOutcome::EtagMismatch { current });
+            }
+            return Err(error.into());
         }
         idempotency::remember(&txn, key, json(&stored)?, now).await?;
         super::audit::append(self, &txn, audit).await?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::entities::watchdog_observation;
 use super::{Store, StoreError};
@@ -40,7 +40,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&NewAuditEvent>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         for observation in observations {
             let row = watchdog_observation::ActiveModel {
                 runtime: Set(runtime.to_owned()),

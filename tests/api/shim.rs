@@ -77,10 +77,24 @@ async fn openapi_describes_every_shim_route() {
     let (status, body) = get_json(app.http_url("/openapi.json")).await;
     assert_eq!(status, 200);
     assert_eq!(body["openapi"], "3.1.0");
-    for path in ["/health", "/ready", "/version", "/api/v1/version", "/fabric-manifest.json", "/openapi.json"]
-    {
+    let described: Vec<&String> = body["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(described.len(), 7, "{described:?}");
+    for path in [
+        "/health",
+        "/ready",
+        "/version",
+        "/api/v1/version",
+        "/fabric-manifest.json",
+        "/openapi.json",
+        "/metrics",
+    ] {
         assert!(body["paths"][path]["get"].is_object(), "{path} not described");
-        let response = reqwest::get(app.http_url(path)).await.unwrap();
+        let response = reqwest::Client::new()
+            .get(app.http_url(path))
+            .bearer_auth(crate::helpers::READER_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "{path} described but not served");
     }
     app.stop().await;
@@ -91,5 +105,45 @@ async fn unknown_routes_are_404() {
     let app = spawn_app().await;
     let response = reqwest::get(app.http_url("/nope")).await.unwrap();
     assert_eq!(response.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_a_token_and_report_the_control_plane() {
+    use jhf_warp::pb::v1 as pb;
+
+    let app = spawn_app().await;
+    let anonymous = reqwest::get(app.http_url("/metrics")).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: serde_json::Value = anonymous.json().await.unwrap();
+    assert_eq!(body["reason"], "TOKEN_MISSING");
+    let wrong =
+        reqwest::Client::new().get(app.http_url("/metrics")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let acquire =
+        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "a".into(), duration_seconds: 60 };
+    let mut control = app.control().await;
+    control.acquire_lease(crate::helpers::with_token(acquire, crate::helpers::AGENT_TOKEN)).await.unwrap();
+    let response = reqwest::Client::new()
+        .get(app.http_url("/metrics"))
+        .bearer_auth(crate::helpers::READER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    for line in [
+        &format!("jhf_warp_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        "jhf_warp_ready 1",
+        "jhf_warp_component_ready{component=\"store\"} 1",
+        "jhf_warp_leases{held=\"true\"} 1",
+        "jhf_warp_reconcile_leader 0",
+        "jhf_warp_reconcile_schedule_paused 1",
+        "# TYPE jhf_warp_drift_items gauge",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
     app.stop().await;
 }

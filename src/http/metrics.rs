@@ -1,0 +1,129 @@
+//! `GET /metrics`: the Prometheus text exposition format (0.0.4). READ: needs a bearer token.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::control::{MetricsService, MetricsSnapshot};
+
+/// Serves the metrics; 503 (with the public reason) when the store cannot be read.
+pub async fn metrics(State(service): State<MetricsService>) -> Response {
+    match service.collect().await {
+        Ok(snapshot) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            render(&snapshot),
+        )
+            .into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.public_message()).into_response(),
+    }
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+        let _ = writeln!(self.0, "{name}{labels} {value}");
+    }
+}
+
+fn flag(value: bool) -> f64 {
+    if value { 1.0 } else { 0.0 }
+}
+
+/// Renders a snapshot in the text exposition format.
+pub fn render(s: &MetricsSnapshot) -> String {
+    let mut out = Exposition(String::new());
+    out.family("jhf_warp_build_info", "gauge", "Build of this replica (always 1).");
+    out.sample(
+        "jhf_warp_build_info",
+        &[("version", env!("CARGO_PKG_VERSION")), ("git_sha", env!("JHF_WARP_GIT_SHA"))],
+        1.0,
+    );
+    out.family("jhf_warp_ready", "gauge", "1 when store and runtime are ready and shutdown has not begun.");
+    out.sample("jhf_warp_ready", &[], flag(s.ready));
+    out.family(
+        "jhf_warp_component_ready",
+        "gauge",
+        "Readiness per component (reconcile is reported, not gating).",
+    );
+    for (component, ready) in &s.components {
+        out.sample("jhf_warp_component_ready", &[("component", component)], flag(*ready));
+    }
+    out.family("jhf_warp_drift_items", "gauge", "Tracked drift items by state and severity.");
+    for ((state, severity), count) in &s.drift_items {
+        out.sample("jhf_warp_drift_items", &[("state", state), ("severity", severity)], *count as f64);
+    }
+    out.family("jhf_warp_leases", "gauge", "Leases known, and those held by a live holder (database clock).");
+    out.sample("jhf_warp_leases", &[("held", "false")], (s.leases_total - s.leases_held) as f64);
+    out.sample("jhf_warp_leases", &[("held", "true")], s.leases_held as f64);
+    out.family(
+        "jhf_warp_watchdog_observations_open",
+        "gauge",
+        "Open watchdog observations by kind and severity.",
+    );
+    for ((kind, severity), count) in &s.watchdog_open {
+        out.sample(
+            "jhf_warp_watchdog_observations_open",
+            &[("kind", kind), ("severity", severity)],
+            *count as f64,
+        );
+    }
+    out.family("jhf_warp_rollouts", "gauge", "Rollouts by state (the 500 most recent).");
+    for (state, count) in &s.rollouts {
+        out.sample("jhf_warp_rollouts", &[("state", state)], *count as f64);
+    }
+    out.family(
+        "jhf_warp_scheduler_runs",
+        "gauge",
+        "Reconcile cycles by trigger and state (the 500 most recent).",
+    );
+    for ((trigger, state), count) in &s.runs {
+        out.sample("jhf_warp_scheduler_runs", &[("trigger", trigger), ("state", state)], *count as f64);
+    }
+    out.family("jhf_warp_reconcile_leader", "gauge", "1 when this replica holds warp/reconciler.");
+    out.sample("jhf_warp_reconcile_leader", &[], flag(s.is_leader));
+    out.family("jhf_warp_reconcile_schedule_paused", "gauge", "1 while the reconcile schedule is paused.");
+    out.sample("jhf_warp_reconcile_schedule_paused", &[], flag(s.schedule.paused));
+    out.family("jhf_warp_reconcile_interval_seconds", "gauge", "Interval of scheduled reconcile cycles.");
+    out.sample("jhf_warp_reconcile_interval_seconds", &[], s.schedule.interval_secs as f64);
+    out.family(
+        "jhf_warp_last_scheduled_cycle_timestamp_seconds",
+        "gauge",
+        "Start of the newest scheduled reconcile cycle (absent before the first).",
+    );
+    if let Some(at) = s.last_scheduled_start {
+        out.sample("jhf_warp_last_scheduled_cycle_timestamp_seconds", &[], at.timestamp() as f64);
+    }
+    out.family(
+        "jhf_warp_last_observation_timestamp_seconds",
+        "gauge",
+        "When the runtime was last observed (absent before the first observation).",
+    );
+    if let Some(at) = s.last_observation {
+        out.sample("jhf_warp_last_observation_timestamp_seconds", &[], at.timestamp() as f64);
+    }
+    out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
