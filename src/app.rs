@@ -23,9 +23,9 @@ use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{
     AuditService, Classifier, DelegationService, DesiredTopologyService, DispatchService, DriftMonitor,
-    LeaderSettings, LeaseService, MetricsService, ObservationService, ObserverSettings, PersistentService,
-    Readiness, ReconcileLeader, ReconcileService, RolloutService, ScheduleService, SetupService,
-    WatchdogService,
+    LeaderSettings, LearningService, LeaseService, MetricsService, ObservationService, ObserverSettings,
+    PersistentService, Readiness, ReconcileLeader, ReconcileService, RolloutService, ScheduleService,
+    SetupService, WatchdogService,
 };
 use crate::domain::page_token::PageTokenCodec;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -234,6 +234,12 @@ impl App {
             clock.clone(),
             page_tokens.clone(),
             identity_registry.map(Arc::new),
+        );
+        let learning = LearningService::new(
+            store.clone(),
+            clock.clone(),
+            page_tokens.clone(),
+            persistent.clone(),
             setup.clone(),
         );
         let reconcile =
@@ -299,7 +305,7 @@ impl App {
                 DispatchService::new(store.clone(), observations.clone(), classifier.clone()),
             )))
             .add_service(OrchestrationServiceServer::new(OrchestrationServiceImpl::new(
-                classifier, setup, persistent,
+                classifier, setup, persistent, learning,
             )));
         let auth = AuthState::new(&methods, Arc::new(tokens));
         let router = grpc_routes

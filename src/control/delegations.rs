@@ -62,9 +62,7 @@ fn refused(reason: String) -> AppError {
 }
 
 fn new_id(now: chrono::DateTime<chrono::Utc>, salt: usize) -> String {
-    let mut random = [0u8; 4];
-    let _ = getrandom::fill(&mut random);
-    format!("dg-{:013x}-{salt:04x}{}", now.timestamp_millis().max(0), hex::encode(random))
+    super::ids::time_sorted_id("dg", now, &format!("{salt:04x}"))
 }
 
 fn check_agent(field: &'static str, id: &str) -> Result<(), AppError> {

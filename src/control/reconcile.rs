@@ -115,7 +115,7 @@ impl ReconcileService {
                 ));
             }
             Some(id) => id,
-            None => format!("manual-{:013x}-{}", now.timestamp_millis().max(0), hex::encode(random4())),
+            None => super::ids::time_sorted_id("manual", now, ""),
         };
         let mut run = SchedulerRun {
             cycle_id: cycle_id.clone(),
@@ -283,10 +283,4 @@ impl ReconcileService {
             finish_page(&self.page_tokens, &scope, rows, page.size, |(seq, _)| seq.to_string());
         Ok((rows.into_iter().map(|(_, run)| run).collect(), next))
     }
-}
-
-fn random4() -> [u8; 4] {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom::fill(&mut bytes);
-    bytes
 }

@@ -548,7 +548,5 @@ impl RolloutService {
 
 /// Rollout ids sort by creation time: `ro-<ms since epoch, 13 hex>-<8 random hex>`.
 fn rollout_id(now: DateTime<Utc>) -> String {
-    let mut random = [0u8; 4];
-    let _ = getrandom::fill(&mut random);
-    format!("ro-{:013x}-{}", now.timestamp_millis().max(0), hex::encode(random))
+    super::ids::time_sorted_id("ro", now, "")
 }

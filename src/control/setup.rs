@@ -25,7 +25,7 @@ use crate::domain::rollout::{Rollout, RolloutState};
 use crate::domain::setup::bootstrap::{Budgets, FileAction, decide, render_bundle};
 use crate::domain::setup::{
     ProposedAgent, SetupDiff, SetupInput, SetupLimits, SetupPass, SetupPlan, diff_setup, plan_setup,
-    role_defaults,
+    role_defaults, sandbox_for,
 };
 use crate::domain::topology::{EdgeKind, Topology};
 use crate::store::Store;
@@ -164,7 +164,7 @@ impl SetupService {
         let diff = diff_setup(current.as_ref().map(|d| &d.topology), &plan.topology);
         let created_at = self.clock.now();
         let preview = StoredPreview {
-            id: format!("sp-{}", hex::encode(random8())),
+            id: format!("sp-{}", super::ids::random_hex(8)),
             created_at,
             expires_at: created_at + self.ttl,
             pass: request.pass,
@@ -231,12 +231,7 @@ impl SetupService {
                 .and_then(|n| n.tools_profile.clone())
                 .unwrap_or_else(|| tools_profile.to_owned()),
             trust,
-            sandbox: match trust {
-                TrustLevel::Restricted => "all",
-                TrustLevel::Standard => "non-main",
-                TrustLevel::Elevated => "off",
-            }
-            .to_owned(),
+            sandbox: sandbox_for(trust).to_string(),
             may_initiate: initiators.contains(agent_id),
             new_agent: false,
             write_files: true,
@@ -253,7 +248,7 @@ impl SetupService {
         agent.files = render_bundle(&task, &profile, &agent, &roster, &spawns, lessons, &budgets);
         let created_at = self.clock.now();
         let preview = StoredPreview {
-            id: format!("sp-{}", hex::encode(random8())),
+            id: format!("sp-{}", super::ids::random_hex(8)),
             created_at,
             expires_at: created_at + self.ttl,
             pass: SetupPass::Initial,
@@ -432,10 +427,4 @@ fn skipped(preview: &StoredPreview, why: &str) -> Vec<FileResult> {
             })
         })
         .collect()
-}
-
-fn random8() -> [u8; 8] {
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes);
-    bytes
 }

@@ -9,8 +9,8 @@ use super::watch::caller;
 use chrono::{DateTime, Utc};
 
 use crate::control::{
-    AppError, ApplyRequest, Classifier, FileOutcome, Mutation, PersistentService, PreviewRequest,
-    SetupService, StoredPreview, Versioned,
+    AppError, ApplyRequest, Classifier, FileOutcome, LearningService, Mutation, PersistentService,
+    PreviewRequest, SetupService, StoredPreview, Versioned,
 };
 use crate::domain::persistent::{
     AgentFields, AgentLifecycle, LearningProposal, PersistentAgent, ProposalState, RetentionPolicy,
@@ -24,11 +24,17 @@ pub struct OrchestrationServiceImpl {
     classifier: Classifier,
     setup: SetupService,
     persistent: PersistentService,
+    learning: LearningService,
 }
 
 impl OrchestrationServiceImpl {
-    pub fn new(classifier: Classifier, setup: SetupService, persistent: PersistentService) -> Self {
-        Self { classifier, setup, persistent }
+    pub fn new(
+        classifier: Classifier,
+        setup: SetupService,
+        persistent: PersistentService,
+        learning: LearningService,
+    ) -> Self {
+        Self { classifier, setup, persistent, learning }
     }
 }
 
@@ -438,7 +444,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
             caller(&request, "OrchestrationService/CreateLearningProposal", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let created = self
-            .persistent
+            .learning
             .propose(
                 &request.agent_id,
                 &request.change,
@@ -467,7 +473,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
             Err(_) => return Err(AppError::invalid("state", "unknown proposal state").into()),
         };
         let (proposals, next_page_token) =
-            self.persistent.list_proposals(state, request.page_size, &request.page_token).await?;
+            self.learning.list_proposals(state, request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListLearningProposalsResponse {
             proposals: proposals.iter().map(proposal).collect(),
             next_page_token,
@@ -482,7 +488,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
             caller(&request, "OrchestrationService/ReviewLearningProposal", &request.get_ref().request_id)?;
         let request = request.into_inner();
         let (decided, stored) = self
-            .persistent
+            .learning
             .review(&request.id, request.approve, &request.note, &request.request_id, &who)
             .await?;
         Ok(Response::new(pb::ReviewLearningProposalResponse {

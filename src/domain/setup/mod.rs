@@ -189,7 +189,8 @@ fn trust_for(role: &str, risk: RiskLevel) -> TrustLevel {
     }
 }
 
-fn sandbox_for(trust: TrustLevel) -> SandboxMode {
+/// The sandbox mode a trust bound implies.
+pub fn sandbox_for(trust: TrustLevel) -> SandboxMode {
     match trust {
         TrustLevel::Restricted => SandboxMode::All,
         TrustLevel::Standard => SandboxMode::NonMain,
