@@ -170,12 +170,10 @@ fn read_or_create_token(path: &Path) -> Result<String, AuthSetupError> {
             return Ok(existing);
         }
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| AuthSetupError::Write {
+    let token = crate::random::random_hex(32).map_err(|e| AuthSetupError::Write {
         path: path.into(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let token = hex::encode(bytes);
     write_private(path, &token).map_err(|source| AuthSetupError::Write { path: path.into(), source })?;
     Ok(token)
 }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod pb;
+pub mod random;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

@@ -1,10 +1,10 @@
 //! Who asked for a change, for the audit event written with it; and reading the log.
 
 use super::AppError;
+use super::Ctx;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use crate::domain::audit::{AuditEvent, BrokenLink, NewAuditEvent};
-use crate::domain::page_token::PageTokenCodec;
-use crate::store::{AuditFilter, Store};
+use crate::store::AuditFilter;
 
 /// The caller of a mutating RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +36,13 @@ const LIST_SCOPE: &str = "ListAuditEvents";
 /// Reading and verifying the audit log.
 #[derive(Clone)]
 pub struct AuditService {
-    store: Store,
-    page_tokens: PageTokenCodec,
+    ctx: Ctx,
 }
 
 impl AuditService {
     /// Creates the service.
-    pub fn new(store: Store, page_tokens: PageTokenCodec) -> Self {
-        Self { store, page_tokens }
+    pub fn new(ctx: &Ctx) -> Self {
+        Self { ctx: ctx.clone() }
     }
 
     /// Lists events oldest first, filtered.
@@ -60,14 +59,14 @@ impl AuditService {
         }
         // The filter is part of the token scope, so a token cannot be replayed with another one.
         let scope = format!("{LIST_SCOPE}:{filter:?}");
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let after = numeric_cursor(page.cursor)?;
-        let rows = self.store.list_audit(&filter, after, page.size + 1).await?;
-        Ok(finish_page(&self.page_tokens, &scope, rows, page.size, |e| e.seq.to_string()))
+        let rows = self.ctx.store.list_audit(&filter, after, page.size + 1).await?;
+        Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |e| e.seq.to_string()))
     }
 
     /// Verifies the chain: the number of events checked, or the first broken link.
     pub async fn verify(&self) -> Result<Result<i64, BrokenLink>, AppError> {
-        Ok(self.store.verify_audit_chain().await?)
+        Ok(self.ctx.store.verify_audit_chain().await?)
     }
 }

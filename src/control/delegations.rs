@@ -1,9 +1,7 @@
 //! Delegation use cases: grant, revoke (with cascade), read with effective standing, and
 //! backfill from the runtime's SPAWN relations.
 
-use std::sync::Arc;
-
-use super::clock::Clock;
+use super::Ctx;
 use super::desired::request_id_reused;
 use super::paging::{finish_page, page_request};
 use super::{AppError, AuditContext, ObservationService};
@@ -14,9 +12,8 @@ use crate::domain::delegation::{
 };
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::openclaw::is_valid_agent_id;
-use crate::domain::page_token::PageTokenCodec;
 use crate::domain::topology::EdgeKind;
-use crate::store::{DelegationChange, DelegationOutcome, Store};
+use crate::store::{DelegationChange, DelegationOutcome};
 
 const LIST_SCOPE: &str = "ListDelegations";
 
@@ -42,10 +39,8 @@ pub struct GrantRequest {
 /// Delegation use cases.
 #[derive(Clone)]
 pub struct DelegationService {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
-    clock: Arc<dyn Clock>,
-    page_tokens: PageTokenCodec,
 }
 
 fn view(all: &[Delegation], grant: &Delegation) -> DelegationView {
@@ -61,8 +56,8 @@ fn refused(reason: String) -> AppError {
     }
 }
 
-fn new_id(now: chrono::DateTime<chrono::Utc>, salt: usize) -> String {
-    super::ids::time_sorted_id("dg", now, &format!("{salt:04x}"))
+fn new_id(now: chrono::DateTime<chrono::Utc>, salt: usize, random: &str) -> String {
+    super::ids::time_sorted_id_with("dg", now, &format!("{salt:04x}"), random)
 }
 
 fn check_agent(field: &'static str, id: &str) -> Result<(), AppError> {
@@ -87,17 +82,12 @@ fn normalise_rights(rights: &[String]) -> Result<Vec<String>, AppError> {
 
 impl DelegationService {
     /// Creates the service.
-    pub fn new(
-        store: Store,
-        observations: ObservationService,
-        clock: Arc<dyn Clock>,
-        page_tokens: PageTokenCodec,
-    ) -> Self {
-        Self { store, observations, clock, page_tokens }
+    pub fn new(ctx: &Ctx, observations: ObservationService) -> Self {
+        Self { ctx: ctx.clone(), observations }
     }
 
     async fn replayed(&self, ids: &[String]) -> Result<Vec<DelegationView>, AppError> {
-        let all = self.store.delegations().await?;
+        let all = self.ctx.store.delegations().await?;
         Ok(ids.iter().filter_map(|id| all.iter().find(|g| &g.id == id)).map(|g| view(&all, g)).collect())
     }
 
@@ -111,9 +101,13 @@ impl DelegationService {
         check_agent("delegate_agent_id", &request.delegate)?;
         let rights = normalise_rights(&request.rights)?;
         let trust = request.trust.unwrap_or(TrustLevel::Restricted);
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let grant = Delegation {
-            id: if request.validate_only { String::new() } else { new_id(now, 0) },
+            id: if request.validate_only {
+                String::new()
+            } else {
+                new_id(now, 0, &super::ids::random_hex(4)?)
+            },
             parent_id: request.parent_id.clone(),
             grantor: request.grantor.clone(),
             delegate: request.delegate.clone(),
@@ -137,7 +131,7 @@ impl DelegationService {
             .map_err(|e| e.to_string())
         };
         if request.validate_only {
-            let all = self.store.delegations().await?;
+            let all = self.ctx.store.delegations().await?;
             check(&all).map_err(refused)?;
             return Ok(DelegationView { standing: Standing::Active, chain: Vec::new(), grant });
         }
@@ -152,6 +146,7 @@ impl DelegationService {
             ),
         );
         let outcome = self
+            .ctx
             .store
             .change_delegations(&request.idempotency, now, |all| {
                 check(all)?;
@@ -190,7 +185,7 @@ impl DelegationService {
         if reason.len() > 512 {
             return Err(AppError::invalid("reason", "at most 512 bytes"));
         }
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let reason =
             if reason.is_empty() { format!("revoked by {}", caller.actor) } else { reason.to_owned() };
         let revoke = |all: &[Delegation]| -> Result<Vec<Delegation>, String> {
@@ -214,7 +209,7 @@ impl DelegationService {
                 })
                 .collect())
         };
-        let all = self.store.delegations().await?;
+        let all = self.ctx.store.delegations().await?;
         if !all.iter().any(|g| g.id == id) {
             return Err(AppError::NotFound { resource: format!("delegation {id}") });
         }
@@ -232,6 +227,7 @@ impl DelegationService {
                 .collect());
         }
         let outcome = self
+            .ctx
             .store
             .change_delegations(idempotency, now, |all| {
                 let updates = revoke(all)?;
@@ -248,7 +244,7 @@ impl DelegationService {
         let mut affected = self.settle(outcome).await?;
         if affected.is_empty() {
             // Already revoked: report the cascade as it stands.
-            let all = self.store.delegations().await?;
+            let all = self.ctx.store.delegations().await?;
             affected = revocation_cascade(&all, id)
                 .iter()
                 .filter_map(|target| all.iter().find(|g| &g.id == target))
@@ -266,8 +262,8 @@ impl DelegationService {
         agent: &str,
     ) -> Result<(Vec<DelegationView>, String), AppError> {
         let scope = format!("{LIST_SCOPE}:{agent}");
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
-        let all = self.store.delegations().await?;
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
+        let all = self.ctx.store.delegations().await?;
         let rows: Vec<DelegationView> = all
             .iter()
             .filter(|g| agent.is_empty() || g.grantor == agent || g.delegate == agent)
@@ -275,12 +271,12 @@ impl DelegationService {
             .take(page.size as usize + 1)
             .map(|g| view(&all, g))
             .collect();
-        Ok(finish_page(&self.page_tokens, &scope, rows, page.size, |v| v.grant.id.clone()))
+        Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |v| v.grant.id.clone()))
     }
 
     /// Returns one grant's standing and ancestry.
     pub async fn get(&self, id: &str) -> Result<DelegationView, AppError> {
-        let all = self.store.delegations().await?;
+        let all = self.ctx.store.delegations().await?;
         let grant = all
             .iter()
             .find(|g| g.id == id)
@@ -301,13 +297,14 @@ impl DelegationService {
         };
         let edges: Vec<(String, String)> =
             observation.topology.edges_of(EdgeKind::Spawn).map(|e| (e.from.clone(), e.to.clone())).collect();
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
+        let random = super::ids::random_hex(4)?;
         let build = |missing: Vec<(String, String)>| -> Vec<Delegation> {
             missing
                 .into_iter()
                 .enumerate()
                 .map(|(index, (grantor, delegate))| Delegation {
-                    id: new_id(now, index),
+                    id: new_id(now, index, &random),
                     parent_id: None,
                     grantor,
                     delegate,
@@ -322,7 +319,7 @@ impl DelegationService {
                 .collect()
         };
         if validate_only {
-            let all = self.store.delegations().await?;
+            let all = self.ctx.store.delegations().await?;
             let planned = build(backfill_missing(&all, &edges));
             return Ok(planned
                 .iter()
@@ -334,6 +331,7 @@ impl DelegationService {
                 .collect());
         }
         let outcome = self
+            .ctx
             .store
             .change_delegations(idempotency, now, |all| {
                 let inserts = build(backfill_missing(all, &edges));

@@ -1,11 +1,9 @@
 //! Desired topology: validated, versioned (etag), idempotent writes; reads, comparisons,
 //! the agent catalog and change notifications.
 
-use std::sync::Arc;
-
 use super::AuditContext;
-use super::clock::Clock;
-use super::events::{EventBus, TopologyEvent};
+use super::Ctx;
+use super::events::TopologyEvent;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, ObservationService};
 use crate::domain::Topology;
@@ -13,8 +11,7 @@ use crate::domain::catalog::{AgentCatalog, build_catalog};
 use crate::domain::desired::{DesiredInput, DesiredRevision, etag, validate_desired};
 use crate::domain::drift::{DriftDifference, diff_topologies};
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::page_token::PageTokenCodec;
-use crate::store::{PutDesiredOutcome, Store};
+use crate::store::PutDesiredOutcome;
 
 const LIST_SCOPE: &str = "ListTopologyRevisions";
 
@@ -44,32 +41,23 @@ pub struct PutRequest {
 /// Desired topology use cases.
 #[derive(Clone)]
 pub struct DesiredTopologyService {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
-    clock: Arc<dyn Clock>,
-    events: EventBus,
-    page_tokens: PageTokenCodec,
 }
 
 impl DesiredTopologyService {
     /// Creates the service.
-    pub fn new(
-        store: Store,
-        observations: ObservationService,
-        clock: Arc<dyn Clock>,
-        events: EventBus,
-        page_tokens: PageTokenCodec,
-    ) -> Self {
-        Self { store, observations, clock, events, page_tokens }
+    pub fn new(ctx: &Ctx, observations: ObservationService) -> Self {
+        Self { ctx: ctx.clone(), observations }
     }
 
     /// Validates and (unless `validate_only`) stores a new desired revision.
     pub async fn put(&self, request: PutRequest, caller: &AuditContext) -> Result<PutResult, AppError> {
         let topology = validate_desired(&request.input)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         if request.validate_only {
-            let latest = self.store.latest_desired().await?;
+            let latest = self.ctx.store.latest_desired().await?;
             check_etag(latest.as_ref().map(|d| d.etag.as_str()), &request.etag)?;
             let generation = latest.map(|d| d.generation).unwrap_or(0) + 1;
             let desired = DesiredRevision {
@@ -92,13 +80,14 @@ impl DesiredTopologyService {
             ),
         );
         let outcome = self
+            .ctx
             .store
             .put_desired(&request.etag, &topology, &caller.actor, &request.idempotency, now, &audit)
             .await?;
         match outcome {
             PutDesiredOutcome::Stored(desired) => {
                 tracing::info!(generation = desired.generation, author = %caller.actor, revision = %desired.topology.revision, "desired topology stored");
-                self.events.publish_topology(TopologyEvent::Desired(desired.clone()));
+                self.ctx.events.publish_topology(TopologyEvent::Desired(desired.clone()));
                 Ok(PutResult { desired, validate_only: false })
             }
             PutDesiredOutcome::Replayed(desired) => Ok(PutResult { desired, validate_only: false }),
@@ -115,9 +104,9 @@ impl DesiredTopologyService {
             return Err(AppError::invalid("generation", "must not be negative"));
         }
         let found = if generation == 0 {
-            self.store.latest_desired().await?
+            self.ctx.store.latest_desired().await?
         } else {
-            self.store.desired_at(generation).await?
+            self.ctx.store.desired_at(generation).await?
         };
         found.ok_or_else(|| AppError::NotFound {
             resource: if generation == 0 {
@@ -130,7 +119,7 @@ impl DesiredTopologyService {
 
     /// Returns the latest desired revision, if any.
     pub async fn latest(&self) -> Result<Option<DesiredRevision>, AppError> {
-        Ok(self.store.latest_desired().await?)
+        Ok(self.ctx.store.latest_desired().await?)
     }
 
     /// Lists revisions newest first.
@@ -139,10 +128,10 @@ impl DesiredTopologyService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<DesiredRevision>, String), AppError> {
-        let page = page_request(&self.page_tokens, LIST_SCOPE, page_size, page_token)?;
+        let page = page_request(&self.ctx.page_tokens, LIST_SCOPE, page_size, page_token)?;
         let before = numeric_cursor(page.cursor)?;
-        let rows = self.store.list_desired(before, page.size + 1).await?;
-        Ok(finish_page(&self.page_tokens, LIST_SCOPE, rows, page.size, |r| r.generation.to_string()))
+        let rows = self.ctx.store.list_desired(before, page.size + 1).await?;
+        Ok(finish_page(&self.ctx.page_tokens, LIST_SCOPE, rows, page.size, |r| r.generation.to_string()))
     }
 
     async fn resolve(&self, selector: TopologySelector, field: &'static str) -> Result<Topology, AppError> {
@@ -171,7 +160,7 @@ impl DesiredTopologyService {
 
     /// Returns the agent catalog of the stored state (no runtime read, so it is repeatable).
     pub async fn catalog(&self) -> Result<AgentCatalog, AppError> {
-        let desired = self.store.latest_desired().await?;
+        let desired = self.ctx.store.latest_desired().await?;
         let observed = self.observations.latest_stored_opt().await?;
         Ok(build_catalog(
             desired.as_ref().map(|d| (d.generation, &d.topology)),
@@ -181,14 +170,14 @@ impl DesiredTopologyService {
 
     /// Returns the current desired revision and observed topology (for watch streams).
     pub async fn current(&self) -> Result<(Option<DesiredRevision>, Option<Topology>), AppError> {
-        let desired = self.store.latest_desired().await?;
+        let desired = self.ctx.store.latest_desired().await?;
         let observed = self.observations.latest_stored_opt().await?.map(|o| o.topology);
         Ok((desired, observed))
     }
 
     /// Subscribes to topology changes.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TopologyEvent> {
-        self.events.topology()
+        self.ctx.events.topology()
     }
 }
 

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use super::Ctx;
 use super::{AppError, ObservationService};
 use crate::domain::classify::{RiskLevel, Rules, TaskInput, TaskProfile, classify, validate_task};
 use crate::domain::dispatch::{DispatchFacts, DispatchPreview, preview_dispatch};
-use crate::store::Store;
 
 /// Classifies tasks with the rules loaded at start-up.
 #[derive(Clone)]
@@ -49,15 +49,15 @@ pub struct DispatchAnswer {
 /// watchdog observations; writes nothing.
 #[derive(Clone)]
 pub struct DispatchService {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
     classifier: Classifier,
 }
 
 impl DispatchService {
     /// Creates the service.
-    pub fn new(store: Store, observations: ObservationService, classifier: Classifier) -> Self {
-        Self { store, observations, classifier }
+    pub fn new(ctx: &Ctx, observations: ObservationService, classifier: Classifier) -> Self {
+        Self { ctx: ctx.clone(), observations, classifier }
     }
 
     /// Previews dispatching `item`.
@@ -83,10 +83,11 @@ impl DispatchService {
             }
         };
         let runtime = self.observations.runtime_address();
-        let desired = self.store.latest_desired().await?;
+        let desired = self.ctx.store.latest_desired().await?;
         let latest = self.observations.latest_stored_opt().await?;
-        let (leases, db_now) = self.store.list_leases(None, 10_000).await?;
-        let observations: Vec<_> = self.store.watchdog_observations(runtime).await?.into_values().collect();
+        let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
+        let observations: Vec<_> =
+            self.ctx.store.watchdog_observations(runtime).await?.into_values().collect();
         let preview = preview_dispatch(&DispatchFacts {
             category,
             risk,

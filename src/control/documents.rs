@@ -2,19 +2,16 @@
 //! versioned JSON documents: one write path with idempotency, etags and one audit event per
 //! call, shared by the services that own them.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::clock::Clock;
+use super::Ctx;
 use super::desired::request_id_reused;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, AuditContext};
 use crate::domain::idempotency::{IdempotencyKey, Prior};
-use crate::domain::page_token::PageTokenCodec;
-use crate::store::{Doc, DocOutcome, DocWrite, Store, StoreError};
+use crate::store::{Doc, DocOutcome, DocWrite, StoreError};
 
 /// A stored document with its etag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,19 +74,17 @@ pub(super) struct Write<'a> {
 /// The document repository of the application services.
 #[derive(Clone)]
 pub(super) struct Documents {
-    store: Store,
-    clock: Arc<dyn Clock>,
-    page_tokens: PageTokenCodec,
+    ctx: Ctx,
 }
 
 impl Documents {
-    pub(super) fn new(store: Store, clock: Arc<dyn Clock>, page_tokens: PageTokenCodec) -> Self {
-        Self { store, clock, page_tokens }
+    pub(super) fn new(ctx: &Ctx) -> Self {
+        Self { ctx: ctx.clone() }
     }
 
     /// The application clock.
     pub(super) fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.ctx.clock.now()
     }
 
     /// Writes documents; returns their bodies as stored (or, for a retry, as first stored).
@@ -110,7 +105,7 @@ impl Documents {
             serde_json::to_string(&stored).unwrap_or_default()
         };
         let audit = write.caller.event(write.resource, write.summary);
-        let outcome = self.store.write_documents(&writes, &key, response, self.now(), &audit).await?;
+        let outcome = self.ctx.store.write_documents(&writes, &key, response, self.now(), &audit).await?;
         let stored: Vec<(i64, String)> = match outcome {
             DocOutcome::Stored(generations) => {
                 generations.into_iter().zip(writes.into_iter().map(|w| w.body)).collect()
@@ -140,7 +135,7 @@ impl Documents {
 
     /// Returns a stored document, if any.
     pub(super) async fn find(&self, kind: &str, id: &str) -> Result<Option<Doc>, AppError> {
-        Ok(self.store.document(kind, id).await?)
+        Ok(self.ctx.store.document(kind, id).await?)
     }
 
     /// Returns a document decoded, or NOT_FOUND naming `resource`.
@@ -157,7 +152,7 @@ impl Documents {
 
     /// True when `key` already produced a stored response (the call is a retry).
     pub(super) async fn replayed(&self, key: &IdempotencyKey) -> Result<bool, AppError> {
-        Ok(matches!(self.store.idempotency_prior(key).await?, Prior::Replay(_)))
+        Ok(matches!(self.ctx.store.idempotency_prior(key).await?, Prior::Replay(_)))
     }
 
     /// Lists documents of a kind in creation order, optionally by state.
@@ -169,10 +164,10 @@ impl Documents {
         page_token: &str,
     ) -> Result<(Vec<Versioned<T>>, String), AppError> {
         let scope = format!("List:{kind}:{}", state.unwrap_or(""));
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let after = numeric_cursor(page.cursor)?;
-        let docs = self.store.list_documents(kind, state, after, page.size + 1).await?;
-        let (docs, next) = finish_page(&self.page_tokens, &scope, docs, page.size, |d| d.seq.to_string());
+        let docs = self.ctx.store.list_documents(kind, state, after, page.size + 1).await?;
+        let (docs, next) = finish_page(&self.ctx.page_tokens, &scope, docs, page.size, |d| d.seq.to_string());
         let values = docs.iter().map(|d| decode(d, kind)).collect::<Result<Vec<_>, _>>()?;
         Ok((values, next))
     }

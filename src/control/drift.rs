@@ -1,12 +1,10 @@
 //! Drift queries and commands: summary, items, acknowledgement, on-demand observation and
 //! transition notifications.
 
-use std::sync::Arc;
-
 use super::AuditContext;
-use super::clock::Clock;
+use super::Ctx;
 use super::desired::request_id_reused;
-use super::events::{DriftEvent, EventBus};
+use super::events::DriftEvent;
 use super::observer::Observed;
 use super::paging::{finish_page, page_request};
 use super::{AppError, ObservationService};
@@ -14,8 +12,7 @@ use crate::domain::drift::filter::parse;
 use crate::domain::drift::summary::{DriftSummary, summarize};
 use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
-use crate::domain::page_token::PageTokenCodec;
-use crate::store::{AcknowledgeOutcome, Store};
+use crate::store::AcknowledgeOutcome;
 
 const LIST_SCOPE: &str = "ListDriftItems";
 
@@ -29,23 +26,14 @@ pub struct ObserveNowResult {
 /// Drift use cases.
 #[derive(Clone)]
 pub struct DriftMonitor {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
-    clock: Arc<dyn Clock>,
-    events: EventBus,
-    page_tokens: PageTokenCodec,
 }
 
 impl DriftMonitor {
     /// Creates the service.
-    pub fn new(
-        store: Store,
-        observations: ObservationService,
-        clock: Arc<dyn Clock>,
-        events: EventBus,
-        page_tokens: PageTokenCodec,
-    ) -> Self {
-        Self { store, observations, clock, events, page_tokens }
+    pub fn new(ctx: &Ctx, observations: ObservationService) -> Self {
+        Self { ctx: ctx.clone(), observations }
     }
 
     fn runtime(&self) -> &str {
@@ -54,8 +42,8 @@ impl DriftMonitor {
 
     /// Returns the summary of the stored state.
     pub async fn summary(&self) -> Result<DriftSummary, AppError> {
-        let items = self.store.drift_items(self.runtime()).await?;
-        let desired = self.store.latest_desired().await?;
+        let items = self.ctx.store.drift_items(self.runtime()).await?;
+        let desired = self.ctx.store.latest_desired().await?;
         let observation = self.observations.latest_stored_opt().await?;
         let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
         Ok(summarize(&items, desired_ref, observation.as_ref().map(|o| &o.record)))
@@ -71,15 +59,15 @@ impl DriftMonitor {
         let parsed = parse(filter).map_err(|description| AppError::invalid("filter", description))?;
         // The filter is part of the token scope: a token cannot be replayed with another filter.
         let scope = format!("{LIST_SCOPE}:{}:{filter}", self.runtime());
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
-        let items = self.store.drift_items(self.runtime()).await?;
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
+        let items = self.ctx.store.drift_items(self.runtime()).await?;
         let rows: Vec<TrackedItem> = items
             .into_values()
             .filter(|item| parsed.matches(item))
             .filter(|item| page.cursor.as_deref().is_none_or(|after| item.key() > after))
             .take(page.size as usize + 1)
             .collect();
-        Ok(finish_page(&self.page_tokens, &scope, rows, page.size, |item| item.key().to_owned()))
+        Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |item| item.key().to_owned()))
     }
 
     /// Returns one item.
@@ -87,7 +75,8 @@ impl DriftMonitor {
         if key.is_empty() {
             return Err(AppError::invalid("key", "required"));
         }
-        self.store
+        self.ctx
+            .store
             .drift_item(self.runtime(), key)
             .await?
             .ok_or_else(|| AppError::NotFound { resource: format!("drift item {key}") })
@@ -107,9 +96,10 @@ impl DriftMonitor {
         if key.is_empty() {
             return Err(AppError::invalid("key", "required"));
         }
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let audit = caller.event(format!("drift-item/{key}"), format!("acknowledged drift item {key}"));
         match self
+            .ctx
             .store
             .acknowledge_drift_item(self.runtime(), key, &caller.actor, idempotency, now, &audit)
             .await?
@@ -134,7 +124,7 @@ impl DriftMonitor {
         if validate_only {
             return Ok(result_of(self.observations.observe(false).await?));
         }
-        match self.store.idempotency_prior(idempotency).await? {
+        match self.ctx.store.idempotency_prior(idempotency).await? {
             Prior::Replay(stored) => {
                 return serde_json::from_str(&stored).map_err(|e| {
                     AppError::Store(crate::store::StoreError::Corrupt(format!("ObserveNow replay: {e}")))
@@ -147,19 +137,19 @@ impl DriftMonitor {
         let result = result_of(self.observations.observe_audited(&audit).await?);
         let stored = serde_json::to_string(&result)
             .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
-        self.store.remember_response(idempotency, stored, self.clock.now()).await?;
+        self.ctx.store.remember_response(idempotency, stored, self.ctx.clock.now()).await?;
         Ok(result)
     }
 
     /// Returns the open items (for the initial events of a watch stream).
     pub async fn open_items(&self) -> Result<Vec<TrackedItem>, AppError> {
-        let items = self.store.drift_items(self.runtime()).await?;
+        let items = self.ctx.store.drift_items(self.runtime()).await?;
         Ok(items.into_values().filter(|item| item.state.is_open()).collect())
     }
 
     /// Subscribes to drift transitions.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DriftEvent> {
-        self.events.drift()
+        self.ctx.events.drift()
     }
 }
 

@@ -36,6 +36,9 @@ pub enum AppError {
     /// The store could not be used; details are logged, not returned.
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    /// A bug or a broken host (e.g. no OS randomness); details are logged, not returned.
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
@@ -59,7 +62,7 @@ impl AppError {
             Self::FailedPrecondition { .. } => ErrorCode::FailedPrecondition,
             Self::Runtime(_) => ErrorCode::Unavailable,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
-            Self::Store(_) => ErrorCode::Internal,
+            Self::Store(_) | Self::Internal { .. } => ErrorCode::Internal,
         }
     }
 
@@ -73,6 +76,7 @@ impl AppError {
             Self::Runtime(_) => "RUNTIME_UNAVAILABLE",
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             Self::Store(_) => "STORE_ERROR",
+            Self::Internal { .. } => "INTERNAL",
         }
     }
 
@@ -80,7 +84,7 @@ impl AppError {
     pub fn public_message(&self) -> String {
         match self {
             Self::Store(StoreError::Unavailable(_)) => "the database is unavailable; retry later".to_owned(),
-            Self::Store(_) => "internal error".to_owned(),
+            Self::Store(_) | Self::Internal { .. } => "internal error".to_owned(),
             other => other.to_string(),
         }
     }

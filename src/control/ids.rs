@@ -2,15 +2,20 @@
 
 use chrono::{DateTime, Utc};
 
-/// Returns `bytes` random bytes as hex. A failing OS RNG leaves zeros: ids stay well-formed and
-/// uniqueness then rests on the time part or the store's unique constraints.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    let _ = getrandom::fill(&mut buffer);
-    hex::encode(buffer)
+use super::AppError;
+
+/// Returns `bytes` random bytes as hex; a failing OS RNG is an internal error (fail closed).
+pub fn random_hex(bytes: usize) -> Result<String, AppError> {
+    crate::random::random_hex(bytes).map_err(|e| AppError::Internal { detail: e.to_string() })
 }
 
 /// `<prefix>-<ms since epoch, 13 hex>-<extra><8 random hex>`: sorts by creation time.
-pub fn time_sorted_id(prefix: &str, now: DateTime<Utc>, extra: &str) -> String {
-    format!("{prefix}-{:013x}-{extra}{}", now.timestamp_millis().max(0), random_hex(4))
+pub fn time_sorted_id(prefix: &str, now: DateTime<Utc>, extra: &str) -> Result<String, AppError> {
+    Ok(time_sorted_id_with(prefix, now, extra, &random_hex(4)?))
+}
+
+/// [`time_sorted_id`] with the random part drawn by the caller (ids minted in a batch, inside
+/// a closure that cannot fail, share one draw and differ by `extra`).
+pub fn time_sorted_id_with(prefix: &str, now: DateTime<Utc>, extra: &str, random: &str) -> String {
+    format!("{prefix}-{:013x}-{extra}{random}", now.timestamp_millis().max(0))
 }

@@ -2,16 +2,13 @@
 //! context; another principal approves or rejects it once; an approval yields a setup preview
 //! and never edits a workspace by itself.
 
-use std::sync::Arc;
-
-use super::clock::Clock;
+use super::Ctx;
 use super::documents::{Documents, Mutation, Versioned, Write, decode, encode};
 use super::ids::random_hex;
 use super::{AppError, AuditContext, PersistentService, SetupService, StoredPreview};
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::page_token::PageTokenCodec;
 use crate::domain::persistent::{LearningProposal, ProposalState, ReviewRefusal, review, validate_proposal};
-use crate::store::{DocWrite, Store};
+use crate::store::DocWrite;
 
 const PROPOSAL: &str = "learning_proposal";
 
@@ -25,14 +22,8 @@ pub struct LearningService {
 
 impl LearningService {
     /// Creates the service.
-    pub fn new(
-        store: Store,
-        clock: Arc<dyn Clock>,
-        page_tokens: PageTokenCodec,
-        agents: PersistentService,
-        setup: SetupService,
-    ) -> Self {
-        Self { docs: Documents::new(store, clock, page_tokens), agents, setup }
+    pub fn new(ctx: &Ctx, agents: PersistentService, setup: SetupService) -> Self {
+        Self { docs: Documents::new(ctx), agents, setup }
     }
 
     /// Records a learning proposal.
@@ -48,7 +39,7 @@ impl LearningService {
         validate_proposal(agent_id, change, rationale, &evidence)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
         let proposal = LearningProposal {
-            id: format!("lp-{}", random_hex(8)),
+            id: format!("lp-{}", random_hex(8)?),
             agent_id: agent_id.to_owned(),
             change: change.to_owned(),
             rationale: rationale.to_owned(),

@@ -3,19 +3,18 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Ctx;
 use super::paging::{finish_page, page_request};
 use super::{AppError, AuditContext};
 use crate::domain::lease::{self, CycleReport, Lease, LeaseError};
-use crate::domain::page_token::PageTokenCodec;
-use crate::store::{ReportOutcome, Store};
+use crate::store::ReportOutcome;
 
 const LIST_SCOPE: &str = "ListLeases";
 
 /// Lease use cases.
 #[derive(Clone)]
 pub struct LeaseService {
-    store: Store,
-    page_tokens: PageTokenCodec,
+    ctx: Ctx,
 }
 
 fn check_name(name: &str) -> Result<(), AppError> {
@@ -51,8 +50,8 @@ fn refused(error: LeaseError) -> AppError {
 
 impl LeaseService {
     /// Creates the service.
-    pub fn new(store: Store, page_tokens: PageTokenCodec) -> Self {
-        Self { store, page_tokens }
+    pub fn new(ctx: &Ctx) -> Self {
+        Self { ctx: ctx.clone() }
     }
 
     async fn change(
@@ -73,6 +72,7 @@ impl LeaseService {
             })
         };
         let outcome = self
+            .ctx
             .store
             .change_lease(
                 name,
@@ -176,7 +176,7 @@ impl LeaseService {
                 report.holder, report.cycle_id, report.outcome, report.lease_name, report.fencing_token
             ),
         );
-        match self.store.report_cycle(report, &audit).await? {
+        match self.ctx.store.report_cycle(report, &audit).await? {
             ReportOutcome::Recorded(stored) => Ok((stored, true)),
             ReportOutcome::Repeated(first) => Ok((first, false)),
             ReportOutcome::Refused(refusal) => Err(refused(refusal)),
@@ -186,7 +186,7 @@ impl LeaseService {
     /// Returns a lease with the database time of the read.
     pub async fn get(&self, name: &str) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
-        let (lease, now) = self.store.lease(name).await?;
+        let (lease, now) = self.ctx.store.lease(name).await?;
         let lease = lease.ok_or_else(|| AppError::NotFound { resource: format!("lease {name}") })?;
         Ok((lease, now))
     }
@@ -197,9 +197,10 @@ impl LeaseService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Lease>, String, DateTime<Utc>), AppError> {
-        let page = page_request(&self.page_tokens, LIST_SCOPE, page_size, page_token)?;
-        let (rows, now) = self.store.list_leases(page.cursor.as_deref(), page.size + 1).await?;
-        let (rows, next) = finish_page(&self.page_tokens, LIST_SCOPE, rows, page.size, |l| l.name.clone());
+        let page = page_request(&self.ctx.page_tokens, LIST_SCOPE, page_size, page_token)?;
+        let (rows, now) = self.ctx.store.list_leases(page.cursor.as_deref(), page.size + 1).await?;
+        let (rows, next) =
+            finish_page(&self.ctx.page_tokens, LIST_SCOPE, rows, page.size, |l| l.name.clone());
         Ok((rows, next, now))
     }
 }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{AppError, ObservationService, Readiness, ScheduleService};
+use super::Ctx;
+use super::{AppError, ObservationService, ScheduleService};
 use crate::domain::model::Severity;
 use crate::domain::schedule::{RECONCILER_LEASE, Schedule};
-use crate::store::Store;
 
 /// How many recent rollouts and runs the per-state figures cover.
 const RECENT: u64 = 500;
@@ -48,36 +48,34 @@ pub fn severity_label(severity: Severity) -> &'static str {
 /// Gathers metrics.
 #[derive(Clone)]
 pub struct MetricsService {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
     schedules: ScheduleService,
-    readiness: Readiness,
     replica_id: String,
 }
 
 impl MetricsService {
     /// Creates the service; `replica_id` is this replica's holder name in `warp/reconciler`.
     pub fn new(
-        store: Store,
+        ctx: &Ctx,
         observations: ObservationService,
         schedules: ScheduleService,
-        readiness: Readiness,
         replica_id: String,
     ) -> Self {
-        Self { store, observations, schedules, readiness, replica_id }
+        Self { ctx: ctx.clone(), observations, schedules, replica_id }
     }
 
     /// Reads everything `/metrics` reports.
     pub async fn collect(&self) -> Result<MetricsSnapshot, AppError> {
         let runtime = self.observations.runtime_address();
-        let readiness = self.readiness.snapshot();
+        let readiness = self.ctx.readiness.snapshot();
         let mut drift_items = BTreeMap::new();
-        for item in self.store.drift_items(runtime).await?.values() {
+        for item in self.ctx.store.drift_items(runtime).await?.values() {
             *drift_items
                 .entry((item.state.as_str(), severity_label(item.difference.severity)))
                 .or_default() += 1;
         }
-        let (leases, db_now) = self.store.list_leases(None, 10_000).await?;
+        let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
         let leases_held = leases.iter().filter(|l| l.live_holder(db_now).is_some()).count() as u64;
         let is_leader = leases
             .iter()
@@ -85,18 +83,18 @@ impl MetricsService {
             .and_then(|l| l.live_holder(db_now))
             .is_some_and(|holder| holder == self.replica_id);
         let mut watchdog_open = BTreeMap::new();
-        for observation in self.store.watchdog_observations(runtime).await?.values() {
+        for observation in self.ctx.store.watchdog_observations(runtime).await?.values() {
             if observation.cleared_at.is_none() {
                 let key = (observation.finding.kind.slug(), severity_label(observation.finding.severity));
                 *watchdog_open.entry(key).or_default() += 1;
             }
         }
         let mut rollouts = BTreeMap::new();
-        for rollout in self.store.list_rollouts(runtime, None, RECENT).await? {
+        for rollout in self.ctx.store.list_rollouts(runtime, None, RECENT).await? {
             *rollouts.entry(rollout.state.as_str()).or_default() += 1;
         }
         let mut runs = BTreeMap::new();
-        for (_, run) in self.store.list_runs(runtime, None, RECENT).await? {
+        for (_, run) in self.ctx.store.list_runs(runtime, None, RECENT).await? {
             *runs.entry((run.trigger.clone(), run.state.as_str())).or_default() += 1;
         }
         Ok(MetricsSnapshot {
@@ -110,7 +108,7 @@ impl MetricsService {
             runs,
             schedule: self.schedules.get().await?,
             is_leader,
-            last_scheduled_start: self.store.latest_scheduled_run(runtime).await?.map(|r| r.started_at),
+            last_scheduled_start: self.ctx.store.latest_scheduled_run(runtime).await?.map(|r| r.started_at),
             last_observation: self.observations.latest_stored_opt().await?.map(|o| o.record.last_seen_at),
         })
     }

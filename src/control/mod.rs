@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod clock;
+mod context;
 mod delegations;
 mod desired;
 mod dispatch;
@@ -22,10 +23,12 @@ mod readiness;
 mod reconcile;
 mod rollout;
 mod scheduler;
+mod services;
 mod setup;
 mod watchdog;
 
 pub use audit::{AuditContext, AuditService};
+pub use context::Ctx;
 pub use delegations::{DelegationService, DelegationView, GrantRequest};
 pub use desired::{DesiredTopologyService, PutRequest, PutResult, TopologySelector};
 pub use dispatch::{Classifier, DispatchAnswer, DispatchService, WorkItem};
@@ -41,6 +44,7 @@ pub use readiness::{ComponentState, Readiness, ReadinessSnapshot};
 pub use reconcile::{CycleOutcome, CycleRequest, ReconcileService};
 pub use rollout::{CreateRolloutRequest, RolloutService};
 pub use scheduler::{LeaderSettings, ReconcileLeader, ScheduleService, UpdateScheduleRequest};
+pub use services::{ServiceSettings, Services};
 pub use setup::{
     ApplyOutcome, ApplyRequest, FileOutcome, FileResult, PreviewRequest, SetupService, StoredPreview,
 };

@@ -8,19 +8,18 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::clock::Clock;
-use super::events::{DriftEvent, EventBus, TopologyEvent};
+use super::AppError;
+use super::Ctx;
+use super::events::{DriftEvent, TopologyEvent};
 use super::paging::{finish_page, numeric_cursor, page_request};
-use super::{AppError, Readiness};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::derive_topology;
 use crate::domain::drift::diff;
 use crate::domain::drift::summary::{DriftSummary, summarize};
 use crate::domain::drift::tracker::{DriftState, TrackedItem, TrackerConfig, observe};
 use crate::domain::observation::{ObservationRecord, StoredObservation};
-use crate::domain::page_token::PageTokenCodec;
 use crate::runtime::{RuntimeAdapter, RuntimeError};
-use crate::store::{DriftChanges, NewObservation, Store};
+use crate::store::{DriftChanges, NewObservation};
 
 /// Scope of page tokens of `ListObservations`.
 const LIST_SCOPE: &str = "ListObservations";
@@ -45,47 +44,25 @@ pub struct ObserverSettings {
 /// Reads the runtime, tracks drift, and serves stored observations.
 #[derive(Clone)]
 pub struct ObservationService {
-    runtime: Arc<dyn RuntimeAdapter>,
-    store: Store,
-    readiness: Readiness,
-    page_tokens: PageTokenCodec,
+    ctx: Ctx,
     settings: ObserverSettings,
-    clock: Arc<dyn Clock>,
-    events: EventBus,
     serialize: Arc<Mutex<()>>,
 }
 
 impl ObservationService {
     /// Creates the service.
-    pub fn new(
-        runtime: Arc<dyn RuntimeAdapter>,
-        store: Store,
-        readiness: Readiness,
-        page_tokens: PageTokenCodec,
-        settings: ObserverSettings,
-        clock: Arc<dyn Clock>,
-        events: EventBus,
-    ) -> Self {
-        Self {
-            runtime,
-            store,
-            readiness,
-            page_tokens,
-            settings,
-            clock,
-            events,
-            serialize: Arc::new(Mutex::new(())),
-        }
+    pub fn new(ctx: &Ctx, settings: ObserverSettings) -> Self {
+        Self { ctx: ctx.clone(), settings, serialize: Arc::new(Mutex::new(())) }
     }
 
     /// Returns the runtime adapter.
     pub fn runtime(&self) -> Arc<dyn RuntimeAdapter> {
-        self.runtime.clone()
+        self.ctx.runtime.clone()
     }
 
     /// Returns the configured runtime address.
     pub fn runtime_address(&self) -> &str {
-        self.runtime.address()
+        self.ctx.runtime.address()
     }
 
     /// Reads the runtime now, tracks drift and records everything; returns the observation.
@@ -104,14 +81,14 @@ impl ObservationService {
         self.observe_inner(true, Some(audit)).await
     }
 
-    #[tracing::instrument(skip(self, audit), fields(runtime = self.runtime.address()))]
+    #[tracing::instrument(skip(self, audit), fields(runtime = self.ctx.runtime.address()))]
     async fn observe_inner(
         &self,
         persist: bool,
         audit: Option<&NewAuditEvent>,
     ) -> Result<Observed, AppError> {
         let _one_at_a_time = self.serialize.lock().await;
-        let read = tokio::time::timeout(self.settings.runtime_timeout, self.runtime.observe()).await;
+        let read = tokio::time::timeout(self.settings.runtime_timeout, self.ctx.runtime.observe()).await;
         let inventory = match read {
             Ok(Ok(inventory)) => inventory,
             Ok(Err(err)) => return Err(self.read_failed(err)),
@@ -120,10 +97,10 @@ impl ObservationService {
             }
         };
         let topology = derive_topology(&inventory);
-        let now = self.clock.now();
-        let desired = self.store.latest_desired().await?;
+        let now = self.ctx.clock.now();
+        let desired = self.ctx.store.latest_desired().await?;
         let differences = diff(desired.as_ref().map(|d| &d.topology), &topology, &inventory.findings);
-        let mut items = self.store.drift_items(self.runtime.address()).await?;
+        let mut items = self.ctx.store.drift_items(self.ctx.runtime.address()).await?;
         let outcome = observe(&mut items, &differences, now, &self.settings.tracker);
         let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
         let transitions: Vec<(TrackedItem, Option<DriftState>)> = outcome
@@ -135,7 +112,7 @@ impl ObservationService {
         if !persist {
             let record = ObservationRecord {
                 id: 0,
-                runtime: self.runtime.address().to_owned(),
+                runtime: self.ctx.runtime.address().to_owned(),
                 observed_at: now,
                 last_seen_at: now,
                 seen_count: 1,
@@ -154,23 +131,23 @@ impl ObservationService {
             deletions: outcome.forgotten.iter().cloned().collect(),
         };
         let new = NewObservation {
-            runtime: self.runtime.address(),
+            runtime: self.ctx.runtime.address(),
             inventory: &inventory,
             topology: &topology,
             observed_at: now,
         };
         let (record, new_row) =
-            self.store.record_observation(new, self.settings.history_limit, &changes, audit).await?;
-        self.readiness.record_runtime_read(
+            self.ctx.store.record_observation(new, self.settings.history_limit, &changes, audit).await?;
+        self.ctx.readiness.record_runtime_read(
             true,
-            format!("observed {} ({} agents)", self.runtime.address(), inventory.agents.len()),
+            format!("observed {} ({} agents)", self.ctx.runtime.address(), inventory.agents.len()),
         );
         if new_row {
-            self.events.publish_topology(TopologyEvent::Observed(topology.clone()));
+            self.ctx.events.publish_topology(TopologyEvent::Observed(topology.clone()));
         }
         for (item, previous) in &transitions {
             tracing::info!(key = item.key(), from = ?previous, to = item.state.as_str(), "drift item transition");
-            self.events.publish_drift(DriftEvent { item: item.clone(), previous: *previous });
+            self.ctx.events.publish_drift(DriftEvent { item: item.clone(), previous: *previous });
         }
         let summary = summarize(&items, desired_ref, Some(&record));
         tracing::debug!(observation_id = record.id, revision = %record.revision, "runtime observed");
@@ -178,21 +155,21 @@ impl ObservationService {
     }
 
     fn read_failed(&self, err: RuntimeError) -> AppError {
-        tracing::warn!(runtime = self.runtime.address(), error = %err, "runtime read failed");
-        self.readiness.record_runtime_read(false, format!("last read failed: {err}"));
+        tracing::warn!(runtime = self.ctx.runtime.address(), error = %err, "runtime read failed");
+        self.ctx.readiness.record_runtime_read(false, format!("last read failed: {err}"));
         AppError::Runtime(err)
     }
 
     /// Returns the most recent stored observation.
     pub async fn latest_stored(&self) -> Result<StoredObservation, AppError> {
         self.latest_stored_opt().await?.ok_or_else(|| AppError::NotFound {
-            resource: format!("observation of {}", self.runtime.address()),
+            resource: format!("observation of {}", self.ctx.runtime.address()),
         })
     }
 
     /// Returns the most recent stored observation, if any.
     pub async fn latest_stored_opt(&self) -> Result<Option<StoredObservation>, AppError> {
-        Ok(self.store.latest_observation(self.runtime.address()).await?)
+        Ok(self.ctx.store.latest_observation(self.ctx.runtime.address()).await?)
     }
 
     /// Lists stored observations newest first; returns the page and the next page token.
@@ -201,11 +178,12 @@ impl ObservationService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<ObservationRecord>, String), AppError> {
-        let scope = format!("{LIST_SCOPE}:{}", self.runtime.address());
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let scope = format!("{LIST_SCOPE}:{}", self.ctx.runtime.address());
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let before_id = numeric_cursor(page.cursor)?;
-        let records = self.store.list_observations(self.runtime.address(), before_id, page.size + 1).await?;
-        Ok(finish_page(&self.page_tokens, &scope, records, page.size, |r| r.id.to_string()))
+        let records =
+            self.ctx.store.list_observations(self.ctx.runtime.address(), before_id, page.size + 1).await?;
+        Ok(finish_page(&self.ctx.page_tokens, &scope, records, page.size, |r| r.id.to_string()))
     }
 
     /// Observes until the runtime answers once (backing off 0.5 s → 10 s), then every

@@ -4,15 +4,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::AppError;
-use super::clock::Clock;
+use super::Ctx;
 use super::documents::{Documents, Mutation, Versioned, Write, encode, expected, require_etag, stale};
-use crate::domain::page_token::PageTokenCodec;
 use crate::domain::persistent::{
     AgentFields, AgentLifecycle, PersistentAgent, RetentionPolicy, WorkspaceLifecycle, WorkspaceRecord,
     validate_agent, validate_retention,
 };
 use crate::store::DocWrite;
-use crate::store::Store;
 
 const AGENT: &str = "persistent_agent";
 const WORKSPACE: &str = "workspace";
@@ -33,13 +31,8 @@ pub struct PersistentService {
 
 impl PersistentService {
     /// Creates the service; with `registry`, business links must be registered in it.
-    pub fn new(
-        store: Store,
-        clock: Arc<dyn Clock>,
-        page_tokens: PageTokenCodec,
-        registry: Option<Arc<BTreeSet<String>>>,
-    ) -> Self {
-        Self { docs: Documents::new(store, clock, page_tokens), registry }
+    pub fn new(ctx: &Ctx, registry: Option<Arc<BTreeSet<String>>>) -> Self {
+        Self { docs: Documents::new(ctx), registry }
     }
 
     /// Creates a persistent agent and its workspace record.

@@ -1,21 +1,19 @@
 //! Reconcile cycles on demand: observe → track drift → (PLAN) plan → (HEAL) roll out, with the
 //! HEAL guards of DESIGN §3. A cycle is one scheduler run, idempotent by its cycle id.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::clock::Clock;
+use super::Ctx;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, AuditContext, CreateRolloutRequest, ObservationService, RolloutService};
 use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::page_token::PageTokenCodec;
 use crate::domain::patch::PlanKind;
 use crate::domain::reconcile::{
     HealAttempt, HealDecision, ReconcileMode, RunState, SchedulerRun, actionable, heal_decision,
 };
 use crate::domain::rollout::RolloutState;
-use crate::store::{Fence, StartRun, Store};
+use crate::store::{Fence, StartRun};
 use tokio_util::sync::CancellationToken;
 
 const LIST_SCOPE: &str = "ListSchedulerRuns";
@@ -52,23 +50,15 @@ const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
 /// Reconcile use cases.
 #[derive(Clone)]
 pub struct ReconcileService {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
     rollouts: RolloutService,
-    clock: Arc<dyn Clock>,
-    page_tokens: PageTokenCodec,
 }
 
 impl ReconcileService {
     /// Creates the service.
-    pub fn new(
-        store: Store,
-        observations: ObservationService,
-        rollouts: RolloutService,
-        clock: Arc<dyn Clock>,
-        page_tokens: PageTokenCodec,
-    ) -> Self {
-        Self { store, observations, rollouts, clock, page_tokens }
+    pub fn new(ctx: &Ctx, observations: ObservationService, rollouts: RolloutService) -> Self {
+        Self { ctx: ctx.clone(), observations, rollouts }
     }
 
     fn runtime(&self) -> &str {
@@ -106,7 +96,7 @@ impl ReconcileService {
         caller: &AuditContext,
     ) -> Result<CycleOutcome, AppError> {
         let CycleRequest { mode, cycle_id, trigger, fence, cancel } = request;
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let cycle_id = match cycle_id {
             Some(id) if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) => {
                 return Err(AppError::invalid(
@@ -115,7 +105,7 @@ impl ReconcileService {
                 ));
             }
             Some(id) => id,
-            None => super::ids::time_sorted_id("manual", now, ""),
+            None => super::ids::time_sorted_id("manual", now, "")?,
         };
         let mut run = SchedulerRun {
             cycle_id: cycle_id.clone(),
@@ -135,13 +125,13 @@ impl ReconcileService {
             heal_succeeded: false,
             message: String::new(),
         };
-        match self.store.start_run(self.runtime(), &run, fence.as_ref()).await? {
+        match self.ctx.store.start_run(self.runtime(), &run, fence.as_ref()).await? {
             StartRun::Started => {}
             StartRun::Existing(existing) => return Ok(CycleOutcome::Replayed(existing)),
             StartRun::Fenced(refusal) => return Ok(CycleOutcome::Fenced(refusal)),
         }
         let outcome = self.cycle(&mut run, caller, &cancel).await;
-        run.finished_at = Some(self.clock.now());
+        run.finished_at = Some(self.ctx.clock.now());
         if let Err(error) = outcome {
             run.state = RunState::Failed;
             run.message = error.public_message();
@@ -150,7 +140,7 @@ impl ReconcileService {
             format!("scheduler-run/{cycle_id}"),
             format!("{} cycle {}: {} — {}", mode.as_str(), cycle_id, run.state.as_str(), run.message),
         );
-        self.store.finish_run(&run, Some(&audit)).await?;
+        self.ctx.store.finish_run(&run, Some(&audit)).await?;
         tracing::info!(cycle_id = %run.cycle_id, mode = mode.as_str(), trigger, state = run.state.as_str(), message = %run.message, "reconcile cycle finished");
         Ok(CycleOutcome::Ran(run))
     }
@@ -158,14 +148,14 @@ impl ReconcileService {
     /// Marks scheduled runs left RUNNING by a leader that is gone as FAILED. Called by a new
     /// leader: a RUNNING scheduled run of another holder can only belong to a lost leader.
     pub async fn abandon_orphaned_runs(&self, own_actor: &str) -> Result<usize, AppError> {
-        let runs = self.store.list_runs(self.runtime(), None, 50).await?;
+        let runs = self.ctx.store.list_runs(self.runtime(), None, 50).await?;
         let mut abandoned = 0;
         for (_, mut run) in runs {
             if run.state == RunState::Running && run.trigger == TRIGGER_SCHEDULED && run.actor != own_actor {
                 run.state = RunState::Failed;
-                run.finished_at = Some(self.clock.now());
+                run.finished_at = Some(self.ctx.clock.now());
                 run.message = format!("abandoned: {} lost the reconciler lease mid-cycle", run.actor);
-                self.store.finish_run(&run, None).await?;
+                self.ctx.store.finish_run(&run, None).await?;
                 abandoned += 1;
             }
         }
@@ -181,6 +171,7 @@ impl ReconcileService {
         let observed = self.observations.observe(true).await?;
         run.config_hash = observed.observation.inventory.config_hash.clone();
         let items: Vec<TrackedItem> = self
+            .ctx
             .store
             .drift_items(self.runtime())
             .await?
@@ -189,7 +180,7 @@ impl ReconcileService {
             .collect();
         run.open_items = items.len() as i64;
         run.actionable_items = actionable(&items).len() as i64;
-        let desired = self.store.latest_desired().await?;
+        let desired = self.ctx.store.latest_desired().await?;
         run.desired_generation = desired.as_ref().map(|d| d.generation).unwrap_or(0);
         if run.mode == ReconcileMode::Observe {
             run.state = RunState::Succeeded;
@@ -203,9 +194,13 @@ impl ReconcileService {
         }
         if run.mode == ReconcileMode::Heal {
             let attempts = self.heal_attempts().await?;
-            if let HealDecision::Hold(reason) =
-                heal_decision(&items, &attempts, run.desired_generation, &run.config_hash, self.clock.now())
-            {
+            if let HealDecision::Hold(reason) = heal_decision(
+                &items,
+                &attempts,
+                run.desired_generation,
+                &run.config_hash,
+                self.ctx.clock.now(),
+            ) {
                 run.state = RunState::Skipped;
                 run.message = reason;
                 return Ok(());
@@ -255,7 +250,7 @@ impl ReconcileService {
 
     /// Previous HEAL attempts, newest first.
     async fn heal_attempts(&self) -> Result<Vec<HealAttempt>, AppError> {
-        let runs = self.store.list_runs(self.runtime(), None, 200).await?;
+        let runs = self.ctx.store.list_runs(self.runtime(), None, 200).await?;
         Ok(runs
             .into_iter()
             .map(|(_, run)| run)
@@ -276,11 +271,11 @@ impl ReconcileService {
         page_token: &str,
     ) -> Result<(Vec<SchedulerRun>, String), AppError> {
         let scope = format!("{LIST_SCOPE}:{}", self.runtime());
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let before = numeric_cursor(page.cursor)?;
-        let rows = self.store.list_runs(self.runtime(), before, page.size + 1).await?;
+        let rows = self.ctx.store.list_runs(self.runtime(), before, page.size + 1).await?;
         let (rows, next) =
-            finish_page(&self.page_tokens, &scope, rows, page.size, |(seq, _)| seq.to_string());
+            finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |(seq, _)| seq.to_string());
         Ok((rows.into_iter().map(|(_, run)| run).collect(), next))
     }
 }

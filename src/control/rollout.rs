@@ -21,34 +21,27 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, broadcast};
 
 use super::AuditContext;
-use super::clock::Clock;
+use super::Ctx;
 use super::desired::request_id_reused;
-use super::events::EventBus;
-use super::failpoints::{FAIL_VERIFICATION, Failpoints, STOP_AFTER_APPLY};
+use super::failpoints::{FAIL_VERIFICATION, STOP_AFTER_APPLY};
 use super::paging::{finish_page, page_request};
 use super::{AppError, ObservationService};
 use crate::domain::drift::diff;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
-use crate::domain::page_token::PageTokenCodec;
 use crate::domain::patch::{
     PatchPlan, PlanContext, PlanError, PlanKind, matches_planned, plan_apply, plan_repair,
 };
 use crate::domain::rollout::{Recovery, RecoveryFacts, Rollout, RolloutState, WriteLimiter, recover};
-use crate::runtime::{PatchRequest, RuntimeAdapter, RuntimeError};
-use crate::store::{CreateRolloutOutcome, Store};
+use crate::runtime::{PatchRequest, RuntimeError};
+use crate::store::CreateRolloutOutcome;
 
 const LIST_SCOPE: &str = "ListRollouts";
 
 /// Plan and rollout use cases.
 #[derive(Clone)]
 pub struct RolloutService {
-    runtime: Arc<dyn RuntimeAdapter>,
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
-    clock: Arc<dyn Clock>,
-    events: EventBus,
-    page_tokens: PageTokenCodec,
-    failpoints: Failpoints,
     limiter: Arc<Mutex<WriteLimiter>>,
     one_at_a_time: Arc<Mutex<()>>,
 }
@@ -67,24 +60,10 @@ fn precondition(reason: &'static str, subject: &str, description: impl Into<Stri
 
 impl RolloutService {
     /// Creates the service.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        runtime: Arc<dyn RuntimeAdapter>,
-        store: Store,
-        observations: ObservationService,
-        clock: Arc<dyn Clock>,
-        events: EventBus,
-        page_tokens: PageTokenCodec,
-        failpoints: Failpoints,
-    ) -> Self {
+    pub fn new(ctx: &Ctx, observations: ObservationService) -> Self {
         Self {
-            runtime,
-            store,
+            ctx: ctx.clone(),
             observations,
-            clock,
-            events,
-            page_tokens,
-            failpoints,
             limiter: Arc::new(Mutex::new(WriteLimiter::default())),
             one_at_a_time: Arc::new(Mutex::new(())),
         }
@@ -93,7 +72,7 @@ impl RolloutService {
     /// Plans against the runtime as it is now and stores the plan.
     pub async fn plan(&self, kind: PlanKind) -> Result<(PatchPlan, DateTime<Utc>), AppError> {
         let observed = self.observations.observe(true).await?;
-        let config = self.runtime.read_config().await?;
+        let config = self.ctx.runtime.read_config().await?;
         if config.hash != observed.observation.inventory.config_hash {
             return Err(precondition(
                 "RUNTIME_CHANGING",
@@ -104,11 +83,11 @@ impl RolloutService {
         let ctx = PlanContext {
             raw_config: &config.raw,
             inventory: &observed.observation.inventory,
-            shape: self.runtime.patch_shape(),
+            shape: self.ctx.runtime.patch_shape(),
         };
         let planned = match kind {
             PlanKind::Apply => {
-                let desired = self.store.latest_desired().await?.ok_or_else(|| {
+                let desired = self.ctx.store.latest_desired().await?.ok_or_else(|| {
                     precondition(
                         "NO_DESIRED_TOPOLOGY",
                         "desired-topology",
@@ -124,10 +103,10 @@ impl RolloutService {
             PlanError::ConfigUnreadable => precondition("CONFIG_UNREADABLE", "runtime", err.to_string()),
             PlanError::Unsupported(_) => precondition("PLAN_UNSUPPORTED", "runtime", err.to_string()),
         })?;
-        let now = self.clock.now();
-        self.store.save_plan(self.runtime.address(), &plan, now).await?;
+        let now = self.ctx.clock.now();
+        self.ctx.store.save_plan(self.ctx.runtime.address(), &plan, now).await?;
         tracing::info!(plan_id = %plan.id, kind = ?plan.kind, operations = plan.operations.len(), "patch plan stored");
-        Ok(self.store.plan(&plan.id).await?.unwrap_or((plan, now)))
+        Ok(self.ctx.store.plan(&plan.id).await?.unwrap_or((plan, now)))
     }
 
     /// Returns a stored plan.
@@ -135,7 +114,11 @@ impl RolloutService {
         if id.is_empty() {
             return Err(AppError::invalid("plan_id", "required"));
         }
-        self.store.plan(id).await?.ok_or_else(|| AppError::NotFound { resource: format!("patch plan {id}") })
+        self.ctx
+            .store
+            .plan(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound { resource: format!("patch plan {id}") })
     }
 
     /// Accepts a rollout and starts it in the background.
@@ -145,13 +128,13 @@ impl RolloutService {
         caller: &AuditContext,
     ) -> Result<Rollout, AppError> {
         // A retry gets the first answer even after the rollout changed the config.
-        match self.store.idempotency_prior(&request.idempotency).await? {
+        match self.ctx.store.idempotency_prior(&request.idempotency).await? {
             Prior::Replay(id) => return self.get(&id).await,
             Prior::Conflict => return Err(request_id_reused()),
             Prior::Unseen => {}
         }
         let (plan, _) = self.get_plan(&request.plan_id).await?;
-        let current = self.runtime.read_config().await?;
+        let current = self.ctx.runtime.read_config().await?;
         if current.hash != plan.base_hash {
             return Err(precondition(
                 "BASE_HASH_MISMATCH",
@@ -162,10 +145,10 @@ impl RolloutService {
                 ),
             ));
         }
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let mut rollout = Rollout {
-            id: rollout_id(now),
-            runtime: self.runtime.address().to_owned(),
+            id: rollout_id(now)?,
+            runtime: self.ctx.runtime.address().to_owned(),
             plan_id: plan.id.clone(),
             state: RolloutState::Pending,
             dry_run: request.dry_run,
@@ -192,12 +175,12 @@ impl RolloutService {
                 plan.operations.len()
             ),
         );
-        match self.store.create_rollout(&rollout, &request.idempotency, &audit).await? {
+        match self.ctx.store.create_rollout(&rollout, &request.idempotency, &audit).await? {
             CreateRolloutOutcome::Replayed(existing) => Ok(existing),
             CreateRolloutOutcome::RequestIdReused => Err(request_id_reused()),
             CreateRolloutOutcome::Created(created) => {
                 tracing::info!(rollout_id = %created.id, plan_id = %plan.id, dry_run = created.dry_run, "rollout accepted");
-                self.events.publish_rollout(created.clone());
+                self.ctx.events.publish_rollout(created.clone());
                 let service = self.clone();
                 let span = tracing::info_span!("rollout", rollout_id = %created.id);
                 let task = async move { service.execute(created, plan).await };
@@ -233,16 +216,23 @@ impl RolloutService {
         if id.is_empty() {
             return Err(AppError::invalid("rollout_id", "required"));
         }
-        self.store.rollout(id).await?.ok_or_else(|| AppError::NotFound { resource: format!("rollout {id}") })
+        self.ctx
+            .store
+            .rollout(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound { resource: format!("rollout {id}") })
     }
 
     /// Lists rollouts newest first.
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Rollout>, String), AppError> {
-        let scope = format!("{LIST_SCOPE}:{}", self.runtime.address());
-        let page = page_request(&self.page_tokens, &scope, page_size, page_token)?;
-        let rows =
-            self.store.list_rollouts(self.runtime.address(), page.cursor.as_deref(), page.size + 1).await?;
-        Ok(finish_page(&self.page_tokens, &scope, rows, page.size, |r| r.id.clone()))
+        let scope = format!("{LIST_SCOPE}:{}", self.ctx.runtime.address());
+        let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
+        let rows = self
+            .ctx
+            .store
+            .list_rollouts(self.ctx.runtime.address(), page.cursor.as_deref(), page.size + 1)
+            .await?;
+        Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |r| r.id.clone()))
     }
 
     /// Rolls a succeeded rollout back to its pre-image.
@@ -253,7 +243,7 @@ impl RolloutService {
         idempotency: &IdempotencyKey,
         validate_only: bool,
     ) -> Result<Rollout, AppError> {
-        match self.store.idempotency_prior(idempotency).await? {
+        match self.ctx.store.idempotency_prior(idempotency).await? {
             Prior::Replay(_) => return self.get(id).await,
             Prior::Conflict => return Err(request_id_reused()),
             Prior::Unseen => {}
@@ -277,7 +267,7 @@ impl RolloutService {
                 ),
             ));
         }
-        let current = self.runtime.read_config().await?;
+        let current = self.ctx.runtime.read_config().await?;
         if current.hash != target {
             return Err(precondition(
                 "BASE_HASH_MISMATCH",
@@ -288,31 +278,31 @@ impl RolloutService {
         if validate_only {
             return Ok(rollout);
         }
-        self.store.remember_response(idempotency, rollout.id.clone(), self.clock.now()).await?;
+        self.ctx.store.remember_response(idempotency, rollout.id.clone(), self.ctx.clock.now()).await?;
         let reason = format!("manual rollback by {}", caller.actor);
-        rollout.advance(RolloutState::RollingBack, reason.clone(), self.clock.now()).map_err(|e| {
+        rollout.advance(RolloutState::RollingBack, reason.clone(), self.ctx.clock.now()).map_err(|e| {
             AppError::Store(crate::store::StoreError::Corrupt(format!("rollout {}: {e}", rollout.id)))
         })?;
         let audit =
             caller.event(format!("rollout/{}", rollout.id), format!("rolled back rollout {}", rollout.id));
-        self.store.save_rollout_audited(&rollout, &audit).await?;
-        self.events.publish_rollout(rollout.clone());
+        self.ctx.store.save_rollout_audited(&rollout, &audit).await?;
+        self.ctx.events.publish_rollout(rollout.clone());
         self.restore_pre_image(&mut rollout).await?;
         Ok(rollout)
     }
 
     /// Subscribes to rollout changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Rollout> {
-        self.events.rollouts()
+        self.ctx.events.rollouts()
     }
 
     /// Resolves rollouts a crash left unfinished: finished, rolled back, or FAILED with the
     /// reason — never left hanging.
     pub async fn recover_unfinished(&self) -> Result<(), AppError> {
         let _one = self.one_at_a_time.lock().await;
-        for mut rollout in self.store.unfinished_rollouts(self.runtime.address()).await? {
-            let current = self.runtime.read_config().await?;
-            let matches_plan = match (&rollout.pre_image, self.store.plan(&rollout.plan_id).await?) {
+        for mut rollout in self.ctx.store.unfinished_rollouts(self.ctx.runtime.address()).await? {
+            let current = self.ctx.runtime.read_config().await?;
+            let matches_plan = match (&rollout.pre_image, self.ctx.store.plan(&rollout.plan_id).await?) {
                 (Some(pre), Some((plan, _))) => matches_planned(pre, &plan.merge_patch, &current.raw),
                 _ => false,
             };
@@ -370,7 +360,7 @@ impl RolloutService {
             create_workspaces: &plan.create_workspaces,
             repair: plan.kind == PlanKind::Repair,
         };
-        let current = self.runtime.read_config().await?;
+        let current = self.ctx.runtime.read_config().await?;
         if current.hash != plan.base_hash {
             return self
                 .transition(
@@ -380,7 +370,7 @@ impl RolloutService {
                 )
                 .await;
         }
-        let report = self.runtime.dry_run(&patch).await?;
+        let report = self.ctx.runtime.dry_run(&patch).await?;
         if !report.ok {
             let reason = format!("the runtime's dry run refused the patch: {}", report.errors.join("; "));
             return self.transition(rollout, RolloutState::Failed, reason).await;
@@ -397,8 +387,8 @@ impl RolloutService {
         self.wait_for_write_slot().await;
         rollout.pre_image = Some(current.raw);
         self.transition(rollout, RolloutState::Applying, "writing the change (pre-image kept)").await?;
-        let written = self.runtime.apply(&patch).await;
-        self.limiter.lock().await.record(self.clock.now());
+        let written = self.ctx.runtime.apply(&patch).await;
+        self.limiter.lock().await.record(self.ctx.clock.now());
         let target = match written {
             Ok(hash) => hash,
             Err(RuntimeError::BaseHashMismatch { .. }) => {
@@ -411,7 +401,7 @@ impl RolloutService {
                     .await;
             }
             Err(error) => {
-                let now = self.runtime.read_config().await?;
+                let now = self.ctx.runtime.read_config().await?;
                 if now.hash == plan.base_hash {
                     return self
                         .transition(
@@ -426,7 +416,7 @@ impl RolloutService {
             }
         };
         rollout.target_hash = Some(target);
-        if self.failpoints.hit(STOP_AFTER_APPLY) {
+        if self.ctx.failpoints.hit(STOP_AFTER_APPLY) {
             tracing::warn!(rollout_id = %rollout.id, "failpoint: stopping right after the write");
             return Ok(());
         }
@@ -449,7 +439,7 @@ impl RolloutService {
     }
 
     async fn verify(&self, plan: &PatchPlan) -> Result<(), String> {
-        if self.failpoints.hit(FAIL_VERIFICATION) {
+        if self.ctx.failpoints.hit(FAIL_VERIFICATION) {
             return Err("failpoint rollout.fail_verification".to_owned());
         }
         let observed =
@@ -461,7 +451,7 @@ impl RolloutService {
         }
         let desired = match plan.kind {
             PlanKind::Apply => {
-                self.store.desired_at(plan.desired_generation).await.map_err(|e| e.to_string())?
+                self.ctx.store.desired_at(plan.desired_generation).await.map_err(|e| e.to_string())?
             }
             PlanKind::Repair => None,
         };
@@ -490,8 +480,8 @@ impl RolloutService {
                 .await;
         };
         self.wait_for_write_slot().await;
-        let restored = self.runtime.restore(&pre_image, &target).await;
-        self.limiter.lock().await.record(self.clock.now());
+        let restored = self.ctx.runtime.restore(&pre_image, &target).await;
+        self.limiter.lock().await.record(self.ctx.clock.now());
         match restored {
             Ok(_) => {
                 self.transition(rollout, RolloutState::RolledBack, "the pre-image is back in place").await?;
@@ -512,7 +502,7 @@ impl RolloutService {
     async fn wait_for_write_slot(&self) {
         let wait = {
             let mut limiter = self.limiter.lock().await;
-            let now = self.clock.now();
+            let now = self.ctx.clock.now();
             (limiter.next_slot(now) - now).to_std().unwrap_or(Duration::ZERO)
         };
         if !wait.is_zero() {
@@ -529,24 +519,24 @@ impl RolloutService {
         message: impl Into<String>,
     ) -> Result<(), AppError> {
         let message = message.into();
-        rollout.advance(next, message.clone(), self.clock.now()).map_err(|e| {
+        rollout.advance(next, message.clone(), self.ctx.clock.now()).map_err(|e| {
             AppError::Store(crate::store::StoreError::Corrupt(format!("rollout {}: {e}", rollout.id)))
         })?;
-        self.store.save_rollout(rollout).await?;
+        self.ctx.store.save_rollout(rollout).await?;
         tracing::info!(rollout_id = %rollout.id, state = next.as_str(), %message, "rollout state changed");
-        self.events.publish_rollout(rollout.clone());
+        self.ctx.events.publish_rollout(rollout.clone());
         Ok(())
     }
 
     async fn note(&self, rollout: &mut Rollout, message: &str) -> Result<(), AppError> {
-        rollout.note(message, self.clock.now());
-        self.store.save_rollout(rollout).await?;
-        self.events.publish_rollout(rollout.clone());
+        rollout.note(message, self.ctx.clock.now());
+        self.ctx.store.save_rollout(rollout).await?;
+        self.ctx.events.publish_rollout(rollout.clone());
         Ok(())
     }
 }
 
 /// Rollout ids sort by creation time: `ro-<ms since epoch, 13 hex>-<8 random hex>`.
-fn rollout_id(now: DateTime<Utc>) -> String {
+fn rollout_id(now: DateTime<Utc>) -> Result<String, AppError> {
     super::ids::time_sorted_id("ro", now, "")
 }

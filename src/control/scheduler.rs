@@ -8,29 +8,27 @@
 //! only while the leader's fencing token is live (checked in the insert's transaction), so a
 //! bucket's cycle runs at most once across all replicas.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::clock::Clock;
+use super::Ctx;
 use super::desired::request_id_reused;
 use super::reconcile::{CycleOutcome, CycleRequest, TRIGGER_SCHEDULED};
 use super::{AppError, AuditContext, LeaseService, ReconcileService};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::reconcile::ReconcileMode;
 use crate::domain::schedule::{RECONCILER_LEASE, Schedule, scheduled_cycle, validate_schedule};
-use crate::store::{Fence, ScheduleChange, Store, UpdateScheduleOutcome};
+use crate::store::{Fence, ScheduleChange, UpdateScheduleOutcome};
 
 /// Reading and changing the reconcile schedule.
 #[derive(Clone)]
 pub struct ScheduleService {
-    store: Store,
+    ctx: Ctx,
     runtime: String,
     defaults: Schedule,
-    clock: Arc<dyn Clock>,
 }
 
 /// A schedule update as the transport decoded it.
@@ -45,13 +43,13 @@ pub struct UpdateScheduleRequest {
 
 impl ScheduleService {
     /// Creates the service; `defaults` apply until the first update.
-    pub fn new(store: Store, runtime: String, defaults: Schedule, clock: Arc<dyn Clock>) -> Self {
-        Self { store, runtime, defaults, clock }
+    pub fn new(ctx: &Ctx, defaults: Schedule) -> Self {
+        Self { ctx: ctx.clone(), runtime: ctx.runtime_address().to_owned(), defaults }
     }
 
     /// Returns the current schedule.
     pub async fn get(&self) -> Result<Schedule, AppError> {
-        Ok(self.store.schedule(&self.runtime).await?.unwrap_or_else(|| self.defaults.clone()))
+        Ok(self.ctx.store.schedule(&self.runtime).await?.unwrap_or_else(|| self.defaults.clone()))
     }
 
     /// Returns the schedule, the live leader (if any) and the newest scheduled cycle's start.
@@ -59,9 +57,9 @@ impl ScheduleService {
         &self,
     ) -> Result<(Schedule, Option<String>, Option<chrono::DateTime<chrono::Utc>>), AppError> {
         let schedule = self.get().await?;
-        let (lease, db_now) = self.store.lease(RECONCILER_LEASE).await?;
+        let (lease, db_now) = self.ctx.store.lease(RECONCILER_LEASE).await?;
         let leader = lease.as_ref().and_then(|l| l.live_holder(db_now)).map(str::to_owned);
-        let last = self.store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
+        let last = self.ctx.store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
         Ok((schedule, leader, last))
     }
 
@@ -99,6 +97,7 @@ impl ScheduleService {
             ),
         );
         let outcome = self
+            .ctx
             .store
             .update_schedule(
                 &self.runtime,
@@ -107,7 +106,7 @@ impl ScheduleService {
                     expected_etag: &request.etag,
                     next,
                     key: &request.idempotency,
-                    now: self.clock.now(),
+                    now: self.ctx.clock.now(),
                     audit: &audit,
                 },
             )
@@ -142,10 +141,10 @@ pub struct LeaderSettings {
 /// The periodic loop (one per replica; only the lease holder runs cycles).
 #[derive(Clone)]
 pub struct ReconcileLeader {
+    ctx: Ctx,
     leases: LeaseService,
     schedules: ScheduleService,
     reconcile: ReconcileService,
-    store: Store,
     settings: LeaderSettings,
 }
 
@@ -159,13 +158,13 @@ struct Leadership {
 impl ReconcileLeader {
     /// Creates the loop.
     pub fn new(
+        ctx: &Ctx,
         leases: LeaseService,
         schedules: ScheduleService,
         reconcile: ReconcileService,
-        store: Store,
         settings: LeaderSettings,
     ) -> Self {
-        Self { leases, schedules, reconcile, store, settings }
+        Self { ctx: ctx.clone(), leases, schedules, reconcile, settings }
     }
 
     fn caller(&self) -> AuditContext {
@@ -284,9 +283,9 @@ impl ReconcileLeader {
         if schedule.paused {
             return Ok(None);
         }
-        let db_now = self.store.now().await?;
+        let db_now = self.ctx.store.now().await?;
         let (_, cycle_id) = scheduled_cycle(&self.schedules.runtime, schedule.interval_secs, db_now);
-        if self.store.run(&cycle_id).await?.is_some() {
+        if self.ctx.store.run(&cycle_id).await?.is_some() {
             return Ok(None);
         }
         let cancel = CancellationToken::new();

@@ -2,7 +2,6 @@
 //! a bounded time, turn it into a desired revision and — when asked — roll it out and write
 //! the new agents' bootstrap files through the runtime adapter.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::clock::Clock;
+use super::Ctx;
 use super::{
     AppError, AuditContext, Classifier, CreateRolloutRequest, DesiredTopologyService, ObservationService,
     PutRequest, RolloutService,
@@ -28,7 +27,6 @@ use crate::domain::setup::{
     role_defaults, sandbox_for,
 };
 use crate::domain::topology::{EdgeKind, Topology};
-use crate::store::Store;
 
 /// Longest ApplySetup waits for its rollout.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
@@ -99,27 +97,25 @@ pub struct ApplyOutcome {
 /// Setup use cases.
 #[derive(Clone)]
 pub struct SetupService {
-    store: Store,
+    ctx: Ctx,
     classifier: Classifier,
     desired: DesiredTopologyService,
     rollouts: RolloutService,
     observations: ObservationService,
-    clock: Arc<dyn Clock>,
     ttl: TimeDelta,
 }
 
 impl SetupService {
     /// Creates the service; previews live for `ttl`.
     pub fn new(
-        store: Store,
+        ctx: &Ctx,
         classifier: Classifier,
         desired: DesiredTopologyService,
         rollouts: RolloutService,
         observations: ObservationService,
-        clock: Arc<dyn Clock>,
         ttl: TimeDelta,
     ) -> Self {
-        Self { store, classifier, desired, rollouts, observations, clock, ttl }
+        Self { ctx: ctx.clone(), classifier, desired, rollouts, observations, ttl }
     }
 
     /// Proposes a team and stores the preview.
@@ -139,7 +135,7 @@ impl SetupService {
             None => self.classifier.classify(&request.task)?,
         };
         let category_roles = rules.category(&profile.category).map(|c| c.roles.clone()).unwrap_or_default();
-        let current = self.store.latest_desired().await?;
+        let current = self.ctx.store.latest_desired().await?;
         let extend = request.extend_current || request.pass == SetupPass::Stabilization;
         let base = if extend { current.as_ref().map(|d| &d.topology) } else { None };
         let limits = SetupLimits {
@@ -162,9 +158,9 @@ impl SetupService {
         })
         .map_err(|violations| AppError::InvalidArgument { violations })?;
         let diff = diff_setup(current.as_ref().map(|d| &d.topology), &plan.topology);
-        let created_at = self.clock.now();
+        let created_at = self.ctx.clock.now();
         let preview = StoredPreview {
-            id: format!("sp-{}", super::ids::random_hex(8)),
+            id: format!("sp-{}", super::ids::random_hex(8)?),
             created_at,
             expires_at: created_at + self.ttl,
             pass: request.pass,
@@ -182,7 +178,7 @@ impl SetupService {
     async fn store_preview(&self, preview: &StoredPreview) -> Result<(), AppError> {
         let json = serde_json::to_string(preview)
             .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
-        self.store.put_setup_preview(&preview.id, preview.created_at, preview.expires_at, json).await?;
+        self.ctx.store.put_setup_preview(&preview.id, preview.created_at, preview.expires_at, json).await?;
         Ok(())
     }
 
@@ -195,7 +191,7 @@ impl SetupService {
         lessons: &[String],
         about: Option<&PersistentAgent>,
     ) -> Result<StoredPreview, AppError> {
-        let current = self.store.latest_desired().await?;
+        let current = self.ctx.store.latest_desired().await?;
         let topology = current
             .as_ref()
             .map(|d| d.topology.clone())
@@ -246,9 +242,9 @@ impl SetupService {
             topology.edges_of(EdgeKind::Spawn).filter(|e| e.from == agent_id).map(|e| e.to.clone()).collect();
         let budgets = Budgets::default();
         agent.files = render_bundle(&task, &profile, &agent, &roster, &spawns, lessons, &budgets);
-        let created_at = self.clock.now();
+        let created_at = self.ctx.clock.now();
         let preview = StoredPreview {
-            id: format!("sp-{}", super::ids::random_hex(8)),
+            id: format!("sp-{}", super::ids::random_hex(8)?),
             created_at,
             expires_at: created_at + self.ttl,
             pass: SetupPass::Initial,
@@ -268,7 +264,7 @@ impl SetupService {
         if id.is_empty() || id.len() > 64 {
             return Err(AppError::invalid("id", "a preview id from PreviewSetup is required"));
         }
-        let json = self.store.setup_preview(id, self.clock.now()).await?.ok_or_else(|| {
+        let json = self.ctx.store.setup_preview(id, self.ctx.clock.now()).await?.ok_or_else(|| {
             AppError::NotFound { resource: format!("setup preview {id} (it may have expired)") }
         })?;
         serde_json::from_str(&json).map_err(|e| {
@@ -322,7 +318,7 @@ impl SetupService {
             fingerprint,
         };
         // A retry finds the first rollout even though the runtime has converged since.
-        let first = match self.store.idempotency_prior(&key).await? {
+        let first = match self.ctx.store.idempotency_prior(&key).await? {
             Prior::Replay(id) => Some(id),
             Prior::Unseen | Prior::Conflict => None,
         };
@@ -407,7 +403,7 @@ impl SetupService {
                 format!("setup-preview/{}", preview.id),
                 format!("wrote {written} bootstrap file(s); {conflicts} conflict(s) left alone"),
             );
-            self.store.append_audit(&event).await?;
+            self.ctx.store.append_audit(&event).await?;
         }
         Ok(results)
     }

@@ -4,22 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Ctx;
 use super::ScheduleService;
-use super::clock::Clock;
-use super::{AppError, AuditContext, ObservationService, Readiness};
+use super::{AppError, AuditContext, ObservationService};
 use crate::domain::watchdog::{
     ReconcileFacts, WatchdogInputs, WatchdogObservation, WatchdogThresholds, evaluate, merge,
     reconcile_lateness,
 };
-use crate::store::Store;
 
 /// Watchdog use cases.
 #[derive(Clone)]
 pub struct WatchdogService {
-    store: Store,
+    ctx: Ctx,
     observations: ObservationService,
-    readiness: Readiness,
-    clock: Arc<dyn Clock>,
     thresholds: WatchdogThresholds,
     serialize: Arc<tokio::sync::Mutex<()>>,
     schedules: ScheduleService,
@@ -30,25 +27,20 @@ pub struct WatchdogService {
 impl WatchdogService {
     /// Creates the service.
     pub fn new(
-        store: Store,
+        ctx: &Ctx,
         observations: ObservationService,
-        readiness: Readiness,
-        clock: Arc<dyn Clock>,
-        thresholds: WatchdogThresholds,
         schedules: ScheduleService,
+        thresholds: WatchdogThresholds,
         lease_secs: i64,
     ) -> Self {
-        let watching_since = clock.now();
         Self {
-            store,
+            ctx: ctx.clone(),
             observations,
-            readiness,
-            clock,
             thresholds,
             serialize: Arc::default(),
             schedules,
             lease_secs,
-            watching_since,
+            watching_since: ctx.clock.now(),
         }
     }
 
@@ -59,15 +51,15 @@ impl WatchdogService {
     /// Evaluates now and returns every tracked observation (open first, then cleared).
     pub async fn evaluate_now(&self) -> Result<Vec<WatchdogObservation>, AppError> {
         let _one = self.serialize.lock().await;
-        let now = self.clock.now();
-        let (leases, db_now) = self.store.list_leases(None, 10_000).await?;
-        let unfinished = self.store.unfinished_rollouts(self.runtime()).await?;
+        let now = self.ctx.clock.now();
+        let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
+        let unfinished = self.ctx.store.unfinished_rollouts(self.runtime()).await?;
         let latest = self.observations.latest_stored_opt().await?;
-        let detail = self.readiness.snapshot().runtime.detail;
+        let detail = self.ctx.readiness.snapshot().runtime.detail;
         let runtime_error = detail.strip_prefix("last read failed: ");
         let schedule = self.schedules.get().await?;
         let last_scheduled_start =
-            self.store.latest_scheduled_run(self.runtime()).await?.map(|run| run.started_at);
+            self.ctx.store.latest_scheduled_run(self.runtime()).await?.map(|run| run.started_at);
         let inputs = WatchdogInputs {
             now,
             db_now,
@@ -86,12 +78,12 @@ impl WatchdogService {
         };
         let findings = evaluate(&inputs);
         match reconcile_lateness(&inputs) {
-            Some(late) => self.readiness.set_reconcile(
+            Some(late) => self.ctx.readiness.set_reconcile(
                 false,
                 format!("overdue by {} s: no scheduled cycle started", late.num_seconds()),
             ),
-            None if schedule.paused => self.readiness.set_reconcile(true, "paused"),
-            None => self.readiness.set_reconcile(
+            None if schedule.paused => self.ctx.readiness.set_reconcile(true, "paused"),
+            None => self.ctx.readiness.set_reconcile(
                 true,
                 match last_scheduled_start {
                     Some(at) => format!("on schedule (last scheduled cycle {})", at.to_rfc3339()),
@@ -99,10 +91,10 @@ impl WatchdogService {
                 },
             ),
         }
-        let mut tracked = self.store.watchdog_observations(self.runtime()).await?;
+        let mut tracked = self.ctx.store.watchdog_observations(self.runtime()).await?;
         let changed = merge(&mut tracked, findings, now);
         let to_save: Vec<&WatchdogObservation> = changed.iter().filter_map(|key| tracked.get(key)).collect();
-        self.store.save_watchdog_observations(self.runtime(), &to_save, now, None).await?;
+        self.ctx.store.save_watchdog_observations(self.runtime(), &to_save, now, None).await?;
         let mut all: Vec<WatchdogObservation> = tracked.into_values().collect();
         all.sort_by(|a, b| {
             (a.cleared_at.is_some(), &a.finding.key).cmp(&(b.cleared_at.is_some(), &b.finding.key))
@@ -118,7 +110,7 @@ impl WatchdogService {
         validate_only: bool,
     ) -> Result<WatchdogObservation, AppError> {
         let _one = self.serialize.lock().await;
-        let mut tracked = self.store.watchdog_observations(self.runtime()).await?;
+        let mut tracked = self.ctx.store.watchdog_observations(self.runtime()).await?;
         let observation = tracked
             .get_mut(key)
             .filter(|o| o.cleared_at.is_none())
@@ -129,8 +121,9 @@ impl WatchdogService {
         observation.acknowledged_by = Some(caller.actor.clone());
         let audit =
             caller.event(format!("watchdog/{key}"), format!("acknowledged watchdog observation {key}"));
-        self.store
-            .save_watchdog_observations(self.runtime(), &[observation], self.clock.now(), Some(&audit))
+        self.ctx
+            .store
+            .save_watchdog_observations(self.runtime(), &[observation], self.ctx.clock.now(), Some(&audit))
             .await?;
         Ok(observation.clone())
     }

@@ -8,7 +8,7 @@ use super::idempotency;
 use super::watch::caller;
 use crate::control::{
     AppError, AuditService, DelegationService, DelegationView, DispatchService, GrantRequest, LeaseService,
-    ReconcileService, ScheduleService, UpdateScheduleRequest, WatchdogService, WorkItem,
+    ReconcileService, ScheduleService, Services, UpdateScheduleRequest, WatchdogService, WorkItem,
 };
 use crate::domain::TrustLevel;
 use crate::domain::audit::AuditEvent;
@@ -32,16 +32,16 @@ pub struct ControlServiceImpl {
 }
 
 impl ControlServiceImpl {
-    pub fn new(
-        leases: LeaseService,
-        audit: AuditService,
-        delegations: DelegationService,
-        watchdog: WatchdogService,
-        reconcile: ReconcileService,
-        schedules: ScheduleService,
-        dispatch: DispatchService,
-    ) -> Self {
-        Self { leases, audit, delegations, watchdog, reconcile, schedules, dispatch }
+    pub fn new(services: &Services) -> Self {
+        Self {
+            leases: services.leases.clone(),
+            audit: services.audit.clone(),
+            delegations: services.delegations.clone(),
+            watchdog: services.watchdog.clone(),
+            reconcile: services.reconcile.clone(),
+            schedules: services.schedules.clone(),
+            dispatch: services.dispatch.clone(),
+        }
     }
 }
 

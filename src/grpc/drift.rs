@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use super::watch::{EventStream, WatchSource, caller, spawn_watch};
 use super::{convert, idempotency};
 use crate::control::events::DriftEvent;
-use crate::control::{AppError, CreateRolloutRequest, DriftMonitor, RolloutService};
+use crate::control::{AppError, CreateRolloutRequest, DriftMonitor, RolloutService, Services};
 use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::patch::PlanKind;
 use crate::domain::rollout::Rollout;
@@ -19,8 +19,8 @@ pub struct DriftServiceImpl {
 }
 
 impl DriftServiceImpl {
-    pub fn new(drift: DriftMonitor, rollouts: RolloutService, stop: CancellationToken) -> Self {
-        Self { drift, rollouts, stop }
+    pub fn new(services: &Services, stop: CancellationToken) -> Self {
+        Self { drift: services.drift.clone(), rollouts: services.rollouts.clone(), stop }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod health;
 mod idempotency;
 mod meta;
 mod orchestration;
+pub mod routes;
 mod status;
 mod topology;
 mod watch;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::control::{
     AppError, ApplyRequest, Classifier, FileOutcome, LearningService, Mutation, PersistentService,
-    PreviewRequest, SetupService, StoredPreview, Versioned,
+    PreviewRequest, Services, SetupService, StoredPreview, Versioned,
 };
 use crate::domain::persistent::{
     AgentFields, AgentLifecycle, LearningProposal, PersistentAgent, ProposalState, RetentionPolicy,
@@ -28,13 +28,13 @@ pub struct OrchestrationServiceImpl {
 }
 
 impl OrchestrationServiceImpl {
-    pub fn new(
-        classifier: Classifier,
-        setup: SetupService,
-        persistent: PersistentService,
-        learning: LearningService,
-    ) -> Self {
-        Self { classifier, setup, persistent, learning }
+    pub fn new(services: &Services) -> Self {
+        Self {
+            classifier: services.classifier.clone(),
+            setup: services.setup.clone(),
+            persistent: services.persistent.clone(),
+            learning: services.learning.clone(),
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use tonic::{Request, Response, Status};
 use super::watch::{EventStream, WatchSource, caller, spawn_watch};
 use super::{convert, idempotency};
 use crate::control::events::TopologyEvent;
-use crate::control::{AppError, DesiredTopologyService, ObservationService, PutRequest, TopologySelector};
+use crate::control::{
+    AppError, DesiredTopologyService, ObservationService, PutRequest, Services, TopologySelector,
+};
 use crate::domain::Topology;
 use crate::domain::desired::DesiredRevision;
 use crate::domain::observation::StoredObservation;
@@ -19,12 +21,8 @@ pub struct TopologyServiceImpl {
 }
 
 impl TopologyServiceImpl {
-    pub fn new(
-        observations: ObservationService,
-        desired: DesiredTopologyService,
-        stop: CancellationToken,
-    ) -> Self {
-        Self { observations, desired, stop }
+    pub fn new(services: &Services, stop: CancellationToken) -> Self {
+        Self { observations: services.observations.clone(), desired: services.desired.clone(), stop }
     }
 
     async fn observation(&self, read_mode: i32) -> Result<StoredObservation, AppError> {

@@ -1,0 +1,155 @@
+//! Start-up loaders: the runtime adapter, classification rules, the identity registry, the
+//! store, and the settings the services are built with — each refusing bad input with a
+//! message that names it, so a misconfigured replica never starts half-right.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use super::StartupError;
+use crate::config::ServeArgs;
+use crate::control::{Classifier, LeaderSettings, ObserverSettings, Readiness, ServiceSettings};
+use crate::domain::classify::Rules;
+use crate::domain::watchdog::WatchdogThresholds;
+use crate::runtime::{
+    CliRuntime, FixtureRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeMode, SshShell,
+};
+use crate::store::Store;
+
+/// Prepares the runtime adapter of `--runtime`.
+pub async fn prepare_runtime(
+    args: &ServeArgs,
+    data_dir: &Path,
+) -> Result<Arc<dyn RuntimeAdapter>, StartupError> {
+    let address = args.runtime.to_string();
+    let cli = |mode, shell, state_dir: &Option<String>| {
+        CliRuntime::connect(address.clone(), mode, shell, state_dir.clone(), args.openclaw_bin.clone())
+    };
+    let runtime: Arc<dyn RuntimeAdapter> = match &args.runtime {
+        RuntimeAddress::Fixture { name } => {
+            let fixture = FixtureRuntime::prepare(&args.fixtures_dir(), name, data_dir).await?;
+            tracing::info!(runtime = %address, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
+            Arc::new(fixture)
+        }
+        RuntimeAddress::Local { state_dir } => {
+            Arc::new(cli(RuntimeMode::Local, Arc::new(LocalShell), state_dir).await?)
+        }
+        RuntimeAddress::Ssh { user, host, port, state_dir } => {
+            let shell = Arc::new(SshShell {
+                destination: match user {
+                    Some(user) => format!("{user}@{host}"),
+                    None => host.clone(),
+                },
+                port: *port,
+                identity: args.ssh_identity.clone(),
+                known_hosts: args.ssh_known_hosts.clone(),
+                connect_timeout: Duration::from_secs(args.ssh_connect_timeout_secs),
+            });
+            Arc::new(cli(RuntimeMode::Ssh, shell, state_dir).await?)
+        }
+    };
+    if let Some(reason) = runtime.read_only_reason() {
+        tracing::warn!(runtime = %address, %reason, "runtime adapter is read-only");
+    }
+    Ok(runtime)
+}
+
+/// Connects and migrates the store; readiness then says so.
+pub async fn open_store(
+    args: &ServeArgs,
+    clock_skew_ms: Arc<AtomicI64>,
+    readiness: &Readiness,
+) -> Result<Store, StartupError> {
+    let store = Store::connect(&args.store.database_url()).await?.with_clock_skew(clock_skew_ms);
+    store.migrate().await?;
+    readiness.set_store(true, format!("migrated ({})", store.backend_name()));
+    Ok(store)
+}
+
+/// Loads the classification rules: the embedded defaults, or the file given (refused with
+/// every problem named, so a bad file stops start-up).
+pub fn load_rules(path: Option<&Path>) -> Result<Rules, StartupError> {
+    let Some(path) = path else { return Ok(Rules::default_rules()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| StartupError::RulesFile { path: path.to_owned(), source })?;
+    let rules =
+        Rules::parse(&text).map_err(|source| StartupError::Rules { path: path.to_owned(), source })?;
+    tracing::info!(path = %path.display(), version = %rules.version, "classification rules loaded");
+    Ok(rules)
+}
+
+/// Loads the identity registry: `{"references": ["identity://team/payments", …]}`. Each entry
+/// must itself be a well-formed business link.
+pub fn load_identity_registry(path: Option<&Path>) -> Result<Option<BTreeSet<String>>, StartupError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RegistryFile {
+        references: Vec<String>,
+    }
+    let Some(path) = path else { return Ok(None) };
+    let fail = |detail: String| StartupError::IdentityRegistry { path: path.to_owned(), detail };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file: RegistryFile = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    for reference in &file.references {
+        crate::domain::persistent::check_business_link(reference, None)
+            .map_err(|v| fail(format!("{reference}: {}", v.description)))?;
+    }
+    tracing::info!(path = %path.display(), entries = file.references.len(), "identity registry loaded");
+    Ok(Some(file.references.into_iter().collect()))
+}
+
+/// Warnings readiness carries for as long as the process runs.
+pub fn standing_warnings(
+    address: &RuntimeAddress,
+    runtime: &dyn RuntimeAdapter,
+    has_identity_registry: bool,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let RuntimeAddress::Fixture { name } = address {
+        warnings.push(format!(
+            "runtime adapter in fixture mode ({address}): reading a copy of fixtures/openclaw/{name}, not a real OpenClaw installation"
+        ));
+    }
+    if let Some(reason) = runtime.read_only_reason() {
+        warnings.push(format!("runtime adapter is read-only: {reason}"));
+    }
+    if !has_identity_registry {
+        warnings.push(
+            "no identity registry configured (--identity-registry): business links of persistent agents are checked for syntax only".to_owned(),
+        );
+    }
+    warnings
+}
+
+/// Maps the command line onto the services' settings.
+pub fn service_settings(
+    args: &ServeArgs,
+    classifier: Classifier,
+    identity_registry: Option<BTreeSet<String>>,
+) -> Result<ServiceSettings, StartupError> {
+    let replica_id = match &args.reconcile.replica_id {
+        Some(id) => id.clone(),
+        None => format!("{}-{}", std::process::id(), crate::random::random_hex(4)?),
+    };
+    tracing::info!(replica_id = %replica_id, "reconcile leader election: holder name of this replica");
+    Ok(ServiceSettings {
+        observer: ObserverSettings {
+            history_limit: args.observation_history,
+            runtime_timeout: Duration::from_secs(args.runtime_timeout_secs),
+            tracker: args.drift.tracker_config(),
+        },
+        schedule_defaults: args.reconcile.default_schedule(),
+        watchdog: WatchdogThresholds {
+            observation_overdue: chrono::TimeDelta::seconds(
+                3 * args.observe_interval_secs.min(86_400) as i64,
+            ),
+            ..WatchdogThresholds::default()
+        },
+        leader: LeaderSettings { replica_id, lease_secs: args.reconcile.reconciler_lease_secs as i64 },
+        setup_preview_ttl: chrono::TimeDelta::seconds(args.setup_preview_ttl_secs.min(7 * 86_400) as i64),
+        identity_registry,
+        classifier,
+    })
+}

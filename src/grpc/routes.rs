@@ -1,0 +1,78 @@
+//! The one router of the port: gRPC services (ours, health, reflection v1 and v1alpha), the
+//! HTTP shim and the fallback, all behind the auth layer.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+
+use super::auth::AuthState;
+use super::descriptor::ApiMethod;
+use super::{
+    ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, OrchestrationServiceImpl, TopologyServiceImpl,
+};
+use crate::auth::TokenStore;
+use crate::control::Services;
+use crate::pb::{self, v1};
+
+/// Reflection could not be set up from the embedded descriptor sets.
+#[derive(Debug, thiserror::Error)]
+#[error("reflection setup failed: {0}")]
+pub struct ReflectionError(String);
+
+/// What serving needs: the router, and the health reporter shutdown flips.
+pub struct Transport {
+    pub router: axum::Router,
+    pub health: HealthReporter,
+}
+
+/// Builds the router of every service over `services`; `stop` ends watch streams.
+pub fn build(
+    services: &Services,
+    methods: Vec<ApiMethod>,
+    tokens: TokenStore,
+    stop: &CancellationToken,
+) -> Result<Transport, ReflectionError> {
+    let readiness = &services.ctx.readiness;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    super::spawn_health_publisher(readiness, health.clone());
+    let auth = AuthState::new(&methods, Arc::new(tokens));
+    let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods));
+    // grpcurl 1.8.x speaks only v1alpha; newer clients use v1. Both serve the same files.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can render ErrorInfo/BadRequest.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|e| ReflectionError(e.to_string()))?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| ReflectionError(e.to_string()))?;
+
+    let mut routes = Routes::builder();
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(v1::meta_service_server::MetaServiceServer::new(meta.clone()))
+        .add_service(v1::topology_service_server::TopologyServiceServer::new(TopologyServiceImpl::new(
+            services,
+            stop.clone(),
+        )))
+        .add_service(v1::drift_service_server::DriftServiceServer::new(DriftServiceImpl::new(
+            services,
+            stop.clone(),
+        )))
+        .add_service(v1::control_service_server::ControlServiceServer::new(ControlServiceImpl::new(services)))
+        .add_service(v1::orchestration_service_server::OrchestrationServiceServer::new(
+            OrchestrationServiceImpl::new(services),
+        ));
+    let router = routes
+        .routes()
+        .into_axum_router()
+        .merge(crate::http::router(meta, services.metrics.clone()))
+        .fallback(crate::http::fallback)
+        .layer(axum::middleware::from_fn_with_state(auth, super::auth::enforce));
+    Ok(Transport { router, health })
+}
