@@ -3,8 +3,7 @@
 use super::AppError;
 use super::Ctx;
 use super::paging::{finish_page, numeric_cursor, page_request};
-use crate::domain::audit::{AuditEvent, BrokenLink, NewAuditEvent};
-use crate::store::AuditFilter;
+use crate::domain::audit::{AuditEvent, AuditFilter, BrokenLink, NewAuditEvent};
 
 /// The caller of a mutating RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]

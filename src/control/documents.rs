@@ -56,16 +56,14 @@ pub(super) fn require_etag(kind: &str, id: &str, given: &str, current: &str) -> 
 /// Who asks for a change, under which idempotency key, and whether only to validate it.
 #[derive(Clone, Copy)]
 pub struct Mutation<'a> {
-    pub request_id: &'a str,
+    pub key: &'a IdempotencyKey,
     pub validate_only: bool,
     pub caller: &'a AuditContext,
 }
 
 /// A multi-document write's request context.
 pub(super) struct Write<'a> {
-    pub(super) scope: &'static str,
-    pub(super) request_id: &'a str,
-    pub(super) fingerprint: String,
+    pub(super) key: &'a IdempotencyKey,
     pub(super) caller: &'a AuditContext,
     pub(super) resource: String,
     pub(super) summary: String,
@@ -93,19 +91,14 @@ impl Documents {
         writes: Vec<DocWrite>,
         write: Write<'_>,
     ) -> Result<Vec<Versioned<String>>, AppError> {
-        crate::domain::idempotency::validate_request_id(write.request_id)?;
-        let key = IdempotencyKey {
-            scope: write.scope.to_owned(),
-            request_id: write.request_id.to_owned(),
-            fingerprint: write.fingerprint,
-        };
+        let key = write.key;
         let bodies: Vec<String> = writes.iter().map(|w| w.body.clone()).collect();
         let response = |generations: &[i64]| {
             let stored: Vec<(i64, &String)> = generations.iter().copied().zip(bodies.iter()).collect();
             serde_json::to_string(&stored).unwrap_or_default()
         };
         let audit = write.caller.event(write.resource, write.summary);
-        let outcome = self.ctx.store.write_documents(&writes, &key, response, self.now(), &audit).await?;
+        let outcome = self.ctx.store.write_documents(&writes, key, response, self.now(), &audit).await?;
         let stored: Vec<(i64, String)> = match outcome {
             DocOutcome::Stored(generations) => {
                 generations.into_iter().zip(writes.into_iter().map(|w| w.body)).collect()

@@ -35,7 +35,7 @@ impl LearningService {
         evidence: Vec<String>,
         mutation: Mutation<'_>,
     ) -> Result<LearningProposal, AppError> {
-        let Mutation { request_id, validate_only, caller } = mutation;
+        let Mutation { key, validate_only, caller } = mutation;
         validate_proposal(agent_id, change, rationale, &evidence)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
         let proposal = LearningProposal {
@@ -66,9 +66,7 @@ impl LearningService {
                     body: encode(&proposal)?,
                 }],
                 Write {
-                    scope: "CreateLearningProposal",
-                    request_id,
-                    fingerprint: encode(&(agent_id, change, rationale, &proposal.evidence))?,
+                    key,
                     caller,
                     resource: format!("learning-proposal/{}", proposal.id),
                     summary: format!("proposed a change to the bootstrap context of {agent_id}"),
@@ -99,13 +97,12 @@ impl LearningService {
         id: &str,
         approve: bool,
         note: &str,
-        request_id: &str,
+        key: &IdempotencyKey,
         caller: &AuditContext,
     ) -> Result<(LearningProposal, Option<StoredPreview>), AppError> {
         if note.len() > 2_000 {
             return Err(AppError::invalid("note", "at most 2 000 bytes"));
         }
-        crate::domain::idempotency::validate_request_id(request_id)?;
         let doc = self
             .docs
             .find(PROPOSAL, id)
@@ -113,12 +110,7 @@ impl LearningService {
             .ok_or_else(|| AppError::NotFound { resource: format!("learning proposal {id}") })?;
         let current: Versioned<LearningProposal> = decode(&doc, "learning proposal")?;
         // A retry of the call that decided it gets the decision back.
-        let key = IdempotencyKey {
-            scope: "ReviewLearningProposal".into(),
-            request_id: request_id.into(),
-            fingerprint: format!("{id}|{approve}|{note}"),
-        };
-        if self.docs.replayed(&key).await? {
+        if self.docs.replayed(key).await? {
             let preview = match &current.value.setup_preview_id {
                 Some(preview_id) => self.setup.get(preview_id).await.ok(),
                 None => None,
@@ -173,9 +165,7 @@ impl LearningService {
                     body: encode(&decided)?,
                 }],
                 Write {
-                    scope: "ReviewLearningProposal",
-                    request_id,
-                    fingerprint: key.fingerprint.clone(),
+                    key,
                     caller,
                     resource: format!("learning-proposal/{id}"),
                     summary: format!(

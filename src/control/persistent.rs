@@ -42,7 +42,7 @@ impl PersistentService {
         fields: AgentFields,
         mutation: Mutation<'_>,
     ) -> Result<(Versioned<PersistentAgent>, Versioned<WorkspaceRecord>), AppError> {
-        let Mutation { request_id, validate_only, caller } = mutation;
+        let Mutation { key, validate_only, caller } = mutation;
         validate_agent(Some(agent_id), &fields, self.registry.as_deref())
             .map_err(|violations| AppError::InvalidArgument { violations })?;
         let now = self.docs.now();
@@ -80,10 +80,6 @@ impl PersistentService {
                 Versioned { value: workspace, etag: "0".into() },
             ));
         }
-        let fingerprint = format!(
-            "{}|{}|{}|{}|{}",
-            agent.display_name, agent.domain, agent.description, agent.business_link, agent.owner
-        );
         let stored = self
             .docs
             .write(
@@ -104,9 +100,7 @@ impl PersistentService {
                     },
                 ],
                 Write {
-                    scope: "CreatePersistentAgent",
-                    request_id,
-                    fingerprint: format!("{agent_id}|{fingerprint}"),
+                    key,
                     caller,
                     resource: format!("persistent-agent/{agent_id}"),
                     summary: format!("created persistent agent {agent_id} linked to {}", agent.business_link),
@@ -160,7 +154,7 @@ impl PersistentService {
         etag: &str,
         mutation: Mutation<'_>,
     ) -> Result<Versioned<PersistentAgent>, AppError> {
-        let Mutation { request_id, validate_only, caller } = mutation;
+        let Mutation { key, validate_only, caller } = mutation;
         validate_agent(None, &fields, self.registry.as_deref())
             .map_err(|violations| AppError::InvalidArgument { violations })?;
         let generation = expected(etag)?;
@@ -186,10 +180,6 @@ impl PersistentService {
             require_etag(AGENT, agent_id, etag, &current.etag)?;
             return Ok(Versioned { value: next, etag: current.etag });
         }
-        let fingerprint = format!(
-            "{agent_id}|{etag}|{}",
-            encode(&(&next.display_name, &next.domain, &next.description, &next.business_link, &next.owner))?
-        );
         let stored = self
             .docs
             .write(
@@ -201,9 +191,7 @@ impl PersistentService {
                     body: encode(&next)?,
                 }],
                 Write {
-                    scope: "UpdatePersistentAgent",
-                    request_id,
-                    fingerprint,
+                    key,
                     caller,
                     resource: format!("persistent-agent/{agent_id}"),
                     summary: format!("updated persistent agent {agent_id}"),
@@ -221,7 +209,7 @@ impl PersistentService {
         reason: &str,
         mutation: Mutation<'_>,
     ) -> Result<(Versioned<PersistentAgent>, Versioned<WorkspaceRecord>), AppError> {
-        let Mutation { request_id, validate_only, caller } = mutation;
+        let Mutation { key, validate_only, caller } = mutation;
         if reason.trim().is_empty() || reason.len() > 2_000 {
             return Err(AppError::invalid("reason", "required, at most 2 000 bytes"));
         }
@@ -275,9 +263,7 @@ impl PersistentService {
                     },
                 ],
                 Write {
-                    scope: "RetirePersistentAgent",
-                    request_id,
-                    fingerprint: format!("{agent_id}|{etag}|{reason}"),
+                    key,
                     caller,
                     resource: format!("persistent-agent/{agent_id}"),
                     summary: format!("retired persistent agent {agent_id}: {reason}"),
@@ -296,7 +282,7 @@ impl PersistentService {
         etag: &str,
         mutation: Mutation<'_>,
     ) -> Result<(Versioned<WorkspaceRecord>, Option<chrono::DateTime<chrono::Utc>>), AppError> {
-        let Mutation { request_id, validate_only, caller } = mutation;
+        let Mutation { key, validate_only, caller } = mutation;
         validate_retention(policy, days)?;
         let generation = expected(etag)?;
         let current = self.get_workspace(agent_id).await?;
@@ -327,9 +313,7 @@ impl PersistentService {
                     body: encode(&next)?,
                 }],
                 Write {
-                    scope: "UpdateWorkspaceRetention",
-                    request_id,
-                    fingerprint: format!("{agent_id}|{etag}|{policy:?}|{days}"),
+                    key,
                     caller,
                     resource: format!("workspace/{agent_id}"),
                     summary: format!("retention of workspace {agent_id}: {policy:?} {days} day(s)"),

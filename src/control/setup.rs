@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
@@ -63,7 +62,7 @@ pub struct StoredPreview {
 pub struct ApplyRequest {
     pub preview_id: String,
     pub etag: String,
-    pub request_id: String,
+    pub idempotency: IdempotencyKey,
     pub validate_only: bool,
     pub rollout: bool,
 }
@@ -289,21 +288,13 @@ impl SetupService {
             let files = self.write_bootstrap_files(&preview, caller).await?;
             return Ok(ApplyOutcome { desired: None, rollout: None, files });
         }
-        let fingerprint = hex::encode(Sha256::digest(format!(
-            "{}\n{}\n{}",
-            request.preview_id, request.etag, request.rollout
-        )));
         let put = self
             .desired
             .put(
                 PutRequest {
                     input: DesiredInput::from(&preview.plan.topology),
                     etag: request.etag.clone(),
-                    idempotency: IdempotencyKey {
-                        scope: "ApplySetup".to_owned(),
-                        request_id: request.request_id.clone(),
-                        fingerprint: fingerprint.clone(),
-                    },
+                    idempotency: request.idempotency.clone(),
                     validate_only: request.validate_only,
                 },
                 caller,
@@ -312,11 +303,7 @@ impl SetupService {
         if request.validate_only || !request.rollout {
             return Ok(ApplyOutcome { desired: Some(put.desired), rollout: None, files: Vec::new() });
         }
-        let key = IdempotencyKey {
-            scope: "ApplySetup/rollout".to_owned(),
-            request_id: request.request_id.clone(),
-            fingerprint,
-        };
+        let key = request.idempotency.derived("rollout");
         // A retry finds the first rollout even though the runtime has converged since.
         let first = match self.ctx.store.idempotency_prior(&key).await? {
             Prior::Replay(id) => Some(id),

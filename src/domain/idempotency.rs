@@ -16,6 +16,14 @@ pub struct IdempotencyKey {
     pub fingerprint: String,
 }
 
+impl IdempotencyKey {
+    /// Returns the key of a second effect of the same call (e.g. the rollout an ApplySetup
+    /// starts after storing its revision), so a retry finds each effect's first answer.
+    pub fn derived(&self, effect: &str) -> Self {
+        Self { scope: format!("{}/{effect}", self.scope), ..self.clone() }
+    }
+}
+
 /// What is already known about a request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prior {

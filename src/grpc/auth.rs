@@ -1,6 +1,7 @@
 //! The auth layer: every request's method is looked up in the class table read from the
 //! descriptor set, and non-OPEN methods need a bearer token of a role that permits the class.
-//! The principal is put into the request extensions for handlers (the audit actor).
+//! The principal and the method (tonic's `GrpcMethod`) are put into the request extensions
+//! for handlers: the audit actor and method, and the idempotency scope, come from there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,23 +29,22 @@ const HTTP_READ_PATHS: &[&str] = &["/metrics"];
 /// The state of the auth layer.
 #[derive(Clone)]
 pub struct AuthState {
-    classes: Arc<HashMap<String, AuthClass>>,
+    methods: Arc<HashMap<&'static str, &'static ApiMethod>>,
     tokens: Arc<TokenStore>,
 }
 
 impl AuthState {
     /// Creates the layer state from the classified API methods and the token store.
-    pub fn new(methods: &[ApiMethod], tokens: Arc<TokenStore>) -> Self {
-        let classes =
-            methods.iter().filter_map(|m| m.auth_class.map(|class| (m.path.clone(), class))).collect();
-        Self { classes: Arc::new(classes), tokens }
+    pub fn new(methods: &'static [ApiMethod], tokens: Arc<TokenStore>) -> Self {
+        let methods = methods.iter().map(|m| (m.path.as_str(), m)).collect();
+        Self { methods: Arc::new(methods), tokens }
     }
 
     /// Returns the class a request path needs. Unknown paths of the API package fail closed
     /// (OPERATE); other non-API paths belong to the OPEN HTTP shim.
     fn class_for(&self, path: &str) -> AuthClass {
-        if let Some(class) = self.classes.get(path) {
-            return *class;
+        if let Some(class) = self.methods.get(path).and_then(|m| m.auth_class) {
+            return class;
         }
         if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
             return AuthClass::Open;
@@ -61,6 +61,9 @@ impl AuthState {
 
 /// Axum middleware enforcing the auth class of each request.
 pub async fn enforce(State(state): State<AuthState>, mut request: Request, next: Next) -> Response {
+    if let Some(method) = state.methods.get(request.uri().path()) {
+        request.extensions_mut().insert(tonic::GrpcMethod::new(&method.service, &method.name));
+    }
     let class = state.class_for(request.uri().path());
     if class == AuthClass::Open {
         return next.run(request).await;

@@ -2,6 +2,12 @@
 //!
 //! `prost_types` drops extension options when decoding, so this module decodes just the path
 //! to `MethodOptions.(jhf.warp.v1.auth_class)` with a few purpose-built prost messages.
+//!
+//! The descriptor is compiled in, so it is decoded once per process and the table lives for
+//! the whole process: the auth layer hands `&'static` method names to handlers (tonic's
+//! `GrpcMethod` extension) without allocating per request.
+
+use std::sync::OnceLock;
 
 use prost::Message;
 
@@ -62,17 +68,22 @@ pub struct ApiMethod {
 }
 
 /// Why the descriptor set is unusable.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DescriptorError {
     #[error("embedded descriptor set does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
+    Decode(String),
     #[error("method {0} declares no auth_class (option field {AUTH_CLASS_FIELD})")]
     MissingAuthClass(String),
 }
 
 /// Returns every method of the `jhf.warp.v1` services, in descriptor order.
-pub fn api_methods() -> Result<Vec<ApiMethod>, DescriptorError> {
-    let set = FileSet::decode(pb::FILE_DESCRIPTOR_SET)?;
+pub fn api_methods() -> Result<&'static [ApiMethod], DescriptorError> {
+    static METHODS: OnceLock<Result<Vec<ApiMethod>, DescriptorError>> = OnceLock::new();
+    METHODS.get_or_init(decode_methods).as_deref().map_err(Clone::clone)
+}
+
+fn decode_methods() -> Result<Vec<ApiMethod>, DescriptorError> {
+    let set = FileSet::decode(pb::FILE_DESCRIPTOR_SET).map_err(|e| DescriptorError::Decode(e.to_string()))?;
     let mut methods = Vec::new();
     for file in set.file.iter().filter(|f| f.package.as_deref() == Some(pb::PROTO_PACKAGE)) {
         for service in &file.service {
@@ -94,7 +105,7 @@ pub fn api_methods() -> Result<Vec<ApiMethod>, DescriptorError> {
 }
 
 /// Returns the methods, refusing any without an auth class.
-pub fn classified_methods() -> Result<Vec<ApiMethod>, DescriptorError> {
+pub fn classified_methods() -> Result<&'static [ApiMethod], DescriptorError> {
     let methods = api_methods()?;
     if let Some(unclassified) = methods.iter().find(|m| m.auth_class.is_none()) {
         return Err(DescriptorError::MissingAuthClass(unclassified.path.clone()));

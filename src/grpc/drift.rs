@@ -3,12 +3,12 @@
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::watch::{EventStream, WatchSource, caller, spawn_watch};
-use super::{convert, idempotency};
+use super::call::mutation;
+use super::convert::plan_kind_from_pb;
+use super::watch::{EventStream, WatchSource, spawn_watch};
 use crate::control::events::DriftEvent;
 use crate::control::{AppError, CreateRolloutRequest, DriftMonitor, RolloutService, Services};
 use crate::domain::drift::tracker::TrackedItem;
-use crate::domain::patch::PlanKind;
 use crate::domain::rollout::Rollout;
 use crate::pb::v1::{self as pb, drift_service_server::DriftService};
 
@@ -36,11 +36,11 @@ impl WatchSource for RolloutWatch {
 
     async fn snapshot(&mut self) -> Result<Vec<Self::Message>, AppError> {
         let rollout = self.rollouts.get(&self.id).await?;
-        Ok(vec![pb::WatchRolloutResponse { rollout: Some(convert::rollout(&rollout)) }])
+        Ok(vec![pb::WatchRolloutResponse { rollout: Some((&rollout).into()) }])
     }
 
     fn map(&mut self, event: Rollout) -> Option<Self::Message> {
-        (event.id == self.id).then(|| pb::WatchRolloutResponse { rollout: Some(convert::rollout(&event)) })
+        (event.id == self.id).then(|| pb::WatchRolloutResponse { rollout: Some((&event).into()) })
     }
 
     fn is_last(&self, message: &Self::Message) -> bool {
@@ -67,15 +67,15 @@ impl WatchSource for DriftWatch {
 
     fn map(&mut self, event: DriftEvent) -> Option<Self::Message> {
         Some(pb::WatchDriftResponse {
-            item: Some(convert::drift_item(&event.item)),
-            previous_state: event.previous.map(|s| convert::drift_state(s).into()).unwrap_or_default(),
+            item: Some((&event.item).into()),
+            previous_state: event.previous.map(|s| pb::DriftState::from(s).into()).unwrap_or_default(),
             initial: false,
         })
     }
 }
 
 fn initial_event(item: &TrackedItem) -> pb::WatchDriftResponse {
-    pb::WatchDriftResponse { item: Some(convert::drift_item(item)), previous_state: 0, initial: true }
+    pb::WatchDriftResponse { item: Some(item.into()), previous_state: 0, initial: true }
 }
 
 #[tonic::async_trait]
@@ -85,7 +85,7 @@ impl DriftService for DriftServiceImpl {
         _: Request<pb::GetDriftSummaryRequest>,
     ) -> Result<Response<pb::GetDriftSummaryResponse>, Status> {
         let summary = self.drift.summary().await?;
-        Ok(Response::new(convert::drift_summary(&summary)))
+        Ok(Response::new((&summary).into()))
     }
 
     async fn list_drift_items(
@@ -96,7 +96,7 @@ impl DriftService for DriftServiceImpl {
         let (items, next_page_token) =
             self.drift.list(request.page_size, &request.page_token, &request.filter).await?;
         Ok(Response::new(pb::ListDriftItemsResponse {
-            items: items.iter().map(convert::drift_item).collect(),
+            items: items.iter().map(Into::into).collect(),
             next_page_token,
         }))
     }
@@ -106,31 +106,26 @@ impl DriftService for DriftServiceImpl {
         request: Request<pb::GetDriftItemRequest>,
     ) -> Result<Response<pb::GetDriftItemResponse>, Status> {
         let item = self.drift.get(&request.into_inner().key).await?;
-        Ok(Response::new(pb::GetDriftItemResponse { item: Some(convert::drift_item(&item)) }))
+        Ok(Response::new(pb::GetDriftItemResponse { item: Some((&item).into()) }))
     }
 
     async fn acknowledge_drift_item(
         &self,
         request: Request<pb::AcknowledgeDriftItemRequest>,
     ) -> Result<Response<pb::AcknowledgeDriftItemResponse>, Status> {
-        let by = caller(&request, "DriftService/AcknowledgeDriftItem", &request.get_ref().request_id)?;
+        let (by, key) = mutation(&request)?;
         let request = request.into_inner();
-        let without_id = pb::AcknowledgeDriftItemRequest { request_id: String::new(), ..request.clone() };
-        let key = idempotency::key_of("AcknowledgeDriftItem", &request.request_id, &without_id)?;
         let item = self.drift.acknowledge(&request.key, &by, &key, request.validate_only).await?;
-        Ok(Response::new(pb::AcknowledgeDriftItemResponse { item: Some(convert::drift_item(&item)) }))
+        Ok(Response::new(pb::AcknowledgeDriftItemResponse { item: Some((&item).into()) }))
     }
 
     async fn observe_now(
         &self,
         request: Request<pb::ObserveNowRequest>,
     ) -> Result<Response<pb::ObserveNowResponse>, Status> {
-        let who = caller(&request, "DriftService/ObserveNow", &request.get_ref().request_id)?;
-        let request = request.into_inner();
-        let without_id = pb::ObserveNowRequest { request_id: String::new(), ..request.clone() };
-        let key = idempotency::key_of("ObserveNow", &request.request_id, &without_id)?;
-        let result = self.drift.observe_now(&key, request.validate_only, &who).await?;
-        Ok(Response::new(convert::observe_now(&result)))
+        let (who, key) = mutation(&request)?;
+        let result = self.drift.observe_now(&key, request.get_ref().validate_only, &who).await?;
+        Ok(Response::new((&result).into()))
     }
 
     type WatchDriftStream = EventStream<pb::WatchDriftResponse>;
@@ -151,13 +146,9 @@ impl DriftService for DriftServiceImpl {
         &self,
         request: Request<pb::PlanPatchRequest>,
     ) -> Result<Response<pb::PlanPatchResponse>, Status> {
-        let kind = match pb::PlanKind::try_from(request.into_inner().kind) {
-            Ok(pb::PlanKind::Unspecified | pb::PlanKind::Apply) => PlanKind::Apply,
-            Ok(pb::PlanKind::Repair) => PlanKind::Repair,
-            Err(_) => return Err(AppError::invalid("kind", "unknown plan kind").into()),
-        };
+        let kind = plan_kind_from_pb(request.into_inner().kind)?;
         let (plan, created_at) = self.rollouts.plan(kind).await?;
-        Ok(Response::new(pb::PlanPatchResponse { plan: Some(convert::patch_plan(&plan, created_at)) }))
+        Ok(Response::new(pb::PlanPatchResponse { plan: Some((&plan, created_at).into()) }))
     }
 
     async fn get_patch_plan(
@@ -165,17 +156,15 @@ impl DriftService for DriftServiceImpl {
         request: Request<pb::GetPatchPlanRequest>,
     ) -> Result<Response<pb::GetPatchPlanResponse>, Status> {
         let (plan, created_at) = self.rollouts.get_plan(&request.into_inner().plan_id).await?;
-        Ok(Response::new(pb::GetPatchPlanResponse { plan: Some(convert::patch_plan(&plan, created_at)) }))
+        Ok(Response::new(pb::GetPatchPlanResponse { plan: Some((&plan, created_at).into()) }))
     }
 
     async fn create_rollout(
         &self,
         request: Request<pb::CreateRolloutRequest>,
     ) -> Result<Response<pb::CreateRolloutResponse>, Status> {
-        let actor = caller(&request, "DriftService/CreateRollout", &request.get_ref().request_id)?;
+        let (actor, idempotency) = mutation(&request)?;
         let request = request.into_inner();
-        let without_id = pb::CreateRolloutRequest { request_id: String::new(), ..request.clone() };
-        let idempotency = idempotency::key_of("CreateRollout", &request.request_id, &without_id)?;
         let create = CreateRolloutRequest {
             plan_id: request.plan_id,
             dry_run: request.dry_run,
@@ -183,7 +172,7 @@ impl DriftService for DriftServiceImpl {
             validate_only: request.validate_only,
         };
         let rollout = self.rollouts.create(create, &actor).await?;
-        Ok(Response::new(pb::CreateRolloutResponse { rollout: Some(convert::rollout(&rollout)) }))
+        Ok(Response::new(pb::CreateRolloutResponse { rollout: Some((&rollout).into()) }))
     }
 
     async fn get_rollout(
@@ -191,7 +180,7 @@ impl DriftService for DriftServiceImpl {
         request: Request<pb::GetRolloutRequest>,
     ) -> Result<Response<pb::GetRolloutResponse>, Status> {
         let rollout = self.rollouts.get(&request.into_inner().rollout_id).await?;
-        Ok(Response::new(pb::GetRolloutResponse { rollout: Some(convert::rollout(&rollout)) }))
+        Ok(Response::new(pb::GetRolloutResponse { rollout: Some((&rollout).into()) }))
     }
 
     async fn list_rollouts(
@@ -201,7 +190,7 @@ impl DriftService for DriftServiceImpl {
         let request = request.into_inner();
         let (rollouts, next_page_token) = self.rollouts.list(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListRolloutsResponse {
-            rollouts: rollouts.iter().map(convert::rollout).collect(),
+            rollouts: rollouts.iter().map(Into::into).collect(),
             next_page_token,
         }))
     }
@@ -210,13 +199,11 @@ impl DriftService for DriftServiceImpl {
         &self,
         request: Request<pb::RollbackRolloutRequest>,
     ) -> Result<Response<pb::RollbackRolloutResponse>, Status> {
-        let actor = caller(&request, "DriftService/RollbackRollout", &request.get_ref().request_id)?;
+        let (actor, key) = mutation(&request)?;
         let request = request.into_inner();
-        let without_id = pb::RollbackRolloutRequest { request_id: String::new(), ..request.clone() };
-        let key = idempotency::key_of("RollbackRollout", &request.request_id, &without_id)?;
         let rollout =
             self.rollouts.rollback(&request.rollout_id, &actor, &key, request.validate_only).await?;
-        Ok(Response::new(pb::RollbackRolloutResponse { rollout: Some(convert::rollout(&rollout)) }))
+        Ok(Response::new(pb::RollbackRolloutResponse { rollout: Some((&rollout).into()) }))
     }
 
     type WatchRolloutStream = EventStream<pb::WatchRolloutResponse>;

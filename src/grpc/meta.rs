@@ -1,7 +1,5 @@
 //! `jhf.warp.v1.MetaService`, and the self-description it shares with the HTTP shim.
 
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
 use super::descriptor::{ApiMethod, auth_class_to_pb};
@@ -17,11 +15,11 @@ pub const PUBLISHED_PORT: u32 = 18086;
 #[derive(Clone)]
 pub struct MetaServiceImpl {
     readiness: Readiness,
-    methods: Arc<Vec<ApiMethod>>,
+    methods: &'static [ApiMethod],
 }
 
 impl MetaServiceImpl {
-    pub fn new(readiness: Readiness, methods: Arc<Vec<ApiMethod>>) -> Self {
+    pub fn new(readiness: Readiness, methods: &'static [ApiMethod]) -> Self {
         Self { readiness, methods }
     }
 

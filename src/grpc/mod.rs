@@ -2,12 +2,12 @@
 //! layer driven by the descriptor's auth classes, health and reflection.
 
 pub mod auth;
+mod call;
 mod control;
 mod convert;
 pub mod descriptor;
 mod drift;
 pub mod health;
-mod idempotency;
 mod meta;
 mod orchestration;
 pub mod routes;

@@ -30,15 +30,15 @@ pub struct Transport {
 /// Builds the router of every service over `services`; `stop` ends watch streams.
 pub fn build(
     services: &Services,
-    methods: Vec<ApiMethod>,
+    methods: &'static [ApiMethod],
     tokens: TokenStore,
     stop: &CancellationToken,
 ) -> Result<Transport, ReflectionError> {
     let readiness = &services.ctx.readiness;
     let (health, health_service) = tonic_health::server::health_reporter();
     super::spawn_health_publisher(readiness, health.clone());
-    let auth = AuthState::new(&methods, Arc::new(tokens));
-    let meta = MetaServiceImpl::new(readiness.clone(), Arc::new(methods));
+    let auth = AuthState::new(methods, Arc::new(tokens));
+    let meta = MetaServiceImpl::new(readiness.clone(), methods);
     // grpcurl 1.8.x speaks only v1alpha; newer clients use v1. Both serve the same files.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

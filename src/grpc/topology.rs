@@ -3,14 +3,14 @@
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::watch::{EventStream, WatchSource, caller, spawn_watch};
-use super::{convert, idempotency};
+use super::call::mutation;
+use super::watch::{EventStream, WatchSource, spawn_watch};
 use crate::control::events::TopologyEvent;
 use crate::control::{
     AppError, DesiredTopologyService, ObservationService, PutRequest, Services, TopologySelector,
 };
 use crate::domain::Topology;
-use crate::domain::desired::DesiredRevision;
+use crate::domain::desired::{DesiredInput, DesiredRevision};
 use crate::domain::observation::StoredObservation;
 use crate::pb::v1::{self as pb, topology_service_server::TopologyService};
 
@@ -51,7 +51,7 @@ fn desired_event(revision: &DesiredRevision, initial: bool) -> pb::WatchTopology
         kind: pb::TopologyEventKind::Desired.into(),
         initial,
         desired_generation: revision.generation,
-        topology: Some(convert::topology(&revision.topology)),
+        topology: Some((&revision.topology).into()),
     }
 }
 
@@ -60,7 +60,7 @@ fn observed_event(topology: &Topology, initial: bool) -> pb::WatchTopologyRespon
         kind: pb::TopologyEventKind::Observed.into(),
         initial,
         desired_generation: 0,
-        topology: Some(convert::topology(topology)),
+        topology: Some(topology.into()),
     }
 }
 
@@ -113,8 +113,8 @@ impl TopologyService for TopologyServiceImpl {
     ) -> Result<Response<pb::GetInventoryResponse>, Status> {
         let observed = self.observation(request.into_inner().read_mode).await?;
         Ok(Response::new(pb::GetInventoryResponse {
-            observation: Some(convert::observation_info(&observed.record)),
-            inventory: Some(convert::inventory(&observed.inventory)),
+            observation: Some((&observed.record).into()),
+            inventory: Some((&observed.inventory).into()),
         }))
     }
 
@@ -124,8 +124,8 @@ impl TopologyService for TopologyServiceImpl {
     ) -> Result<Response<pb::GetTopologyResponse>, Status> {
         let observed = self.observation(request.into_inner().read_mode).await?;
         Ok(Response::new(pb::GetTopologyResponse {
-            observation: Some(convert::observation_info(&observed.record)),
-            topology: Some(convert::topology(&observed.topology)),
+            observation: Some((&observed.record).into()),
+            topology: Some((&observed.topology).into()),
         }))
     }
 
@@ -137,7 +137,7 @@ impl TopologyService for TopologyServiceImpl {
         let (records, next_page_token) =
             self.observations.list(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListObservationsResponse {
-            observations: records.iter().map(convert::observation_info).collect(),
+            observations: records.iter().map(Into::into).collect(),
             next_page_token,
         }))
     }
@@ -146,16 +146,15 @@ impl TopologyService for TopologyServiceImpl {
         &self,
         request: Request<pb::PutDesiredTopologyRequest>,
     ) -> Result<Response<pb::PutDesiredTopologyResponse>, Status> {
-        let author = caller(&request, "TopologyService/PutDesiredTopology", &request.get_ref().request_id)?;
+        let (author, idempotency) = mutation(&request)?;
         let request = request.into_inner();
-        let input = convert::desired_input(request.topology.as_ref())
+        let topology = request.topology.as_ref().ok_or_else(|| AppError::invalid("topology", "required"))?;
+        let input = DesiredInput::try_from(topology)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
-        let without_id = pb::PutDesiredTopologyRequest { request_id: String::new(), ..request.clone() };
-        let idempotency = idempotency::key_of("PutDesiredTopology", &request.request_id, &without_id)?;
         let put = PutRequest { input, etag: request.etag, idempotency, validate_only: request.validate_only };
         let result = self.desired.put(put, &author).await?;
         Ok(Response::new(pb::PutDesiredTopologyResponse {
-            desired: Some(convert::desired_revision(&result.desired)),
+            desired: Some((&result.desired).into()),
             validate_only: result.validate_only,
         }))
     }
@@ -165,9 +164,7 @@ impl TopologyService for TopologyServiceImpl {
         request: Request<pb::GetDesiredTopologyRequest>,
     ) -> Result<Response<pb::GetDesiredTopologyResponse>, Status> {
         let desired = self.desired.get(request.into_inner().generation).await?;
-        Ok(Response::new(pb::GetDesiredTopologyResponse {
-            desired: Some(convert::desired_revision(&desired)),
-        }))
+        Ok(Response::new(pb::GetDesiredTopologyResponse { desired: Some((&desired).into()) }))
     }
 
     async fn list_topology_revisions(
@@ -177,7 +174,7 @@ impl TopologyService for TopologyServiceImpl {
         let request = request.into_inner();
         let (revisions, next_page_token) = self.desired.list(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListTopologyRevisionsResponse {
-            revisions: revisions.iter().map(convert::desired_revision).collect(),
+            revisions: revisions.iter().map(Into::into).collect(),
             next_page_token,
         }))
     }
@@ -193,7 +190,7 @@ impl TopologyService for TopologyServiceImpl {
         Ok(Response::new(pb::DiffTopologyResponse {
             base_revision,
             target_revision,
-            differences: differences.iter().map(convert::difference).collect(),
+            differences: differences.iter().map(Into::into).collect(),
         }))
     }
 
@@ -202,7 +199,7 @@ impl TopologyService for TopologyServiceImpl {
         _: Request<pb::GetAgentCatalogRequest>,
     ) -> Result<Response<pb::GetAgentCatalogResponse>, Status> {
         let catalog = self.desired.catalog().await?;
-        Ok(Response::new(convert::catalog(&catalog)))
+        Ok(Response::new((&catalog).into()))
     }
 
     type WatchTopologyStream = EventStream<pb::WatchTopologyResponse>;

@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::Instrument;
 
-use crate::control::{AppError, AuditContext};
-use crate::domain::access::Principal;
+use crate::control::AppError;
 
 /// The response stream of a Watch method.
 pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -82,27 +81,4 @@ pub fn spawn_watch<S: WatchSource>(
     };
     tokio::spawn(task.instrument(span));
     Box::pin(ReceiverStream::new(receiver))
-}
-
-/// Returns the audit context of a mutating request: the caller, the method
-/// (`Service/Method` within `jhf.warp.v1`) and the request id.
-pub fn caller<T>(
-    request: &tonic::Request<T>,
-    method: &str,
-    request_id: &str,
-) -> Result<AuditContext, Status> {
-    Ok(AuditContext {
-        actor: principal(request)?.name,
-        method: format!("{}.{method}", crate::pb::PROTO_PACKAGE),
-        request_id: request_id.to_owned(),
-    })
-}
-
-/// Returns the authenticated caller of a request (set by the auth layer).
-pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, Status> {
-    request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }

@@ -3,7 +3,6 @@
 //! head row's lock (Postgres) or the database write lock (SQLite), so appends from all
 //! replicas are serialised and the chain never forks.
 
-use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -12,17 +11,9 @@ use sea_orm::{
 
 use super::entities::{audit_chain_head, audit_event};
 use super::{Store, StoreError};
-use crate::domain::audit::{AuditEvent, BrokenLink, GENESIS_HASH, NewAuditEvent, event_hash, verify};
-
-/// Filters of `ListAuditEvents` (all optional, combined with AND).
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub method: Option<String>,
-    pub resource: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
+use crate::domain::audit::{
+    AuditEvent, AuditFilter, BrokenLink, GENESIS_HASH, NewAuditEvent, event_hash, verify,
+};
 
 fn event_of(row: audit_event::Model) -> AuditEvent {
     AuditEvent {

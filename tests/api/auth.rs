@@ -54,7 +54,7 @@ fn assert_admitted(path: &str, result: Result<(), tonic::Status>) {
 fn every_method_in_the_descriptor_declares_an_auth_class() {
     let methods = api_methods().unwrap();
     assert!(methods.len() >= 6);
-    for method in &methods {
+    for method in methods {
         assert!(method.auth_class.is_some(), "{} has no auth_class", method.path);
     }
 }
