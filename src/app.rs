@@ -4,6 +4,7 @@
 
 mod background;
 mod loaders;
+mod routes;
 mod shutdown;
 
 use std::future::Future;
@@ -26,7 +27,7 @@ use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
 use crate::control::{Classifier, Ctx, Readiness, Services};
 use crate::domain::page_token::PageTokenCodec;
-use crate::grpc::{descriptor, routes};
+use crate::grpc::descriptor;
 use crate::random::RandomUnavailable;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;

@@ -43,6 +43,8 @@ pub enum CycleOutcome {
     Replayed(SchedulerRun),
     /// The fence did not hold; nothing ran.
     Fenced(crate::domain::lease::LeaseError),
+    /// The schedule was paused before the cycle could start; nothing ran.
+    Paused,
 }
 /// Longest a HEAL cycle waits for its rollout.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
@@ -83,9 +85,9 @@ impl ReconcileService {
         match self.run_cycle(request, caller).await? {
             CycleOutcome::Ran(run) => Ok((run, false)),
             CycleOutcome::Replayed(run) => Ok((run, true)),
-            CycleOutcome::Fenced(_) => Err(AppError::Store(crate::store::StoreError::Corrupt(
-                "an unfenced cycle was fenced".to_owned(),
-            ))),
+            CycleOutcome::Fenced(_) | CycleOutcome::Paused => {
+                Err(AppError::Internal { detail: "an unfenced cycle was fenced".to_owned() })
+            }
         }
     }
 
@@ -129,6 +131,7 @@ impl ReconcileService {
             StartRun::Started => {}
             StartRun::Existing(existing) => return Ok(CycleOutcome::Replayed(existing)),
             StartRun::Fenced(refusal) => return Ok(CycleOutcome::Fenced(refusal)),
+            StartRun::Paused => return Ok(CycleOutcome::Paused),
         }
         let outcome = self.cycle(&mut run, caller, &cancel).await;
         run.finished_at = Some(self.ctx.clock.now());

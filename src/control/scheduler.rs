@@ -306,6 +306,9 @@ impl ReconcileLeader {
                 Ok(CycleOutcome::Fenced(refusal)) => {
                     tracing::warn!(%refusal, "scheduled cycle not started: the reconciler lease moved");
                 }
+                Ok(CycleOutcome::Paused) => {
+                    tracing::debug!("scheduled cycle not started: the schedule was paused")
+                }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "scheduled cycle failed"),
             }

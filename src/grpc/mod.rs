@@ -10,7 +10,6 @@ mod drift;
 pub mod health;
 mod meta;
 mod orchestration;
-pub mod routes;
 mod status;
 mod topology;
 mod watch;

@@ -4,7 +4,7 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::entities::{lease, scheduler_run};
+use super::entities::{lease, reconcile_schedule, scheduler_run};
 use super::{Store, StoreError};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::lease::{Lease, LeaseError, check_fence};
@@ -27,6 +27,8 @@ pub enum StartRun {
     Existing(SchedulerRun),
     /// The fence no longer holds; nothing was written.
     Fenced(LeaseError),
+    /// The schedule was paused meanwhile; nothing was written.
+    Paused,
 }
 
 fn run_of(row: &scheduler_run::Model) -> Result<SchedulerRun, StoreError> {
@@ -35,9 +37,11 @@ fn run_of(row: &scheduler_run::Model) -> Result<SchedulerRun, StoreError> {
 }
 
 impl Store {
-    /// Starts a run unless its cycle id exists. With a fence, the run starts only while that
-    /// lease is live with the given holder and token, checked in the same transaction that
-    /// holds the lease row, so a replica that lost leadership cannot start a cycle.
+    /// Starts a run unless its cycle id exists. With a fence (a scheduled cycle), the run
+    /// starts only while that lease is live with the given holder and token and the schedule is
+    /// not paused, both checked in the transaction that holds the lease row and a shared lock on
+    /// the schedule row: a replica that lost leadership cannot start a cycle, and once
+    /// `UpdateSchedule` pausing it has returned, no replica starts one.
     pub async fn start_run(
         &self,
         runtime: &str,
@@ -52,6 +56,12 @@ impl Store {
             if let Err(refusal) = check_fence(&current, &fence.holder, fence.token, now) {
                 txn.rollback().await?;
                 return Ok(StartRun::Fenced(refusal));
+            }
+            let schedule =
+                reconcile_schedule::Entity::find_by_id(runtime.to_owned()).lock_shared().one(&txn).await?;
+            if schedule.as_ref().map(super::schedules::schedule_of).transpose()?.is_some_and(|s| s.paused) {
+                txn.rollback().await?;
+                return Ok(StartRun::Paused);
             }
         }
         let row = scheduler_run::ActiveModel {

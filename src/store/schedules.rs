@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QuerySelect};
 
-use super::entities::reconcile_schedule;
+use super::entities::{lease, reconcile_schedule};
 use super::{Store, StoreError, idempotency};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
-use crate::domain::schedule::Schedule;
+use crate::domain::schedule::{RECONCILER_LEASE, Schedule};
 
 /// What an update did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct ScheduleChange<'a> {
     pub audit: &'a NewAuditEvent,
 }
 
-fn schedule_of(row: &reconcile_schedule::Model) -> Result<Schedule, StoreError> {
+pub(super) fn schedule_of(row: &reconcile_schedule::Model) -> Result<Schedule, StoreError> {
     serde_json::from_str(&row.schedule_json)
         .map_err(|e| StoreError::Corrupt(format!("reconcile schedule of {}: {e}", row.runtime)))
 }
@@ -66,6 +66,9 @@ impl Store {
                 return Ok(UpdateScheduleOutcome::Replayed(schedule));
             }
         }
+        // Holding the reconciler lease row orders this update against every scheduled cycle
+        // start (which holds it too): a start either committed before, or reads the new schedule.
+        lease::Entity::find_by_id(RECONCILER_LEASE.to_owned()).lock_exclusive().one(&txn).await?;
         let row =
             reconcile_schedule::Entity::find_by_id(runtime.to_owned()).lock_exclusive().one(&txn).await?;
         let current = match &row {

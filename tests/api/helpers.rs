@@ -30,6 +30,41 @@ pub const AGENT_TOKEN: &str = "control-agent-test-token";
 /// How long any awaited condition may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// How often conditions are polled.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `check` returns a value (polling), and returns it; fails the test after
+/// `within` with `what` in the message. The one way tests wait for the system.
+pub async fn eventually_within<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually_within`] the standard [`WAIT`].
+pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(what, WAIT, check).await
+}
+
+/// Asserts that `check` holds at every poll during `window`: the only way to show that
+/// something does *not* happen (an absence needs an observation window, not a sleep).
+pub async fn consistently(what: &str, window: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let end = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < end {
+        assert!(check().await, "{what} stopped holding");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 static TRACING: Once = Once::new();
 
 fn init_test_logging() {
@@ -175,22 +210,23 @@ impl TestApp {
         self._temp.take()
     }
 
-    /// Waits until `""` reports the wanted status.
-    pub async fn wait_for_health(&self, wanted: ServingStatus) {
+    /// Waits until the health service `service` (`""` = overall) reports `wanted`.
+    pub async fn wait_for_service_health(&self, service: &str, wanted: ServingStatus) {
         let mut client = self.health().await;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(&format!("health {service:?} to become {wanted:?}"), async || {
             let status = client
-                .check(HealthCheckRequest { service: String::new() })
+                .check(HealthCheckRequest { service: service.to_owned() })
                 .await
                 .map(|r| r.into_inner().status)
                 .unwrap_or_default();
-            if status == wanted as i32 {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "health never became {wanted:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (status == wanted as i32).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until `""` reports the wanted status.
+    pub async fn wait_for_health(&self, wanted: ServingStatus) {
+        self.wait_for_service_health("", wanted).await
     }
 }
 

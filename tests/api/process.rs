@@ -2,7 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::helpers::{eventually, eventually_within};
 
 /// Starts `jhf-warp serve` with JSON logs on port 0 and returns it with its bound address.
 fn start_binary(data_dir: &std::path::Path) -> (std::process::Child, String) {
@@ -45,11 +47,10 @@ async fn binary_serves_on_defaults_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = start_binary(dir.path());
     let ready_url = format!("http://{addr}/ready");
-    let deadline = Instant::now() + crate::helpers::WAIT;
-    while reqwest::get(&ready_url).await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-        assert!(Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the binary to become ready", async || {
+        (reqwest::get(&ready_url).await.map(|r| r.status().as_u16()).unwrap_or(0) == 200).then_some(())
+    })
+    .await;
     let token_path = dir.path().join("operator.token");
     let token = std::fs::read_to_string(&token_path).unwrap();
     assert_eq!(token.trim().len(), 64, "an operator token was generated");
@@ -61,14 +62,10 @@ async fn binary_serves_on_defaults_and_exits_zero_on_sigterm() {
 
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "did not exit within 5 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = eventually_within("the exit within 5 s of SIGTERM", Duration::from_secs(5), async || {
+        child.try_wait().unwrap()
+    })
+    .await;
     assert!(exit.success(), "exit status {exit:?}");
 }
 

@@ -11,7 +11,9 @@ use jhf_warp::pb::v1::{self as pb, RolloutState};
 use tonic::Code;
 
 use crate::desired::{observed, put};
-use crate::helpers::{AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app_with, with_token};
+use crate::helpers::{
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, eventually_within, spawn_app_with, with_token,
+};
 use crate::rollout::{plan, start, trio_minus_writer_plus_qa};
 
 /// Agent deletion alone takes ~12 s in the real CLI on a 2-core machine.
@@ -67,19 +69,15 @@ fn cli_json(bin: &str, state: &Path, args: &[&str], stdin: Option<&str>) -> serd
 }
 
 async fn follow_slowly(app: &TestApp, rollout_id: &str) -> pb::Rollout {
-    let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
-    loop {
+    eventually_within("the rollout to end", ROLLOUT_WAIT, async || {
         let request = with_token(pb::GetRolloutRequest { rollout_id: rollout_id.to_owned() }, READER_TOKEN);
         let rollout = app.drift().await.get_rollout(request).await.unwrap().into_inner().rollout.unwrap();
-        let done = [RolloutState::Succeeded, RolloutState::Failed, RolloutState::RolledBack]
+        [RolloutState::Succeeded, RolloutState::Failed, RolloutState::RolledBack]
             .iter()
-            .any(|s| *s as i32 == rollout.state);
-        if done {
-            return rollout;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "rollout still running: {rollout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .any(|s| *s as i32 == rollout.state)
+            .then_some(rollout)
+    })
+    .await
 }
 
 /// The bar's scenario on any CLI runtime: trio minus writer plus qa is planned, rolled out,

@@ -5,7 +5,9 @@ use jhf_warp::pb::v1::{self as pb, EdgeKind, RolloutState};
 use tonic::Code;
 
 use crate::desired::{observed, put};
-use crate::helpers::{AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, spawn_app_with, with_token};
+use crate::helpers::{
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, eventually, spawn_app_with, with_token,
+};
 
 /// The bar's change: trio minus writer plus a restricted qa that lead may spawn and that
 /// lead and research may message.
@@ -200,13 +202,12 @@ async fn a_rollout_interrupted_after_its_write_is_finished_after_a_restart() {
     desired_trio_change(&app).await;
     let plan = plan(&app, pb::PlanKind::Apply).await.unwrap();
     let rollout = start(&app, &plan.id, false, "rollout-1").await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while get(&app, &rollout.id).await.state != RolloutState::Applying as i32
-        || !config_text(&app, "trio").contains("\"qa\"")
-    {
-        assert!(tokio::time::Instant::now() < deadline, "the rollout never wrote");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the rollout to write", async || {
+        (get(&app, &rollout.id).await.state == RolloutState::Applying as i32
+            && config_text(&app, "trio").contains("\"qa\""))
+        .then_some(())
+    })
+    .await;
     let options = app.restart_options("trio");
     let temp = app.stop().await;
 

@@ -11,8 +11,8 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::helpers::{
-    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, WAIT, fresh_database_url, spawn_app,
-    spawn_app_with, with_token,
+    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, consistently, eventually, fresh_database_url,
+    spawn_app, spawn_app_with, with_token,
 };
 use crate::process::start_binary_with;
 
@@ -49,18 +49,6 @@ fn observe_every(seconds: i64) -> pb::Schedule {
         mode: pb::ReconcileMode::Observe.into(),
         paused: false,
         ..pb::Schedule::default()
-    }
-}
-
-/// Waits until `check` holds, polling every 100 ms.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -143,11 +131,14 @@ async fn only_the_leader_runs_scheduled_cycles_and_pausing_stops_them() {
     let etag = status(&mut client).await.schedule.unwrap().etag;
     let paused = pb::Schedule { paused: true, ..observe_every(1) };
     client.update_schedule(with_token(update(paused, &etag, "pause"), OPERATOR_TOKEN)).await.unwrap();
-    // A cycle may have started before the leader saw the pause; after that, none start.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A cycle start checks the schedule in its own transaction, ordered against the update:
+    // from the moment the pause is acknowledged no replica starts a cycle, over several
+    // buckets of the 1 s interval.
     let settled = scheduled_runs(&mut client).await.len();
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(scheduled_runs(&mut client).await.len(), settled, "a paused schedule starts no cycle");
+    consistently("a paused schedule starting no cycle", Duration::from_secs(3), async || {
+        scheduled_runs(&mut client).await.len() == settled
+    })
+    .await;
 
     let (leader_app, other) = if leader == "one" { (first, second) } else { (second, first) };
     leader_app.stop().await;

@@ -98,7 +98,6 @@ async fn a_stalled_reconcile_loop_is_observed_and_turns_the_reconcile_health_not
 
     use chrono::{TimeDelta, Utc};
     use jhf_warp::control::clock::ManualClock;
-    use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
 
     let clock = Arc::new(ManualClock::new(Utc::now()));
@@ -108,20 +107,8 @@ async fn a_stalled_reconcile_loop_is_observed_and_turns_the_reconcile_health_not
         ..AppOptions::default()
     })
     .await;
-    // Health follows readiness through a publisher task: wait for the wanted status.
-    let health = async |service: &str, wanted: ServingStatus| {
-        let deadline = std::time::Instant::now() + crate::helpers::WAIT;
-        loop {
-            let request = HealthCheckRequest { service: service.into() };
-            let status = app.health().await.check(request).await.unwrap().into_inner().status;
-            if status == wanted as i32 || std::time::Instant::now() > deadline {
-                return status;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
     assert!(observations(&app, false).await.iter().all(|o| o.kind != "reconcile_overdue"));
-    assert_eq!(health("reconcile", ServingStatus::Serving).await, ServingStatus::Serving as i32);
+    app.wait_for_service_health("reconcile", ServingStatus::Serving).await;
 
     // Defaults: every 60 s, lease 15 s → overdue after 2 × 60 + 15 s without a scheduled start.
     clock.advance(TimeDelta::seconds(136));
@@ -129,9 +116,9 @@ async fn a_stalled_reconcile_loop_is_observed_and_turns_the_reconcile_health_not
         observations(&app, false).await.into_iter().filter(|o| o.kind == "reconcile_overdue").collect();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].evidence["last_scheduled_start"], "never");
-    assert_eq!(health("reconcile", ServingStatus::NotServing).await, ServingStatus::NotServing as i32);
-    let overall = health("", ServingStatus::Serving).await;
-    assert_eq!(overall, ServingStatus::Serving as i32, "a stalled loop does not take the API down");
+    app.wait_for_service_health("reconcile", ServingStatus::NotServing).await;
+    // A stalled loop does not take the API down.
+    app.wait_for_service_health("", ServingStatus::Serving).await;
     let readiness = app.meta().await.get_readiness(pb::GetReadinessRequest {}).await.unwrap().into_inner();
     let reconcile = readiness.components.iter().find(|c| c.name == "reconcile").unwrap();
     assert!(!reconcile.ready && reconcile.detail.contains("overdue"), "{reconcile:?}");
@@ -152,6 +139,6 @@ async fn a_stalled_reconcile_loop_is_observed_and_turns_the_reconcile_health_not
     };
     control.update_schedule(with_token(paused, OPERATOR_TOKEN)).await.unwrap();
     assert!(observations(&app, false).await.iter().all(|o| o.kind != "reconcile_overdue"));
-    assert_eq!(health("reconcile", ServingStatus::Serving).await, ServingStatus::Serving as i32);
+    app.wait_for_service_health("reconcile", ServingStatus::Serving).await;
     app.stop().await;
 }

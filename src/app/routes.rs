@@ -7,13 +7,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
-use super::auth::AuthState;
-use super::descriptor::ApiMethod;
-use super::{
-    ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, OrchestrationServiceImpl, TopologyServiceImpl,
-};
 use crate::auth::TokenStore;
 use crate::control::Services;
+use crate::grpc::auth::AuthState;
+use crate::grpc::descriptor::ApiMethod;
+use crate::grpc::{
+    ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, OrchestrationServiceImpl, TopologyServiceImpl,
+};
 use crate::pb::{self, v1};
 
 /// Reflection could not be set up from the embedded descriptor sets.
@@ -36,7 +36,7 @@ pub fn build(
 ) -> Result<Transport, ReflectionError> {
     let readiness = &services.ctx.readiness;
     let (health, health_service) = tonic_health::server::health_reporter();
-    super::spawn_health_publisher(readiness, health.clone());
+    crate::grpc::spawn_health_publisher(readiness, health.clone());
     let auth = AuthState::new(methods, Arc::new(tokens));
     let meta = MetaServiceImpl::new(readiness.clone(), methods);
     // grpcurl 1.8.x speaks only v1alpha; newer clients use v1. Both serve the same files.
@@ -73,6 +73,6 @@ pub fn build(
         .into_axum_router()
         .merge(crate::http::router(meta, services.metrics.clone()))
         .fallback(crate::http::fallback)
-        .layer(axum::middleware::from_fn_with_state(auth, super::auth::enforce));
+        .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce));
     Ok(Transport { router, health })
 }
