@@ -15,9 +15,9 @@ use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::{AuthSetupError, TokenStore};
@@ -25,6 +25,7 @@ use crate::config::ServeArgs;
 use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
+use crate::control::snapshot::Snapshot;
 use crate::control::{Classifier, Ctx, Readiness, Services};
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::descriptor;
@@ -59,6 +60,8 @@ pub enum StartupError {
     Reflection(#[from] routes::ReflectionError),
     #[error(transparent)]
     Random(#[from] RandomUnavailable),
+    #[error("loading the snapshot of hot state: {0}")]
+    Snapshot(String),
     #[error("server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -73,8 +76,33 @@ pub struct App {
     generated_token_path: Option<PathBuf>,
     shutdown_grace: Duration,
     intervals: background::Intervals,
+    transport: TransportSettings,
     stop: CancellationToken,
     run_leader: bool,
+}
+
+/// HTTP/2 and TCP settings of the server.
+#[derive(Debug, Clone, Copy)]
+struct TransportSettings {
+    max_concurrent_streams: u32,
+    http2_keepalive: Option<Duration>,
+}
+
+impl From<&crate::config::ServingArgs> for TransportSettings {
+    fn from(args: &crate::config::ServingArgs) -> Self {
+        Self {
+            max_concurrent_streams: args.max_concurrent_streams,
+            http2_keepalive: (args.http2_keepalive_secs > 0)
+                .then(|| Duration::from_secs(args.http2_keepalive_secs)),
+        }
+    }
+}
+
+/// Wraps the listener so every accepted connection gets TCP_NODELAY (responses are small
+/// writes: with Nagle on, one larger than a segment waits ~40 ms for the client's delayed ACK)
+/// and TCP keepalive (dead peers are noticed); accept errors are logged, not fatal.
+fn accepting(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(Duration::from_secs(60)))
 }
 
 /// What tests may inject into an [`App`].
@@ -131,6 +159,7 @@ impl App {
         let readiness = Readiness::new(warnings);
         let store = loaders::open_store(&args, hooks.db_clock_skew_ms, &readiness).await?;
         let page_key = store.server_secret("page_token", crate::random::random_hex(32)?).await?;
+        let snapshot = Snapshot::new(runtime.address());
         let ctx = Ctx {
             store,
             clock: hooks.clock,
@@ -139,10 +168,15 @@ impl App {
             readiness,
             runtime,
             failpoints: hooks.failpoints,
+            snapshot,
         };
+        ctx.snapshot
+            .reload(&ctx.store, &ctx.events)
+            .await
+            .map_err(|e| StartupError::Snapshot(e.to_string()))?;
         let services = Services::new(&ctx, loaders::service_settings(&args, classifier, identity_registry)?);
         let stop = CancellationToken::new();
-        let transport = routes::build(&services, methods, tokens, &stop)?;
+        let transport = routes::build(&services, methods, tokens, &stop, args.serving.max_in_flight)?;
         Ok(Self {
             listener,
             local_addr,
@@ -154,7 +188,10 @@ impl App {
             intervals: background::Intervals {
                 observe: Duration::from_secs(args.observe_interval_secs),
                 watchdog: Duration::from_secs(args.watchdog_interval_secs),
+                store_probe: Duration::from_secs(args.serving.store_probe_secs),
+                snapshot_recheck: Duration::from_millis(args.serving.snapshot_recheck_ms),
             },
+            transport: TransportSettings::from(&args.serving),
             stop,
             run_leader: hooks.reconcile_leader,
         })
@@ -186,8 +223,11 @@ impl App {
         tracing::info!(addr = %self.local_addr, "serving gRPC and HTTP");
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
+            .max_concurrent_streams(self.transport.max_concurrent_streams)
+            .http2_keepalive_interval(self.transport.http2_keepalive)
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_routes(Routes::from(self.router))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+            .serve_with_incoming_shutdown(accepting(self.listener), signal);
         tokio::select! {
             result = server => result?,
             () = shutdown::grace_elapsed(self.stop.clone(), self.shutdown_grace) => {}

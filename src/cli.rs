@@ -4,12 +4,18 @@ use std::process::ExitCode;
 
 use crate::app::{App, shutdown_signal};
 use crate::config::{Cli, Command};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     crate::telemetry::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(args) = &cli.command
+        && let Some(threads) = args.serving.worker_threads
+    {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
@@ -26,7 +32,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 std::fs::create_dir_all(&args.data_dir).map_err(|source| {
                     crate::app::StartupError::DataDir { path: args.data_dir.clone(), source }
                 })?;
-                let store = Store::connect(&args.database_url()).await?;
+                // A one-off migration may wait for a database that is still starting.
+                let options = StoreOptions { acquire_timeout: std::time::Duration::from_secs(10) };
+                let store = Store::connect(&args.database_url(), options).await?;
                 store.migrate().await?;
                 tracing::info!(backend = store.backend_name(), "migrations applied");
                 store.close().await?;

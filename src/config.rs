@@ -128,6 +128,41 @@ pub struct ServeArgs {
     pub drift: DriftArgs,
     #[command(flatten)]
     pub reconcile: ReconcileArgs,
+    #[command(flatten)]
+    pub serving: ServingArgs,
+}
+
+/// The serving path: transport settings, load shedding, the request path's use of the store.
+#[derive(Debug, Clone, Args)]
+pub struct ServingArgs {
+    /// Async worker threads (default: one per core).
+    #[arg(long, env = "JHF_WARP_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+    /// Requests in flight on this replica before new ones are refused at once with
+    /// RESOURCE_EXHAUSTED and a retry delay (health, readiness and reflection are never refused).
+    #[arg(long, env = "JHF_WARP_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: u32,
+    /// Concurrent HTTP/2 streams one connection may open.
+    #[arg(long, env = "JHF_WARP_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 keepalive pings (a peer that does not answer within 10 s is dropped); 0 turns them off.
+    #[arg(long, env = "JHF_WARP_HTTP2_KEEPALIVE_SECS", default_value_t = 30)]
+    pub http2_keepalive_secs: u64,
+    /// Milliseconds a request waits for a database connection before it fails with UNAVAILABLE.
+    #[arg(long, env = "JHF_WARP_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub db_acquire_timeout_ms: u64,
+    /// Seconds between probes of the database; readiness (`store`, `/ready`, health `""`) follows them.
+    #[arg(long, env = "JHF_WARP_STORE_PROBE_SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub store_probe_secs: u64,
+    /// Shortest time in milliseconds between two runtime reads that READ callers cause
+    /// (FRESH reads within it share the read in flight or just finished).
+    #[arg(long, env = "JHF_WARP_FRESH_READ_MIN_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub fresh_read_min_interval_ms: u64,
+    /// Milliseconds between checks that the in-memory snapshot of hot state matches the store
+    /// (the staleness bound when a change notification is lost, and on SQLite shared by
+    /// several processes).
+    #[arg(long, env = "JHF_WARP_SNAPSHOT_RECHECK_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub snapshot_recheck_ms: u64,
 }
 
 /// The periodic reconcile loop and its leader election.

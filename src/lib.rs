@@ -17,3 +17,5 @@ pub mod random;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;

@@ -16,7 +16,7 @@ use crate::domain::watchdog::WatchdogThresholds;
 use crate::runtime::{
     CliRuntime, FixtureRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeMode, SshShell,
 };
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// Prepares the runtime adapter of `--runtime`.
 pub async fn prepare_runtime(
@@ -62,7 +62,8 @@ pub async fn open_store(
     clock_skew_ms: Arc<AtomicI64>,
     readiness: &Readiness,
 ) -> Result<Store, StartupError> {
-    let store = Store::connect(&args.store.database_url()).await?.with_clock_skew(clock_skew_ms);
+    let options = StoreOptions { acquire_timeout: Duration::from_millis(args.serving.db_acquire_timeout_ms) };
+    let store = Store::connect(&args.store.database_url(), options).await?.with_clock_skew(clock_skew_ms);
     store.migrate().await?;
     readiness.set_store(true, format!("migrated ({})", store.backend_name()));
     Ok(store)
@@ -139,6 +140,7 @@ pub fn service_settings(
             history_limit: args.observation_history,
             runtime_timeout: Duration::from_secs(args.runtime_timeout_secs),
             tracker: args.drift.tracker_config(),
+            fresh_read_min_interval: Duration::from_millis(args.serving.fresh_read_min_interval_ms),
         },
         schedule_defaults: args.reconcile.default_schedule(),
         watchdog: WatchdogThresholds {

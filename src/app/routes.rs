@@ -11,6 +11,7 @@ use crate::auth::TokenStore;
 use crate::control::Services;
 use crate::grpc::auth::AuthState;
 use crate::grpc::descriptor::ApiMethod;
+use crate::grpc::shed::{self, InFlight};
 use crate::grpc::{
     ControlServiceImpl, DriftServiceImpl, MetaServiceImpl, OrchestrationServiceImpl, TopologyServiceImpl,
 };
@@ -27,12 +28,14 @@ pub struct Transport {
     pub health: HealthReporter,
 }
 
-/// Builds the router of every service over `services`; `stop` ends watch streams.
+/// Builds the router of every service over `services`; `stop` ends watch streams;
+/// `max_in_flight` bounds the requests admitted at once (probes are never refused).
 pub fn build(
     services: &Services,
     methods: &'static [ApiMethod],
     tokens: TokenStore,
     stop: &CancellationToken,
+    max_in_flight: u32,
 ) -> Result<Transport, ReflectionError> {
     let readiness = &services.ctx.readiness;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -73,6 +76,8 @@ pub fn build(
         .into_axum_router()
         .merge(crate::http::router(meta, services.metrics.clone()))
         .fallback(crate::http::fallback)
-        .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce));
+        .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce))
+        // Outermost: a shed request costs neither authentication nor a handler.
+        .layer(axum::middleware::from_fn_with_state(InFlight::new(max_in_flight), shed::admit));
     Ok(Transport { router, health })
 }

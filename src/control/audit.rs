@@ -1,4 +1,5 @@
-//! Who asked for a change, for the audit event written with it; and reading the log.
+//! Who asked for a change, for the audit event written with it; sealing pending events into
+//! the hash chain; and reading the log.
 
 use super::AppError;
 use super::Ctx;
@@ -31,6 +32,17 @@ impl AuditContext {
 }
 
 const LIST_SCOPE: &str = "ListAuditEvents";
+/// Events sealed per transaction (bounds how long one seal holds the chain head).
+const SEAL_BATCH: u64 = 500;
+
+/// The result of verifying the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainCheck {
+    /// Events checked, or the first broken link.
+    pub result: Result<i64, BrokenLink>,
+    /// Events committed but not sealed when the check ended.
+    pub unsealed: u64,
+}
 
 /// Reading and verifying the audit log.
 #[derive(Clone)]
@@ -42,6 +54,34 @@ impl AuditService {
     /// Creates the service.
     pub fn new(ctx: &Ctx) -> Self {
         Self { ctx: ctx.clone() }
+    }
+
+    /// Seals every pending event (in batches); returns how many were sealed.
+    pub async fn seal(&self) -> Result<u64, AppError> {
+        let mut total = 0;
+        loop {
+            let sealed = self.ctx.store.seal_audit(SEAL_BATCH).await?;
+            total += sealed;
+            if sealed < SEAL_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Seals pending events every `period` until `stop`. Every replica runs it: sealers take
+    /// turns on the chain head, so the chain is the same whichever replica seals.
+    pub async fn run_sealer(&self, period: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(error) = self.seal().await {
+                tracing::warn!(%error, "sealing audit events failed; will retry");
+            }
+        }
     }
 
     /// Lists events oldest first, filtered.
@@ -60,12 +100,17 @@ impl AuditService {
         let scope = format!("{LIST_SCOPE}:{filter:?}");
         let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let after = numeric_cursor(page.cursor)?;
+        // A caller lists every event committed before the call, sealed.
+        self.seal().await?;
         let rows = self.ctx.store.list_audit(&filter, after, page.size + 1).await?;
         Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |e| e.seq.to_string()))
     }
 
-    /// Verifies the chain: the number of events checked, or the first broken link.
-    pub async fn verify(&self) -> Result<Result<i64, BrokenLink>, AppError> {
-        Ok(self.ctx.store.verify_audit_chain().await?)
+    /// Seals what is pending, then verifies the chain.
+    pub async fn verify(&self) -> Result<ChainCheck, AppError> {
+        self.seal().await?;
+        let result = self.ctx.store.verify_audit_chain().await?;
+        let unsealed = self.ctx.store.unsealed_audit_events().await?;
+        Ok(ChainCheck { result, unsealed })
     }
 }

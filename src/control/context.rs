@@ -8,6 +8,7 @@ use super::Readiness;
 use super::clock::Clock;
 use super::events::EventBus;
 use super::failpoints::Failpoints;
+use super::snapshot::Snapshot;
 use crate::domain::page_token::PageTokenCodec;
 use crate::runtime::RuntimeAdapter;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub struct Ctx {
     pub runtime: Arc<dyn RuntimeAdapter>,
     /// Test failpoints (none enabled in production).
     pub failpoints: Failpoints,
+    /// The in-memory view of hot state the read RPCs answer from.
+    pub snapshot: Snapshot,
 }
 
 impl Ctx {

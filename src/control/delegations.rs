@@ -291,9 +291,9 @@ impl DelegationService {
         validate_only: bool,
         caller: &AuditContext,
     ) -> Result<Vec<DelegationView>, AppError> {
-        let observation = match self.observations.latest_stored_opt().await? {
+        let observation = match self.observations.latest_stored_opt() {
             Some(observation) => observation,
-            None => self.observations.observe_now().await?,
+            None => std::sync::Arc::new(self.observations.observe_now().await?),
         };
         let edges: Vec<(String, String)> =
             observation.topology.edges_of(EdgeKind::Spawn).map(|e| (e.from.clone(), e.to.clone())).collect();

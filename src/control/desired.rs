@@ -7,10 +7,13 @@ use super::events::TopologyEvent;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, ObservationService};
 use crate::domain::Topology;
-use crate::domain::catalog::{AgentCatalog, build_catalog};
+use std::sync::Arc;
+
+use crate::domain::catalog::AgentCatalog;
 use crate::domain::desired::{DesiredInput, DesiredRevision, etag, validate_desired};
 use crate::domain::drift::{DriftDifference, diff_topologies};
 use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::observation::StoredObservation;
 use crate::store::PutDesiredOutcome;
 
 const LIST_SCOPE: &str = "ListTopologyRevisions";
@@ -87,6 +90,7 @@ impl DesiredTopologyService {
         match outcome {
             PutDesiredOutcome::Stored(desired) => {
                 tracing::info!(generation = desired.generation, author = %caller.actor, revision = %desired.topology.revision, "desired topology stored");
+                self.ctx.snapshot.put_desired(desired.clone());
                 self.ctx.events.publish_topology(TopologyEvent::Desired(desired.clone()));
                 Ok(PutResult { desired, validate_only: false })
             }
@@ -104,7 +108,7 @@ impl DesiredTopologyService {
             return Err(AppError::invalid("generation", "must not be negative"));
         }
         let found = if generation == 0 {
-            self.ctx.store.latest_desired().await?
+            self.ctx.snapshot.desired().map(|d| (*d).clone())
         } else {
             self.ctx.store.desired_at(generation).await?
         };
@@ -117,9 +121,9 @@ impl DesiredTopologyService {
         })
     }
 
-    /// Returns the latest desired revision, if any.
-    pub async fn latest(&self) -> Result<Option<DesiredRevision>, AppError> {
-        Ok(self.ctx.store.latest_desired().await?)
+    /// Returns the latest desired revision, if any (from the snapshot).
+    pub fn latest(&self) -> Option<Arc<DesiredRevision>> {
+        self.ctx.snapshot.desired()
     }
 
     /// Lists revisions newest first.
@@ -142,7 +146,7 @@ impl DesiredTopologyService {
             )),
             TopologySelector::DesiredGeneration(generation) => Ok(self.get(generation).await?.topology),
             TopologySelector::LatestDesired => Ok(self.get(0).await?.topology),
-            TopologySelector::Observed => Ok(self.observations.latest_stored().await?.topology),
+            TopologySelector::Observed => Ok(self.observations.latest_stored()?.topology.clone()),
         }
     }
 
@@ -159,20 +163,13 @@ impl DesiredTopologyService {
     }
 
     /// Returns the agent catalog of the stored state (no runtime read, so it is repeatable).
-    pub async fn catalog(&self) -> Result<AgentCatalog, AppError> {
-        let desired = self.ctx.store.latest_desired().await?;
-        let observed = self.observations.latest_stored_opt().await?;
-        Ok(build_catalog(
-            desired.as_ref().map(|d| (d.generation, &d.topology)),
-            observed.as_ref().map(|o| &o.topology),
-        ))
+    pub fn catalog(&self) -> Arc<AgentCatalog> {
+        self.ctx.snapshot.catalog()
     }
 
     /// Returns the current desired revision and observed topology (for watch streams).
-    pub async fn current(&self) -> Result<(Option<DesiredRevision>, Option<Topology>), AppError> {
-        let desired = self.ctx.store.latest_desired().await?;
-        let observed = self.observations.latest_stored_opt().await?.map(|o| o.topology);
-        Ok((desired, observed))
+    pub fn current(&self) -> (Option<Arc<DesiredRevision>>, Option<Arc<StoredObservation>>) {
+        (self.ctx.snapshot.desired(), self.observations.latest_stored_opt())
     }
 
     /// Subscribes to topology changes.

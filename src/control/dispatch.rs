@@ -84,7 +84,7 @@ impl DispatchService {
         };
         let runtime = self.observations.runtime_address();
         let desired = self.ctx.store.latest_desired().await?;
-        let latest = self.observations.latest_stored_opt().await?;
+        let latest = self.observations.latest_stored_opt();
         let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
         let observations: Vec<_> =
             self.ctx.store.watchdog_observations(runtime).await?.into_values().collect();

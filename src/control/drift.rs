@@ -9,7 +9,9 @@ use super::observer::Observed;
 use super::paging::{finish_page, page_request};
 use super::{AppError, ObservationService};
 use crate::domain::drift::filter::parse;
-use crate::domain::drift::summary::{DriftSummary, summarize};
+use std::sync::Arc;
+
+use crate::domain::drift::summary::DriftSummary;
 use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
 use crate::store::AcknowledgeOutcome;
@@ -40,13 +42,9 @@ impl DriftMonitor {
         self.observations.runtime_address()
     }
 
-    /// Returns the summary of the stored state.
-    pub async fn summary(&self) -> Result<DriftSummary, AppError> {
-        let items = self.ctx.store.drift_items(self.runtime()).await?;
-        let desired = self.ctx.store.latest_desired().await?;
-        let observation = self.observations.latest_stored_opt().await?;
-        let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
-        Ok(summarize(&items, desired_ref, observation.as_ref().map(|o| &o.record)))
+    /// Returns the summary of the stored state (from the snapshot).
+    pub fn summary(&self) -> Arc<DriftSummary> {
+        self.ctx.snapshot.summary()
     }
 
     /// Lists items sorted by key, filtered.
@@ -60,12 +58,13 @@ impl DriftMonitor {
         // The filter is part of the token scope: a token cannot be replayed with another filter.
         let scope = format!("{LIST_SCOPE}:{}:{filter}", self.runtime());
         let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
-        let items = self.ctx.store.drift_items(self.runtime()).await?;
+        let items = self.ctx.snapshot.drift_items();
         let rows: Vec<TrackedItem> = items
-            .into_values()
+            .values()
             .filter(|item| parsed.matches(item))
             .filter(|item| page.cursor.as_deref().is_none_or(|after| item.key() > after))
             .take(page.size as usize + 1)
+            .cloned()
             .collect();
         Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |item| item.key().to_owned()))
     }
@@ -76,9 +75,10 @@ impl DriftMonitor {
             return Err(AppError::invalid("key", "required"));
         }
         self.ctx
-            .store
-            .drift_item(self.runtime(), key)
-            .await?
+            .snapshot
+            .drift_items()
+            .get(key)
+            .cloned()
             .ok_or_else(|| AppError::NotFound { resource: format!("drift item {key}") })
     }
 
@@ -106,6 +106,7 @@ impl DriftMonitor {
         {
             AcknowledgeOutcome::Acknowledged(item) => {
                 tracing::info!(key, by = %caller.actor, "drift item acknowledged");
+                self.ctx.snapshot.put_drift_item(item.clone());
                 Ok(item)
             }
             AcknowledgeOutcome::Replayed(item) => Ok(item),
@@ -142,9 +143,8 @@ impl DriftMonitor {
     }
 
     /// Returns the open items (for the initial events of a watch stream).
-    pub async fn open_items(&self) -> Result<Vec<TrackedItem>, AppError> {
-        let items = self.ctx.store.drift_items(self.runtime()).await?;
-        Ok(items.into_values().filter(|item| item.state.is_open()).collect())
+    pub fn open_items(&self) -> Vec<TrackedItem> {
+        self.ctx.snapshot.drift_items().values().filter(|item| item.state.is_open()).cloned().collect()
     }
 
     /// Subscribes to drift transitions.

@@ -12,8 +12,12 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
     NotFound,
     FailedPrecondition,
+    ResourceExhausted,
+    Unimplemented,
     Unavailable,
     Internal,
 }
@@ -24,9 +28,21 @@ pub enum AppError {
     /// The request is malformed; every offending field is listed.
     #[error("invalid request: {}", describe(.violations))]
     InvalidArgument { violations: Vec<FieldViolation> },
+    /// No valid credentials came with the call.
+    #[error("{message}")]
+    Unauthenticated { reason: &'static str, message: String },
+    /// The caller is known but may not do this.
+    #[error("{message}")]
+    PermissionDenied { reason: &'static str, message: String },
     /// The addressed resource does not exist.
     #[error("{resource} not found")]
     NotFound { resource: String },
+    /// No such gRPC method.
+    #[error("unknown method {path}")]
+    UnknownMethod { path: String },
+    /// The replica is at its bound of work in flight; retry after `retry_after`.
+    #[error("the server is at its limit of {limit} requests in flight; retry shortly")]
+    Overloaded { limit: u32, retry_after: std::time::Duration },
     /// The request conflicts with current state (stale etag, reused request id, …).
     #[error("{description}")]
     FailedPrecondition { reason: &'static str, subject: String, description: String },
@@ -58,7 +74,11 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Self::Unauthenticated { .. } => ErrorCode::Unauthenticated,
+            Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::Overloaded { .. } => ErrorCode::ResourceExhausted,
+            Self::UnknownMethod { .. } => ErrorCode::Unimplemented,
             Self::FailedPrecondition { .. } => ErrorCode::FailedPrecondition,
             Self::Runtime(_) => ErrorCode::Unavailable,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
@@ -70,13 +90,27 @@ impl AppError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Self::Unauthenticated { reason, .. } | Self::PermissionDenied { reason, .. } => reason,
             Self::NotFound { .. } => "NOT_FOUND",
+            Self::Overloaded { .. } => "OVERLOADED",
+            Self::UnknownMethod { .. } => "UNKNOWN_METHOD",
             Self::FailedPrecondition { reason, .. } => reason,
             Self::Runtime(RuntimeError::Timeout { .. }) => "RUNTIME_TIMEOUT",
             Self::Runtime(_) => "RUNTIME_UNAVAILABLE",
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             Self::Store(_) => "STORE_ERROR",
             Self::Internal { .. } => "INTERNAL",
+        }
+    }
+
+    /// Returns how long a caller should wait before retrying, for errors a retry can cure.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Overloaded { retry_after, .. } => Some(*retry_after),
+            Self::Store(StoreError::Unavailable(_)) | Self::Runtime(_) => {
+                Some(std::time::Duration::from_secs(1))
+            }
+            _ => None,
         }
     }
 

@@ -3,17 +3,31 @@
 //! command line; production builds simply never enable any.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 /// Stop a rollout right after its write, as if the process died there.
 pub const STOP_AFTER_APPLY: &str = "rollout.stop_after_apply";
 /// Make a rollout's verification fail, to exercise the rollback.
 pub const FAIL_VERIFICATION: &str = "rollout.fail_verification";
+/// Hold every runtime read until [`Failpoints::release`]: requests stay in flight as long as
+/// a test wants (load shedding, single flight).
+pub const HOLD_RUNTIME_READS: &str = "runtime.hold_reads";
 
 /// The set of enabled failpoints.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Failpoints {
     enabled: Arc<Mutex<BTreeSet<&'static str>>>,
+    released: Arc<watch::Sender<bool>>,
+    held: Arc<AtomicUsize>,
+}
+
+impl Default for Failpoints {
+    fn default() -> Self {
+        Self { enabled: Arc::default(), released: Arc::new(watch::channel(false).0), held: Arc::default() }
+    }
 }
 
 impl Failpoints {
@@ -25,5 +39,27 @@ impl Failpoints {
     /// Returns true when the failpoint is enabled.
     pub fn hit(&self, name: &str) -> bool {
         self.enabled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(name)
+    }
+
+    /// Waits at an enabled holding failpoint until [`Failpoints::release`]; returns at once
+    /// when the failpoint is off.
+    pub async fn hold(&self, name: &str) {
+        if !self.hit(name) {
+            return;
+        }
+        let mut released = self.released.subscribe();
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let _ = released.wait_for(|released| *released).await;
+        self.held.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Returns how many calls wait at a holding failpoint now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held call go on (and later ones pass).
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 }

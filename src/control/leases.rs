@@ -54,22 +54,28 @@ impl LeaseService {
         Self { ctx: ctx.clone() }
     }
 
+    /// Changes a lease. Acquisitions, take-overs and releases are audited for `caller`; a change
+    /// that only extends the expiry (a renewal, or re-acquiring one's own live lease) is not
+    /// (Kubernetes audit policies exclude lease renewals for the same reason: thousands a day,
+    /// no new information). A refusal is audited with outcome REFUSED when `audit_refusal`.
     async fn change(
         &self,
         name: &str,
-        caller: Option<&AuditContext>,
+        caller: &AuditContext,
+        audit_refusal: bool,
         verb: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         let mut at = None;
-        let describe = |lease: &Lease| {
-            let holder = lease.holder.as_deref().unwrap_or("nobody");
-            caller.map(|caller| {
-                caller.event(
-                    format!("lease/{name}"),
-                    format!("{verb} lease {name}: holder {holder}, fencing token {}", lease.token),
-                )
-            })
+        let describe = |current: &Lease, next: &Lease| {
+            if lease::only_extends(current, next) {
+                return None;
+            }
+            let holder = next.holder.as_deref().unwrap_or("nobody");
+            Some(caller.event(
+                format!("lease/{name}"),
+                format!("{verb} lease {name}: holder {holder}, fencing token {}", next.token),
+            ))
         };
         let outcome = self
             .ctx
@@ -83,11 +89,27 @@ impl LeaseService {
                 describe,
             )
             .await?;
-        let lease = outcome.map_err(refused)?;
-        Ok((lease, at.unwrap_or_else(Utc::now)))
+        match outcome {
+            Ok(lease) => {
+                let now = at.unwrap_or_else(Utc::now);
+                self.ctx.snapshot.put_lease(lease.clone(), now, self.ctx.store.clock_skew());
+                Ok((lease, now))
+            }
+            Err(refusal) => {
+                if audit_refusal {
+                    let mut event =
+                        caller.event(format!("lease/{name}"), format!("{verb} refused: {refusal}"));
+                    event.outcome = "REFUSED".to_owned();
+                    if let Err(error) = self.ctx.store.append_audit(&event).await {
+                        tracing::warn!(%error, lease = name, "could not record a refused lease operation");
+                    }
+                }
+                Err(refused(refusal))
+            }
+        }
     }
 
-    /// Acquires (or, for its live holder, renews) a lease.
+    /// Acquires (or, for its live holder, renews) a lease for an API caller.
     pub async fn acquire(
         &self,
         name: &str,
@@ -97,7 +119,22 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, Some(caller), "acquired", |current, now| {
+        self.change(name, caller, true, "acquire", |current, now| {
+            lease::acquire(current, holder, duration_secs, now)
+        })
+        .await
+    }
+
+    /// Tries to take a lease for this replica (leader election): an acquisition is audited, a
+    /// refusal is not (followers try every tick).
+    pub async fn try_acquire_for_replica(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_secs: i64,
+        caller: &AuditContext,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change(name, caller, false, "acquire", |current, now| {
             lease::acquire(current, holder, duration_secs, now)
         })
         .await
@@ -114,7 +151,22 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, Some(caller), "renewed", |current, now| {
+        self.change(name, caller, true, "renew", |current, now| {
+            lease::renew(current, holder, token, duration_secs, now)
+        })
+        .await
+    }
+
+    /// Renews this replica's own lease; a refusal is not audited (the replica steps down).
+    pub async fn renew_for_replica(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+        duration_secs: i64,
+        caller: &AuditContext,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change(name, caller, false, "renew", |current, now| {
             lease::renew(current, holder, token, duration_secs, now)
         })
         .await
@@ -130,25 +182,8 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, Some(caller), "released", |current, now| {
-            lease::release(current, holder, token, now)
-        })
-        .await
-    }
-
-    /// Renews a lease without an audit event: the reconcile leader renews every few seconds,
-    /// and only changes of leadership (acquisitions) belong in the audit log.
-    pub async fn renew_quietly(
-        &self,
-        name: &str,
-        holder: &str,
-        token: i64,
-        duration_secs: i64,
-    ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change(name, None, "renewed", |current, now| {
-            lease::renew(current, holder, token, duration_secs, now)
-        })
-        .await
+        self.change(name, caller, true, "release", |current, now| lease::release(current, holder, token, now))
+            .await
     }
 
     /// Records a control agent's cycle report, fenced by its lease token. Reporting a cycle id
@@ -183,11 +218,17 @@ impl LeaseService {
         }
     }
 
-    /// Returns a lease with the database time of the read.
+    /// Returns a lease with the database time of the read: from the snapshot while its copy
+    /// is live (renewals only extend a lease), else from the store.
     pub async fn get(&self, name: &str) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
+        let skew = self.ctx.store.clock_skew();
+        if let Some(live) = self.ctx.snapshot.live_lease(name, skew) {
+            return Ok(live);
+        }
         let (lease, now) = self.ctx.store.lease(name).await?;
         let lease = lease.ok_or_else(|| AppError::NotFound { resource: format!("lease {name}") })?;
+        self.ctx.snapshot.put_lease(lease.clone(), now, skew);
         Ok((lease, now))
     }
 

@@ -109,7 +109,7 @@ impl MetricsService {
             schedule: self.schedules.get().await?,
             is_leader,
             last_scheduled_start: self.ctx.store.latest_scheduled_run(runtime).await?.map(|r| r.started_at),
-            last_observation: self.observations.latest_stored_opt().await?.map(|o| o.record.last_seen_at),
+            last_observation: self.observations.latest_stored_opt().map(|o| o.record.last_seen_at),
         })
     }
 }

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::AppError;
 use super::Ctx;
 use super::events::{DriftEvent, TopologyEvent};
+use super::failpoints::HOLD_RUNTIME_READS;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::derive_topology;
@@ -39,6 +41,19 @@ pub struct ObserverSettings {
     pub history_limit: u64,
     pub runtime_timeout: Duration,
     pub tracker: TrackerConfig,
+    /// Shortest time between two runtime reads that READ callers cause (FRESH reads).
+    pub fresh_read_min_interval: Duration,
+}
+
+/// What one runtime read gave: the observation, or why the runtime could not be read.
+type ReadResult = Result<Arc<StoredObservation>, RuntimeError>;
+
+/// The newest runtime read this replica finished, shared by FRESH readers.
+#[derive(Default)]
+struct FreshReads {
+    /// One FRESH read at a time: callers that arrive while one is in flight wait for it.
+    turn: Mutex<()>,
+    latest: std::sync::Mutex<Option<(Instant, ReadResult)>>,
 }
 
 /// Reads the runtime, tracks drift, and serves stored observations.
@@ -47,12 +62,13 @@ pub struct ObservationService {
     ctx: Ctx,
     settings: ObserverSettings,
     serialize: Arc<Mutex<()>>,
+    fresh: Arc<FreshReads>,
 }
 
 impl ObservationService {
     /// Creates the service.
     pub fn new(ctx: &Ctx, settings: ObserverSettings) -> Self {
-        Self { ctx: ctx.clone(), settings, serialize: Arc::new(Mutex::new(())) }
+        Self { ctx: ctx.clone(), settings, serialize: Arc::default(), fresh: Arc::default() }
     }
 
     /// Returns the runtime adapter.
@@ -68,6 +84,38 @@ impl ObservationService {
     /// Reads the runtime now, tracks drift and records everything; returns the observation.
     pub async fn observe_now(&self) -> Result<StoredObservation, AppError> {
         Ok(self.observe(true).await?.observation)
+    }
+
+    /// A FRESH read for a READ caller: concurrent callers share one runtime read (single
+    /// flight), and within the minimum interval after a read finished they get that read, so
+    /// no caller can make the server read the runtime more often than that.
+    pub async fn observe_fresh(&self) -> Result<Arc<StoredObservation>, AppError> {
+        let asked = Instant::now();
+        let _turn = self.fresh.turn.lock().await;
+        if let Some(shared) = self.shareable(asked) {
+            return shared.map_err(AppError::Runtime);
+        }
+        match self.observe(true).await {
+            Ok(observed) => Ok(Arc::new(observed.observation)),
+            Err(AppError::Runtime(error)) => {
+                self.remember_fresh(Err(error.clone()));
+                Err(AppError::Runtime(error))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The latest read, if it finished after `asked` or within the minimum interval.
+    fn shareable(&self, asked: Instant) -> Option<ReadResult> {
+        let latest = self.fresh.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (finished, result) = latest.as_ref()?;
+        (*finished >= asked || finished.elapsed() < self.settings.fresh_read_min_interval)
+            .then(|| result.clone())
+    }
+
+    fn remember_fresh(&self, result: ReadResult) {
+        *self.fresh.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((Instant::now(), result));
     }
 
     /// Reads the runtime and feeds the tracker. With `persist == false` nothing is stored or
@@ -88,6 +136,7 @@ impl ObservationService {
         audit: Option<&NewAuditEvent>,
     ) -> Result<Observed, AppError> {
         let _one_at_a_time = self.serialize.lock().await;
+        self.ctx.failpoints.hold(HOLD_RUNTIME_READS).await;
         let read = tokio::time::timeout(self.settings.runtime_timeout, self.ctx.runtime.observe()).await;
         let inventory = match read {
             Ok(Ok(inventory)) => inventory,
@@ -151,7 +200,11 @@ impl ObservationService {
         }
         let summary = summarize(&items, desired_ref, Some(&record));
         tracing::debug!(observation_id = record.id, revision = %record.revision, "runtime observed");
-        Ok(Observed { observation: StoredObservation { record, inventory, topology }, transitions, summary })
+        let observation = StoredObservation { record, inventory, topology };
+        let shared = Arc::new(observation.clone());
+        self.ctx.snapshot.put_observation(shared.clone(), items);
+        self.remember_fresh(Ok(shared));
+        Ok(Observed { observation, transitions, summary })
     }
 
     fn read_failed(&self, err: RuntimeError) -> AppError {
@@ -160,16 +213,16 @@ impl ObservationService {
         AppError::Runtime(err)
     }
 
-    /// Returns the most recent stored observation.
-    pub async fn latest_stored(&self) -> Result<StoredObservation, AppError> {
-        self.latest_stored_opt().await?.ok_or_else(|| AppError::NotFound {
+    /// Returns the most recent stored observation (from the snapshot).
+    pub fn latest_stored(&self) -> Result<Arc<StoredObservation>, AppError> {
+        self.latest_stored_opt().ok_or_else(|| AppError::NotFound {
             resource: format!("observation of {}", self.ctx.runtime.address()),
         })
     }
 
-    /// Returns the most recent stored observation, if any.
-    pub async fn latest_stored_opt(&self) -> Result<Option<StoredObservation>, AppError> {
-        Ok(self.ctx.store.latest_observation(self.ctx.runtime.address()).await?)
+    /// Returns the most recent stored observation, if any (from the snapshot).
+    pub fn latest_stored_opt(&self) -> Option<Arc<StoredObservation>> {
+        self.ctx.snapshot.observation()
     }
 
     /// Lists stored observations newest first; returns the page and the next page token.

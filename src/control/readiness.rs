@@ -110,6 +110,39 @@ impl Readiness {
     }
 }
 
+/// Probes the database every `period` until `stop`, turning the `store` component (and with it
+/// `/ready` and health `""`) NOT_SERVING at the first failed probe and back at the first good
+/// one: a replica whose database went away leaves load balancing within two probe periods.
+pub async fn watch_store(
+    store: crate::store::Store,
+    readiness: Readiness,
+    period: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let was_ready = readiness.snapshot().store.ready;
+        match store.ping(period).await {
+            Ok(()) if !was_ready => {
+                tracing::info!(backend = store.backend_name(), "the database answers again");
+                readiness.set_store(true, format!("migrated ({}); answering", store.backend_name()));
+            }
+            Ok(()) => {}
+            Err(error) if was_ready => {
+                tracing::warn!(%error, "the database does not answer; not ready until it does");
+                // The detail is public (`/ready` is OPEN): the driver's text stays in the log.
+                readiness.set_store(false, "the database does not answer; see the log");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 fn replace(slot: &mut ComponentState, state: ComponentState) -> bool {
     if *slot == state {
         return false;

@@ -128,6 +128,7 @@ impl ReconcileService {
             message: String::new(),
         };
         match self.ctx.store.start_run(self.runtime(), &run, fence.as_ref()).await? {
+            StartRun::Started if fence.is_some() => self.ctx.snapshot.put_scheduled_start(run.started_at),
             StartRun::Started => {}
             StartRun::Existing(existing) => return Ok(CycleOutcome::Replayed(existing)),
             StartRun::Fenced(refusal) => return Ok(CycleOutcome::Fenced(refusal)),

@@ -47,19 +47,30 @@ impl ScheduleService {
         Self { ctx: ctx.clone(), runtime: ctx.runtime_address().to_owned(), defaults }
     }
 
-    /// Returns the current schedule.
+    /// Returns the current schedule (from the snapshot).
     pub async fn get(&self) -> Result<Schedule, AppError> {
-        Ok(self.ctx.store.schedule(&self.runtime).await?.unwrap_or_else(|| self.defaults.clone()))
+        Ok(self.ctx.snapshot.schedule().0.unwrap_or_else(|| self.defaults.clone()))
     }
 
-    /// Returns the schedule, the live leader (if any) and the newest scheduled cycle's start.
+    /// Returns the schedule, the live leader (if any) and the newest scheduled cycle's start,
+    /// from the snapshot; the leader is read from the store only when the snapshot's copy of
+    /// the lease has expired.
     pub async fn status(
         &self,
     ) -> Result<(Schedule, Option<String>, Option<chrono::DateTime<chrono::Utc>>), AppError> {
-        let schedule = self.get().await?;
-        let (lease, db_now) = self.ctx.store.lease(RECONCILER_LEASE).await?;
-        let leader = lease.as_ref().and_then(|l| l.live_holder(db_now)).map(str::to_owned);
-        let last = self.ctx.store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
+        let (stored, last) = self.ctx.snapshot.schedule();
+        let schedule = stored.unwrap_or_else(|| self.defaults.clone());
+        let skew = self.ctx.store.clock_skew();
+        let leader = match self.ctx.snapshot.live_lease(RECONCILER_LEASE, skew) {
+            Some((lease, _)) => lease.holder,
+            None => {
+                let (lease, db_now) = self.ctx.store.lease(RECONCILER_LEASE).await?;
+                if let Some(lease) = &lease {
+                    self.ctx.snapshot.put_lease(lease.clone(), db_now, skew);
+                }
+                lease.as_ref().and_then(|l| l.live_holder(db_now)).map(str::to_owned)
+            }
+        };
         Ok((schedule, leader, last))
     }
 
@@ -112,9 +123,11 @@ impl ScheduleService {
             )
             .await?;
         match outcome {
-            UpdateScheduleOutcome::Stored(schedule) | UpdateScheduleOutcome::Replayed(schedule) => {
+            UpdateScheduleOutcome::Stored(schedule) => {
+                self.ctx.snapshot.put_schedule(schedule.clone());
                 Ok(schedule)
             }
+            UpdateScheduleOutcome::Replayed(schedule) => Ok(schedule),
             UpdateScheduleOutcome::RequestIdReused => Err(request_id_reused()),
             UpdateScheduleOutcome::EtagMismatch { current } => Err(stale_etag(&request.etag, &current)),
         }
@@ -203,7 +216,13 @@ impl ReconcileLeader {
                         let began = Instant::now();
                         match self
                             .leases
-                            .renew_quietly(RECONCILER_LEASE, &holder, held.token, self.settings.lease_secs)
+                            .renew_for_replica(
+                                RECONCILER_LEASE,
+                                &holder,
+                                held.token,
+                                self.settings.lease_secs,
+                                &caller,
+                            )
                             .await
                         {
                             Ok(_) => held.anchored = began,
@@ -230,7 +249,7 @@ impl ReconcileLeader {
                     let began = Instant::now();
                     match self
                         .leases
-                        .acquire(RECONCILER_LEASE, &holder, self.settings.lease_secs, &caller)
+                        .try_acquire_for_replica(RECONCILER_LEASE, &holder, self.settings.lease_secs, &caller)
                         .await
                     {
                         Ok((lease, _)) => {

@@ -54,7 +54,7 @@ impl WatchdogService {
         let now = self.ctx.clock.now();
         let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
         let unfinished = self.ctx.store.unfinished_rollouts(self.runtime()).await?;
-        let latest = self.observations.latest_stored_opt().await?;
+        let latest = self.observations.latest_stored_opt();
         let detail = self.ctx.readiness.snapshot().runtime.detail;
         let runtime_error = detail.strip_prefix("last read failed: ");
         let schedule = self.schedules.get().await?;

@@ -151,6 +151,13 @@ pub fn release(lease: &Lease, holder: &str, token: i64, now: DateTime<Utc>) -> R
     Ok(next)
 }
 
+/// Returns true when `next` differs from `current` only in its timing: the same holder keeps
+/// the same token (a renewal, or re-acquiring one's own live lease). Such a change carries no
+/// new ownership information.
+pub fn only_extends(current: &Lease, next: &Lease) -> bool {
+    next.holder.is_some() && current.holder == next.holder && current.token == next.token
+}
+
 /// Checks a fencing token presented with a write (e.g. a control agent's report).
 pub fn check_fence(lease: &Lease, holder: &str, token: i64, now: DateTime<Utc>) -> Result<(), LeaseError> {
     if lease.live_holder(now) == Some(holder) && lease.token == token { Ok(()) } else { Err(stale(lease)) }
@@ -238,5 +245,22 @@ mod tests {
     fn durations_are_bounded() {
         assert_eq!(acquire(&Lease::vacant("x"), "a", 0, t(0)), Err(LeaseError::BadDuration));
         assert_eq!(acquire(&Lease::vacant("x"), "a", 3601, t(0)), Err(LeaseError::BadDuration));
+    }
+
+    #[test]
+    fn only_renewals_merely_extend_a_lease() {
+        let now = Utc::now();
+        let vacant = Lease::vacant("agent/lead");
+        let taken = acquire(&vacant, "a", 30, now).unwrap();
+        assert!(!only_extends(&vacant, &taken), "an acquisition is news");
+        let renewed = renew(&taken, "a", taken.token, 30, now + TimeDelta::seconds(5)).unwrap();
+        assert!(only_extends(&taken, &renewed));
+        let again = acquire(&renewed, "a", 30, now + TimeDelta::seconds(6)).unwrap();
+        assert!(only_extends(&renewed, &again), "re-acquiring one's own live lease renews it");
+        let released = release(&again, "a", again.token, now + TimeDelta::seconds(7)).unwrap();
+        assert!(!only_extends(&again, &released));
+        let later = now + TimeDelta::seconds(60);
+        let taken_over = acquire(&taken, "b", 30, later).unwrap();
+        assert!(!only_extends(&taken, &taken_over), "a take-over is news");
     }
 }

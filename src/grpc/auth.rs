@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use tonic_types::{ErrorDetails, StatusExt};
+use axum::response::Response;
 
 use super::descriptor::ApiMethod;
+use super::status::refusal;
 use crate::auth::TokenStore;
+use crate::control::AppError;
 use crate::domain::access::AuthClass;
 use crate::pb;
 
@@ -68,14 +69,6 @@ pub async fn enforce(State(state): State<AuthState>, mut request: Request, next:
     if class == AuthClass::Open {
         return next.run(request).await;
     }
-    let grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    let refuse = |code, reason: &str, message: String| {
-        if grpc { refuse(code, reason, message) } else { refuse_http(code, reason, message) }
-    };
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -85,39 +78,23 @@ pub async fn enforce(State(state): State<AuthState>, mut request: Request, next:
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
         });
     let Some(presented) = presented else {
-        return refuse(
-            tonic::Code::Unauthenticated,
-            "TOKEN_MISSING",
-            "a bearer token is required".to_owned(),
-        );
+        let error = AppError::Unauthenticated {
+            reason: "TOKEN_MISSING",
+            message: "a bearer token is required".to_owned(),
+        };
+        return refusal(&request, error);
     };
     let Some(principal) = state.tokens.authenticate(&presented) else {
-        return refuse(
-            tonic::Code::Unauthenticated,
-            "TOKEN_INVALID",
-            "the bearer token is not valid".to_owned(),
-        );
+        let error = AppError::Unauthenticated {
+            reason: "TOKEN_INVALID",
+            message: "the bearer token is not valid".to_owned(),
+        };
+        return refusal(&request, error);
     };
     if !principal.role.permits(class) {
         let message = format!("role {} may not call {class} methods", principal.role.as_str());
-        return refuse(tonic::Code::PermissionDenied, "ROLE_NOT_PERMITTED", message);
+        return refusal(&request, AppError::PermissionDenied { reason: "ROLE_NOT_PERMITTED", message });
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
-}
-
-/// Plain HTTP callers (the shim) get 401/403 with a JSON body instead of a gRPC status.
-fn refuse_http(code: tonic::Code, reason: &str, message: String) -> Response {
-    let status = if code == tonic::Code::Unauthenticated {
-        axum::http::StatusCode::UNAUTHORIZED
-    } else {
-        axum::http::StatusCode::FORBIDDEN
-    };
-    let body = serde_json::json!({ "code": status.as_u16(), "reason": reason, "message": message });
-    (status, axum::Json(body)).into_response()
-}
-
-fn refuse(code: tonic::Code, reason: &str, message: String) -> Response {
-    let details = ErrorDetails::with_error_info(reason, super::status::ERROR_DOMAIN, HashMap::new());
-    tonic::Status::with_error_details(code, message, details).into_http::<axum::body::Body>().into_response()
 }

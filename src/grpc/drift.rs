@@ -61,7 +61,7 @@ impl WatchSource for DriftWatch {
     type Message = pb::WatchDriftResponse;
 
     async fn snapshot(&mut self) -> Result<Vec<Self::Message>, AppError> {
-        let open = self.drift.open_items().await?;
+        let open = self.drift.open_items();
         Ok(open.iter().map(initial_event).collect())
     }
 
@@ -84,8 +84,8 @@ impl DriftService for DriftServiceImpl {
         &self,
         _: Request<pb::GetDriftSummaryRequest>,
     ) -> Result<Response<pb::GetDriftSummaryResponse>, Status> {
-        let summary = self.drift.summary().await?;
-        Ok(Response::new((&summary).into()))
+        let summary = self.drift.summary();
+        Ok(Response::new(summary.as_ref().into()))
     }
 
     async fn list_drift_items(

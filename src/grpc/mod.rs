@@ -10,7 +10,8 @@ mod drift;
 pub mod health;
 mod meta;
 mod orchestration;
-mod status;
+pub mod shed;
+pub mod status;
 mod topology;
 mod watch;
 

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use axum::response::{IntoResponse, Response};
+
 use crate::control::{AppError, ErrorCode};
 
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
@@ -14,8 +16,12 @@ pub const ERROR_DOMAIN: &str = "jhf-warp";
 pub fn grpc_code(code: ErrorCode) -> Code {
     match code {
         ErrorCode::InvalidArgument => Code::InvalidArgument,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
         ErrorCode::NotFound => Code::NotFound,
         ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+        ErrorCode::Unimplemented => Code::Unimplemented,
         ErrorCode::Unavailable => Code::Unavailable,
         ErrorCode::Internal => Code::Internal,
     }
@@ -39,6 +45,56 @@ impl From<AppError> for Status {
             }
             _ => {}
         }
+        if let Some(delay) = err.retry_after() {
+            details.set_retry_info(Some(delay));
+        }
         Status::with_error_details(grpc_code(code), err.public_message(), details)
     }
+}
+
+/// Returns true when a request speaks gRPC (else it is a plain HTTP caller of the shim).
+pub fn is_grpc<B>(request: &axum::http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"))
+}
+
+/// Returns the HTTP status of a table entry (for the shim's plain HTTP callers).
+pub fn http_code(code: ErrorCode) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    match code {
+        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Answers a request a layer refused before it reached a handler: a gRPC status for gRPC
+/// callers, a JSON body with the same reason for plain HTTP callers.
+pub fn refusal<B>(request: &axum::http::Request<B>, error: AppError) -> Response {
+    if is_grpc(request) {
+        return Status::from(error).into_http::<axum::body::Body>().into_response();
+    }
+    let status = http_code(error.code());
+    let body = serde_json::json!({
+        "code": status.as_u16(),
+        "reason": error.reason(),
+        "message": error.public_message(),
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(delay) = error.retry_after() {
+        let seconds = delay.as_secs().max(1).to_string();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+    }
+    response
 }

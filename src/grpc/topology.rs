@@ -1,5 +1,7 @@
 //! `jhf.warp.v1.TopologyService`.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -25,10 +27,10 @@ impl TopologyServiceImpl {
         Self { observations: services.observations.clone(), desired: services.desired.clone(), stop }
     }
 
-    async fn observation(&self, read_mode: i32) -> Result<StoredObservation, AppError> {
+    async fn observation(&self, read_mode: i32) -> Result<Arc<StoredObservation>, AppError> {
         match pb::ReadMode::try_from(read_mode) {
-            Ok(pb::ReadMode::Unspecified | pb::ReadMode::Fresh) => self.observations.observe_now().await,
-            Ok(pb::ReadMode::Stored) => self.observations.latest_stored().await,
+            Ok(pb::ReadMode::Unspecified | pb::ReadMode::Fresh) => self.observations.observe_fresh().await,
+            Ok(pb::ReadMode::Stored) => self.observations.latest_stored(),
             Err(_) => Err(AppError::invalid("read_mode", format!("unknown read mode {read_mode}"))),
         }
     }
@@ -77,15 +79,15 @@ impl WatchSource for TopologyWatch {
     type Message = pb::WatchTopologyResponse;
 
     async fn snapshot(&mut self) -> Result<Vec<Self::Message>, AppError> {
-        let (desired, observed) = self.desired.current().await?;
+        let (desired, observed) = self.desired.current();
         let mut messages = Vec::new();
         if let Some(revision) = desired.filter(|d| d.generation != self.known_generation) {
             self.known_generation = revision.generation;
             messages.push(desired_event(&revision, true));
         }
-        if let Some(topology) = observed.filter(|t| t.revision != self.known_revision) {
-            self.known_revision = topology.revision.clone();
-            messages.push(observed_event(&topology, true));
+        if let Some(observation) = observed.filter(|o| o.topology.revision != self.known_revision) {
+            self.known_revision = observation.topology.revision.clone();
+            messages.push(observed_event(&observation.topology, true));
         }
         Ok(messages)
     }
@@ -198,8 +200,8 @@ impl TopologyService for TopologyServiceImpl {
         &self,
         _: Request<pb::GetAgentCatalogRequest>,
     ) -> Result<Response<pb::GetAgentCatalogResponse>, Status> {
-        let catalog = self.desired.catalog().await?;
-        Ok(Response::new((&catalog).into()))
+        let catalog = self.desired.catalog();
+        Ok(Response::new(catalog.as_ref().into()))
     }
 
     type WatchTopologyStream = EventStream<pb::WatchTopologyResponse>;

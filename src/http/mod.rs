@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::control::AppError;
 use crate::grpc::MetaServiceImpl;
 use crate::pb::v1 as pb;
 
@@ -27,19 +28,15 @@ pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService) ->
         .merge(metrics)
 }
 
-/// Unknown paths: gRPC callers get UNIMPLEMENTED, HTTP callers a JSON 404.
+/// Unknown paths: gRPC callers get UNIMPLEMENTED, HTTP callers a 404 — both from the error table.
 pub async fn fallback(request: axum::extract::Request) -> Response {
-    let is_grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    if is_grpc {
-        let status = tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
-        return status.into_http::<axum::body::Body>().into_response();
-    }
-    let body = serde_json::json!({ "code": 404, "message": format!("no route {}", request.uri().path()) });
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    let path = request.uri().path().to_owned();
+    let error = if crate::grpc::status::is_grpc(&request) {
+        AppError::UnknownMethod { path }
+    } else {
+        AppError::NotFound { resource: format!("route {path}") }
+    };
+    crate::grpc::status::refusal(&request, error)
 }
 
 async fn health() -> Json<pb::LivenessStatus> {

@@ -15,7 +15,6 @@
 //! - The CLI refuses to load an invalid config, so repair plans are written directly (atomic
 //!   rename, `.bak` kept) after jhf-warp's own structural dry run, then validated by the CLI.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use super::shell::{HostShell, quote};
 use super::{ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode};
 use crate::domain::Inventory;
 use crate::domain::inventory::{
-    RuntimeFacts, SessionActivity, SessionStore, StateLayout, build_inventory, config_hash, resolve_agents,
+    RuntimeFacts, SessionActivity, StateLayout, build_inventory, config_hash, resolve_agents,
 };
 use crate::domain::openclaw::{ConfigIssue, parse_config};
 use crate::domain::patch::PatchShape;
@@ -36,6 +35,25 @@ use crate::domain::patch::PatchShape;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a plain shell read may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bytes of one legacy session store read (a larger one counts what fits).
+const LEGACY_STORE_CAP: usize = 4 << 20;
+
+/// Splits the output of [`CliRuntime::legacy_sessions`] into (agent, file text) pairs.
+fn split_marked<'a>(text: &'a str, boundary: &str) -> Vec<(String, &'a str)> {
+    let prefix = format!("=={boundary}:");
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&prefix) {
+        let after = &rest[start + prefix.len()..];
+        let Some(end) = after.find("==\n") else { break };
+        let agent = after[..end].to_owned();
+        let body = &after[end + 3..];
+        let next = body.find(&prefix).map(|i| body[..i].rfind('\n').unwrap_or(i)).unwrap_or(body.len());
+        parts.push((agent, &body[..next]));
+        rest = &body[next..];
+    }
+    parts
+}
 
 /// An OpenClaw installation reached through a shell.
 pub struct CliRuntime {
@@ -134,7 +152,9 @@ impl CliRuntime {
         }
     }
 
-    /// Probes workspaces, session stores and rejected writes in one round trip.
+    /// Probes workspaces, session stores and rejected writes in one round trip, then reads
+    /// every legacy session store in a second one: two commands whatever the team's size, each
+    /// script fed on stdin (no argument-size limit).
     async fn facts(&self, raw: &str) -> Result<RuntimeFacts, RuntimeError> {
         let layout = StateLayout { state_dir: self.state_dir.clone(), home_dir: self.home_dir.clone() };
         let mut facts = RuntimeFacts {
@@ -158,10 +178,11 @@ impl CliRuntime {
             "for f in {}/openclaw.json.rejected.*; do [ -e \"$f\" ] && printf 'rejected\\t%s\\n' \"${{f##*/}}\"; done; true\n",
             quote(&self.state_dir)
         ));
-        let out = self.shell.run(&script, None, READ_TIMEOUT).await?;
+        let out = self.shell.run_script(&script, READ_TIMEOUT).await?;
         if !out.success() {
             return Err(out.failure());
         }
+        let mut legacy = Vec::new();
         for line in out.stdout.lines() {
             let Some((kind, value)) = line.split_once('\t') else { continue };
             match kind {
@@ -169,38 +190,46 @@ impl CliRuntime {
                     facts.existing_workspaces.insert(value.to_owned());
                 }
                 "current" => {
-                    facts.session_stores.entry(value.to_owned()).or_insert(SessionActivity {
-                        store: SessionStore::Current,
-                        session_count: None,
-                        last_active_ms: None,
-                    });
+                    facts
+                        .session_stores
+                        .entry(value.to_owned())
+                        .or_insert_with(SessionActivity::current_store);
                 }
-                "legacy" => {
-                    facts.session_stores.insert(value.to_owned(), self.legacy_sessions(value).await);
-                }
+                "legacy" => legacy.push(value.to_owned()),
                 "rejected" => facts.rejected_writes.push(value.to_owned()),
                 _ => {}
             }
         }
+        facts.session_stores.extend(self.legacy_sessions(&legacy).await);
         facts.rejected_writes.sort();
         Ok(facts)
     }
 
-    async fn legacy_sessions(&self, agent: &str) -> SessionActivity {
-        let path = format!("{}/agents/{agent}/sessions/sessions.json", self.state_dir);
-        let text = match self.shell.run(&format!("cat {}", quote(&path)), None, READ_TIMEOUT).await {
+    /// Reads the legacy session stores of `agents` in one command. Each file is printed after
+    /// a marker line carrying a per-call random boundary, so a file's content cannot fake a
+    /// marker; each is cut at [`LEGACY_STORE_CAP`] bytes.
+    async fn legacy_sessions(&self, agents: &[String]) -> Vec<(String, SessionActivity)> {
+        if agents.is_empty() {
+            return Vec::new();
+        }
+        let Ok(boundary) = crate::random::random_hex(16) else { return Vec::new() };
+        let mut script = String::new();
+        for agent in agents {
+            let path = format!("{}/agents/{agent}/sessions/sessions.json", self.state_dir);
+            script.push_str(&format!(
+                "printf '\\n%s\\n' {marker}; head -c {LEGACY_STORE_CAP} {path} 2>/dev/null;\n",
+                marker = quote(&format!("=={boundary}:{agent}==")),
+                path = quote(&path),
+            ));
+        }
+        let text = match self.shell.run_script(&script, READ_TIMEOUT).await {
             Ok(out) if out.success() => out.stdout,
             _ => String::new(),
         };
-        let sessions: BTreeMap<String, Value> = serde_json::from_str(&text).unwrap_or_default();
-        SessionActivity {
-            store: SessionStore::Legacy,
-            session_count: Some(sessions.len() as i64),
-            last_active_ms: sessions
-                .values()
-                .filter_map(|s| s.get("updatedAt").and_then(Value::as_i64))
-                .max(),
-        }
+        split_marked(&text, &boundary)
+            .into_iter()
+            .map(|(agent, body)| (agent, SessionActivity::from_legacy_store(body)))
+            .collect()
     }
 
     /// `openclaw config validate --json`: the CLI's own schema issues.

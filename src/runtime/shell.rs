@@ -72,6 +72,11 @@ pub trait HostShell: Send + Sync + 'static {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<CommandOutput, RuntimeError>;
+
+    /// Runs a script of any length: it is fed to `sh -s` on stdin, so its size is not bound by
+    /// the kernel's argument limit (a script naming 500 agents' paths fails with E2BIG as an
+    /// argument).
+    async fn run_script(&self, script: &str, timeout: Duration) -> Result<CommandOutput, RuntimeError>;
 }
 
 /// This host.
@@ -90,6 +95,12 @@ impl HostShell for LocalShell {
         command.arg("-c").arg(script);
         execute(command, stdin, timeout).await
     }
+
+    async fn run_script(&self, script: &str, timeout: Duration) -> Result<CommandOutput, RuntimeError> {
+        let mut command = Command::new("sh");
+        command.arg("-s");
+        execute(command, Some(script.as_bytes()), timeout).await
+    }
 }
 
 /// A remote host through the system `ssh` client: batch mode (never prompts), host keys
@@ -103,11 +114,11 @@ pub struct SshShell {
     pub connect_timeout: Duration,
 }
 
-#[async_trait]
-impl HostShell for SshShell {
-    async fn run(
+impl SshShell {
+    /// Runs `remote` (one command line for the remote shell) with `stdin`.
+    async fn remote(
         &self,
-        script: &str,
+        remote: String,
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<CommandOutput, RuntimeError> {
@@ -126,7 +137,7 @@ impl HostShell for SshShell {
             command.arg("-p").arg(port.to_string());
         }
         // ssh joins the remote words into one command line for the remote shell.
-        command.arg(&self.destination).arg("--").arg(format!("sh -c {}", quote(script)));
+        command.arg(&self.destination).arg("--").arg(remote);
         let output = execute(command, stdin, timeout).await?;
         if output.exit_code == Some(255) {
             return Err(RuntimeError::Unreachable {
@@ -134,6 +145,22 @@ impl HostShell for SshShell {
             });
         }
         Ok(output)
+    }
+}
+
+#[async_trait]
+impl HostShell for SshShell {
+    async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, RuntimeError> {
+        self.remote(format!("sh -c {}", quote(script)), stdin, timeout).await
+    }
+
+    async fn run_script(&self, script: &str, timeout: Duration) -> Result<CommandOutput, RuntimeError> {
+        self.remote("sh -s".to_owned(), Some(script.as_bytes()), timeout).await
     }
 }
 
@@ -150,16 +177,28 @@ async fn execute(
     let mut child = command
         .spawn()
         .map_err(|err| RuntimeError::Unreachable { detail: format!("cannot start command: {err}") })?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input)
-            .await
-            .map_err(|err| RuntimeError::Unreachable { detail: format!("cannot write to command: {err}") })?;
-        drop(pipe);
-    }
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| RuntimeError::Timeout { after: timeout })?
-        .map_err(|err| RuntimeError::Unreachable { detail: format!("command failed to run: {err}") })?;
+    // Stdin is written while the output is read: a command that prints while it still reads
+    // (a script fed to `sh -s`) would otherwise fill its stdout pipe and wait for us while we
+    // wait for it to read more stdin.
+    let pipe = child.stdin.take();
+    let feed = async move {
+        if let (Some(input), Some(mut pipe)) = (stdin, pipe) {
+            // A command that exits without reading all its input is not a write failure.
+            if let Err(err) = pipe.write_all(input).await
+                && err.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(RuntimeError::Unreachable { detail: format!("cannot write to command: {err}") });
+            }
+        }
+        Ok(())
+    };
+    let run = async {
+        let (fed, output) = tokio::join!(feed, child.wait_with_output());
+        fed?;
+        output.map_err(|err| RuntimeError::Unreachable { detail: format!("command failed to run: {err}") })
+    };
+    let output =
+        tokio::time::timeout(timeout, run).await.map_err(|_| RuntimeError::Timeout { after: timeout })??;
     Ok(CommandOutput {
         exit_code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,13 +1,10 @@
 //! Reading an OpenClaw state directory on this host's filesystem: the config text plus the
 //! facts the domain asks for (workspaces, session stores, rejected writes).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::RuntimeError;
-use crate::domain::inventory::{RuntimeFacts, SessionActivity, SessionStore, StateLayout, resolve_agents};
+use crate::domain::inventory::{RuntimeFacts, SessionActivity, StateLayout, resolve_agents};
 use crate::domain::openclaw::parse_config;
 
 /// What a read of a state directory produced.
@@ -54,18 +51,11 @@ async fn is_dir(path: &Path) -> bool {
 async fn session_activity(agent_root: &Path) -> SessionActivity {
     let legacy = agent_root.join("sessions").join("sessions.json");
     if let Ok(text) = tokio::fs::read_to_string(&legacy).await {
-        let sessions: BTreeMap<String, Value> = serde_json::from_str(&text).unwrap_or_default();
-        let last_active_ms =
-            sessions.values().filter_map(|s| s.get("updatedAt").and_then(Value::as_i64)).max();
-        return SessionActivity {
-            store: SessionStore::Legacy,
-            session_count: Some(sessions.len() as i64),
-            last_active_ms,
-        };
+        return SessionActivity::from_legacy_store(&text);
     }
     let current: PathBuf = agent_root.join("agent").join("openclaw-agent.sqlite");
     if tokio::fs::metadata(&current).await.is_ok() {
-        return SessionActivity { store: SessionStore::Current, session_count: None, last_active_ms: None };
+        return SessionActivity::current_store();
     }
     SessionActivity::default()
 }

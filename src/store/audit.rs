@@ -1,15 +1,18 @@
-//! Appending to and reading the audit log. An append runs inside the caller's transaction
-//! (the same one as the change it records); it first bumps the chain head, which takes the
-//! head row's lock (Postgres) or the database write lock (SQLite), so appends from all
-//! replicas are serialised and the chain never forks.
+//! Appending to, sealing and reading the audit log.
+//!
+//! An append runs inside the caller's transaction (the same one as the change it records) and
+//! only inserts a pending row: it touches no shared row, so writers of unrelated resources
+//! never wait for each other. A sealer moves pending rows, in id order, into the hash chain
+//! (`audit_events`): it holds the chain head's lock (Postgres `FOR UPDATE`; SQLite's single
+//! write lock) for the few statements of one batch, so sealers on several replicas take turns
+//! and the chain never forks. The order of the chain is the order of sealing.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::entities::{audit_chain_head, audit_event};
+use super::entities::{audit_chain_head, audit_event, audit_pending};
 use super::{Store, StoreError};
 use crate::domain::audit::{
     AuditEvent, AuditFilter, BrokenLink, GENESIS_HASH, NewAuditEvent, event_hash, verify,
@@ -32,25 +35,14 @@ fn event_of(row: audit_event::Model) -> AuditEvent {
     }
 }
 
-/// Appends one event inside `conn`'s transaction.
+/// Appends one event inside `conn`'s transaction (pending until sealed).
 pub(super) async fn append<C: ConnectionTrait>(
     store: &Store,
     conn: &C,
     event: &NewAuditEvent,
-) -> Result<i64, StoreError> {
-    audit_chain_head::Entity::update_many()
-        .col_expr(audit_chain_head::Column::LastSeq, Expr::col(audit_chain_head::Column::LastSeq).add(1))
-        .filter(audit_chain_head::Column::Id.eq(1))
-        .exec(conn)
-        .await?;
-    let head = audit_chain_head::Entity::find_by_id(1)
-        .one(conn)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("the audit chain head is missing".to_owned()))?;
+) -> Result<(), StoreError> {
     let at = store.db_now(conn).await?;
-    let hash = event_hash(&head.last_hash, head.last_seq, at, event);
-    audit_event::ActiveModel {
-        seq: Set(head.last_seq),
+    audit_pending::ActiveModel {
         at: Set(at),
         actor: Set(event.actor.clone()),
         method: Set(event.method.clone()),
@@ -58,24 +50,86 @@ pub(super) async fn append<C: ConnectionTrait>(
         request_id: Set(event.request_id.clone()),
         outcome: Set(event.outcome.clone()),
         summary: Set(event.summary.clone()),
-        prev_hash: Set(head.last_hash.clone()),
-        hash: Set(hash.clone()),
+        ..Default::default()
     }
     .insert(conn)
     .await?;
-    audit_chain_head::ActiveModel { id: Set(1), last_seq: Set(head.last_seq), last_hash: Set(hash) }
-        .update(conn)
-        .await?;
-    Ok(head.last_seq)
+    Ok(())
 }
 
 impl Store {
-    /// Appends one event in its own transaction (for changes that have no other write).
-    pub async fn append_audit(&self, event: &NewAuditEvent) -> Result<i64, StoreError> {
+    /// Appends one event in its own transaction (for records that have no other write).
+    pub async fn append_audit(&self, event: &NewAuditEvent) -> Result<(), StoreError> {
+        append(self, &self.db, event).await
+    }
+
+    /// Seals up to `limit` pending events into the chain; returns how many were sealed.
+    pub async fn seal_audit(&self, limit: u64) -> Result<u64, StoreError> {
+        // Most calls find nothing: answer those without a write transaction.
+        let any: Option<i64> = audit_pending::Entity::find()
+            .select_only()
+            .column(audit_pending::Column::Id)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let txn = self.begin_write().await?;
-        let seq = append(self, &txn, event).await?;
+        let head = audit_chain_head::Entity::find_by_id(1)
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the audit chain head is missing".to_owned()))?;
+        let pending = audit_pending::Entity::find()
+            .order_by_asc(audit_pending::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        if pending.is_empty() {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        let (mut seq, mut prev_hash) = (head.last_seq, head.last_hash);
+        let mut sealed = Vec::with_capacity(pending.len());
+        for row in &pending {
+            seq += 1;
+            let event = NewAuditEvent {
+                actor: row.actor.clone(),
+                method: row.method.clone(),
+                resource: row.resource.clone(),
+                request_id: row.request_id.clone(),
+                outcome: row.outcome.clone(),
+                summary: row.summary.clone(),
+            };
+            let hash = event_hash(&prev_hash, seq, row.at, &event);
+            sealed.push(audit_event::ActiveModel {
+                seq: Set(seq),
+                at: Set(row.at),
+                actor: Set(event.actor),
+                method: Set(event.method),
+                resource: Set(event.resource),
+                request_id: Set(event.request_id),
+                outcome: Set(event.outcome),
+                summary: Set(event.summary),
+                prev_hash: Set(std::mem::replace(&mut prev_hash, hash.clone())),
+                hash: Set(hash),
+            });
+        }
+        let ids: Vec<i64> = pending.iter().map(|row| row.id).collect();
+        audit_event::Entity::insert_many(sealed).exec_without_returning(&txn).await?;
+        audit_pending::Entity::delete_many().filter(audit_pending::Column::Id.is_in(ids)).exec(&txn).await?;
+        audit_chain_head::ActiveModel { id: Set(1), last_seq: Set(seq), last_hash: Set(prev_hash) }
+            .update(&txn)
+            .await?;
         txn.commit().await?;
-        Ok(seq)
+        Ok(pending.len() as u64)
+    }
+
+    /// Returns how many events wait to be sealed.
+    pub async fn unsealed_audit_events(&self) -> Result<u64, StoreError> {
+        Ok(audit_pending::Entity::find().count(&self.db).await?)
     }
 
     /// Lists events after `after_seq`, oldest first, filtered.

@@ -99,6 +99,7 @@ impl Store {
         idempotency::remember(&txn, key, generation.to_string(), now).await?;
         let event = NewAuditEvent { resource: format!("{}/{generation}", audit.resource), ..audit.clone() };
         super::audit::append(self, &txn, &event).await?;
+        super::changes::notify(&txn, super::Topic::Desired).await?;
         txn.commit().await?;
         Ok(PutDesiredOutcome::Stored(revision_of(inserted)?))
     }
@@ -110,6 +111,18 @@ impl Store {
             .one(&self.db)
             .await?;
         row.map(revision_of).transpose()
+    }
+
+    /// Returns the latest desired generation without its payload.
+    pub async fn latest_desired_generation(&self) -> Result<Option<i64>, StoreError> {
+        Ok(desired_topology::Entity::find()
+            .select_only()
+            .column(desired_topology::Column::Generation)
+            .order_by_desc(desired_topology::Column::Generation)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
     }
 
     /// Returns the desired revision of `generation`.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::entities::drift_item;
 use super::{Store, StoreError, idempotency};
@@ -91,6 +91,19 @@ impl Store {
         rows.iter().map(|row| item_of(row).map(|item| (row.item_key.clone(), item))).collect()
     }
 
+    /// Returns a cheap version of a runtime's items: their count and newest change.
+    pub async fn drift_version(&self, runtime: &str) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let version: Option<(i64, Option<DateTime<Utc>>)> = drift_item::Entity::find()
+            .select_only()
+            .column_as(drift_item::Column::ItemKey.count(), "count")
+            .column_as(drift_item::Column::UpdatedAt.max(), "newest")
+            .filter(drift_item::Column::Runtime.eq(runtime))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(version.unwrap_or((0, None)))
+    }
+
     /// Returns one tracked item.
     pub async fn drift_item(&self, runtime: &str, key: &str) -> Result<Option<TrackedItem>, StoreError> {
         let row = drift_item::Entity::find_by_id((runtime.to_owned(), key.to_owned())).one(&self.db).await?;
@@ -123,6 +136,7 @@ impl Store {
         }
         idempotency::remember(&txn, key, item.key().to_owned(), now).await?;
         super::audit::append(self, &txn, audit).await?;
+        super::changes::notify(&txn, super::Topic::Drift).await?;
         txn.commit().await?;
         Ok(AcknowledgeOutcome::Acknowledged(item))
     }

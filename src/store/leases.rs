@@ -55,14 +55,20 @@ impl Store {
         self.db_now(&self.db).await
     }
 
+    /// Returns the test skew currently added to database-clock readings (zero in production).
+    pub fn clock_skew(&self) -> TimeDelta {
+        TimeDelta::milliseconds(self.clock_skew_ms.load(Ordering::Relaxed))
+    }
+
     /// Changes one lease atomically: `change` sees the current lease (vacant if never held) and
     /// the database time, and returns the new lease or a refusal (then nothing is written).
-    /// `describe` gives the audit event written with the change (`None`: an internal renewal).
+    /// `describe` gets the lease before and after and gives the audit event written with the
+    /// change (`None`: nothing worth auditing, e.g. a renewal).
     pub async fn change_lease(
         &self,
         name: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
-        describe: impl FnOnce(&Lease) -> Option<NewAuditEvent>,
+        describe: impl FnOnce(&Lease, &Lease) -> Option<NewAuditEvent>,
     ) -> Result<Result<Lease, LeaseError>, StoreError> {
         let txn = self.begin_write().await?;
         let vacant = lease::ActiveModel {
@@ -102,8 +108,11 @@ impl Store {
         }
         .update(&txn)
         .await?;
-        if let Some(event) = describe(&next) {
+        if let Some(event) = describe(&current, &next) {
             super::audit::append(self, &txn, &event).await?;
+        }
+        if !crate::domain::lease::only_extends(&current, &next) {
+            super::changes::notify(&txn, super::Topic::Lease).await?;
         }
         txn.commit().await?;
         Ok(Ok(next))

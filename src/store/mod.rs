@@ -2,6 +2,7 @@
 //! this module; repositories return domain types and [`StoreError`], never `DbErr`.
 
 mod audit;
+mod changes;
 mod delegations;
 mod desired;
 mod documents;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr};
 
+pub use changes::{Change, ChangeFeed, Topic};
 pub use delegations::{DelegationChange, DelegationOutcome};
 pub use desired::PutDesiredOutcome;
 pub use documents::{Doc, DocOutcome, DocWrite};
@@ -47,10 +49,52 @@ pub enum StoreError {
 
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
-        match err {
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Self::Unavailable(err.to_string()),
-            other => Self::Query(other.to_string()),
+        if unavailable(&err) { Self::Unavailable(err.to_string()) } else { Self::Query(err.to_string()) }
+    }
+}
+
+/// True when `err` says the database cannot be reached or cannot serve right now (a retry may
+/// succeed), as opposed to a query that is wrong: callers then get UNAVAILABLE, never INTERNAL.
+fn unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)) => {
+            match error.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::Tls(_)
+                | Sqlx::Protocol(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed => true,
+                // Postgres: connection exceptions (08…), shutdown / cannot connect now (57P…),
+                // too many connections (53300); SQLite: busy or locked beyond the busy timeout.
+                Sqlx::Database(db) => db.code().is_some_and(|code| {
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code == "53300"
+                        || code == "5"
+                        || code == "6"
+                }),
+                _ => false,
+            }
         }
+        _ => false,
+    }
+}
+
+/// How the request path may wait on the database.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// How long a caller waits for a connection (and a new connection may take) before the
+    /// call fails with `Unavailable`: short, so an outage costs callers ~1 s, not 10.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { acquire_timeout: Duration::from_secs(1) }
     }
 }
 
@@ -64,12 +108,12 @@ pub struct Store {
 
 impl Store {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, store_options: StoreOptions) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(store_options.acquire_timeout)
+            .acquire_timeout(store_options.acquire_timeout)
             .sqlx_logging(false);
         let db = Database::connect(options).await.map_err(|err| StoreError::Unavailable(err.to_string()))?;
         if db.get_database_backend() == DatabaseBackend::Sqlite {
@@ -114,9 +158,12 @@ impl Store {
         }
     }
 
-    /// Checks that the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await.map_err(StoreError::from)
+    /// Checks that the database answers within `within`.
+    pub async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(within, self.db.ping()).await {
+            Ok(answer) => answer.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", within.as_millis()))),
+        }
     }
 
     /// Closes the pool.

@@ -11,7 +11,7 @@ use sea_orm::{
 
 use super::drift::{DriftChanges, save_changes};
 use super::entities::observation;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Topic};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::observation::{ObservationRecord, StoredObservation};
 use crate::domain::{Inventory, Topology};
@@ -96,6 +96,7 @@ impl Store {
         if let Some(event) = audit {
             super::audit::append(self, &txn, event).await?;
         }
+        super::changes::notify(&txn, Topic::Observation).await?;
         txn.commit().await?;
         Ok((record_of(&row), inserted))
     }
@@ -115,6 +116,20 @@ impl Store {
             Ok(StoredObservation { record: record_of(&row), inventory, topology })
         })
         .transpose()
+    }
+
+    /// Returns the version of the latest observation (id and sightings) without its payload.
+    pub async fn latest_observation_version(&self, runtime: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(observation::Entity::find()
+            .select_only()
+            .column(observation::Column::Id)
+            .column(observation::Column::SeenCount)
+            .filter(observation::Column::Runtime.eq(runtime))
+            .order_by_desc(observation::Column::Id)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
     }
 
     /// Lists a runtime's observations newest first, starting below `before_id` when given.

@@ -75,6 +75,9 @@ impl Store {
             .on_conflict(OnConflict::column(scheduler_run::Column::CycleId).do_nothing().to_owned())
             .exec_without_returning(&txn)
             .await?;
+        if inserted == 1 && fence.is_some() {
+            super::changes::notify(&txn, super::Topic::Run).await?;
+        }
         txn.commit().await?;
         if inserted == 1 {
             return Ok(StartRun::Started);

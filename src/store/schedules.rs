@@ -98,6 +98,7 @@ impl Store {
         }
         idempotency::remember(&txn, key, json(&stored)?, now).await?;
         super::audit::append(self, &txn, audit).await?;
+        super::changes::notify(&txn, super::Topic::Schedule).await?;
         txn.commit().await?;
         Ok(UpdateScheduleOutcome::Stored(stored))
     }

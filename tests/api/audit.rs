@@ -75,7 +75,7 @@ async fn every_applied_mutation_writes_exactly_one_chained_event() {
             "TopologyService/PutDesiredTopology",
             "DriftService/ObserveNow",
             "ControlService/AcquireLease",
-            "ControlService/RenewLease",
+            // The renewal only extended the expiry: it is not an audit event.
             "ControlService/ReleaseLease",
             "DriftService/CreateRollout",
             "DriftService/RollbackRollout",
@@ -87,12 +87,12 @@ async fn every_applied_mutation_writes_exactly_one_chained_event() {
     );
     assert_eq!((all[2].actor.as_str(), all[2].resource.as_str()), ("agent", "lease/agent/lead"));
     assert!(all[2].summary.contains("fencing token 1"), "{}", all[2].summary);
-    assert_eq!(all[5].resource, format!("rollout/{}", rollout.id));
+    assert_eq!(all[4].resource, format!("rollout/{}", rollout.id));
     assert!(all.iter().all(|e| e.outcome == "OK"));
     assert!(all.windows(2).all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
     let check = verify(&app).await;
     assert!(check.intact, "{check:?}");
-    assert_eq!(check.events_checked, 7);
+    assert_eq!((check.events_checked, check.sealed_seq, check.unsealed_events), (6, 6, 0));
     app.stop().await;
 }
 
@@ -164,5 +164,41 @@ async fn a_row_edited_directly_in_the_database_is_detected() {
     assert!(!check.intact);
     assert_eq!(check.first_broken_seq, 3);
     assert!(check.reason.contains("hash"), "{}", check.reason);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refused_lease_operations_are_recorded_and_renewals_are_not() {
+    let app = spawn_app().await;
+    let lease = acquire(&app, "a").await;
+    let mut control = app.control().await;
+    let busy = pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "b".into(), duration_seconds: 30 };
+    control.acquire_lease(with_token(busy, AGENT_TOKEN)).await.unwrap_err();
+    for _ in 0..3 {
+        let renew = pb::RenewLeaseRequest {
+            name: "agent/lead".into(),
+            holder: "a".into(),
+            fencing_token: lease.fencing_token,
+            duration_seconds: 30,
+        };
+        control.renew_lease(with_token(renew, AGENT_TOKEN)).await.unwrap();
+    }
+    let stale = pb::RenewLeaseRequest {
+        name: "agent/lead".into(),
+        holder: "a".into(),
+        fencing_token: lease.fencing_token + 7,
+        duration_seconds: 30,
+    };
+    control.renew_lease(with_token(stale, AGENT_TOKEN)).await.unwrap_err();
+
+    let all = events(&app, pb::ListAuditEventsRequest::default()).await;
+    let outcomes: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.method.trim_start_matches("jhf.warp.v1.ControlService/"), e.outcome.as_str()))
+        .collect();
+    assert_eq!(outcomes, [("AcquireLease", "OK"), ("AcquireLease", "REFUSED"), ("RenewLease", "REFUSED")]);
+    assert!(all[1].summary.contains("held by a"), "{}", all[1].summary);
+    let check = verify(&app).await;
+    assert!(check.intact && check.sealed_seq == 3 && check.unsealed_events == 0, "{check:?}");
     app.stop().await;
 }

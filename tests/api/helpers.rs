@@ -105,6 +105,11 @@ pub struct AppOptions {
     /// Leave the schedule running although no replica takes part in leader election: the
     /// loop is stalled from the start (watchdog and health tests).
     pub stalled_schedule: bool,
+    /// Minimum milliseconds between FRESH runtime reads; 0 by default, because most tests edit
+    /// the runtime and read it back at once (coalescing has its own tests).
+    pub fresh_read_min_interval_ms: u64,
+    /// `--max-in-flight`.
+    pub max_in_flight: u32,
 }
 
 impl Default for AppOptions {
@@ -122,6 +127,8 @@ impl Default for AppOptions {
             db_clock_skew_ms: None,
             reconcile: None,
             stalled_schedule: false,
+            fresh_read_min_interval_ms: 0,
+            max_in_flight: 256,
         }
     }
 }
@@ -133,6 +140,8 @@ pub struct TestApp {
     pub database_url: String,
     /// Milliseconds added to this server's database clock.
     pub db_clock_skew_ms: Arc<AtomicI64>,
+    /// This server's failpoints (tests may enable more after start).
+    pub failpoints: Failpoints,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), StartupError>>>,
     _temp: Option<tempfile::TempDir>,
@@ -284,6 +293,8 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     ));
     args.observation_history = options.observation_history;
     args.shutdown_grace_secs = 2;
+    args.serving.fresh_read_min_interval_ms = options.fresh_read_min_interval_ms;
+    args.serving.max_in_flight = options.max_in_flight;
     args.observe_interval_secs = options.observe_interval_secs;
     let clock: Arc<dyn Clock> = match options.clock {
         Some(manual) => manual,
@@ -305,7 +316,7 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     }
     let hooks = Hooks {
         clock,
-        failpoints,
+        failpoints: failpoints.clone(),
         db_clock_skew_ms: db_clock_skew_ms.clone(),
         reconcile_leader: options.reconcile.is_some(),
     };
@@ -320,6 +331,7 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         data_dir,
         database_url,
         db_clock_skew_ms,
+        failpoints,
         shutdown: Some(shutdown),
         handle: Some(handle),
         _temp: temp,

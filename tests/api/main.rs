@@ -19,6 +19,8 @@ mod reconcile;
 mod reflection;
 mod rollout;
 mod schedule;
+mod serving;
 mod shim;
 mod topology;
+mod transport;
 mod watchdog;

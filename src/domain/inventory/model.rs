@@ -73,6 +73,24 @@ pub struct SessionActivity {
     pub last_active_ms: Option<i64>,
 }
 
+impl SessionActivity {
+    /// The activity a legacy `sessions.json` shows: a JSON object keyed by session, each with
+    /// an `updatedAt` in milliseconds. Text that is not such an object counts as no sessions.
+    pub fn from_legacy_store(text: &str) -> Self {
+        let sessions: BTreeMap<String, serde_json::Value> = serde_json::from_str(text).unwrap_or_default();
+        Self {
+            store: SessionStore::Legacy,
+            session_count: Some(sessions.len() as i64),
+            last_active_ms: sessions.values().filter_map(|s| s.get("updatedAt")?.as_i64()).max(),
+        }
+    }
+
+    /// The activity of the current SQLite store: detected, not read (its schema is OpenClaw's).
+    pub fn current_store() -> Self {
+        Self { store: SessionStore::Current, session_count: None, last_active_ms: None }
+    }
+}
+
 /// An agent's effective tool settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ToolPolicy {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{risk_from_pb, some_text, timestamp, unknown};
-use crate::control::{AppError, DelegationView, DispatchAnswer, WorkItem};
+use crate::control::{AppError, ChainCheck, DelegationView, DispatchAnswer, WorkItem};
 use crate::domain::TrustLevel;
 use crate::domain::audit::{AuditEvent, AuditFilter, BrokenLink};
 use crate::domain::delegation::{DelegationSource, Standing};
@@ -177,18 +177,27 @@ impl TryFrom<&pb::ListAuditEventsRequest> for AuditFilter {
     }
 }
 
-/// The result of verifying the chain: events checked, or the first broken link.
-impl From<Result<i64, BrokenLink>> for pb::VerifyAuditChainResponse {
-    fn from(value: Result<i64, BrokenLink>) -> Self {
-        match value {
-            Ok(checked) => {
-                Self { intact: true, events_checked: checked, first_broken_seq: 0, reason: String::new() }
-            }
-            Err(broken) => Self {
+/// The result of verifying the chain: events checked (the sealed watermark), or the first
+/// broken link.
+impl From<ChainCheck> for pb::VerifyAuditChainResponse {
+    fn from(check: ChainCheck) -> Self {
+        let unsealed_events = i64::try_from(check.unsealed).unwrap_or(i64::MAX);
+        match check.result {
+            Ok(checked) => Self {
+                intact: true,
+                events_checked: checked,
+                first_broken_seq: 0,
+                reason: String::new(),
+                sealed_seq: checked,
+                unsealed_events,
+            },
+            Err(BrokenLink { seq, reason }) => Self {
                 intact: false,
-                events_checked: (broken.seq - 1).max(0),
-                first_broken_seq: broken.seq,
-                reason: broken.reason,
+                events_checked: (seq - 1).max(0),
+                first_broken_seq: seq,
+                reason,
+                sealed_seq: (seq - 1).max(0),
+                unsealed_events,
             },
         }
     }

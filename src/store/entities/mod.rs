@@ -2,6 +2,7 @@
 
 pub mod audit_chain_head;
 pub mod audit_event;
+pub mod audit_pending;
 pub mod cycle_report;
 pub mod delegation;
 pub mod desired_topology;

@@ -1,0 +1,681 @@
+//! The serving path against the transport's own cost, in one run.
+//!
+//! Starts a bare tonic unary echo server (this binary re-executed) and the release `jhf-warp`
+//! binary, both with one worker thread, drives both with the same closed-loop load (4
+//! connections x 16 in flight) and prints one line per figure with its ratio:
+//! - read RPC throughput and server CPU per request vs echo (the RPCs served from memory);
+//! - p50 latency at one request in flight vs `GetVersion`;
+//! - lease renewals vs the same SQL run directly, at 1, 8 and 16 holders (SQLite; Postgres too
+//!   when `JHF_WARP_BENCH_DATABASE_URL=postgres://…/postgres` is set);
+//! - goodput at twice the saturating concurrency with the in-flight bound at saturation, and
+//!   how long a refusal takes (clients honour the RetryInfo delay, as well-behaved ones do);
+//! - server RSS idle and under load.
+//!
+//! `JHF_WARP_BENCH_SHORT=1` shortens every figure (CI). Nothing here asserts on time.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use jhf_warp::pb::v1 as pb;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+
+const TOKEN: &str = "bench-operator-token-0123456789";
+const CONNECTIONS: usize = 4;
+const IN_FLIGHT: usize = 16;
+
+// ---------------------------------------------------------------------------------------------
+// The echo baseline: a tonic unary service with a prost message, no application code.
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Echo {
+    #[prost(bytes = "vec", tag = "1")]
+    payload: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct EchoServer;
+
+impl tonic::server::NamedService for EchoServer {
+    const NAME: &'static str = "bench.Echo";
+}
+
+struct EchoCall;
+
+impl tonic::server::UnaryService<Echo> for EchoCall {
+    type Response = Echo;
+    type Future = std::future::Ready<Result<tonic::Response<Echo>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Echo>) -> Self::Future {
+        std::future::ready(Ok(tonic::Response::new(request.into_inner())))
+    }
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for EchoServer {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Echo, Echo>::default());
+            Ok(grpc.unary(EchoCall, request).await)
+        })
+    }
+}
+
+fn run_echo_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("echo runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("listening {}", listener.local_addr().expect("addr"));
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(EchoServer)
+            .serve_with_incoming(incoming)
+            .await
+            .expect("echo serves");
+    });
+}
+
+async fn echo_call(channel: Channel) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let request = tonic::Request::new(Echo { payload: b"ping".to_vec() });
+    let codec = tonic_prost::ProstCodec::<Echo, Echo>::default();
+    grpc.unary(request, PathAndQuery::from_static("/bench.Echo/Echo"), codec).await.map(drop)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server processes and what /proc says about them.
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn echo() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("this bench"))
+            .env("JHF_WARP_BENCH_ROLE", "echo")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("echo server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("echo address");
+        let addr = line.trim().trim_start_matches("listening ").parse().expect("echo address");
+        Self { child, addr }
+    }
+
+    fn warp(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
+            .args(["--log-format", "json", "--log-filter", "warn,jhf_warp::app=info", "serve"])
+            .args(["--listen", "127.0.0.1:0", "--worker-threads", "1", "--observe-interval", "3600"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("JHF_WARP_TOKENS", format!("bench:operator:{TOKEN}"))
+            .env("JHF_WARP_FIXTURES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/openclaw"))
+            .env("JHF_WARP_RECONCILE_PAUSED", "true")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jhf-warp starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = loop {
+            let line = lines.next().expect("jhf-warp logs until it serves").expect("log line");
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["message"] == "serving gRPC and HTTP" {
+                break entry["addr"].as_str().expect("addr").parse().expect("addr");
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, addr }
+    }
+
+    /// User + system CPU time of the process so far.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+        Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / clock_ticks_per_second())
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+
+    async fn channels(&self, count: usize) -> Vec<Channel> {
+        let mut channels = Vec::new();
+        for _ in 0..count {
+            let endpoint =
+                Channel::from_shared(format!("http://{}", self.addr)).expect("uri").tcp_nodelay(true);
+            channels.push(endpoint.connect().await.expect("connects"));
+        }
+        channels
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // CLK_TCK is 100 on every Linux this runs on; `getconf` confirms it where available.
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Closed-loop load.
+
+#[derive(Default)]
+struct Load {
+    ok: u64,
+    refused: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    refusal_latencies: Vec<Duration>,
+    first_error: Option<String>,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(values: &mut [Duration], p: f64) -> Duration {
+        if values.is_empty() {
+            return Duration::ZERO;
+        }
+        values.sort();
+        values[((values.len() - 1) as f64 * p) as usize]
+    }
+}
+
+/// Runs `call` on every connection with `per_connection` calls in flight for `duration`.
+/// A RESOURCE_EXHAUSTED answer counts as a refusal; the caller then waits its RetryInfo delay.
+async fn closed_loop<F, Fut>(channels: &[Channel], per_connection: usize, duration: Duration, call: F) -> Load
+where
+    F: Fn(Channel) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for channel in channels {
+        for _ in 0..per_connection {
+            let (channel, call, stop) = (channel.clone(), call.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut load = Load::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    match call(channel.clone()).await {
+                        Ok(()) => {
+                            load.ok += 1;
+                            load.latencies.push(began.elapsed());
+                        }
+                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                            load.refused += 1;
+                            load.refusal_latencies.push(began.elapsed());
+                            let delay = tonic_types::StatusExt::get_error_details(&status)
+                                .retry_info()
+                                .and_then(|info| info.retry_delay)
+                                .unwrap_or(Duration::from_millis(100));
+                            tokio::time::sleep(delay).await;
+                        }
+                        Err(status) => {
+                            load.failed += 1;
+                            load.first_error.get_or_insert_with(|| status.to_string());
+                        }
+                    }
+                }
+                load
+            }));
+        }
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Load { elapsed: start.elapsed(), ..Load::default() };
+    for task in tasks {
+        let part = task.await.expect("load task");
+        total.ok += part.ok;
+        total.refused += part.refused;
+        total.failed += part.failed;
+        total.latencies.extend(part.latencies);
+        total.refusal_latencies.extend(part.refusal_latencies);
+        if total.first_error.is_none() {
+            total.first_error = part.first_error;
+        }
+    }
+    total
+}
+
+/// Throughput and server CPU per request of one call under the standard load.
+async fn throughput<F, Fut>(
+    server: &Server,
+    channels: &[Channel],
+    duration: Duration,
+    call: F,
+) -> (f64, Duration, Load)
+where
+    F: Fn(Channel) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    // Warm up connections, caches and the allocator before counting.
+    closed_loop(channels, IN_FLIGHT, duration / 4, call.clone()).await;
+    let cpu_before = server.cpu();
+    let load = closed_loop(channels, IN_FLIGHT, duration, call).await;
+    let cpu = server.cpu().saturating_sub(cpu_before);
+    let per_request = if load.ok > 0 { cpu / load.ok as u32 } else { Duration::ZERO };
+    (load.rate(), per_request, load)
+}
+
+fn authorized<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {TOKEN}").parse().expect("header");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+// ---------------------------------------------------------------------------------------------
+// The read RPCs served from memory.
+
+type Call = fn(Channel) -> std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>;
+
+fn read_calls() -> Vec<(&'static str, Call)> {
+    use pb::control_service_client::ControlServiceClient as Control;
+    use pb::drift_service_client::DriftServiceClient as Drift;
+    use pb::topology_service_client::TopologyServiceClient as Topology;
+    vec![
+        ("GetTopology(STORED)", |c| {
+            Box::pin(async move {
+                let request = pb::GetTopologyRequest { read_mode: pb::ReadMode::Stored as i32 };
+                Topology::new(c).get_topology(authorized(request)).await.map(drop)
+            })
+        }),
+        ("GetInventory(STORED)", |c| {
+            Box::pin(async move {
+                let request = pb::GetInventoryRequest { read_mode: pb::ReadMode::Stored as i32 };
+                Topology::new(c).get_inventory(authorized(request)).await.map(drop)
+            })
+        }),
+        ("GetDesiredTopology", |c| {
+            Box::pin(async move {
+                Topology::new(c)
+                    .get_desired_topology(authorized(pb::GetDesiredTopologyRequest::default()))
+                    .await
+                    .map(drop)
+            })
+        }),
+        ("GetAgentCatalog", |c| {
+            Box::pin(async move {
+                Topology::new(c).get_agent_catalog(authorized(pb::GetAgentCatalogRequest {})).await.map(drop)
+            })
+        }),
+        ("GetDriftSummary", |c| {
+            Box::pin(async move {
+                Drift::new(c).get_drift_summary(authorized(pb::GetDriftSummaryRequest {})).await.map(drop)
+            })
+        }),
+        ("ListDriftItems(first page)", |c| {
+            Box::pin(async move {
+                Drift::new(c)
+                    .list_drift_items(authorized(pb::ListDriftItemsRequest::default()))
+                    .await
+                    .map(drop)
+            })
+        }),
+        ("GetSchedule", |c| {
+            Box::pin(async move {
+                Control::new(c).get_schedule(authorized(pb::GetScheduleRequest {})).await.map(drop)
+            })
+        }),
+        ("GetLease", |c| {
+            Box::pin(async move {
+                let request = pb::GetLeaseRequest { name: "agent/bench".to_owned() };
+                Control::new(c).get_lease(authorized(request)).await.map(drop)
+            })
+        }),
+    ]
+}
+
+/// Gives the fixture runtime a desired topology (the observed one), a drift item and a lease,
+/// so every read has something to answer.
+async fn seed(server: &Server) {
+    use pb::control_service_client::ControlServiceClient as Control;
+    use pb::topology_service_client::TopologyServiceClient as Topology;
+    let channel = server.channels(1).await.remove(0);
+    let observed = Topology::new(channel.clone())
+        .get_topology(authorized(pb::GetTopologyRequest { read_mode: pb::ReadMode::Fresh as i32 }))
+        .await
+        .expect("observe")
+        .into_inner()
+        .topology
+        .expect("topology");
+    let mut desired = observed.clone();
+    desired.nodes.retain(|node| node.agent_id != "writer");
+    desired.edges.retain(|edge| edge.from_agent_id != "writer" && edge.to_agent_id != "writer");
+    desired.routes.retain(|route| route.agent_id != "writer");
+    let put = pb::PutDesiredTopologyRequest {
+        topology: Some(desired),
+        etag: String::new(),
+        request_id: "bench-seed".to_owned(),
+        validate_only: false,
+    };
+    Topology::new(channel.clone()).put_desired_topology(authorized(put)).await.expect("desired");
+    let observe = pb::ObserveNowRequest { request_id: "bench-observe".to_owned(), validate_only: false };
+    pb::drift_service_client::DriftServiceClient::new(channel.clone())
+        .observe_now(authorized(observe))
+        .await
+        .expect("observe now");
+    let acquire = pb::AcquireLeaseRequest {
+        name: "agent/bench".to_owned(),
+        holder: "bench".to_owned(),
+        duration_seconds: 3600,
+    };
+    Control::new(channel).acquire_lease(authorized(acquire)).await.expect("lease");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lease renewals: through the API, and the same statements run directly.
+
+async fn renewals_via_api(server: &Server, holders: usize, duration: Duration) -> f64 {
+    use pb::control_service_client::ControlServiceClient as Control;
+    let channels = server.channels(holders).await;
+    let mut tokens = Vec::new();
+    for (i, channel) in channels.iter().enumerate() {
+        let acquire = pb::AcquireLeaseRequest {
+            name: format!("agent/renew-{i}"),
+            holder: format!("holder-{i}"),
+            duration_seconds: 3600,
+        };
+        let lease = Control::new(channel.clone()).acquire_lease(authorized(acquire)).await.expect("acquire");
+        tokens.push(lease.into_inner().lease.expect("lease").fencing_token);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, channel) in channels.into_iter().enumerate() {
+        let (stop, token) = (stop.clone(), tokens[i]);
+        tasks.push(tokio::spawn(async move {
+            let mut client = Control::new(channel);
+            let mut count = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let renew = pb::RenewLeaseRequest {
+                    name: format!("agent/renew-{i}"),
+                    holder: format!("holder-{i}"),
+                    fencing_token: token,
+                    duration_seconds: 3600,
+                };
+                if client.renew_lease(authorized(renew)).await.is_ok() {
+                    count += 1;
+                }
+            }
+            count
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("renew task");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The statements one renewal runs (see `store::leases::change_lease`), straight on a pool.
+async fn renewals_raw(url: &str, holders: usize, duration: Duration) -> f64 {
+    use sea_orm::sqlx;
+    let postgres = url.starts_with("postgres");
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    if postgres {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await.expect("pg");
+        for i in 0..holders {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let name = format!("agent/raw-{i}");
+                let mut count = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut txn = pool.begin().await.expect("begin");
+                    sqlx::query("INSERT INTO leases (name, holder, token, duration_secs, transitions) VALUES ($1, NULL, 0, 0, 0) ON CONFLICT (name) DO NOTHING")
+                        .bind(&name).execute(&mut *txn).await.expect("insert");
+                    sqlx::query("SELECT name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions FROM leases WHERE name = $1 FOR UPDATE")
+                        .bind(&name).fetch_one(&mut *txn).await.expect("select");
+                    sqlx::query("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS now")
+                        .fetch_one(&mut *txn).await.expect("clock");
+                    sqlx::query("UPDATE leases SET holder = $2, token = 1, duration_secs = 3600, renewed_at = now(), expires_at = now() + interval '1 hour', transitions = 1 WHERE name = $1")
+                        .bind(&name).bind(format!("holder-{i}")).execute(&mut *txn).await.expect("update");
+                    txn.commit().await.expect("commit");
+                    count += 1;
+                }
+                count
+            }));
+        }
+    } else {
+        let options = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("sqlite url")
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .expect("sqlite");
+        for i in 0..holders {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let name = format!("agent/raw-{i}");
+                let mut count = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut txn = pool.begin().await.expect("begin");
+                    sqlx::query("DELETE FROM server_keys WHERE 1 = 0").execute(&mut *txn).await.expect("lock");
+                    sqlx::query("INSERT INTO leases (name, holder, token, duration_secs, transitions) VALUES ($1, NULL, 0, 0, 0) ON CONFLICT (name) DO NOTHING")
+                        .bind(&name).execute(&mut *txn).await.expect("insert");
+                    sqlx::query("SELECT name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions FROM leases WHERE name = $1")
+                        .bind(&name).fetch_one(&mut *txn).await.expect("select");
+                    sqlx::query("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now").fetch_one(&mut *txn).await.expect("clock");
+                    sqlx::query("UPDATE leases SET holder = $2, token = 1, duration_secs = 3600, renewed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 hour'), transitions = 1 WHERE name = $1")
+                        .bind(&name).bind(format!("holder-{i}")).execute(&mut *txn).await.expect("update");
+                    txn.commit().await.expect("commit");
+                    count += 1;
+                }
+                count
+            }));
+        }
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("raw task");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A migrated, empty database for the raw baseline.
+async fn migrated(url: &str) {
+    let store =
+        jhf_warp::store::Store::connect(url, jhf_warp::store::StoreOptions::default()).await.expect("store");
+    store.migrate().await.expect("migrate");
+    store.close().await.expect("close");
+}
+
+async fn fresh_postgres(base: &str, name: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(base).await.expect("postgres reachable");
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create");
+    admin.close().await.expect("close");
+    let prefix = base.split('?').next().unwrap_or(base).rsplit_once('/').expect("url with a path").0;
+    format!("{prefix}/{name}")
+}
+
+async fn renewal_figures(
+    backend: &str,
+    warp_url: &str,
+    raw_url: &str,
+    temp: &std::path::Path,
+    duration: Duration,
+) {
+    migrated(raw_url).await;
+    let data = temp.join(format!("renew-{backend}"));
+    let server = Server::warp(&data, &["--database-url", warp_url]);
+    for holders in [1usize, 8, 16] {
+        let api = renewals_via_api(&server, holders, duration).await;
+        let raw = renewals_raw(raw_url, holders, duration).await;
+        println!(
+            "  renewals {backend:<8} {holders:>2} holder(s): RenewLease {api:>8.0}/s  same SQL directly {raw:>8.0}/s  ratio x{:.2}",
+            api / raw.max(f64::MIN_POSITIVE)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    if std::env::var("JHF_WARP_BENCH_ROLE").as_deref() == Ok("echo") {
+        run_echo_server();
+        return;
+    }
+    let short = std::env::var_os("JHF_WARP_BENCH_SHORT").is_some();
+    let duration = if short { Duration::from_millis(1500) } else { Duration::from_secs(4) };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    runtime.block_on(run(duration));
+}
+
+async fn run(duration: Duration) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    println!(
+        "rpc bench: release servers with 1 worker thread; load {CONNECTIONS} connections x {IN_FLIGHT} in flight, {:.1} s per figure",
+        duration.as_secs_f64()
+    );
+
+    let echo = Server::echo();
+    let echo_channels = echo.channels(CONNECTIONS).await;
+    let (echo_rate, echo_cpu, _) = throughput(&echo, &echo_channels, duration, echo_call).await;
+    println!("  echo (bare tonic unary)      {echo_rate:>8.0} req/s  {:>6.1} us CPU/req", micros(echo_cpu));
+    drop(echo_channels);
+    drop(echo);
+
+    let server = Server::warp(&temp.path().join("reads"), &["--max-in-flight", "100000"]);
+    seed(&server).await;
+    let idle_rss = server.rss_mib();
+    let channels = server.channels(CONNECTIONS).await;
+    let mut load_rss: f64 = 0.0;
+    for (name, call) in read_calls() {
+        let (rate, cpu, load) = throughput(&server, &channels, duration, call).await;
+        load_rss = load_rss.max(server.rss_mib());
+        if let Some(error) = load.first_error {
+            println!("  {name:<28} FAILED: {error}");
+            continue;
+        }
+        println!(
+            "  {name:<28} {rate:>8.0} req/s  {:>6.1} us CPU/req  throughput x{:.2} of echo  CPU x{:.2} of echo",
+            micros(cpu),
+            rate / echo_rate,
+            cpu.as_secs_f64() / echo_cpu.as_secs_f64().max(f64::MIN_POSITIVE),
+        );
+    }
+
+    let single = &channels[..1];
+    let version = closed_loop(single, 1, duration, |c| async move {
+        pb::meta_service_client::MetaServiceClient::new(c)
+            .get_version(pb::GetVersionRequest {})
+            .await
+            .map(drop)
+    })
+    .await;
+    let topology = closed_loop(single, 1, duration, read_calls()[0].1).await;
+    let (mut v, mut t) = (version.latencies, topology.latencies);
+    let (v50, t50) = (Load::percentile(&mut v, 0.5), Load::percentile(&mut t, 0.5));
+    println!(
+        "  p50 at 1 in flight: GetVersion {:.3} ms, GetTopology(STORED) {:.3} ms  ratio x{:.2}",
+        millis(v50),
+        millis(t50),
+        t50.as_secs_f64() / v50.as_secs_f64().max(f64::MIN_POSITIVE)
+    );
+    println!("  server RSS: idle {idle_rss:.1} MiB, under this load {load_rss:.1} MiB");
+    drop(channels);
+    drop(server);
+
+    overload(temp.path(), duration).await;
+
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", temp.path().join(name).display());
+    renewal_figures("sqlite", &sqlite("warp-renew.db"), &sqlite("raw-renew.db"), temp.path(), duration).await;
+    if let Ok(base) = std::env::var("JHF_WARP_BENCH_DATABASE_URL") {
+        let warp = fresh_postgres(&base, "jhf_warp_bench_api").await;
+        let raw = fresh_postgres(&base, "jhf_warp_bench_raw").await;
+        renewal_figures("postgres", &warp, &raw, temp.path(), duration).await;
+    } else {
+        println!("  renewals postgres: set JHF_WARP_BENCH_DATABASE_URL=postgres://…/postgres to measure");
+    }
+}
+
+/// Peak goodput at the standard concurrency with the in-flight bound set there, then twice
+/// that concurrency against the same bound.
+async fn overload(temp: &std::path::Path, duration: Duration) {
+    let saturating = CONNECTIONS * IN_FLIGHT;
+    let bound = saturating.to_string();
+    let server = Server::warp(&temp.join("overload"), &["--max-in-flight", &bound]);
+    seed(&server).await;
+    let channels = server.channels(CONNECTIONS).await;
+    let call = read_calls()[0].1;
+    closed_loop(&channels, IN_FLIGHT, duration / 4, call).await;
+    let peak = closed_loop(&channels, IN_FLIGHT, duration, call).await;
+    let mut over = closed_loop(&channels, IN_FLIGHT * 2, duration, call).await;
+    let (p50, p99) = (
+        Load::percentile(&mut over.refusal_latencies, 0.5),
+        Load::percentile(&mut over.refusal_latencies, 0.99),
+    );
+    println!(
+        "  overload (bound {saturating} in flight): peak {:.0} req/s at {saturating}; at {}: goodput {:.0} req/s (x{:.2} of peak), {} refused, refusal p50 {:.2} ms p99 {:.2} ms",
+        peak.rate(),
+        saturating * 2,
+        over.rate(),
+        over.rate() / peak.rate().max(f64::MIN_POSITIVE),
+        over.refused,
+        millis(p50),
+        millis(p99),
+    );
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

@@ -1,0 +1,423 @@
+//! The replica's in-memory view of hot state — the latest observation, the latest desired
+//! revision, the drift items, the schedule, leases — so the hot read RPCs answer without the
+//! database, as the Kubernetes API server answers from its watch cache.
+//!
+//! # Guarantees
+//! - Read-your-writes on the replica that wrote: a service puts what it committed into the
+//!   snapshot before it answers the call.
+//! - Other replicas' commits arrive through the store's change feed (Postgres LISTEN/NOTIFY),
+//!   normally within milliseconds; a lost notification, and every change on SQLite shared by
+//!   several processes, is caught by the periodic revision check. Staleness bound: the check
+//!   interval (`--snapshot-resync-ms`, default 2 s) plus one query.
+//! - A lease is answered from memory only while the snapshot's copy is live by the database
+//!   clock's estimate. Renewals are not notified, but they only extend a lease: a live copy can
+//!   understate the expiry, never invent a holder. A copy that looks expired is re-read.
+//! - Rebuilt from the store at start and whenever the feed reports a lost connection.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::AppError;
+use super::events::{DriftEvent, EventBus, TopologyEvent};
+use crate::domain::catalog::{AgentCatalog, build_catalog};
+use crate::domain::desired::DesiredRevision;
+use crate::domain::drift::summary::{DriftSummary, summarize};
+use crate::domain::drift::tracker::TrackedItem;
+use crate::domain::lease::Lease;
+use crate::domain::observation::StoredObservation;
+use crate::domain::schedule::Schedule;
+use crate::store::{Change, Store, Topic};
+
+/// Versions of what was loaded, compared by the periodic re-check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Versions {
+    observation: Option<(i64, i64)>,
+    desired: Option<i64>,
+    drift: (i64, Option<DateTime<Utc>>),
+    schedule: Option<i64>,
+}
+
+/// The database clock as last read: `db` (without the test skew) was current at `at`.
+#[derive(Debug, Clone, Copy)]
+struct DbClock {
+    db: DateTime<Utc>,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    observation: Option<Arc<StoredObservation>>,
+    desired: Option<Arc<DesiredRevision>>,
+    drift: Arc<BTreeMap<String, TrackedItem>>,
+    /// `None` while the configured defaults apply.
+    schedule: Option<Schedule>,
+    last_scheduled_start: Option<DateTime<Utc>>,
+    leases: BTreeMap<String, Lease>,
+    clock: Option<DbClock>,
+    versions: Versions,
+    summary: Option<Arc<DriftSummary>>,
+    catalog: Option<Arc<AgentCatalog>>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct Snapshot {
+    state: Arc<RwLock<State>>,
+    /// Bumped on every change: transports memoise what they derive from the snapshot by it.
+    version: Arc<AtomicU64>,
+    runtime: Arc<str>,
+}
+
+impl Snapshot {
+    /// An empty snapshot of `runtime`'s state; [`Snapshot::reload`] fills it.
+    pub fn new(runtime: &str) -> Self {
+        Self { state: Arc::default(), version: Arc::default(), runtime: Arc::from(runtime) }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self, change: impl FnOnce(&mut State)) {
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut state);
+        state.summary = None;
+        state.catalog = None;
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Returns the version of the snapshot (changes whenever any part changes).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Returns the latest observation.
+    pub fn observation(&self) -> Option<Arc<StoredObservation>> {
+        self.read().observation.clone()
+    }
+
+    /// Returns the latest desired revision.
+    pub fn desired(&self) -> Option<Arc<DesiredRevision>> {
+        self.read().desired.clone()
+    }
+
+    /// Returns the tracked drift items by key.
+    pub fn drift_items(&self) -> Arc<BTreeMap<String, TrackedItem>> {
+        self.read().drift.clone()
+    }
+
+    /// Returns the stored schedule (`None` while the defaults apply) and the newest scheduled
+    /// cycle's start.
+    pub fn schedule(&self) -> (Option<Schedule>, Option<DateTime<Utc>>) {
+        let state = self.read();
+        (state.schedule.clone(), state.last_scheduled_start)
+    }
+
+    /// Returns the drift summary of the current state (computed once per change).
+    pub fn summary(&self) -> Arc<DriftSummary> {
+        if let Some(summary) = self.read().summary.clone() {
+            return summary;
+        }
+        let summary = {
+            let state = self.read();
+            let desired = state.desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
+            Arc::new(summarize(&state.drift, desired, state.observation.as_ref().map(|o| &o.record)))
+        };
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).summary = Some(summary.clone());
+        summary
+    }
+
+    /// Returns the agent catalog of the current state (computed once per change).
+    pub fn catalog(&self) -> Arc<AgentCatalog> {
+        if let Some(catalog) = self.read().catalog.clone() {
+            return catalog;
+        }
+        let catalog = {
+            let state = self.read();
+            Arc::new(build_catalog(
+                state.desired.as_ref().map(|d| (d.generation, &d.topology)),
+                state.observation.as_ref().map(|o| &o.topology),
+            ))
+        };
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).catalog = Some(catalog.clone());
+        catalog
+    }
+
+    /// Returns a lease with the estimated database time, when the snapshot's copy is live by
+    /// that estimate (`skew`: the test skew of the database clock).
+    pub fn live_lease(&self, name: &str, skew: TimeDelta) -> Option<(Lease, DateTime<Utc>)> {
+        let state = self.read();
+        let clock = state.clock?;
+        let now = clock.db + TimeDelta::from_std(clock.at.elapsed()).unwrap_or_default() + skew;
+        let lease = state.leases.get(name)?;
+        lease.live_holder(now).is_some().then(|| (lease.clone(), now))
+    }
+
+    /// Puts an observation this replica recorded, with the tracker's items after it.
+    pub fn put_observation(&self, observation: Arc<StoredObservation>, drift: BTreeMap<String, TrackedItem>) {
+        self.write(|state| {
+            let newer = state.observation.as_ref().is_none_or(|current| {
+                (observation.record.id, observation.record.seen_count)
+                    >= (current.record.id, current.record.seen_count)
+            });
+            if newer {
+                state.versions.observation = Some((observation.record.id, observation.record.seen_count));
+                state.observation = Some(observation);
+                state.drift = Arc::new(drift);
+            }
+        });
+    }
+
+    /// Puts one drift item this replica changed (an acknowledgement).
+    pub fn put_drift_item(&self, item: TrackedItem) {
+        self.write(|state| {
+            Arc::make_mut(&mut state.drift).insert(item.key().to_owned(), item);
+        });
+    }
+
+    /// Puts a desired revision this replica stored.
+    pub fn put_desired(&self, desired: DesiredRevision) {
+        self.write(|state| {
+            if state.desired.as_ref().is_none_or(|current| desired.generation > current.generation) {
+                state.versions.desired = Some(desired.generation);
+                state.desired = Some(Arc::new(desired));
+            }
+        });
+    }
+
+    /// Puts a schedule this replica stored.
+    pub fn put_schedule(&self, schedule: Schedule) {
+        self.write(|state| {
+            if state.schedule.as_ref().is_none_or(|current| schedule.generation > current.generation) {
+                state.versions.schedule = Some(schedule.generation);
+                state.schedule = Some(schedule);
+            }
+        });
+    }
+
+    /// Puts a lease as this replica changed or read it, at database time `now` (a copy older
+    /// than the one held — two calls finishing out of order — is ignored).
+    pub fn put_lease(&self, lease: Lease, now: DateTime<Utc>, skew: TimeDelta) {
+        self.write(|state| {
+            state.clock = Some(DbClock { db: now - skew, at: Instant::now() });
+            if state.leases.get(&lease.name).is_none_or(|held| lease_order(&lease) >= lease_order(held)) {
+                state.leases.insert(lease.name.clone(), lease);
+            }
+        });
+    }
+
+    /// Notes the start of a scheduled cycle this replica began.
+    pub fn put_scheduled_start(&self, started_at: DateTime<Utc>) {
+        self.write(|state| {
+            if state.last_scheduled_start.is_none_or(|last| started_at > last) {
+                state.last_scheduled_start = Some(started_at);
+            }
+        });
+    }
+
+    /// Rebuilds every part from the store (at start, and after a lost change feed).
+    pub async fn reload(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
+        for topic in Topic::ALL {
+            self.reload_topic(store, events, topic).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a notified change: re-reads the part unless its stored version is the one
+    /// loaded (this replica's own commits come back through the feed too).
+    async fn apply_change(&self, store: &Store, events: &EventBus, topic: Topic) -> Result<(), AppError> {
+        let loaded = self.read().versions.clone();
+        let unchanged = match topic {
+            Topic::Observation => {
+                store.latest_observation_version(&self.runtime).await? == loaded.observation
+            }
+            Topic::Drift => store.drift_version(&self.runtime).await? == loaded.drift,
+            Topic::Desired => store.latest_desired_generation().await? == loaded.desired,
+            Topic::Schedule | Topic::Lease | Topic::Run => false,
+        };
+        if unchanged { Ok(()) } else { self.reload_topic(store, events, topic).await }
+    }
+
+    /// Re-reads one part from the store, publishing what changed to this replica's watchers.
+    async fn reload_topic(&self, store: &Store, events: &EventBus, topic: Topic) -> Result<(), AppError> {
+        match topic {
+            Topic::Observation => {
+                let latest = store.latest_observation(&self.runtime).await?.map(Arc::new);
+                let items = store.drift_items(&self.runtime).await?;
+                let drift_version = store.drift_version(&self.runtime).await?;
+                let before = self.drift_items();
+                let changed_topology = latest.as_ref().map(|o| o.topology.revision.clone())
+                    != self.observation().map(|o| o.topology.revision.clone());
+                self.write(|state| {
+                    state.versions.observation = latest.as_ref().map(|o| (o.record.id, o.record.seen_count));
+                    state.versions.drift = drift_version;
+                    state.observation = latest.clone();
+                    state.drift = Arc::new(items.clone());
+                });
+                if changed_topology && let Some(observation) = latest {
+                    events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
+                }
+                publish_transitions(events, &before, &items);
+            }
+            Topic::Drift => {
+                let items = store.drift_items(&self.runtime).await?;
+                let drift_version = store.drift_version(&self.runtime).await?;
+                let before = self.drift_items();
+                self.write(|state| {
+                    state.versions.drift = drift_version;
+                    state.drift = Arc::new(items.clone());
+                });
+                publish_transitions(events, &before, &items);
+            }
+            Topic::Desired => {
+                let latest = store.latest_desired().await?;
+                let newer = match (&latest, self.desired()) {
+                    (Some(latest), Some(current)) => latest.generation != current.generation,
+                    (latest, current) => latest.is_some() != current.is_some(),
+                };
+                self.write(|state| {
+                    state.versions.desired = latest.as_ref().map(|d| d.generation);
+                    state.desired = latest.clone().map(Arc::new);
+                });
+                if newer && let Some(revision) = latest {
+                    events.publish_topology(TopologyEvent::Desired(revision));
+                }
+            }
+            Topic::Schedule => {
+                let schedule = store.schedule(&self.runtime).await?;
+                self.write(|state| {
+                    state.versions.schedule = schedule.as_ref().map(|s| s.generation);
+                    state.schedule = schedule;
+                });
+            }
+            Topic::Lease => {
+                let (leases, now) = store.list_leases(None, 10_000).await?;
+                let skew = store.clock_skew();
+                self.write(|state| {
+                    state.clock = Some(DbClock { db: now - skew, at: Instant::now() });
+                    state.leases = leases.into_iter().map(|lease| (lease.name.clone(), lease)).collect();
+                });
+            }
+            Topic::Run => {
+                let last = store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
+                self.write(|state| state.last_scheduled_start = last);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the parts whose stored version differs from the loaded one (leases and the
+    /// newest scheduled start every time: they have no cheap version).
+    async fn recheck(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
+        let stored = Versions {
+            observation: store.latest_observation_version(&self.runtime).await?,
+            desired: store.latest_desired_generation().await?,
+            drift: store.drift_version(&self.runtime).await?,
+            schedule: store.schedule(&self.runtime).await?.map(|s| s.generation),
+        };
+        let loaded = self.read().versions.clone();
+        if stored.observation != loaded.observation {
+            self.reload_topic(store, events, Topic::Observation).await?;
+        } else if stored.drift != loaded.drift {
+            self.reload_topic(store, events, Topic::Drift).await?;
+        }
+        if stored.desired != loaded.desired {
+            self.reload_topic(store, events, Topic::Desired).await?;
+        }
+        if stored.schedule != loaded.schedule {
+            self.reload_topic(store, events, Topic::Schedule).await?;
+        }
+        self.reload_topic(store, events, Topic::Lease).await?;
+        self.reload_topic(store, events, Topic::Run).await
+    }
+
+    /// [`Snapshot::follow`] as an owned future (for spawning).
+    pub async fn follow_owned(
+        self,
+        store: Store,
+        events: EventBus,
+        recheck: Duration,
+        stop: CancellationToken,
+    ) {
+        self.follow(store, events, recheck, stop).await
+    }
+
+    /// Keeps the snapshot current until `stop`: applies the change feed (rebuilding after a
+    /// lost connection) and re-checks versions every `recheck`.
+    pub async fn follow(&self, store: Store, events: EventBus, recheck: Duration, stop: CancellationToken) {
+        let mut feed = None;
+        let mut ticker = tokio::time::interval(recheck);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if feed.is_none() {
+                feed = match store.change_feed().await {
+                    Ok(Some(subscribed)) => {
+                        // Anything committed before the subscription is in the store.
+                        if let Err(error) = self.reload(&store, &events).await {
+                            tracing::warn!(%error, "rebuilding the snapshot failed; will retry");
+                        }
+                        Some(subscribed)
+                    }
+                    Ok(None) => None,
+                    Err(error) => {
+                        tracing::debug!(%error, "change feed unavailable; re-checking periodically");
+                        None
+                    }
+                };
+            }
+            let change = async {
+                match feed.as_mut() {
+                    Some(feed) => Some(feed.next().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(error) = self.recheck(&store, &events).await {
+                        tracing::debug!(%error, "snapshot re-check failed; will retry");
+                    }
+                }
+                change = change => match change {
+                    Some(Ok(Change::Changed(topic))) => {
+                        if let Err(error) = self.apply_change(&store, &events, topic).await {
+                            tracing::debug!(%error, ?topic, "applying a change failed; the re-check will");
+                        }
+                    }
+                    Some(Ok(Change::Lost)) | Some(Err(_)) | None => {
+                        tracing::info!("change feed lost; rebuilding the snapshot");
+                        feed = None;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Orders the versions of one lease: a new token is newer; within a token, the later change
+/// (a renewal's time, or a release's) is newer.
+fn lease_order(lease: &Lease) -> (i64, Option<DateTime<Utc>>) {
+    let changed = if lease.holder.is_some() { lease.renewed_at } else { lease.expires_at };
+    (lease.token, changed)
+}
+
+/// Publishes the state changes between two versions of the items (another replica's
+/// observation or acknowledgement), so watchers on this replica see them too.
+fn publish_transitions(
+    events: &EventBus,
+    before: &BTreeMap<String, TrackedItem>,
+    after: &BTreeMap<String, TrackedItem>,
+) {
+    for (key, item) in after {
+        let previous = before.get(key).map(|old| old.state);
+        if previous != Some(item.state) {
+            events.publish_drift(DriftEvent { item: item.clone(), previous });
+        }
+    }
+}
