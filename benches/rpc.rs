@@ -452,37 +452,32 @@ async fn renewals_via_api(server: &Server, holders: usize, duration: Duration) -
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The statements one renewal runs (see `store::leases::change_lease`), straight on a pool.
-async fn renewals_raw(url: &str, holders: usize, duration: Duration) -> f64 {
+/// Renewal SQL run straight on a pool, without the service.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RawRenewal {
+    /// The one UPDATE a renewal runs on Postgres (`store::leases::renew_lease_fast`).
+    PostgresStatement,
+    /// The transaction of `change_lease` (what a Postgres renewal ran before; refusals,
+    /// acquisitions and releases still do).
+    PostgresTransaction,
+    /// The transaction of `change_lease`, which a renewal runs on SQLite.
+    SqliteTransaction,
+}
+
+const PG_RENEW: &str = "WITH clock AS (SELECT clock_timestamp() + $5 * interval '1 millisecond' AS now) \
+    UPDATE leases SET duration_secs = $4, renewed_at = clock.now, expires_at = clock.now + $4 * interval '1 second' \
+    FROM clock WHERE name = $1 AND holder = $2 AND token = $3 AND expires_at > clock.now \
+    RETURNING name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions, clock.now AS now";
+const INSERT_VACANT: &str = "INSERT INTO leases (name, holder, token, duration_secs, transitions) VALUES ($1, NULL, 0, 0, 0) ON CONFLICT (name) DO NOTHING";
+const SELECT_LEASE: &str = "SELECT name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions FROM leases WHERE name = $1";
+const SELECT_LEASE_FOR_UPDATE: &str = "SELECT name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions FROM leases WHERE name = $1 FOR UPDATE";
+
+async fn renewals_raw(url: &str, kind: RawRenewal, holders: usize, duration: Duration) -> f64 {
     use sea_orm::sqlx;
-    let postgres = url.starts_with("postgres");
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    if postgres {
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await.expect("pg");
-        for i in 0..holders {
-            let (pool, stop) = (pool.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let name = format!("agent/raw-{i}");
-                let mut count = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let mut txn = pool.begin().await.expect("begin");
-                    sqlx::query("INSERT INTO leases (name, holder, token, duration_secs, transitions) VALUES ($1, NULL, 0, 0, 0) ON CONFLICT (name) DO NOTHING")
-                        .bind(&name).execute(&mut *txn).await.expect("insert");
-                    sqlx::query("SELECT name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions FROM leases WHERE name = $1 FOR UPDATE")
-                        .bind(&name).fetch_one(&mut *txn).await.expect("select");
-                    sqlx::query("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS now")
-                        .fetch_one(&mut *txn).await.expect("clock");
-                    sqlx::query("UPDATE leases SET holder = $2, token = 1, duration_secs = 3600, renewed_at = now(), expires_at = now() + interval '1 hour', transitions = 1 WHERE name = $1")
-                        .bind(&name).bind(format!("holder-{i}")).execute(&mut *txn).await.expect("update");
-                    txn.commit().await.expect("commit");
-                    count += 1;
-                }
-                count
-            }));
-        }
-    } else {
+    if kind == RawRenewal::SqliteTransaction {
         let options = url
             .parse::<sqlx::sqlite::SqliteConnectOptions>()
             .expect("sqlite url")
@@ -490,6 +485,7 @@ async fn renewals_raw(url: &str, holders: usize, duration: Duration) -> f64 {
             .busy_timeout(Duration::from_secs(5));
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .expect("sqlite");
@@ -501,14 +497,73 @@ async fn renewals_raw(url: &str, holders: usize, duration: Duration) -> f64 {
                 while !stop.load(Ordering::Relaxed) {
                     let mut txn = pool.begin().await.expect("begin");
                     sqlx::query("DELETE FROM server_keys WHERE 1 = 0").execute(&mut *txn).await.expect("lock");
-                    sqlx::query("INSERT INTO leases (name, holder, token, duration_secs, transitions) VALUES ($1, NULL, 0, 0, 0) ON CONFLICT (name) DO NOTHING")
-                        .bind(&name).execute(&mut *txn).await.expect("insert");
-                    sqlx::query("SELECT name, holder, token, duration_secs, acquired_at, renewed_at, expires_at, transitions FROM leases WHERE name = $1")
-                        .bind(&name).fetch_one(&mut *txn).await.expect("select");
-                    sqlx::query("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now").fetch_one(&mut *txn).await.expect("clock");
+                    sqlx::query(INSERT_VACANT).bind(&name).execute(&mut *txn).await.expect("insert");
+                    sqlx::query(SELECT_LEASE).bind(&name).fetch_one(&mut *txn).await.expect("select");
+                    sqlx::query("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now")
+                        .fetch_one(&mut *txn)
+                        .await
+                        .expect("clock");
                     sqlx::query("UPDATE leases SET holder = $2, token = 1, duration_secs = 3600, renewed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 hour'), transitions = 1 WHERE name = $1")
-                        .bind(&name).bind(format!("holder-{i}")).execute(&mut *txn).await.expect("update");
+                        .bind(&name)
+                        .bind(format!("holder-{i}"))
+                        .execute(&mut *txn)
+                        .await
+                        .expect("update");
                     txn.commit().await.expect("commit");
+                    count += 1;
+                }
+                count
+            }));
+        }
+    } else {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .expect("pg");
+        for i in 0..holders {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let (name, holder) = (format!("agent/raw-{i}"), format!("holder-{i}"));
+                sqlx::query("INSERT INTO leases (name, holder, token, duration_secs, transitions, expires_at) VALUES ($1, $2, 1, 3600, 1, now() + interval '1 hour') ON CONFLICT (name) DO UPDATE SET holder = $2, token = 1, expires_at = now() + interval '1 hour'")
+                    .bind(&name)
+                    .bind(&holder)
+                    .execute(&pool)
+                    .await
+                    .expect("seed");
+                let mut count = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if kind == RawRenewal::PostgresStatement {
+                        sqlx::query(PG_RENEW)
+                            .bind(&name)
+                            .bind(&holder)
+                            .bind(1i64)
+                            .bind(3600i64)
+                            .bind(0i64)
+                            .fetch_one(&pool)
+                            .await
+                            .expect("renew");
+                    } else {
+                        let mut txn = pool.begin().await.expect("begin");
+                        sqlx::query(INSERT_VACANT).bind(&name).execute(&mut *txn).await.expect("insert");
+                        sqlx::query(SELECT_LEASE_FOR_UPDATE)
+                            .bind(&name)
+                            .fetch_one(&mut *txn)
+                            .await
+                            .expect("select");
+                        sqlx::query("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS now")
+                            .fetch_one(&mut *txn)
+                            .await
+                            .expect("clock");
+                        sqlx::query("UPDATE leases SET holder = $2, token = 1, duration_secs = 3600, renewed_at = now(), expires_at = now() + interval '1 hour', transitions = 1 WHERE name = $1")
+                            .bind(&name)
+                            .bind(&holder)
+                            .execute(&mut *txn)
+                            .await
+                            .expect("update");
+                        txn.commit().await.expect("commit");
+                    }
                     count += 1;
                 }
                 count
@@ -553,12 +608,30 @@ async fn renewal_figures(
     let data = temp.join(format!("renew-{backend}"));
     let server = Server::warp(&data, &["--database-url", warp_url]);
     for holders in [1usize, 8, 16] {
+        let cpu_before = server.cpu();
+        let started = Instant::now();
         let api = renewals_via_api(&server, holders, duration).await;
-        let raw = renewals_raw(raw_url, holders, duration).await;
-        println!(
-            "  renewals {backend:<8} {holders:>2} holder(s): RenewLease {api:>8.0}/s  same SQL directly {raw:>8.0}/s  ratio x{:.2}",
-            api / raw.max(f64::MIN_POSITIVE)
+        let renewed = api * started.elapsed().as_secs_f64();
+        let cpu = server.cpu().saturating_sub(cpu_before).as_secs_f64() / renewed.max(1.0);
+        let line = format!(
+            "  renewals {backend:<8} {holders:>2} holder(s): RenewLease {api:>7.0}/s ({:>3.0} us server CPU each)",
+            cpu * 1e6
         );
+        if backend == "postgres" {
+            let statement = renewals_raw(raw_url, RawRenewal::PostgresStatement, holders, duration).await;
+            let transaction = renewals_raw(raw_url, RawRenewal::PostgresTransaction, holders, duration).await;
+            println!(
+                "{line}  its one UPDATE directly {statement:>7.0}/s (x{:.2})  the former transaction directly {transaction:>6.0}/s (x{:.2})",
+                api / statement.max(f64::MIN_POSITIVE),
+                api / transaction.max(f64::MIN_POSITIVE)
+            );
+        } else {
+            let raw = renewals_raw(raw_url, RawRenewal::SqliteTransaction, holders, duration).await;
+            println!(
+                "{line}  its transaction directly {raw:>7.0}/s (x{:.2})",
+                api / raw.max(f64::MIN_POSITIVE)
+            );
+        }
     }
 }
 
@@ -636,8 +709,8 @@ async fn run(duration: Duration) {
     let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", temp.path().join(name).display());
     renewal_figures("sqlite", &sqlite("warp-renew.db"), &sqlite("raw-renew.db"), temp.path(), duration).await;
     if let Ok(base) = std::env::var("JHF_WARP_BENCH_DATABASE_URL") {
-        let warp = fresh_postgres(&base, "jhf_warp_bench_api").await;
-        let raw = fresh_postgres(&base, "jhf_warp_bench_raw").await;
+        let warp = fresh_postgres(&base, "jhf_warp_test_bench_api").await;
+        let raw = fresh_postgres(&base, "jhf_warp_test_bench_raw").await;
         renewal_figures("postgres", &warp, &raw, temp.path(), duration).await;
     } else {
         println!("  renewals postgres: set JHF_WARP_BENCH_DATABASE_URL=postgres://…/postgres to measure");

@@ -287,6 +287,28 @@ mod tests {
     }
 
     #[test]
+    fn the_example_environment_names_every_variable() {
+        let example = include_str!("../.env.example");
+        let mut missing = Vec::new();
+        fn collect(command: &clap::Command, example: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if let Some(env) = arg.get_env().and_then(|e| e.to_str())
+                    && !example.contains(&format!("{env}="))
+                {
+                    missing.push(env.to_owned());
+                }
+            }
+            for sub in command.get_subcommands() {
+                collect(sub, example, missing);
+            }
+        }
+        collect(&Cli::command(), example, &mut missing);
+        missing.sort();
+        missing.dedup();
+        assert!(missing.is_empty(), ".env.example lacks {missing:?}");
+    }
+
+    #[test]
     fn default_database_is_sqlite_in_the_data_dir() {
         let store = StoreArgs { data_dir: PathBuf::from("/tmp/x"), database_url: None };
         assert_eq!(store.database_url(), "sqlite:///tmp/x/warp.db?mode=rwc");

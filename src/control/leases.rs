@@ -151,10 +151,7 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         check_holder(holder)?;
-        self.change(name, caller, true, "renew", |current, now| {
-            lease::renew(current, holder, token, duration_secs, now)
-        })
-        .await
+        self.renew_checked(name, holder, token, duration_secs, caller, true).await
     }
 
     /// Renews this replica's own lease; a refusal is not audited (the replica steps down).
@@ -166,7 +163,29 @@ impl LeaseService {
         duration_secs: i64,
         caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change(name, caller, false, "renew", |current, now| {
+        self.renew_checked(name, holder, token, duration_secs, caller, false).await
+    }
+
+    /// A renewal only extends a live lease, so it first tries the one-statement path (at the
+    /// database's own speed); anything else — a stale token, an expired lease — goes through
+    /// the transactional path, which refuses with the reason.
+    async fn renew_checked(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+        duration_secs: i64,
+        caller: &AuditContext,
+        audit_refusal: bool,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        lease::check_duration(duration_secs).map_err(refused)?;
+        if let Some((renewed, now)) =
+            self.ctx.store.renew_lease_fast(name, holder, token, duration_secs).await?
+        {
+            self.ctx.snapshot.put_lease(renewed.clone(), now, self.ctx.store.clock_skew());
+            return Ok((renewed, now));
+        }
+        self.change(name, caller, audit_refusal, "renew", |current, now| {
             lease::renew(current, holder, token, duration_secs, now)
         })
         .await

@@ -67,7 +67,8 @@ pub enum LeaseError {
     BadDuration,
 }
 
-fn check_duration(duration_secs: i64) -> Result<TimeDelta, LeaseError> {
+/// Checks a requested lease duration.
+pub fn check_duration(duration_secs: i64) -> Result<TimeDelta, LeaseError> {
     if (MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
         Ok(TimeDelta::seconds(duration_secs))
     } else {

@@ -114,6 +114,10 @@ impl Store {
             .max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
             .connect_timeout(store_options.acquire_timeout)
             .acquire_timeout(store_options.acquire_timeout)
+            // No ping before every use of a pooled connection (a round trip per statement): a
+            // dead connection fails its statement, which is reported UNAVAILABLE with a retry
+            // delay, and the pool discards it.
+            .test_before_acquire(false)
             .sqlx_logging(false);
         let db = Database::connect(options).await.map_err(|err| StoreError::Unavailable(err.to_string()))?;
         if db.get_database_backend() == DatabaseBackend::Sqlite {

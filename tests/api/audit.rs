@@ -172,7 +172,8 @@ async fn refused_lease_operations_are_recorded_and_renewals_are_not() {
     let app = spawn_app().await;
     let lease = acquire(&app, "a").await;
     let mut control = app.control().await;
-    let busy = pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "b".into(), duration_seconds: 30 };
+    let busy =
+        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "b".into(), duration_seconds: 30 };
     control.acquire_lease(with_token(busy, AGENT_TOKEN)).await.unwrap_err();
     for _ in 0..3 {
         let renew = pb::RenewLeaseRequest {
