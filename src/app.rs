@@ -6,6 +6,7 @@ mod background;
 mod loaders;
 mod routes;
 mod shutdown;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub enum StartupError {
     Snapshot(String),
     #[error("server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A built, not yet running service.
@@ -77,6 +80,7 @@ pub struct App {
     shutdown_grace: Duration,
     intervals: background::Intervals,
     transport: TransportSettings,
+    tls: Option<(Arc<tls::Tls>, Duration)>,
     stop: CancellationToken,
     run_leader: bool,
 }
@@ -149,6 +153,23 @@ impl App {
         if let Some(path) = &generated_token_path {
             tracing::info!(path = %path.display(), "no tokens configured; operator token is in this file");
         }
+        let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.tls.tls_client_ca.clone(),
+                };
+                tracing::info!(cert = %cert.display(), mutual = files.client_ca.is_some(), "TLS on");
+                Some((tls::Tls::load(files)?, Duration::from_secs(args.tls.tls_reload_secs)))
+            }
+            _ => {
+                if !args.listen.ip().is_loopback() {
+                    tracing::warn!(addr = %args.listen, "listening beyond loopback without TLS: bearer tokens cross the network in clear (set --tls-cert and --tls-key)");
+                }
+                None
+            }
+        };
         let bind_error = |source| StartupError::Bind { addr: args.listen, source };
         let listener = TcpListener::bind(args.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
@@ -192,6 +213,7 @@ impl App {
                 snapshot_recheck: Duration::from_millis(args.serving.snapshot_recheck_ms),
             },
             transport: TransportSettings::from(&args.serving),
+            tls,
             stop,
             run_leader: hooks.reconcile_leader,
         })
@@ -220,14 +242,23 @@ impl App {
             self.health.clone(),
             self.stop.clone(),
         );
-        tracing::info!(addr = %self.local_addr, "serving gRPC and HTTP");
-        let server = tonic::transport::Server::builder()
+        tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "serving gRPC and HTTP");
+        let builder = tonic::transport::Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(self.transport.max_concurrent_streams)
             .http2_keepalive_interval(self.transport.http2_keepalive)
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_routes(Routes::from(self.router))
-            .serve_with_incoming_shutdown(accepting(self.listener), signal);
+            .add_routes(Routes::from(self.router));
+        let server: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+            match self.tls {
+                Some((tls, reload)) => {
+                    tokio::spawn(tls.clone().watch(reload, self.stop.child_token()));
+                    Box::pin(
+                        builder.serve_with_incoming_shutdown(tls.incoming(accepting(self.listener)), signal),
+                    )
+                }
+                None => Box::pin(builder.serve_with_incoming_shutdown(accepting(self.listener), signal)),
+            };
         tokio::select! {
             result = server => result?,
             () = shutdown::grace_elapsed(self.stop.clone(), self.shutdown_grace) => {}

@@ -130,6 +130,25 @@ pub struct ServeArgs {
     pub reconcile: ReconcileArgs,
     #[command(flatten)]
     pub serving: ServingArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS on the serving port (gRPC and the HTTP shim alike).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain of the server; with --tls-key it turns TLS on.
+    #[arg(long, env = "JHF_WARP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the server certificate.
+    #[arg(long, env = "JHF_WARP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): every client must present a certificate that chains to one (mutual TLS).
+    #[arg(long, env = "JHF_WARP_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Seconds between checks of the TLS files; changed files take effect for new connections.
+    #[arg(long, env = "JHF_WARP_TLS_RELOAD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub tls_reload_secs: u64,
 }
 
 /// The serving path: transport settings, load shedding, the request path's use of the store.

@@ -110,6 +110,11 @@ pub struct AppOptions {
     pub fresh_read_min_interval_ms: u64,
     /// `--max-in-flight`.
     pub max_in_flight: u32,
+    /// `--tls-cert`, `--tls-key` and `--tls-client-ca` (health is then not awaited: the
+    /// test's own TLS client knows the CA).
+    pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// `--tls-reload-secs`.
+    pub tls_reload_secs: u64,
 }
 
 impl Default for AppOptions {
@@ -129,6 +134,8 @@ impl Default for AppOptions {
             stalled_schedule: false,
             fresh_read_min_interval_ms: 0,
             max_in_flight: 256,
+            tls: None,
+            tls_reload_secs: 10,
         }
     }
 }
@@ -249,10 +256,13 @@ pub async fn spawn_ready_app(fixture: &'static str) -> TestApp {
     spawn_app_with(AppOptions { fixture, ..AppOptions::default() }).await
 }
 
-/// Starts a server and waits until it is SERVING.
+/// Starts a server and waits until it is SERVING (a TLS server is serving once built).
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let tls = options.tls.is_some();
     let app = spawn_app_unready(options, |_| {}).await;
-    app.wait_for_health(ServingStatus::Serving).await;
+    if !tls {
+        app.wait_for_health(ServingStatus::Serving).await;
+    }
     app
 }
 
@@ -295,6 +305,12 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     args.shutdown_grace_secs = 2;
     args.serving.fresh_read_min_interval_ms = options.fresh_read_min_interval_ms;
     args.serving.max_in_flight = options.max_in_flight;
+    if let Some((cert, key, client_ca)) = &options.tls {
+        args.tls.tls_cert = Some(cert.clone());
+        args.tls.tls_key = Some(key.clone());
+        args.tls.tls_client_ca = client_ca.clone();
+    }
+    args.tls.tls_reload_secs = options.tls_reload_secs;
     args.observe_interval_secs = options.observe_interval_secs;
     let clock: Arc<dyn Clock> = match options.clock {
         Some(manual) => manual,

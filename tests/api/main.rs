@@ -21,6 +21,7 @@ mod rollout;
 mod schedule;
 mod serving;
 mod shim;
+mod tls;
 mod topology;
 mod transport;
 mod watchdog;
