@@ -4,6 +4,7 @@
 use super::AppError;
 use super::Ctx;
 use super::paging::{finish_page, numeric_cursor, page_request};
+use crate::domain::access::Role;
 use crate::domain::audit::{AuditEvent, AuditFilter, BrokenLink, NewAuditEvent};
 
 /// The caller of a mutating RPC.
@@ -15,6 +16,8 @@ pub struct AuditContext {
     pub method: String,
     /// The request's idempotency key (empty where the method has none).
     pub request_id: String,
+    /// The caller's role (what it may do beyond its method's auth class).
+    pub role: Role,
 }
 
 impl AuditContext {

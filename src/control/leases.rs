@@ -1,12 +1,22 @@
 //! Lease use cases: validate names and holders, then change the lease in one database
 //! transaction judged by the database clock.
+//!
+//! # Guarantees
+//! - Through the API a lease is held by the calling principal (the token's name): a holder
+//!   named in a request must be the caller, and a lease another principal holds cannot be
+//!   renewed or released (PERMISSION_DENIED).
+//! - Names under `warp/` and `runtime/` belong to the replicas; a control agent holds
+//!   `agent/<id>` only as that agent or with an active delegation from it.
+//! - Fencing tokens are shown only to the holder and to operators.
 
 use chrono::{DateTime, Utc};
 
 use super::Ctx;
 use super::paging::{finish_page, page_request};
 use super::{AppError, AuditContext};
-use crate::domain::lease::{self, CycleReport, Lease, LeaseError};
+use crate::domain::access::Role;
+use crate::domain::delegation::has_standing;
+use crate::domain::lease::{self, CycleReport, HoldRefusal, Lease, LeaseError};
 use crate::store::ReportOutcome;
 
 const LIST_SCOPE: &str = "ListLeases";
@@ -45,7 +55,22 @@ fn refused(error: LeaseError) -> AppError {
             subject: name.clone(),
             description: error.to_string(),
         },
+        LeaseError::NotHolder { .. } => {
+            AppError::PermissionDenied { reason: "NOT_LEASE_HOLDER", message: error.to_string() }
+        }
     }
+}
+
+/// The holder a request names must be its caller (empty means the caller).
+fn holder_of<'a>(requested: &str, caller: &'a AuditContext) -> Result<&'a str, AppError> {
+    if requested.is_empty() || requested == caller.actor {
+        return Ok(&caller.actor);
+    }
+    check_holder(requested)?;
+    Err(AppError::PermissionDenied {
+        reason: "HOLDER_NOT_CALLER",
+        message: format!("leases are held by the calling principal {}, not {requested}", caller.actor),
+    })
 }
 
 impl LeaseService {
@@ -109,7 +134,29 @@ impl LeaseService {
         }
     }
 
-    /// Acquires (or, for its live holder, renews) a lease for an API caller.
+    /// Refuses an API caller a lease name it may not hold.
+    async fn check_may_hold(&self, name: &str, caller: &AuditContext) -> Result<(), AppError> {
+        let control_agent = caller.role == Role::ControlAgent;
+        // Delegations are read only when a control agent asks for another agent's lease.
+        let grants = if control_agent && name.starts_with("agent/") {
+            self.ctx.store.delegations().await?
+        } else {
+            Vec::new()
+        };
+        lease::may_hold(name, &caller.actor, control_agent, |agent| {
+            has_standing(&grants, &caller.actor, agent)
+        })
+        .map_err(|refusal| AppError::PermissionDenied {
+            reason: match refusal {
+                HoldRefusal::Reserved(_) => "LEASE_NAME_RESERVED",
+                HoldRefusal::NoStanding { .. } => "NO_STANDING",
+            },
+            message: refusal.to_string(),
+        })
+    }
+
+    /// Acquires (or, for its live holder, renews) a lease for an API caller, who becomes its
+    /// holder.
     pub async fn acquire(
         &self,
         name: &str,
@@ -118,7 +165,8 @@ impl LeaseService {
         caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
-        check_holder(holder)?;
+        let holder = holder_of(holder, caller)?;
+        self.check_may_hold(name, caller).await?;
         self.change(name, caller, true, "acquire", |current, now| {
             lease::acquire(current, holder, duration_secs, now)
         })
@@ -140,7 +188,8 @@ impl LeaseService {
         .await
     }
 
-    /// Renews a live lease by holder and token.
+    /// Renews a live lease by holder and token (the holder must be the caller, who must
+    /// still have standing for the name).
     pub async fn renew(
         &self,
         name: &str,
@@ -150,7 +199,8 @@ impl LeaseService {
         caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
-        check_holder(holder)?;
+        let holder = holder_of(holder, caller)?;
+        self.check_may_hold(name, caller).await?;
         self.renew_checked(name, holder, token, duration_secs, caller, true).await
     }
 
@@ -191,7 +241,7 @@ impl LeaseService {
         .await
     }
 
-    /// Releases a lease by holder and token.
+    /// Releases a lease by holder and token (the holder must be the caller).
     pub async fn release(
         &self,
         name: &str,
@@ -200,9 +250,26 @@ impl LeaseService {
         caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
-        check_holder(holder)?;
+        let holder = holder_of(holder, caller)?;
+        if lease::RESERVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
+            self.check_may_hold(name, caller).await?;
+        }
         self.change(name, caller, true, "release", |current, now| lease::release(current, holder, token, now))
             .await
+    }
+
+    /// Releases this replica's own lease (on the way out, so another replica takes over).
+    pub async fn release_for_replica(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+        caller: &AuditContext,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change(name, caller, false, "release", |current, now| {
+            lease::release(current, holder, token, now)
+        })
+        .await
     }
 
     /// Records a control agent's cycle report, fenced by its lease token. Reporting a cycle id
@@ -213,7 +280,11 @@ impl LeaseService {
         caller: &AuditContext,
     ) -> Result<(CycleReport, bool), AppError> {
         check_name(&report.lease_name)?;
-        check_holder(&report.holder)?;
+        let holder = holder_of(&report.holder, caller)?.to_owned();
+        let report = CycleReport { holder, ..report };
+        if lease::RESERVED_PREFIXES.iter().any(|prefix| report.lease_name.starts_with(prefix)) {
+            self.check_may_hold(&report.lease_name, caller).await?;
+        }
         let id_ok = !report.cycle_id.is_empty()
             && report.cycle_id.len() <= 128
             && report.cycle_id.bytes().all(|b| b.is_ascii_graphic());
@@ -237,30 +308,36 @@ impl LeaseService {
         }
     }
 
-    /// Returns a lease with the database time of the read: from the snapshot while its copy
-    /// is live (renewals only extend a lease), else from the store.
-    pub async fn get(&self, name: &str) -> Result<(Lease, DateTime<Utc>), AppError> {
+    /// Returns a lease as `caller` may see it, with the database time of the read: from the
+    /// snapshot while its copy is live (renewals only extend a lease), else from the store.
+    pub async fn get(&self, name: &str, caller: &AuditContext) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         let skew = self.ctx.store.clock_skew();
-        if let Some(live) = self.ctx.snapshot.live_lease(name, skew) {
-            return Ok(live);
-        }
-        let (lease, now) = self.ctx.store.lease(name).await?;
-        let lease = lease.ok_or_else(|| AppError::NotFound { resource: format!("lease {name}") })?;
-        self.ctx.snapshot.put_lease(lease.clone(), now, skew);
-        Ok((lease, now))
+        let (lease, now) = match self.ctx.snapshot.live_lease(name, skew) {
+            Some(live) => live,
+            None => {
+                let (lease, now) = self.ctx.store.lease(name).await?;
+                let lease = lease.ok_or_else(|| AppError::NotFound { resource: format!("lease {name}") })?;
+                self.ctx.snapshot.put_lease(lease.clone(), now, skew);
+                (lease, now)
+            }
+        };
+        Ok((lease::visible_to(&lease, &caller.actor, caller.role == Role::Operator), now))
     }
 
-    /// Lists leases by name.
+    /// Lists leases by name, as `caller` may see them.
     pub async fn list(
         &self,
         page_size: i32,
         page_token: &str,
+        caller: &AuditContext,
     ) -> Result<(Vec<Lease>, String, DateTime<Utc>), AppError> {
         let page = page_request(&self.ctx.page_tokens, LIST_SCOPE, page_size, page_token)?;
         let (rows, now) = self.ctx.store.list_leases(page.cursor.as_deref(), page.size + 1).await?;
         let (rows, next) =
             finish_page(&self.ctx.page_tokens, LIST_SCOPE, rows, page.size, |l| l.name.clone());
-        Ok((rows, next, now))
+        let operator = caller.role == Role::Operator;
+        let shown = rows.iter().map(|lease| lease::visible_to(lease, &caller.actor, operator)).collect();
+        Ok((shown, next, now))
     }
 }

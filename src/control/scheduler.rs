@@ -185,6 +185,7 @@ impl ReconcileLeader {
             actor: format!("jhf-warp/{}", self.settings.replica_id),
             method: "jhf-warp/reconciler".to_owned(),
             request_id: String::new(),
+            role: crate::domain::access::Role::Operator,
         }
     }
 
@@ -285,7 +286,8 @@ impl ReconcileLeader {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         if let Some(held) = leadership
-            && let Err(error) = self.leases.release(RECONCILER_LEASE, &holder, held.token, &caller).await
+            && let Err(error) =
+                self.leases.release_for_replica(RECONCILER_LEASE, &holder, held.token, &caller).await
         {
             tracing::warn!(%error, "releasing the reconciler lease failed; it expires on its own");
         }

@@ -77,6 +77,16 @@ pub enum GrantError {
     SelfDelegation,
 }
 
+/// Returns true when `delegate` acts for `agent` through an active grant from it.
+pub fn has_standing(grants: &[Delegation], delegate: &str, agent: &str) -> bool {
+    let standing = standings(grants);
+    grants.iter().any(|grant| {
+        grant.grantor == agent
+            && grant.delegate == delegate
+            && standing.get(&grant.id).is_some_and(|s| *s == Standing::Active)
+    })
+}
+
 /// Computes the standing of every grant (fail closed on missing parents and cycles).
 pub fn standings(grants: &[Delegation]) -> BTreeMap<String, Standing> {
     let by_id: BTreeMap<&str, &Delegation> = grants.iter().map(|g| (g.id.as_str(), g)).collect();

@@ -65,6 +65,66 @@ pub enum LeaseError {
     Stale { name: String, holder: Option<String>, token: i64, expires_at: Option<DateTime<Utc>> },
     #[error("lease duration must be between {MIN_DURATION_SECS} and {MAX_DURATION_SECS} seconds")]
     BadDuration,
+    #[error("lease {name} is held by {holder}; only its holder may renew or release it")]
+    NotHolder { name: String, holder: String },
+}
+
+/// Lease names under these prefixes belong to the replicas themselves (leader election and
+/// runtime ownership); no API caller may take, renew or release them.
+pub const RESERVED_PREFIXES: [&str; 2] = ["warp/", "runtime/"];
+
+/// Why an API caller may not hold a lease name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldRefusal {
+    #[error("lease {0} is reserved for the replicas (names under warp/ and runtime/)")]
+    Reserved(String),
+    #[error(
+        "{principal} has no standing for agent {agent}: hold agent/{agent} as that agent or with an active delegation from it"
+    )]
+    NoStanding { principal: String, agent: String },
+}
+
+/// Checks that a principal may hold `name` through the API: never a reserved name, and a
+/// control agent holds `agent/<id>` only as that agent or with `has_standing(<id>)`
+/// (an active delegation from it). Operators may hold any other name.
+pub fn may_hold(
+    name: &str,
+    principal: &str,
+    is_control_agent: bool,
+    has_standing: impl FnOnce(&str) -> bool,
+) -> Result<(), HoldRefusal> {
+    if RESERVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
+        return Err(HoldRefusal::Reserved(name.to_owned()));
+    }
+    if is_control_agent
+        && let Some(agent) = name.strip_prefix("agent/")
+        && agent != principal
+        && !has_standing(agent)
+    {
+        return Err(HoldRefusal::NoStanding { principal: principal.to_owned(), agent: agent.to_owned() });
+    }
+    Ok(())
+}
+
+/// Returns the lease as a caller may see it: the fencing token is the holder's secret (with
+/// it one can renew, release or report in the holder's name), so only the holder and operators
+/// see it; everyone else sees 0.
+pub fn visible_to(lease: &Lease, principal: &str, is_operator: bool) -> Lease {
+    let mut shown = lease.clone();
+    if !is_operator && lease.holder.as_deref() != Some(principal) {
+        shown.token = 0;
+    }
+    shown
+}
+
+/// Refuses a renewal or release of a lease someone else holds (before any token check).
+fn check_holder(lease: &Lease, holder: &str) -> Result<(), LeaseError> {
+    match &lease.holder {
+        Some(current) if current != holder => {
+            Err(LeaseError::NotHolder { name: lease.name.clone(), holder: current.clone() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks a requested lease duration.
@@ -130,6 +190,7 @@ pub fn renew(
     now: DateTime<Utc>,
 ) -> Result<Lease, LeaseError> {
     let duration = check_duration(duration_secs)?;
+    check_holder(lease, holder)?;
     if lease.live_holder(now) != Some(holder) || lease.token != token {
         return Err(stale(lease));
     }
@@ -143,6 +204,7 @@ pub fn renew(
 /// Releases a lease held by `holder` with `token` (also an expired one, so a holder can clean
 /// up after itself). The token counter is kept.
 pub fn release(lease: &Lease, holder: &str, token: i64, now: DateTime<Utc>) -> Result<Lease, LeaseError> {
+    check_holder(lease, holder)?;
     if lease.holder.as_deref() != Some(holder) || lease.token != token {
         return Err(stale(lease));
     }
@@ -263,5 +325,30 @@ mod tests {
         let later = now + TimeDelta::seconds(60);
         let taken_over = acquire(&taken, "b", 30, later).unwrap();
         assert!(!only_extends(&taken, &taken_over), "a take-over is news");
+    }
+
+    #[test]
+    fn reserved_names_and_other_agents_leases_are_refused_to_api_callers() {
+        assert!(matches!(may_hold("warp/reconciler", "ops", false, |_| true), Err(HoldRefusal::Reserved(_))));
+        assert!(matches!(may_hold("runtime/local", "bot", true, |_| true), Err(HoldRefusal::Reserved(_))));
+        assert!(may_hold("agent/lead", "lead", true, |_| false).is_ok(), "an agent holds its own lease");
+        assert!(matches!(
+            may_hold("agent/lead", "bot", true, |_| false),
+            Err(HoldRefusal::NoStanding { .. })
+        ));
+        assert!(may_hold("agent/lead", "bot", true, |agent| agent == "lead").is_ok(), "with a delegation");
+        assert!(may_hold("agent/lead", "ops", false, |_| false).is_ok(), "operators may");
+        assert!(may_hold("job/nightly", "bot", true, |_| false).is_ok());
+    }
+
+    #[test]
+    fn only_the_holder_renews_or_releases_and_sees_the_token() {
+        let now = Utc::now();
+        let held = acquire(&Lease::vacant("agent/lead"), "a", 30, now).unwrap();
+        assert!(matches!(renew(&held, "b", held.token, 30, now), Err(LeaseError::NotHolder { .. })));
+        assert!(matches!(release(&held, "b", held.token, now), Err(LeaseError::NotHolder { .. })));
+        assert_eq!(visible_to(&held, "a", false).token, held.token);
+        assert_eq!(visible_to(&held, "b", false).token, 0);
+        assert_eq!(visible_to(&held, "b", true).token, held.token);
     }
 }

@@ -75,10 +75,12 @@ fn method<T>(request: &Request<T>) -> Result<(String, String), Status> {
 /// one under another name (a cycle id), else empty.
 pub fn caller_with_id<T>(request: &Request<T>, request_id: &str) -> Result<AuditContext, Status> {
     let (service, name) = method(request)?;
+    let principal = principal(request)?;
     Ok(AuditContext {
-        actor: principal(request)?.name,
+        actor: principal.name,
         method: format!("{service}/{name}"),
         request_id: request_id.to_owned(),
+        role: principal.role,
     })
 }
 

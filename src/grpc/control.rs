@@ -78,7 +78,8 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::GetLeaseRequest>,
     ) -> Result<Response<pb::GetLeaseResponse>, Status> {
-        let (value, now) = self.leases.get(&request.into_inner().name).await?;
+        let who = caller(&request)?;
+        let (value, now) = self.leases.get(&request.into_inner().name, &who).await?;
         Ok(Response::new(pb::GetLeaseResponse { lease: Some((&value, now).into()) }))
     }
 
@@ -86,8 +87,10 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::ListLeasesRequest>,
     ) -> Result<Response<pb::ListLeasesResponse>, Status> {
+        let who = caller(&request)?;
         let request = request.into_inner();
-        let (values, next_page_token, now) = self.leases.list(request.page_size, &request.page_token).await?;
+        let (values, next_page_token, now) =
+            self.leases.list(request.page_size, &request.page_token, &who).await?;
         Ok(Response::new(pb::ListLeasesResponse {
             leases: values.iter().map(|v| (v, now).into()).collect(),
             next_page_token,

@@ -4,7 +4,7 @@ use jhf_warp::pb::v1 as pb;
 use sea_orm::ConnectionTrait;
 
 use crate::desired::{observed, put};
-use crate::helpers::{AGENT_TOKEN, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
+use crate::helpers::{OPERATOR_TOKEN, READER_TOKEN, TestApp, agent_token, spawn_app, with_token};
 use crate::rollout::{follow, plan, start, trio_minus_writer_plus_qa};
 
 async fn events(app: &TestApp, request: pb::ListAuditEventsRequest) -> Vec<pb::AuditEvent> {
@@ -24,10 +24,10 @@ async fn verify(app: &TestApp) -> pb::VerifyAuditChainResponse {
 
 async fn acquire(app: &TestApp, holder: &str) -> pb::Lease {
     let request =
-        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: holder.into(), duration_seconds: 30 };
+        pb::AcquireLeaseRequest { name: "job/lead".into(), holder: holder.into(), duration_seconds: 30 };
     app.control()
         .await
-        .acquire_lease(with_token(request, AGENT_TOKEN))
+        .acquire_lease(with_token(request, &agent_token(holder)))
         .await
         .unwrap()
         .into_inner()
@@ -44,20 +44,20 @@ async fn every_applied_mutation_writes_exactly_one_chained_event() {
     put(&app, desired, "", "desired-2").await.unwrap_err(); // a refusal writes nothing
     let observe = pb::ObserveNowRequest { request_id: "observe-1".into(), validate_only: false };
     app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
-    let lease = acquire(&app, "agent-1").await;
+    let lease = acquire(&app, "agent-a").await;
     let renew = pb::RenewLeaseRequest {
-        name: "agent/lead".into(),
-        holder: "agent-1".into(),
+        name: "job/lead".into(),
+        holder: "agent-a".into(),
         fencing_token: lease.fencing_token,
         duration_seconds: 30,
     };
-    app.control().await.renew_lease(with_token(renew, AGENT_TOKEN)).await.unwrap();
+    app.control().await.renew_lease(with_token(renew, &agent_token("agent-a"))).await.unwrap();
     let release = pb::ReleaseLeaseRequest {
-        name: "agent/lead".into(),
-        holder: "agent-1".into(),
+        name: "job/lead".into(),
+        holder: "agent-a".into(),
         fencing_token: lease.fencing_token,
     };
-    app.control().await.release_lease(with_token(release, AGENT_TOKEN)).await.unwrap();
+    app.control().await.release_lease(with_token(release, &agent_token("agent-a"))).await.unwrap();
     let patch = plan(&app, pb::PlanKind::Apply).await.unwrap();
     let rollout = follow(&app, &start(&app, &patch.id, false, "rollout-1").await.unwrap().id).await;
     let undo = pb::RollbackRolloutRequest {
@@ -85,7 +85,7 @@ async fn every_applied_mutation_writes_exactly_one_chained_event() {
         (all[0].actor.as_str(), all[0].resource.as_str(), all[0].request_id.as_str()),
         ("op", "desired-topology/1", "desired-1")
     );
-    assert_eq!((all[2].actor.as_str(), all[2].resource.as_str()), ("agent", "lease/agent/lead"));
+    assert_eq!((all[2].actor.as_str(), all[2].resource.as_str()), ("agent-a", "lease/job/lead"));
     assert!(all[2].summary.contains("fencing token 1"), "{}", all[2].summary);
     assert_eq!(all[4].resource, format!("rollout/{}", rollout.id));
     assert!(all.iter().all(|e| e.outcome == "OK"));
@@ -102,11 +102,11 @@ async fn events_can_be_filtered_and_paged() {
     for holder in ["a", "b"] {
         let lease = acquire(&app, holder).await;
         let release = pb::ReleaseLeaseRequest {
-            name: "agent/lead".into(),
+            name: "job/lead".into(),
             holder: holder.into(),
             fencing_token: lease.fencing_token,
         };
-        app.control().await.release_lease(with_token(release, OPERATOR_TOKEN)).await.unwrap();
+        app.control().await.release_lease(with_token(release, &agent_token(holder))).await.unwrap();
     }
     let releases = events(
         &app,
@@ -117,10 +117,9 @@ async fn events_can_be_filtered_and_paged() {
     )
     .await;
     assert_eq!(releases.len(), 2);
-    assert_eq!(releases[1].actor, "op");
-    let by_agent =
-        events(&app, pb::ListAuditEventsRequest { actor: "agent".into(), ..Default::default() }).await;
-    assert_eq!(by_agent.len(), 2, "the two acquisitions");
+    assert_eq!(releases[1].actor, "b", "a lease is released by its holder");
+    let by_agent = events(&app, pb::ListAuditEventsRequest { actor: "a".into(), ..Default::default() }).await;
+    assert_eq!(by_agent.len(), 2, "a's acquisition and release");
     let first_page = pb::ListAuditEventsRequest { page_size: 3, ..Default::default() };
     let page = app
         .control()
@@ -148,11 +147,11 @@ async fn a_row_edited_directly_in_the_database_is_detected() {
     for holder in ["a", "b", "c"] {
         let lease = acquire(&app, holder).await;
         let release = pb::ReleaseLeaseRequest {
-            name: "agent/lead".into(),
+            name: "job/lead".into(),
             holder: holder.into(),
             fencing_token: lease.fencing_token,
         };
-        app.control().await.release_lease(with_token(release, OPERATOR_TOKEN)).await.unwrap();
+        app.control().await.release_lease(with_token(release, &agent_token(holder))).await.unwrap();
     }
     assert!(verify(&app).await.intact);
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
@@ -172,25 +171,24 @@ async fn refused_lease_operations_are_recorded_and_renewals_are_not() {
     let app = spawn_app().await;
     let lease = acquire(&app, "a").await;
     let mut control = app.control().await;
-    let busy =
-        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "b".into(), duration_seconds: 30 };
-    control.acquire_lease(with_token(busy, AGENT_TOKEN)).await.unwrap_err();
+    let busy = pb::AcquireLeaseRequest { name: "job/lead".into(), holder: "b".into(), duration_seconds: 30 };
+    control.acquire_lease(with_token(busy, &agent_token("b"))).await.unwrap_err();
     for _ in 0..3 {
         let renew = pb::RenewLeaseRequest {
-            name: "agent/lead".into(),
+            name: "job/lead".into(),
             holder: "a".into(),
             fencing_token: lease.fencing_token,
             duration_seconds: 30,
         };
-        control.renew_lease(with_token(renew, AGENT_TOKEN)).await.unwrap();
+        control.renew_lease(with_token(renew, &agent_token("a"))).await.unwrap();
     }
     let stale = pb::RenewLeaseRequest {
-        name: "agent/lead".into(),
+        name: "job/lead".into(),
         holder: "a".into(),
         fencing_token: lease.fencing_token + 7,
         duration_seconds: 30,
     };
-    control.renew_lease(with_token(stale, AGENT_TOKEN)).await.unwrap_err();
+    control.renew_lease(with_token(stale, &agent_token("a"))).await.unwrap_err();
 
     let all = events(&app, pb::ListAuditEventsRequest::default()).await;
     let outcomes: Vec<(&str, &str)> = all

@@ -27,6 +27,29 @@ pub const OPERATOR_TOKEN: &str = "operator-test-token";
 pub const READER_TOKEN: &str = "reader-test-token";
 pub const AGENT_TOKEN: &str = "control-agent-test-token";
 
+/// Control-agent principals every test server knows besides `agent` (a lease is held by its
+/// caller, so tests that contend need several). Their tokens come from [`agent_token`].
+pub const CONTROL_AGENTS: &[&str] = &["a", "b", "c", "x", "lead", "research", "writer", "agent-a", "agent-b"];
+/// Contenders of the lease contention tests (`contender-<n>`).
+pub const CONTENDERS: usize = 16;
+
+/// Returns the token of control-agent principal `name`.
+pub fn agent_token(name: &str) -> String {
+    format!("{name}-control-agent-test-token")
+}
+
+/// The `--tokens` value of test servers: operator, reader, control agents.
+pub fn test_tokens() -> String {
+    let mut tokens = format!(
+        "op:operator:{OPERATOR_TOKEN},reader:reader:{READER_TOKEN},agent:control-agent:{AGENT_TOKEN}"
+    );
+    let contenders = (0..CONTENDERS).map(|n| format!("contender-{n}"));
+    for name in CONTROL_AGENTS.iter().map(|n| n.to_string()).chain(contenders) {
+        tokens.push_str(&format!(",{name}:control-agent:{}", agent_token(&name)));
+    }
+    tokens
+}
+
 /// How long any awaited condition may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -298,9 +321,7 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     }
     args.fixtures_dir = Some(fixtures_dir());
     args.token_file = None;
-    args.tokens = Some(format!(
-        "op:operator:{OPERATOR_TOKEN},reader:reader:{READER_TOKEN},agent:control-agent:{AGENT_TOKEN}"
-    ));
+    args.tokens = Some(test_tokens());
     args.observation_history = options.observation_history;
     args.shutdown_grace_secs = 2;
     args.serving.fresh_read_min_interval_ms = options.fresh_read_min_interval_ms;

@@ -9,7 +9,8 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::helpers::{
-    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, spawn_app_with, with_token,
+    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, agent_token, spawn_app, spawn_app_with,
+    with_token,
 };
 
 async fn acquire(app: &TestApp, name: &str, holder: &str, seconds: i64) -> Result<pb::Lease, tonic::Status> {
@@ -20,7 +21,7 @@ async fn acquire(app: &TestApp, name: &str, holder: &str, seconds: i64) -> Resul
     };
     app.control()
         .await
-        .acquire_lease(with_token(request, AGENT_TOKEN))
+        .acquire_lease(with_token(request, &agent_token(holder)))
         .await
         .map(|r| r.into_inner().lease.unwrap())
 }
@@ -40,7 +41,7 @@ async fn renew(
     };
     app.control()
         .await
-        .renew_lease(with_token(request, AGENT_TOKEN))
+        .renew_lease(with_token(request, &agent_token(holder)))
         .await
         .map(|r| r.into_inner().lease.unwrap())
 }
@@ -50,7 +51,7 @@ async fn release(app: &TestApp, name: &str, holder: &str, token: i64) -> Result<
         pb::ReleaseLeaseRequest { name: name.to_owned(), holder: holder.to_owned(), fencing_token: token };
     app.control()
         .await
-        .release_lease(with_token(request, OPERATOR_TOKEN))
+        .release_lease(with_token(request, &agent_token(holder)))
         .await
         .map(|r| r.into_inner().lease.unwrap())
 }
@@ -62,59 +63,53 @@ fn reason(status: &tonic::Status) -> String {
 #[tokio::test]
 async fn leases_are_granted_renewed_and_released_with_ever_increasing_tokens() {
     let app = spawn_app().await;
-    let first = acquire(&app, "agent/lead", "a", 30).await.unwrap();
+    let first = acquire(&app, "job/lead", "a", 30).await.unwrap();
     assert_eq!((first.holder.as_str(), first.fencing_token, first.held), ("a", 1, true));
 
-    let busy = acquire(&app, "agent/lead", "b", 30).await.unwrap_err();
+    let busy = acquire(&app, "job/lead", "b", 30).await.unwrap_err();
     assert_eq!((busy.code(), reason(&busy).as_str()), (Code::FailedPrecondition, "LEASE_HELD"));
     let violation = busy.get_error_details().precondition_failure().cloned().unwrap().violations.remove(0);
-    assert_eq!(violation.subject, "agent/lead");
+    assert_eq!(violation.subject, "job/lead");
     assert!(violation.description.contains("held by a"), "{}", violation.description);
 
-    assert_eq!(acquire(&app, "agent/lead", "a", 30).await.unwrap().fencing_token, 1, "re-acquiring renews");
-    renew(&app, "agent/lead", "a", 1, 30).await.unwrap();
-    let stale = renew(&app, "agent/lead", "a", 0, 30).await.unwrap_err();
+    assert_eq!(acquire(&app, "job/lead", "a", 30).await.unwrap().fencing_token, 1, "re-acquiring renews");
+    renew(&app, "job/lead", "a", 1, 30).await.unwrap();
+    let stale = renew(&app, "job/lead", "a", 0, 30).await.unwrap_err();
     assert_eq!(reason(&stale), "LEASE_STALE_TOKEN");
 
     app.advance_db_clock(31);
-    let taken = acquire(&app, "agent/lead", "b", 30).await.unwrap();
+    let taken = acquire(&app, "job/lead", "b", 30).await.unwrap();
     assert_eq!((taken.fencing_token, taken.transitions), (2, 2), "expiry is judged by the database clock");
-    assert_eq!(reason(&renew(&app, "agent/lead", "a", 1, 30).await.unwrap_err()), "LEASE_STALE_TOKEN");
-    let released = release(&app, "agent/lead", "b", 2).await.unwrap();
+    // The former holder may no longer touch it: the lease is b's now.
+    assert_eq!(reason(&renew(&app, "job/lead", "a", 1, 30).await.unwrap_err()), "NOT_LEASE_HOLDER");
+    let released = release(&app, "job/lead", "b", 2).await.unwrap();
     assert!(!released.held && released.holder.is_empty());
-    assert_eq!(
-        acquire(&app, "agent/lead", "a", 30).await.unwrap().fencing_token,
-        3,
-        "tokens are never reused"
-    );
+    assert_eq!(acquire(&app, "job/lead", "a", 30).await.unwrap().fencing_token, 3, "tokens are never reused");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn leases_can_be_read_and_listed_and_bad_requests_are_typed() {
     let app = spawn_app().await;
-    for name in ["agent/research", "agent/lead", "warp/reconciler"] {
+    for name in ["job/research", "job/lead", "job/zeta"] {
         acquire(&app, name, "x", 10).await.unwrap();
     }
-    let get = with_token(pb::GetLeaseRequest { name: "agent/lead".to_owned() }, READER_TOKEN);
+    let get = with_token(pb::GetLeaseRequest { name: "job/lead".to_owned() }, READER_TOKEN);
     let lease = app.control().await.get_lease(get).await.unwrap().into_inner().lease.unwrap();
     assert!(lease.held && lease.observe_time.is_some());
     let list = with_token(pb::ListLeasesRequest { page_size: 2, page_token: String::new() }, READER_TOKEN);
     let page = app.control().await.list_leases(list).await.unwrap().into_inner();
     let names: Vec<&str> = page.leases.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["agent/lead", "agent/research"]);
+    assert_eq!(names, ["job/lead", "job/research"]);
     let list =
         with_token(pb::ListLeasesRequest { page_size: 2, page_token: page.next_page_token }, READER_TOKEN);
-    assert_eq!(
-        app.control().await.list_leases(list).await.unwrap().into_inner().leases[0].name,
-        "warp/reconciler"
-    );
+    assert_eq!(app.control().await.list_leases(list).await.unwrap().into_inner().leases[0].name, "job/zeta");
 
-    let missing = with_token(pb::GetLeaseRequest { name: "agent/ghost".to_owned() }, READER_TOKEN);
+    let missing = with_token(pb::GetLeaseRequest { name: "job/ghost".to_owned() }, READER_TOKEN);
     assert_eq!(app.control().await.get_lease(missing).await.unwrap_err().code(), Code::NotFound);
     let err = acquire(&app, "Bad Name", "x", 10).await.unwrap_err();
     assert_eq!(err.get_error_details().bad_request().unwrap().field_violations[0].field, "name");
-    let err = acquire(&app, "agent/lead", "x", 0).await.unwrap_err();
+    let err = acquire(&app, "job/lead", "x", 0).await.unwrap_err();
     assert_eq!(err.get_error_details().bad_request().unwrap().field_violations[0].field, "duration_seconds");
     app.stop().await;
 }
@@ -167,8 +162,9 @@ pub async fn contend(addrs: [String; 2], label: &str) {
                 .await
                 .unwrap();
             let mut client = ControlServiceClient::new(channel);
-            let name = "warp/contended".to_owned();
+            let name = "job/contended".to_owned();
             let holder = format!("contender-{contender}");
+            let token = agent_token(&holder);
             let mut grants = Vec::new();
             while operations.load(Ordering::Relaxed) < 5_200 {
                 operations.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +173,7 @@ pub async fn contend(addrs: [String; 2], label: &str) {
                     holder: holder.clone(),
                     duration_seconds: 5,
                 };
-                let Ok(lease) = client.acquire_lease(with_token(acquire, AGENT_TOKEN)).await else {
+                let Ok(lease) = client.acquire_lease(with_token(acquire, &token)).await else {
                     continue;
                 };
                 let lease = lease.into_inner().lease.unwrap();
@@ -196,12 +192,12 @@ pub async fn contend(addrs: [String; 2], label: &str) {
                 if grant.token > 1 {
                     stale_attempts.fetch_add(1, Ordering::Relaxed);
                     operations.fetch_add(1, Ordering::Relaxed);
-                    if client.renew_lease(with_token(renew(grant.token - 1), AGENT_TOKEN)).await.is_ok() {
+                    if client.renew_lease(with_token(renew(grant.token - 1), &token)).await.is_ok() {
                         stale_accepted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 operations.fetch_add(1, Ordering::Relaxed);
-                if let Ok(renewed) = client.renew_lease(with_token(renew(grant.token), AGENT_TOKEN)).await {
+                if let Ok(renewed) = client.renew_lease(with_token(renew(grant.token), &token)).await {
                     grant.end = time(&renewed.into_inner().lease.unwrap().expire_time);
                 }
                 operations.fetch_add(1, Ordering::Relaxed);
@@ -210,7 +206,7 @@ pub async fn contend(addrs: [String; 2], label: &str) {
                     holder: holder.clone(),
                     fencing_token: grant.token,
                 };
-                if let Ok(released) = client.release_lease(with_token(release, AGENT_TOKEN)).await {
+                if let Ok(released) = client.release_lease(with_token(release, &token)).await {
                     grant.end = time(&released.into_inner().lease.unwrap().expire_time);
                 }
                 grants.push(grant);
@@ -255,7 +251,7 @@ async fn report(
     cycle_id: &str,
 ) -> Result<pb::CycleReport, tonic::Status> {
     let request = pb::ReportCycleResultRequest {
-        lease_name: "agent/lead".into(),
+        lease_name: "job/lead".into(),
         holder: holder.into(),
         fencing_token: token,
         cycle_id: cycle_id.into(),
@@ -264,7 +260,7 @@ async fn report(
     };
     app.control()
         .await
-        .report_cycle_result(with_token(request, AGENT_TOKEN))
+        .report_cycle_result(with_token(request, &agent_token(holder)))
         .await
         .map(|r| r.into_inner().report.unwrap())
 }
@@ -272,7 +268,7 @@ async fn report(
 #[tokio::test]
 async fn cycle_reports_are_accepted_only_with_the_live_holders_token() {
     let app = spawn_app().await;
-    let lease = acquire(&app, "agent/lead", "agent-a", 30).await.unwrap();
+    let lease = acquire(&app, "job/lead", "agent-a", 30).await.unwrap();
     let first = report(&app, "agent-a", lease.fencing_token, "cycle-1").await.unwrap();
     assert_eq!((first.fencing_token, first.outcome), (1, pb::CycleOutcome::Succeeded as i32));
     let again = report(&app, "agent-a", lease.fencing_token, "cycle-1").await.unwrap();
@@ -281,21 +277,26 @@ async fn cycle_reports_are_accepted_only_with_the_live_holders_token() {
     let wrong_holder = report(&app, "agent-b", lease.fencing_token, "cycle-2").await.unwrap_err();
     assert_eq!(reason(&wrong_holder), "LEASE_STALE_TOKEN");
     app.advance_db_clock(31);
-    let next = acquire(&app, "agent/lead", "agent-b", 30).await.unwrap();
+    let next = acquire(&app, "job/lead", "agent-b", 30).await.unwrap();
     let stale = report(&app, "agent-a", lease.fencing_token, "cycle-3").await.unwrap_err();
     assert_eq!((stale.code(), reason(&stale).as_str()), (Code::FailedPrecondition, "LEASE_STALE_TOKEN"));
     assert!(stale.message().contains("agent-b"), "names the current holder: {}", stale.message());
     report(&app, "agent-b", next.fencing_token, "cycle-3").await.unwrap();
 
     let unset = pb::ReportCycleResultRequest {
-        lease_name: "agent/lead".into(),
+        lease_name: "job/lead".into(),
         holder: "agent-b".into(),
         fencing_token: next.fencing_token,
         cycle_id: "cycle-4".into(),
         outcome: 0,
         summary: String::new(),
     };
-    let err = app.control().await.report_cycle_result(with_token(unset, AGENT_TOKEN)).await.unwrap_err();
+    let err = app
+        .control()
+        .await
+        .report_cycle_result(with_token(unset, &agent_token("agent-b")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let refused_for_readers =
         pb::ReportCycleResultRequest { cycle_id: "cycle-5".into(), ..Default::default() };
@@ -306,5 +307,81 @@ async fn cycle_reports_are_accepted_only_with_the_live_holders_token() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+async fn acquire_as(
+    app: &TestApp,
+    name: &str,
+    holder: &str,
+    token: &str,
+) -> Result<pb::Lease, tonic::Status> {
+    let request = pb::AcquireLeaseRequest { name: name.into(), holder: holder.into(), duration_seconds: 30 };
+    app.control().await.acquire_lease(with_token(request, token)).await.map(|r| r.into_inner().lease.unwrap())
+}
+
+#[tokio::test]
+async fn a_lease_belongs_to_the_calling_principal_and_replica_names_are_reserved() {
+    let app = spawn_app().await;
+    // The holder is the caller: naming someone else is refused, naming nobody means oneself.
+    let other = acquire_as(&app, "job/nightly", "someone-else", AGENT_TOKEN).await.unwrap_err();
+    assert_eq!((other.code(), reason(&other).as_str()), (Code::PermissionDenied, "HOLDER_NOT_CALLER"));
+    let held = acquire_as(&app, "job/nightly", "", AGENT_TOKEN).await.unwrap();
+    assert_eq!(held.holder, "agent");
+
+    // Another principal can neither renew nor release it, even with the right token.
+    let renew = pb::RenewLeaseRequest {
+        name: "job/nightly".into(),
+        holder: "a".into(),
+        fencing_token: held.fencing_token,
+        duration_seconds: 30,
+    };
+    let denied = app.control().await.renew_lease(with_token(renew, &agent_token("a"))).await.unwrap_err();
+    assert_eq!((denied.code(), reason(&denied).as_str()), (Code::PermissionDenied, "NOT_LEASE_HOLDER"));
+    let release = pb::ReleaseLeaseRequest {
+        name: "job/nightly".into(),
+        holder: String::new(),
+        fencing_token: held.fencing_token,
+    };
+    let denied = app.control().await.release_lease(with_token(release, OPERATOR_TOKEN)).await.unwrap_err();
+    assert_eq!(reason(&denied), "NOT_LEASE_HOLDER", "not even an operator");
+
+    // Names under warp/ and runtime/ belong to the replicas.
+    for name in ["warp/reconciler", "runtime/fixture-trio"] {
+        for token in [AGENT_TOKEN, OPERATOR_TOKEN] {
+            let reserved = acquire_as(&app, name, "", token).await.unwrap_err();
+            assert_eq!(reason(&reserved), "LEASE_NAME_RESERVED", "{name}");
+        }
+    }
+
+    // A control agent holds agent/<id> as that agent, or with an active delegation from it.
+    assert_eq!(
+        reason(&acquire_as(&app, "agent/lead", "", &agent_token("research")).await.unwrap_err()),
+        "NO_STANDING"
+    );
+    acquire_as(&app, "agent/research", "", &agent_token("research")).await.unwrap();
+    let grant = pb::GrantDelegationRequest {
+        grantor_agent_id: "lead".into(),
+        delegate_agent_id: "research".into(),
+        rights: vec!["dispatch".into()],
+        trust: pb::TrustLevel::Restricted as i32,
+        parent_id: String::new(),
+        request_id: "grant-1".into(),
+        validate_only: false,
+    };
+    app.control().await.grant_delegation(with_token(grant, OPERATOR_TOKEN)).await.unwrap();
+    let delegated = acquire_as(&app, "agent/lead", "", &agent_token("research")).await.unwrap();
+    assert_eq!(delegated.holder, "research");
+    acquire_as(&app, "agent/writer", "", OPERATOR_TOKEN).await.expect("operators may hold any agent lease");
+
+    // Readers see who holds a lease and until when, not the token that acts in its name.
+    let get = with_token(pb::GetLeaseRequest { name: "agent/lead".into() }, READER_TOKEN);
+    let seen = app.control().await.get_lease(get).await.unwrap().into_inner().lease.unwrap();
+    assert_eq!((seen.holder.as_str(), seen.fencing_token, seen.held), ("research", 0, true));
+    let list = with_token(pb::ListLeasesRequest::default(), &agent_token("research"));
+    let leases = app.control().await.list_leases(list).await.unwrap().into_inner().leases;
+    for lease in &leases {
+        assert_eq!(lease.fencing_token != 0, lease.holder == "research", "{lease:?}");
+    }
     app.stop().await;
 }

@@ -6,7 +6,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::desired::{observed, put};
-use crate::helpers::{AGENT_TOKEN, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
+use crate::helpers::{OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
 
 const INCIDENT: &str =
     "Production checkout is returning 500s since the last deploy, find the cause and ship a fix";
@@ -86,19 +86,20 @@ async fn dispatch_preview_names_the_agent_its_lease_and_every_blocking_reason_wi
     assert!(free.allowed, "{:?}", free.blocking_reasons);
 
     let mut control = app.control().await;
+    // The agent itself holds its dispatch lease (a control agent holds agent/<id> as <id>).
     let acquire = pb::AcquireLeaseRequest {
         name: "agent/research".into(),
-        holder: "other-agent".into(),
+        holder: "research".into(),
         duration_seconds: 300,
     };
-    control.acquire_lease(with_token(acquire, AGENT_TOKEN)).await.unwrap();
+    control.acquire_lease(with_token(acquire, &crate::helpers::agent_token("research"))).await.unwrap();
     let audit =
         || with_token(pb::ListAuditEventsRequest { page_size: 1000, ..Default::default() }, READER_TOKEN);
     let events_before = control.list_audit_events(audit()).await.unwrap().into_inner().events.len();
 
     let busy = preview(&app, category("research", pb::RiskLevel::Unspecified)).await.unwrap();
     assert!(!busy.allowed);
-    assert_eq!(busy.lease_holder, "other-agent");
+    assert_eq!(busy.lease_holder, "research");
     assert!(busy.lease_expire_time.is_some());
     let codes: Vec<&str> = busy.blocking_reasons.iter().map(|b| b.code.as_str()).collect();
     assert_eq!(codes, ["LEASE_BUSY"]);

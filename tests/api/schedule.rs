@@ -11,8 +11,8 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::helpers::{
-    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, consistently, eventually, fresh_database_url,
-    spawn_app, spawn_app_with, with_token,
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, consistently, eventually, fresh_database_url, spawn_app,
+    spawn_app_with, with_token,
 };
 use crate::process::start_binary_with;
 
@@ -165,7 +165,7 @@ impl Drop for Replica {
 }
 
 fn tokens() -> String {
-    format!("op:operator:{OPERATOR_TOKEN},reader:reader:{READER_TOKEN},agent:control-agent:{AGENT_TOKEN}")
+    crate::helpers::test_tokens()
 }
 
 async fn start_replica(dir: &std::path::Path, database_url: &str, id: &str, lease_secs: u64) -> Replica {

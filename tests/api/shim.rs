@@ -122,9 +122,10 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
     assert_eq!(wrong.status(), 401);
 
     let acquire =
-        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "a".into(), duration_seconds: 60 };
+        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "lead".into(), duration_seconds: 60 };
     let mut control = app.control().await;
-    control.acquire_lease(crate::helpers::with_token(acquire, crate::helpers::AGENT_TOKEN)).await.unwrap();
+    let token = crate::helpers::agent_token("lead");
+    control.acquire_lease(crate::helpers::with_token(acquire, &token)).await.unwrap();
     let response = reqwest::Client::new()
         .get(app.http_url("/metrics"))
         .bearer_auth(crate::helpers::READER_TOKEN)

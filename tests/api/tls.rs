@@ -81,8 +81,11 @@ async fn a_client_trusting_the_ca_connects_over_tls_and_a_plaintext_client_is_re
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
-    let ready = client.get(format!("https://localhost:{}/ready", app.addr.port())).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
+    let url = format!("https://localhost:{}/ready", app.addr.port());
+    eventually("/ready to answer 200 over TLS", async || {
+        (client.get(&url).send().await.unwrap().status() == 200).then_some(())
+    })
+    .await;
 
     // A plaintext client gets no answer from a TLS port.
     let plain = Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await;

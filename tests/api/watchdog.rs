@@ -4,7 +4,7 @@ use jhf_warp::pb::v1 as pb;
 use tonic::Code;
 
 use crate::helpers::{
-    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, spawn_app_with, with_token,
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, spawn_app_with, with_token,
 };
 
 async fn observations(app: &TestApp, include_cleared: bool) -> Vec<pb::WatchdogObservation> {
@@ -16,11 +16,11 @@ async fn observations(app: &TestApp, include_cleared: bool) -> Vec<pb::WatchdogO
 async fn an_expired_unreleased_lease_is_observed_once_acknowledged_and_cleared() {
     let app = spawn_app().await;
     let acquire =
-        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "agent-a".into(), duration_seconds: 10 };
+        pb::AcquireLeaseRequest { name: "agent/lead".into(), holder: "lead".into(), duration_seconds: 10 };
     let lease = app
         .control()
         .await
-        .acquire_lease(with_token(acquire, AGENT_TOKEN))
+        .acquire_lease(with_token(acquire, &crate::helpers::agent_token("lead")))
         .await
         .unwrap()
         .into_inner()
@@ -33,7 +33,7 @@ async fn an_expired_unreleased_lease_is_observed_once_acknowledged_and_cleared()
             observations(&app, false).await.into_iter().filter(|o| o.kind == "expired_lease").collect();
         assert_eq!(open.len(), 1, "deduplicated by key");
         assert_eq!(open[0].key, "expired_lease/agent/lead");
-        assert_eq!(open[0].evidence["holder"], "agent-a");
+        assert_eq!(open[0].evidence["holder"], "lead");
     }
     let ack = pb::AcknowledgeObservationRequest {
         key: "expired_lease/agent/lead".into(),
@@ -51,10 +51,14 @@ async fn an_expired_unreleased_lease_is_observed_once_acknowledged_and_cleared()
 
     let release = pb::ReleaseLeaseRequest {
         name: "agent/lead".into(),
-        holder: "agent-a".into(),
+        holder: "lead".into(),
         fencing_token: lease.fencing_token,
     };
-    app.control().await.release_lease(with_token(release, AGENT_TOKEN)).await.unwrap();
+    app.control()
+        .await
+        .release_lease(with_token(release, &crate::helpers::agent_token("lead")))
+        .await
+        .unwrap();
     assert!(observations(&app, false).await.iter().all(|o| o.kind != "expired_lease"));
     let cleared: Vec<_> =
         observations(&app, true).await.into_iter().filter(|o| o.kind == "expired_lease").collect();
