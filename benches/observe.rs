@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jhf_warp::domain::derive_topology;
 use jhf_warp::domain::drift::diff;
 use jhf_warp::domain::drift::tracker::{TrackerConfig, observe};
-use jhf_warp::runtime::{FixtureRuntime, RuntimeAdapter};
+use jhf_warp::runtime::{FixtureRuntime, RuntimeAdapter, RuntimeLimits};
 use jhf_warp::store::{DriftChanges, NewObservation, Store, StoreOptions};
 
 const CLIQUE: usize = 100;
@@ -58,7 +58,9 @@ async fn measure(agents: usize) -> Row {
     let fixtures = temp.path().join("fixtures");
     jhf_warp::testing::write_state_tree(&fixtures.join("synthetic"), agents, CLIQUE).expect("state tree");
     let data = temp.path().join("data");
-    let runtime = FixtureRuntime::prepare(&fixtures, "synthetic", &data).await.expect("fixture");
+    let runtime = FixtureRuntime::prepare(&fixtures, "synthetic", &data, RuntimeLimits::default())
+        .await
+        .expect("fixture");
     let (read, inventory) = fastest(|| async { runtime.observe().await.expect("observe") }).await;
     assert_eq!(inventory.agents.len(), agents, "every agent observed");
     let (derive_diff, (topology, differences)) = fastest(|| async {

@@ -87,6 +87,13 @@ pub struct ServeArgs {
     /// Tokens as `name:role:token[,…]` (prefer the env var or --token-file: flags show in `ps`).
     #[arg(long, env = "JHF_WARP_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
+    /// Largest `openclaw.json` read, in bytes (a larger one is a CONFIG_UNREADABLE finding).
+    #[arg(long, env = "JHF_WARP_MAX_CONFIG_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(64 << 20)))]
+    pub max_config_bytes: u64,
+    /// Directories besides the state dir where agent workspaces may live (comma-separated
+    /// absolute paths on the runtime host); jhf-warp creates and writes workspaces nowhere else.
+    #[arg(long = "workspace-root", env = "JHF_WARP_WORKSPACE_ROOTS", value_delimiter = ',')]
+    pub workspace_roots: Vec<PathBuf>,
     /// The `openclaw` CLI used by the local and ssh runtimes (on the runtime host's PATH by default).
     #[arg(long, env = "JHF_WARP_OPENCLAW_BIN", default_value = "openclaw")]
     pub openclaw_bin: String,

@@ -14,7 +14,8 @@ use crate::control::{Classifier, LeaderSettings, ObserverSettings, Readiness, Se
 use crate::domain::classify::Rules;
 use crate::domain::watchdog::WatchdogThresholds;
 use crate::runtime::{
-    CliRuntime, FixtureRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeMode, SshShell,
+    CliRuntime, FixtureRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeLimits, RuntimeMode,
+    SshShell,
 };
 use crate::store::{Store, StoreOptions};
 
@@ -24,12 +25,24 @@ pub async fn prepare_runtime(
     data_dir: &Path,
 ) -> Result<Arc<dyn RuntimeAdapter>, StartupError> {
     let address = args.runtime.to_string();
+    let limits = RuntimeLimits {
+        config_max_bytes: args.max_config_bytes,
+        workspace_roots: args.workspace_roots.clone(),
+    };
     let cli = |mode, shell, state_dir: &Option<String>| {
-        CliRuntime::connect(address.clone(), mode, shell, state_dir.clone(), args.openclaw_bin.clone())
+        CliRuntime::connect(
+            address.clone(),
+            mode,
+            shell,
+            state_dir.clone(),
+            args.openclaw_bin.clone(),
+            limits.clone(),
+        )
     };
     let runtime: Arc<dyn RuntimeAdapter> = match &args.runtime {
         RuntimeAddress::Fixture { name } => {
-            let fixture = FixtureRuntime::prepare(&args.fixtures_dir(), name, data_dir).await?;
+            let fixture =
+                FixtureRuntime::prepare(&args.fixtures_dir(), name, data_dir, limits.clone()).await?;
             tracing::info!(runtime = %address, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
             Arc::new(fixture)
         }

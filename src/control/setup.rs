@@ -26,6 +26,7 @@ use crate::domain::setup::{
     role_defaults, sandbox_for,
 };
 use crate::domain::topology::{EdgeKind, Topology};
+use crate::runtime::{RuntimeError, WorkspaceFile};
 
 /// Longest ApplySetup waits for its rollout.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
@@ -361,16 +362,27 @@ impl SetupService {
             };
             for file in &agent.files {
                 let path = format!("{}/{}", found.workspace.trim_end_matches('/'), file.name);
-                let existing = runtime.read_workspace_file(&path).await?;
+                let existing = match runtime.read_workspace_file(&path).await? {
+                    WorkspaceFile::Absent => None,
+                    WorkspaceFile::Text(text) => Some(text),
+                    // A symlink, a FIFO, an oversized file: not ours to read, nor to replace.
+                    WorkspaceFile::Refused(why) => {
+                        tracing::warn!(%path, reason = %why, "bootstrap file left alone");
+                        let outcome = FileOutcome::Conflict(format!("left alone: {why}"));
+                        results.push(FileResult { agent_id: agent.agent_id.clone(), path, outcome });
+                        continue;
+                    }
+                };
+                let write = async |created| match runtime.write_workspace_file(&path, &file.content).await {
+                    Ok(()) => Ok(if created { FileOutcome::Created } else { FileOutcome::Updated }),
+                    Err(RuntimeError::Refused { detail }) => {
+                        Ok(FileOutcome::Conflict(format!("left alone: {detail}")))
+                    }
+                    Err(other) => Err(other),
+                };
                 let outcome = match decide(existing.as_deref(), &file.content) {
-                    FileAction::Create => {
-                        runtime.write_workspace_file(&path, &file.content).await?;
-                        FileOutcome::Created
-                    }
-                    FileAction::Update => {
-                        runtime.write_workspace_file(&path, &file.content).await?;
-                        FileOutcome::Updated
-                    }
+                    FileAction::Create => write(true).await?,
+                    FileAction::Update => write(false).await?,
                     FileAction::Unchanged => FileOutcome::Unchanged,
                     FileAction::Conflict(reason) => {
                         tracing::warn!(%path, %reason, "bootstrap file left alone");

@@ -282,7 +282,7 @@ mod tests {
         let lease = acquire(&Lease::vacant("x"), "a", 10, t(0)).unwrap();
         assert_eq!(renew(&lease, "a", 1, 10, t(5)).unwrap().expires_at, Some(t(15)));
         assert!(matches!(renew(&lease, "a", 0, 10, t(5)), Err(LeaseError::Stale { .. })));
-        assert!(matches!(renew(&lease, "b", 1, 10, t(5)), Err(LeaseError::Stale { .. })));
+        assert!(matches!(renew(&lease, "b", 1, 10, t(5)), Err(LeaseError::NotHolder { .. })));
         assert!(matches!(renew(&lease, "a", 1, 10, t(10)), Err(LeaseError::Stale { .. })), "expired");
     }
 

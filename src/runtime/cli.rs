@@ -22,8 +22,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::files::{patched_text, structural_issues};
-use super::shell::{HostShell, quote};
-use super::{ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode};
+use super::shell::{CommandOutput, HostShell, quote};
+use super::{
+    BOOTSTRAP_FILE_CAP, ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeLimits,
+    RuntimeMode, WorkspaceFile,
+};
 use crate::domain::Inventory;
 use crate::domain::inventory::{
     RuntimeFacts, SessionActivity, StateLayout, build_inventory, config_hash, resolve_agents,
@@ -65,6 +68,7 @@ pub struct CliRuntime {
     openclaw_bin: String,
     version: Option<String>,
     read_only_reason: Option<String>,
+    limits: RuntimeLimits,
 }
 
 impl std::fmt::Debug for CliRuntime {
@@ -92,6 +96,7 @@ impl CliRuntime {
         shell: Arc<dyn HostShell>,
         state_dir: Option<String>,
         openclaw_bin: String,
+        limits: RuntimeLimits,
     ) -> Result<Self, RuntimeError> {
         let probe = shell
             .run(r#"printf '%s\n%s\n' "$HOME" "${OPENCLAW_STATE_DIR:-$HOME/.openclaw}""#, None, READ_TIMEOUT)
@@ -115,6 +120,7 @@ impl CliRuntime {
             openclaw_bin,
             version: None,
             read_only_reason: None,
+            limits,
         };
         let version = runtime
             .shell
@@ -258,16 +264,68 @@ impl CliRuntime {
         Ok(parsed)
     }
 
-    /// Writes `text` as the config (keeping `.bak`) by atomic rename on the host.
-    async fn write_config(&self, text: &str) -> Result<String, RuntimeError> {
-        let path = quote(&self.config_path());
-        let staging = quote(&format!("{}.jhf-warp.tmp", self.config_path()));
-        let backup = quote(&format!("{}.bak", self.config_path()));
-        let script = format!("set -e; cp {path} {backup}; cat > {staging}; mv {staging} {path}");
-        let out = self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?;
-        if !out.success() {
-            return Err(out.failure());
+    /// The shell functions of confined file access (see `runtime/files.rs` for the rules):
+    /// `inside REALDIR` holds when the directory lies in the state dir or a workspace root
+    /// (each resolved on the host), `write_safely DIR NAME` writes stdin to DIR/NAME through a
+    /// fresh `mktemp` file, refusing a symlinked or irregular target (exit 6) and a directory
+    /// that resolves elsewhere (exit 5).
+    fn confined_prelude(&self) -> String {
+        let mut roots = vec![quote(&self.state_dir)];
+        roots.extend(self.limits.workspace_roots.iter().map(|r| quote(&r.display().to_string())));
+        format!(
+            r#"set -eu
+inside() {{
+  for root in {roots}; do
+    rr=$(cd -P -- "$root" 2>/dev/null && pwd -P) || continue
+    case "$1/" in "$rr"/*) return 0;; esac
+  done
+  return 1
+}}
+write_safely() {{
+  mkdir -p -- "$1"
+  real=$(cd -P -- "$1" && pwd -P)
+  inside "$real" || {{ echo "$1 resolves outside the directories jhf-warp may write" >&2; exit 5; }}
+  t="$real/$2"
+  if [ -L "$t" ]; then echo "$t is a symbolic link" >&2; exit 6; fi
+  if [ -e "$t" ] && [ ! -f "$t" ]; then echo "$t is not a regular file" >&2; exit 6; fi
+  tmp=$(mktemp "$real/.$2.jhf-warp.XXXXXXXX")
+  if ! cat > "$tmp"; then rm -f -- "$tmp"; exit 1; fi
+  chmod 644 "$tmp"
+  sync -- "$tmp" 2>/dev/null || sync
+  mv -f -- "$tmp" "$t"
+  sync -- "$real" 2>/dev/null || true
+}}
+"#,
+            roots = roots.join(" ")
+        )
+    }
+
+    /// Maps the exit of a confined script: 5 and 6 are refusals, other failures errors.
+    fn confined_result(out: CommandOutput) -> Result<CommandOutput, RuntimeError> {
+        match out.exit_code {
+            Some(0) => Ok(out),
+            Some(5 | 6) => Err(RuntimeError::Refused { detail: out.stderr.trim().to_owned() }),
+            _ => Err(out.failure()),
         }
+    }
+
+    /// Writes `text` as the config (the previous text kept as `.bak`, both written safely).
+    async fn write_config(&self, text: &str) -> Result<String, RuntimeError> {
+        let script = format!(
+            r#"{prelude}
+real=$(cd -P -- {dir} && pwd -P)
+inside "$real" || {{ echo "the state dir resolves outside the directories jhf-warp may write" >&2; exit 5; }}
+if [ -f "$real/openclaw.json" ] && [ ! -L "$real/openclaw.json" ]; then
+  bak=$(mktemp "$real/.openclaw.json.bak.jhf-warp.XXXXXXXX")
+  cat -- "$real/openclaw.json" > "$bak"
+  mv -f -- "$bak" "$real/openclaw.json.bak"
+fi
+write_safely "$real" openclaw.json
+"#,
+            prelude = self.confined_prelude(),
+            dir = quote(&self.state_dir)
+        );
+        Self::confined_result(self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?)?;
         Ok(config_hash(text))
     }
 
@@ -286,9 +344,14 @@ impl CliRuntime {
         if paths.is_empty() {
             return Ok(());
         }
-        let quoted: Vec<String> = paths.iter().map(|p| quote(p)).collect();
-        let out = self.shell.run(&format!("mkdir -p {}", quoted.join(" ")), None, READ_TIMEOUT).await?;
-        if out.success() { Ok(()) } else { Err(out.failure()) }
+        let mut script = self.confined_prelude();
+        for path in paths {
+            script.push_str(&format!(
+                "mkdir -p -- {p}; real=$(cd -P -- {p} && pwd -P); inside \"$real\" || {{ echo {p} resolves outside the directories jhf-warp may write >&2; exit 5; }}\n",
+                p = quote(path)
+            ));
+        }
+        Self::confined_result(self.shell.run_script(&script, READ_TIMEOUT).await?).map(drop)
     }
 
     fn replace_args(paths: &[String]) -> String {
@@ -311,8 +374,20 @@ impl RuntimeAdapter for CliRuntime {
     }
 
     async fn observe(&self) -> Result<Inventory, RuntimeError> {
-        let config = self.read_config().await?;
+        // A config jhf-warp may not read (too large, not a regular file) is a finding.
+        let (config, refused) = match self.read_config().await {
+            Ok(config) => (config, None),
+            Err(RuntimeError::Refused { detail }) => {
+                (ConfigText { raw: String::new(), hash: config_hash("") }, Some(detail))
+            }
+            Err(other) => return Err(other),
+        };
         let mut facts = self.facts(&config.raw).await?;
+        if let Some(reason) = refused {
+            facts.config_refused = Some(reason);
+            facts.openclaw_version = self.version.clone();
+            return Ok(build_inventory("", &facts));
+        }
         facts.openclaw_version = self.version.clone();
         if self.read_only_reason.is_none() {
             facts.cli_issues = Some(self.validate().await?);
@@ -325,14 +400,26 @@ impl RuntimeAdapter for CliRuntime {
     }
 
     async fn read_config(&self) -> Result<ConfigText, RuntimeError> {
-        let out = self.shell.run(&format!("cat {}", quote(&self.config_path())), None, READ_TIMEOUT).await?;
-        if !out.success() {
-            return Err(RuntimeError::Unreachable {
+        let cap = self.limits.config_max_bytes;
+        let script = format!(
+            r#"p={p}
+if [ ! -f "$p" ]; then
+  if [ -e "$p" ]; then echo "$p is not a regular file" >&2; exit 6; fi
+  echo "$p does not exist" >&2; exit 3
+fi
+size=$(wc -c < "$p")
+if [ "$size" -gt {cap} ]; then echo "$p is larger than {cap} bytes" >&2; exit 6; fi
+head -c {cap} -- "$p""#,
+            p = quote(&self.config_path())
+        );
+        let out = self.shell.run(&script, None, READ_TIMEOUT).await?;
+        match out.exit_code {
+            Some(0) => Ok(ConfigText { hash: config_hash(&out.stdout), raw: out.stdout }),
+            Some(6) => Err(RuntimeError::Refused { detail: out.stderr.trim().to_owned() }),
+            _ => Err(RuntimeError::Unreachable {
                 detail: format!("cannot read {}: {}", self.config_path(), out.failure()),
-            });
+            }),
         }
-        let hash = config_hash(&out.stdout);
-        Ok(ConfigText { raw: out.stdout, hash })
     }
 
     async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError> {
@@ -412,24 +499,45 @@ impl RuntimeAdapter for CliRuntime {
         self.write_config(pre_image).await
     }
 
-    async fn read_workspace_file(&self, path: &str) -> Result<Option<String>, RuntimeError> {
-        // Exit 3 means "absent"; anything else non-zero is a failure worth reporting.
-        let script = format!("if [ -e {p} ]; then cat {p}; else exit 3; fi", p = quote(path));
+    async fn read_workspace_file(&self, path: &str) -> Result<WorkspaceFile, RuntimeError> {
+        // Exit 3 means absent; 5 and 6 are refusals (outside the roots, a symlink, not a
+        // regular file, over the cap); anything else non-zero is a failure worth reporting.
+        let script = format!(
+            r#"{prelude}
+p={p}
+dir=$(dirname -- "$p")
+real=$(cd -P -- "$dir" 2>/dev/null && pwd -P) || exit 3
+inside "$real" || {{ echo "$dir resolves outside the directories jhf-warp may read" >&2; exit 5; }}
+if [ -L "$p" ]; then echo "is a symbolic link" >&2; exit 6; fi
+[ -e "$p" ] || exit 3
+[ -f "$p" ] || {{ echo "is not a regular file" >&2; exit 6; }}
+size=$(wc -c < "$p")
+if [ "$size" -gt {cap} ]; then echo "is larger than {cap} bytes" >&2; exit 6; fi
+cat -- "$p""#,
+            prelude = self.confined_prelude(),
+            p = quote(path),
+            cap = BOOTSTRAP_FILE_CAP
+        );
         let out = self.shell.run(&script, None, READ_TIMEOUT).await?;
         match out.exit_code {
-            Some(0) => Ok(Some(out.stdout)),
-            Some(3) => Ok(None),
+            Some(0) => Ok(WorkspaceFile::Text(out.stdout)),
+            Some(3) => Ok(WorkspaceFile::Absent),
+            Some(5 | 6) => Ok(WorkspaceFile::Refused(out.stderr.trim().to_owned())),
             _ => Err(out.failure()),
         }
     }
 
     async fn write_workspace_file(&self, path: &str, text: &str) -> Result<(), RuntimeError> {
         self.require_cli()?;
-        let staging = quote(&format!("{path}.jhf-warp.tmp"));
-        let dir = quote(std::path::Path::new(path).parent().and_then(|p| p.to_str()).unwrap_or("."));
-        let script = format!("set -e; mkdir -p {dir}; cat > {staging}; mv {staging} {}", quote(path));
-        let out = self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?;
-        if out.success() { Ok(()) } else { Err(out.failure()) }
+        let path = std::path::Path::new(path);
+        let dir = path.parent().and_then(|p| p.to_str()).unwrap_or(".");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let script = format!("{}\nwrite_safely {} {}\n", self.confined_prelude(), quote(dir), quote(name));
+        Self::confined_result(self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?).map(drop)
+    }
+
+    fn layout(&self) -> StateLayout {
+        StateLayout { state_dir: self.state_dir.clone(), home_dir: self.home_dir.clone() }
     }
 }
 

@@ -11,10 +11,15 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::files::{
-    create_dirs, patched_text, read_optional, structural_issues, write_atomically, write_file_atomically,
+    blocking, create_dirs_confined, patched_text, read_capped, read_confined, structural_issues,
+    write_config_confined, write_confined,
 };
 use super::state_dir::read_state_dir;
-use super::{ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode};
+use super::{
+    BOOTSTRAP_FILE_CAP, ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeLimits,
+    RuntimeMode, WorkspaceFile,
+};
+use crate::domain::inventory::StateLayout;
 use crate::domain::inventory::config_hash;
 use crate::domain::patch::PatchShape;
 use crate::domain::{Inventory, build_inventory};
@@ -24,12 +29,18 @@ use crate::domain::{Inventory, build_inventory};
 pub struct FixtureRuntime {
     address: String,
     root: PathBuf,
+    limits: RuntimeLimits,
 }
 
 impl FixtureRuntime {
     /// Copies `<fixtures_dir>/<name>` to `<data_dir>/runtime/<name>` unless it exists, and
     /// returns an adapter over the copy.
-    pub async fn prepare(fixtures_dir: &Path, name: &str, data_dir: &Path) -> Result<Self, RuntimeError> {
+    pub async fn prepare(
+        fixtures_dir: &Path,
+        name: &str,
+        data_dir: &Path,
+        limits: RuntimeLimits,
+    ) -> Result<Self, RuntimeError> {
         let source = fixtures_dir.join(name);
         let root = data_dir.join("runtime").join(name);
         if !tokio::fs::try_exists(&root).await.unwrap_or(false) {
@@ -51,7 +62,7 @@ impl FixtureRuntime {
                 detail: format!("installing fixture {name:?}: {err}"),
             })?;
         }
-        Ok(Self { address: format!("fixture:{name}"), root })
+        Ok(Self { address: format!("fixture:{name}"), root, limits })
     }
 
     /// Returns the state dir of the copy (`<data_dir>/runtime/<name>/state`).
@@ -61,6 +72,19 @@ impl FixtureRuntime {
 
     fn config_path(&self) -> PathBuf {
         self.state_dir().join("openclaw.json")
+    }
+
+    /// Writes the config safely (previous text kept as `.bak`).
+    async fn write_config(&self, text: String) -> Result<String, RuntimeError> {
+        let (path, roots, cap) = (self.config_path(), self.roots(), self.limits.config_max_bytes);
+        blocking(move || write_config_confined(&path, &text, &roots, cap)).await
+    }
+
+    /// Where jhf-warp may write: the state dir and the configured workspace roots.
+    fn roots(&self) -> Vec<PathBuf> {
+        let mut roots = vec![self.state_dir()];
+        roots.extend(self.limits.workspace_roots.iter().cloned());
+        roots
     }
 }
 
@@ -89,7 +113,8 @@ impl RuntimeAdapter for FixtureRuntime {
     }
 
     async fn observe(&self) -> Result<Inventory, RuntimeError> {
-        let mut read = read_state_dir(&self.state_dir(), Some(&self.root)).await?;
+        let mut read =
+            read_state_dir(&self.state_dir(), Some(&self.root), self.limits.config_max_bytes).await?;
         read.facts.openclaw_version = tokio::fs::read_to_string(self.root.join("cli/version.txt"))
             .await
             .ok()
@@ -103,12 +128,20 @@ impl RuntimeAdapter for FixtureRuntime {
     }
 
     async fn read_config(&self) -> Result<ConfigText, RuntimeError> {
-        let path = self.config_path();
-        let raw = tokio::fs::read_to_string(&path).await.map_err(|err| RuntimeError::Unreachable {
-            detail: format!("cannot read {}: {}", path.display(), err.kind()),
-        })?;
-        let hash = config_hash(&raw);
-        Ok(ConfigText { raw, hash })
+        let (path, cap) = (self.config_path(), self.limits.config_max_bytes);
+        match blocking(move || read_capped(&path, cap)).await? {
+            WorkspaceFile::Text(raw) => Ok(ConfigText { hash: config_hash(&raw), raw }),
+            WorkspaceFile::Absent => Err(RuntimeError::Unreachable {
+                detail: format!(
+                    "cannot read {}: {}",
+                    self.config_path().display(),
+                    std::io::ErrorKind::NotFound
+                ),
+            }),
+            WorkspaceFile::Refused(why) => {
+                Err(RuntimeError::Refused { detail: format!("{}: {why}", self.config_path().display()) })
+            }
+        }
     }
 
     async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError> {
@@ -133,8 +166,9 @@ impl RuntimeAdapter for FixtureRuntime {
             });
         }
         let text = patched_text(&current.raw, patch.merge_patch)?;
-        let hash = write_atomically(&self.config_path(), &text).await?;
-        create_dirs(patch.create_workspaces).await?;
+        let hash = self.write_config(text).await?;
+        let (dirs, roots) = (patch.create_workspaces.to_vec(), self.roots());
+        blocking(move || create_dirs_confined(&dirs, &roots)).await?;
         Ok(hash)
     }
 
@@ -146,15 +180,24 @@ impl RuntimeAdapter for FixtureRuntime {
                 actual: current.hash,
             });
         }
-        write_atomically(&self.config_path(), pre_image).await
+        self.write_config(pre_image.to_owned()).await
     }
 
-    async fn read_workspace_file(&self, path: &str) -> Result<Option<String>, RuntimeError> {
-        read_optional(Path::new(path)).await
+    async fn read_workspace_file(&self, path: &str) -> Result<WorkspaceFile, RuntimeError> {
+        let (path, roots) = (PathBuf::from(path), self.roots());
+        blocking(move || read_confined(&path, BOOTSTRAP_FILE_CAP, &roots)).await
     }
 
     async fn write_workspace_file(&self, path: &str, text: &str) -> Result<(), RuntimeError> {
-        write_file_atomically(Path::new(path), text).await
+        let (path, bytes, roots) = (PathBuf::from(path), text.as_bytes().to_vec(), self.roots());
+        blocking(move || write_confined(&path, &bytes, &roots)).await
+    }
+
+    fn layout(&self) -> StateLayout {
+        StateLayout {
+            state_dir: self.state_dir().display().to_string(),
+            home_dir: Some(self.root.display().to_string()),
+        }
     }
 }
 

@@ -42,6 +42,38 @@ pub enum RuntimeError {
     BaseHashMismatch { expected: String, actual: String },
     #[error("runtime is read-only: {reason}")]
     ReadOnly { reason: String },
+    /// A file jhf-warp would read or write is not what it may touch (a symlink, a path that
+    /// resolves outside the allowed directories, not a regular file, over its size cap).
+    #[error("refused: {detail}")]
+    Refused { detail: String },
+}
+
+/// A file in an agent workspace, as a read found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceFile {
+    Absent,
+    Text(String),
+    /// There is something, but jhf-warp will not read it (and will not overwrite it).
+    Refused(String),
+}
+
+/// Largest bootstrap file jhf-warp reads from a workspace (OpenClaw injects at most 20 000
+/// characters of one; anything far larger is not a bootstrap file).
+pub const BOOTSTRAP_FILE_CAP: u64 = 1 << 20;
+
+/// What an adapter may read and write.
+#[derive(Debug, Clone)]
+pub struct RuntimeLimits {
+    /// Largest config text read (a larger file is a CONFIG_UNREADABLE finding).
+    pub config_max_bytes: u64,
+    /// Directories (besides the state dir) workspaces may live in; jhf-warp writes nowhere else.
+    pub workspace_roots: Vec<std::path::PathBuf>,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        Self { config_max_bytes: 4 << 20, workspace_roots: Vec::new() }
+    }
 }
 
 /// The config file as it is now.
@@ -117,10 +149,16 @@ pub trait RuntimeAdapter: Send + Sync + 'static {
     /// Writes `pre_image` back if the config hash is still `expected_hash`. Returns the new hash.
     async fn restore(&self, pre_image: &str, expected_hash: &str) -> Result<String, RuntimeError>;
 
-    /// Reads a file in an agent workspace on the runtime host (`None` when absent). `path` is
-    /// absolute, built by jhf-warp from an observed workspace and a fixed file name.
-    async fn read_workspace_file(&self, path: &str) -> Result<Option<String>, RuntimeError>;
+    /// Reads a file in an agent workspace on the runtime host without following a symlink,
+    /// at most [`BOOTSTRAP_FILE_CAP`] bytes. `path` is absolute, built by jhf-warp from an
+    /// observed workspace and a fixed file name.
+    async fn read_workspace_file(&self, path: &str) -> Result<WorkspaceFile, RuntimeError>;
 
-    /// Writes a file in an agent workspace (creating the directory) by atomic rename.
+    /// Writes a file in an agent workspace (creating the directory) through an exclusive random
+    /// temporary file and a rename; refuses a symlinked target or a directory that resolves
+    /// outside the allowed roots.
     async fn write_workspace_file(&self, path: &str, text: &str) -> Result<(), RuntimeError>;
+
+    /// Returns where the installation lives on its host (state dir, home).
+    fn layout(&self) -> crate::domain::inventory::StateLayout;
 }

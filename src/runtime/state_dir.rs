@@ -3,9 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::RuntimeError;
+use super::{RuntimeError, WorkspaceFile};
 use crate::domain::inventory::{RuntimeFacts, SessionActivity, StateLayout, resolve_agents};
 use crate::domain::openclaw::parse_config;
+
+/// Bytes of one legacy session store read (a larger one is not read).
+const LEGACY_STORE_CAP: u64 = 4 << 20;
 
 /// What a read of a state directory produced.
 pub struct StateRead {
@@ -13,12 +16,28 @@ pub struct StateRead {
     pub facts: RuntimeFacts,
 }
 
-/// Reads `<state_dir>/openclaw.json` and the facts around it.
-pub async fn read_state_dir(state_dir: &Path, home_dir: Option<&Path>) -> Result<StateRead, RuntimeError> {
+/// Reads `<state_dir>/openclaw.json` (at most `cap` bytes) and the facts around it. A config
+/// over the cap, or not a regular file, is reported in the facts (a finding), not read.
+pub async fn read_state_dir(
+    state_dir: &Path,
+    home_dir: Option<&Path>,
+    cap: u64,
+) -> Result<StateRead, RuntimeError> {
     let config_path = state_dir.join("openclaw.json");
-    let raw_config = tokio::fs::read_to_string(&config_path).await.map_err(|err| {
-        RuntimeError::Unreachable { detail: format!("cannot read {}: {}", config_path.display(), err.kind()) }
-    })?;
+    let path = config_path.clone();
+    let (raw_config, config_refused) = match super::files::blocking(move || {
+        super::files::read_capped(&path, cap)
+    })
+    .await?
+    {
+        WorkspaceFile::Text(text) => (text, None),
+        WorkspaceFile::Refused(why) => (String::new(), Some(why)),
+        WorkspaceFile::Absent => {
+            return Err(RuntimeError::Unreachable {
+                detail: format!("cannot read {}: {}", config_path.display(), std::io::ErrorKind::NotFound),
+            });
+        }
+    };
     let layout = StateLayout {
         state_dir: state_dir.display().to_string(),
         home_dir: home_dir.map(|home| home.display().to_string()),
@@ -26,6 +45,7 @@ pub async fn read_state_dir(state_dir: &Path, home_dir: Option<&Path>) -> Result
     let mut facts = RuntimeFacts {
         config_path: config_path.display().to_string(),
         layout: layout.clone(),
+        config_refused,
         ..RuntimeFacts::default()
     };
     // An unreadable config has no agents to probe; the domain reports it as a finding.
@@ -49,9 +69,12 @@ async fn is_dir(path: &Path) -> bool {
 /// Detects the agent's session store. The current SQLite store is only detected, not read:
 /// its schema is OpenClaw's own. The legacy `sessions.json` is a JSON object keyed by session.
 async fn session_activity(agent_root: &Path) -> SessionActivity {
+    // The store lives where agents write: read it without following a symlink, capped.
     let legacy = agent_root.join("sessions").join("sessions.json");
-    if let Ok(text) = tokio::fs::read_to_string(&legacy).await {
-        return SessionActivity::from_legacy_store(&text);
+    match super::files::blocking(move || super::files::read_capped(&legacy, LEGACY_STORE_CAP)).await {
+        Ok(WorkspaceFile::Text(text)) => return SessionActivity::from_legacy_store(&text),
+        Ok(WorkspaceFile::Refused(_)) => return SessionActivity::from_legacy_store(""),
+        _ => {}
     }
     let current: PathBuf = agent_root.join("agent").join("openclaw-agent.sqlite");
     if tokio::fs::metadata(&current).await.is_ok() {

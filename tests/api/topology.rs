@@ -156,3 +156,26 @@ async fn a_missing_config_is_unavailable_in_fresh_mode_but_stored_mode_still_ans
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_config_nested_to_overflow_a_parser_is_a_finding_and_the_service_survives() {
+    let app = crate::helpers::spawn_app().await;
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    app.edit_runtime_config("trio", |_| deep.clone());
+    let request =
+        crate::helpers::with_token(pb::GetInventoryRequest::default(), crate::helpers::READER_TOKEN);
+    let inventory =
+        app.topology().await.get_inventory(request).await.unwrap().into_inner().inventory.unwrap();
+    assert!(!inventory.config_valid);
+    let kinds: Vec<i32> = inventory.findings.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [pb::FindingKind::ConfigUnreadable as i32]);
+    assert!(inventory.findings[0].message.contains("nests deeper"), "{}", inventory.findings[0].message);
+    // Still serving, and a config over the byte cap is a finding too.
+    app.edit_runtime_config("trio", |_| format!("{{\"pad\": \"{}\"}}", "x".repeat(5 << 20)));
+    let request =
+        crate::helpers::with_token(pb::GetInventoryRequest::default(), crate::helpers::READER_TOKEN);
+    let inventory =
+        app.topology().await.get_inventory(request).await.unwrap().into_inner().inventory.unwrap();
+    assert!(inventory.findings[0].message.contains("larger than"), "{}", inventory.findings[0].message);
+    app.stop().await;
+}

@@ -102,6 +102,9 @@ pub fn default_agent_id(parsed: &ParsedConfig) -> Option<String> {
 /// Builds the inventory from the raw config text and the adapter's facts.
 pub fn build_inventory(raw: &str, facts: &RuntimeFacts) -> Inventory {
     let hash = config_hash(raw);
+    if let Some(reason) = &facts.config_refused {
+        return unreadable_inventory(hash, facts, &ConfigParseError::Refused { reason: reason.clone() });
+    }
     let parsed = match openclaw::parse_config(raw) {
         Ok(parsed) => parsed,
         Err(err) => return unreadable_inventory(hash, facts, &err),

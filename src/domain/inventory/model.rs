@@ -26,6 +26,9 @@ pub struct RuntimeFacts {
     pub rejected_writes: Vec<String>,
     /// Issues from the real CLI's `config validate`; `None` means "use jhf-warp's own".
     pub cli_issues: Option<Vec<ConfigIssue>>,
+    /// Why the adapter did not read the config (larger than its cap, not a regular file): the
+    /// inventory then reports it unreadable instead of parsing anything.
+    pub config_refused: Option<String>,
 }
 
 /// Where an installation's files live on its host.

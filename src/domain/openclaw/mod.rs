@@ -45,18 +45,59 @@ pub struct RosterEntry {
     pub legacy_default: bool,
 }
 
-/// Why a config file could not be read at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigParseError {
-    #[error("config is not valid JSON5 ({detail})")]
-    Syntax { detail: String },
-    #[error("config root is not an object")]
-    NotAnObject,
+/// Deepest nesting of arrays and objects jhf-warp parses. OpenClaw's schema needs fewer than
+/// ten levels; a recursive parser fed thousands would exhaust the stack and abort the process.
+pub const MAX_CONFIG_DEPTH: usize = 64;
+/// Largest config text jhf-warp parses at all (adapters read at most their configured cap,
+/// which is at most this).
+pub const MAX_CONFIG_BYTES: usize = 64 << 20;
+
+/// Checks size and nesting before any parser runs. Nesting is counted over the brackets
+/// outside strings and comments (JSON5 syntax), in one linear pass.
+pub fn check_bounds(raw: &str, max_bytes: usize) -> Result<(), ConfigParseError> {
+    if raw.len() > max_bytes {
+        return Err(ConfigParseError::TooLarge { bytes: raw.len(), cap: max_bytes });
+    }
+    let bytes = raw.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_CONFIG_DEPTH {
+                    return Err(ConfigParseError::TooDeep { max: MAX_CONFIG_DEPTH });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
-/// Parses the raw config text.
-pub fn parse_config(raw: &str) -> Result<ParsedConfig, ConfigParseError> {
-    let value: Value = json5::from_str(raw).map_err(|err| ConfigParseError::Syntax {
+/// Parses JSON5 text into a value after [`check_bounds`].
+pub fn parse_json5_bounded(raw: &str) -> Result<Value, ConfigParseError> {
+    check_bounds(raw, MAX_CONFIG_BYTES)?;
+    json5::from_str(raw).map_err(|err| ConfigParseError::Syntax {
         // Only the code and position: the error's custom text could echo file content.
         detail: match (err.code(), err.position()) {
             (Some(code), Some(pos)) => {
@@ -66,7 +107,27 @@ pub fn parse_config(raw: &str) -> Result<ParsedConfig, ConfigParseError> {
             (Some(code), None) => code.to_string(),
             (None, None) => "unknown position".to_owned(),
         },
-    })?;
+    })
+}
+
+/// Why a config file could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigParseError {
+    #[error("config is {bytes} bytes, more than the {cap} jhf-warp reads")]
+    TooLarge { bytes: usize, cap: usize },
+    #[error("config nests deeper than {max} levels")]
+    TooDeep { max: usize },
+    #[error("config could not be read: {reason}")]
+    Refused { reason: String },
+    #[error("config is not valid JSON5 ({detail})")]
+    Syntax { detail: String },
+    #[error("config root is not an object")]
+    NotAnObject,
+}
+
+/// Parses the raw config text.
+pub fn parse_config(raw: &str) -> Result<ParsedConfig, ConfigParseError> {
+    let value = parse_json5_bounded(raw)?;
     let Value::Object(root) = value else {
         return Err(ConfigParseError::NotAnObject);
     };

@@ -172,7 +172,7 @@ mod tests;
 /// (formatting, comments and key order aside) — how recovery recognises a finished write.
 pub fn matches_planned(pre_image: &str, merge_patch: &Value, current: &str) -> bool {
     let (Ok(mut expected), Ok(actual)) =
-        (json5::from_str::<Value>(pre_image), json5::from_str::<Value>(current))
+        (super::openclaw::parse_json5_bounded(pre_image), super::openclaw::parse_json5_bounded(current))
     else {
         return false;
     };
