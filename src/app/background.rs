@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::control::{self, Services};
+use crate::grpc::panics::catch_panic;
 
 /// How often pending audit events are sealed into the chain (the window in which a committed
 /// event is not yet chained; readers of the log seal first, so they never see the window).
@@ -24,6 +25,34 @@ pub struct Intervals {
     pub snapshot_recheck: Duration,
 }
 
+/// Runs a loop until `stop`. A panic inside it is logged and the loop starts again after a
+/// backoff (1 s, doubling to 60 s): one bad evaluation must not end a replica's observation,
+/// sealing or leadership for good.
+fn supervise<F, Fut>(name: &'static str, stop: &CancellationToken, make: F) -> JoinHandle<()>
+where
+    F: Fn(CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let stop = stop.child_token();
+    let supervised = async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match catch_panic(make(stop.clone())).await {
+                Ok(()) => return,
+                Err(panic) => {
+                    tracing::error!(%panic, backoff_secs = backoff.as_secs(), "background loop panicked; restarting");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    };
+    tokio::spawn(supervised.instrument(tracing::info_span!("loop", name)))
+}
+
 /// Starts every loop; returns the leader's task, which shutdown waits for (it releases its
 /// lease on the way out so another replica takes over at once).
 pub fn spawn(
@@ -32,45 +61,69 @@ pub fn spawn(
     run_leader: bool,
     stop: &CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    let (observer, rollouts, loop_stop) =
-        (services.observations.clone(), services.rollouts.clone(), stop.child_token());
-    let observation_loop = async move {
-        // Interrupted rollouts are resolved before anything else touches the runtime.
-        if let Err(error) = rollouts.recover_unfinished().await {
-            tracing::error!(%error, "resolving interrupted rollouts failed; they stay as recorded");
+    let (observer, rollouts) = (services.observations.clone(), services.rollouts.clone());
+    supervise("observation", stop, move |stop| {
+        let (observer, rollouts) = (observer.clone(), rollouts.clone());
+        async move {
+            // Interrupted rollouts are resolved before anything else touches the runtime.
+            if let Err(error) = rollouts.recover_unfinished().await {
+                tracing::error!(%error, "resolving interrupted rollouts failed; they stay as recorded");
+            }
+            observer.run_loop(intervals.observe, stop).await
         }
-        observer.run_loop(intervals.observe, loop_stop).await
-    };
-    tokio::spawn(observation_loop.instrument(tracing::info_span!("observation_loop")));
-    let probe = control::watch_store(
-        services.ctx.store.clone(),
-        services.ctx.readiness.clone(),
-        intervals.store_probe,
-        stop.child_token(),
-    );
-    tokio::spawn(probe.instrument(tracing::info_span!("store_probe")));
-    let ctx = &services.ctx;
-    let follow = ctx.snapshot.clone().follow_owned(
-        ctx.store.clone(),
-        ctx.events.clone(),
-        intervals.snapshot_recheck,
-        stop.child_token(),
-    );
-    tokio::spawn(follow.instrument(tracing::info_span!("snapshot")));
-    let (audit, sealer_stop) = (services.audit.clone(), stop.child_token());
-    tokio::spawn(
-        async move { audit.run_sealer(AUDIT_SEAL_PERIOD, sealer_stop).await }
-            .instrument(tracing::info_span!("audit_sealer")),
-    );
-    let (watchdog, watchdog_stop) = (services.watchdog.clone(), stop.child_token());
-    tokio::spawn(
-        async move { watchdog.run_loop(intervals.watchdog, watchdog_stop).await }
-            .instrument(tracing::info_span!("watchdog")),
-    );
+    });
+    let (store, readiness) = (services.ctx.store.clone(), services.ctx.readiness.clone());
+    supervise("store_probe", stop, move |stop| {
+        control::watch_store(store.clone(), readiness.clone(), intervals.store_probe, stop)
+    });
+    let (snapshot, store, events) =
+        (services.ctx.snapshot.clone(), services.ctx.store.clone(), services.ctx.events.clone());
+    supervise("snapshot", stop, move |stop| {
+        snapshot.clone().follow_owned(store.clone(), events.clone(), intervals.snapshot_recheck, stop)
+    });
+    let audit = services.audit.clone();
+    supervise("audit_sealer", stop, move |stop| {
+        let audit = audit.clone();
+        async move { audit.run_sealer(AUDIT_SEAL_PERIOD, stop).await }
+    });
+    let watchdog = services.watchdog.clone();
+    supervise("watchdog", stop, move |stop| {
+        let watchdog = watchdog.clone();
+        async move { watchdog.run_loop(intervals.watchdog, stop).await }
+    });
     run_leader.then(|| {
-        let (leader, leader_stop) = (services.leader.clone(), stop.child_token());
-        tokio::spawn(
-            async move { leader.run(leader_stop).await }.instrument(tracing::info_span!("reconcile_leader")),
-        )
+        let leader = services.leader.clone();
+        supervise("reconcile_leader", stop, move |stop| {
+            let leader = leader.clone();
+            async move { leader.run(stop).await }
+        })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_loop_is_restarted_after_a_backoff() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let counted = runs.clone();
+        let task = supervise("test", &stop, move |stop| {
+            let runs = counted.clone();
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("bad evaluation");
+                }
+                stop.cancelled().await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "restarted twice, then running");
+        stop.cancel();
+        task.await.unwrap();
+    }
 }

@@ -76,6 +76,7 @@ pub fn build(
         .into_axum_router()
         .merge(crate::http::router(meta, services.metrics.clone()))
         .fallback(crate::http::fallback)
+        .layer(axum::middleware::from_fn(crate::grpc::panics::contain))
         .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce))
         // Outermost: a shed request costs neither authentication nor a handler.
         .layer(axum::middleware::from_fn_with_state(InFlight::new(max_in_flight), shed::admit));

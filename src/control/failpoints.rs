@@ -12,6 +12,8 @@ use tokio::sync::watch;
 pub const STOP_AFTER_APPLY: &str = "rollout.stop_after_apply";
 /// Make a rollout's verification fail, to exercise the rollback.
 pub const FAIL_VERIFICATION: &str = "rollout.fail_verification";
+/// Panic inside the ListLeases handler: a bug reached by one call.
+pub const PANIC_IN_LIST_LEASES: &str = "leases.panic_in_list";
 /// Hold every runtime read until [`Failpoints::release`]: requests stay in flight as long as
 /// a test wants (load shedding, single flight).
 pub const HOLD_RUNTIME_READS: &str = "runtime.hold_reads";

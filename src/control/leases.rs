@@ -332,6 +332,9 @@ impl LeaseService {
         page_token: &str,
         caller: &AuditContext,
     ) -> Result<(Vec<Lease>, String, DateTime<Utc>), AppError> {
+        if self.ctx.failpoints.hit(super::failpoints::PANIC_IN_LIST_LEASES) {
+            panic!("failpoint {}", super::failpoints::PANIC_IN_LIST_LEASES);
+        }
         let page = page_request(&self.ctx.page_tokens, LIST_SCOPE, page_size, page_token)?;
         let (rows, now) = self.ctx.store.list_leases(page.cursor.as_deref(), page.size + 1).await?;
         let (rows, next) =

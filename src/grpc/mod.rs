@@ -10,6 +10,7 @@ mod drift;
 pub mod health;
 mod meta;
 mod orchestration;
+pub mod panics;
 pub mod shed;
 pub mod status;
 mod topology;

@@ -80,7 +80,12 @@ pub fn http_code(code: ErrorCode) -> axum::http::StatusCode {
 /// Answers a request a layer refused before it reached a handler: a gRPC status for gRPC
 /// callers, a JSON body with the same reason for plain HTTP callers.
 pub fn refusal<B>(request: &axum::http::Request<B>, error: AppError) -> Response {
-    if is_grpc(request) {
+    refusal_for(is_grpc(request), error)
+}
+
+/// [`refusal`] for a caller known to speak gRPC (`grpc`) or plain HTTP.
+pub fn refusal_for(grpc: bool, error: AppError) -> Response {
+    if grpc {
         return Status::from(error).into_http::<axum::body::Body>().into_response();
     }
     let status = http_code(error.code());

@@ -258,3 +258,18 @@ async fn a_team_of_two_thousand_agents_is_observed_stored_diffed_and_served() {
     assert_eq!(stored.revision, fresh.revision);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_answers_internal_and_the_connection_and_process_go_on() {
+    let app = crate::helpers::spawn_app().await;
+    app.failpoints.enable(jhf_warp::control::failpoints::PANIC_IN_LIST_LEASES);
+    let channel = app.channel().await;
+    let mut control = pb::control_service_client::ControlServiceClient::new(channel.clone());
+    let failed =
+        control.list_leases(with_token(pb::ListLeasesRequest::default(), READER_TOKEN)).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Internal);
+    assert!(!failed.message().contains("failpoint"), "the panic stays in the log: {}", failed.message());
+    let mut meta = pb::meta_service_client::MetaServiceClient::new(channel);
+    meta.get_version(pb::GetVersionRequest {}).await.expect("the same connection still serves");
+    app.stop().await;
+}
