@@ -79,6 +79,7 @@ pub struct App {
     generated_token_path: Option<PathBuf>,
     shutdown_grace: Duration,
     intervals: background::Intervals,
+    retention: crate::control::retention::Retention,
     transport: TransportSettings,
     tls: Option<(Arc<tls::Tls>, Duration)>,
     stop: CancellationToken,
@@ -143,8 +144,7 @@ impl App {
     /// Like [`App::build`], with test hooks (a clock tests drive, failpoints).
     pub async fn build_with(args: ServeArgs, hooks: Hooks) -> Result<Self, StartupError> {
         let data_dir = args.store.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        loaders::private_data_dir(&data_dir)?;
         let methods = descriptor::classified_methods()?;
         let classifier = Classifier::new(Arc::new(loaders::load_rules(args.rules.as_deref())?));
         let identity_registry = loaders::load_identity_registry(args.identity_registry.as_deref())?;
@@ -211,6 +211,10 @@ impl App {
                 watchdog: Duration::from_secs(args.watchdog_interval_secs),
                 store_probe: Duration::from_secs(args.serving.store_probe_secs),
                 snapshot_recheck: Duration::from_millis(args.serving.snapshot_recheck_ms),
+                retention_sweep: Duration::from_secs(args.retention_sweep_secs),
+            },
+            retention: crate::control::retention::Retention {
+                pre_images: chrono::TimeDelta::days(i64::from(args.pre_image_retention_days)),
             },
             transport: TransportSettings::from(&args.serving),
             tls,
@@ -235,7 +239,8 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let leader = background::spawn(&self.services, self.intervals, self.run_leader, &self.stop);
+        let leader =
+            background::spawn(&self.services, self.intervals, self.retention, self.run_leader, &self.stop);
         let signal = shutdown::begin_on(
             shutdown,
             self.services.ctx.readiness.clone(),

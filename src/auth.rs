@@ -23,6 +23,10 @@ pub const GENERATED_TOKEN_FILE: &str = "operator.token";
 pub enum AuthSetupError {
     #[error("cannot read token file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "token file {path} is {why}; refusing to use it (a token file must be a regular file only its owner can read: chmod 600)"
+    )]
+    Insecure { path: PathBuf, why: &'static str },
     #[error("token file {path} is invalid: {detail}")]
     Invalid { path: PathBuf, detail: String },
     #[error("JHF_WARP_TOKENS entry {index} is invalid: {detail}")]
@@ -118,9 +122,36 @@ impl TokenStore {
     }
 }
 
+/// Reads a file of secrets: never through a symlink, only a regular file that neither its
+/// group nor others can read (a token readable by anyone on the host is a token given away).
+fn read_secret_file(path: &Path) -> Result<String, AuthSetupError> {
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let insecure = |why| AuthSetupError::Insecure { path: path.into(), why };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => insecure("reached through a symbolic link"),
+            _ => AuthSetupError::Read { path: path.into(), source },
+        })?;
+    let meta = file.metadata().map_err(|source| AuthSetupError::Read { path: path.into(), source })?;
+    if !meta.is_file() {
+        return Err(insecure("not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(insecure("readable or writable by its group or others"));
+    }
+    let mut text = String::new();
+    file.take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|source| AuthSetupError::Read { path: path.into(), source })?;
+    Ok(text)
+}
+
 fn read_token_file(path: &Path) -> Result<Vec<TokenEntry>, AuthSetupError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read { path: path.into(), source })?;
+    let text = read_secret_file(path)?;
     let invalid = |detail: String| AuthSetupError::Invalid { path: path.into(), detail };
     let file: TokenFile = serde_json::from_str(&text)
         .map_err(|e| invalid(format!("not the expected JSON: line {} column {}", e.line(), e.column())))?;
@@ -164,30 +195,41 @@ fn parse_env_tokens(spec: &str) -> Result<Vec<TokenEntry>, AuthSetupError> {
 }
 
 fn read_or_create_token(path: &Path) -> Result<String, AuthSetupError> {
-    if let Ok(existing) = std::fs::read_to_string(path) {
-        let existing = existing.trim().to_owned();
-        if !existing.is_empty() {
-            return Ok(existing);
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {
+            let existing = read_secret_file(path)?.trim().to_owned();
+            if existing.is_empty() {
+                return Err(AuthSetupError::Invalid {
+                    path: path.into(),
+                    detail: "the file is empty".to_owned(),
+                });
+            }
+            Ok(existing)
         }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let token = crate::random::random_hex(32).map_err(|e| AuthSetupError::Write {
+                path: path.into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            create_private(path, &token)
+                .map_err(|source| AuthSetupError::Write { path: path.into(), source })?;
+            Ok(token)
+        }
+        Err(source) => Err(AuthSetupError::Read { path: path.into(), source }),
     }
-    let token = crate::random::random_hex(32).map_err(|e| AuthSetupError::Write {
-        path: path.into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    write_private(path, &token).map_err(|source| AuthSetupError::Write { path: path.into(), source })?;
-    Ok(token)
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Creates a file only its owner can read, exclusively (an existing file or a planted symlink
+/// makes it fail instead of writing through them).
+fn create_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     file.write_all(content.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
@@ -240,9 +282,43 @@ mod tests {
             format!(r#"{{"tokens":[{{"name":"a","role":"reader","token":"plain"}},{{"name":"b","role":"control-agent","sha256":"{hashed}"}}]}}"#),
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let (store, generated) = TokenStore::load(Some(&path), None, dir.path()).unwrap();
         assert!(generated.is_none());
         assert_eq!(store.authenticate("plain").unwrap().role, Role::Reader);
         assert_eq!(store.authenticate("hashed-secret").unwrap().role, Role::ControlAgent);
+    }
+
+    #[test]
+    fn token_files_readable_by_others_or_behind_a_symlink_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("tokens.json");
+        std::fs::write(&path, r#"{"tokens":[{"name":"ops","role":"operator","token":"t"}]}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(read_token_file(&path), Err(AuthSetupError::Insecure { .. })));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token_file(&path).unwrap().len(), 1);
+        let link = temp.path().join("link.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(read_token_file(&link), Err(AuthSetupError::Insecure { .. })));
+    }
+
+    #[test]
+    fn the_generated_token_is_created_exclusively_and_privately() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("operator.token");
+        let token = read_or_create_token(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(read_or_create_token(&path).unwrap(), token, "reused on restart");
+        // A planted symlink is never written through or read.
+        let planted = temp.path().join("planted.token");
+        std::os::unix::fs::symlink("/etc/hostname", &planted).unwrap();
+        assert!(read_or_create_token(&planted).is_err());
+        // An existing token someone made group-readable is refused.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(read_or_create_token(&path), Err(AuthSetupError::Insecure { .. })));
     }
 }

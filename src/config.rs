@@ -88,7 +88,8 @@ pub struct ServeArgs {
     #[arg(long, env = "JHF_WARP_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
     /// Largest `openclaw.json` read, in bytes (a larger one is a CONFIG_UNREADABLE finding).
-    #[arg(long, env = "JHF_WARP_MAX_CONFIG_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(64 << 20)))]
+    /// At most 32 MiB: a runtime command's whole output is capped at 64 MiB.
+    #[arg(long, env = "JHF_WARP_MAX_CONFIG_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(32 << 20)))]
     pub max_config_bytes: u64,
     /// Directories besides the state dir where agent workspaces may live (comma-separated
     /// absolute paths on the runtime host); jhf-warp creates and writes workspaces nowhere else.
@@ -131,6 +132,13 @@ pub struct ServeArgs {
     /// Seconds between watchdog evaluations (the watchdog never changes the runtime).
     #[arg(long, env = "JHF_WARP_WATCHDOG_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub watchdog_interval_secs: u64,
+    /// Days a finished rollout keeps its pre-image (the config before the write, which may
+    /// carry inline secrets); past that it can no longer be rolled back.
+    #[arg(long, env = "JHF_WARP_PRE_IMAGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub pre_image_retention_days: u32,
+    /// Seconds between retention sweeps.
+    #[arg(long, env = "JHF_WARP_RETENTION_SWEEP_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub retention_sweep_secs: u64,
     #[command(flatten)]
     pub drift: DriftArgs,
     #[command(flatten)]

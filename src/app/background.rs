@@ -23,6 +23,7 @@ pub struct Intervals {
     pub watchdog: Duration,
     pub store_probe: Duration,
     pub snapshot_recheck: Duration,
+    pub retention_sweep: Duration,
 }
 
 /// Runs a loop until `stop`. A panic inside it is logged and the loop starts again after a
@@ -58,6 +59,7 @@ where
 pub fn spawn(
     services: &Services,
     intervals: Intervals,
+    retention: control::retention::Retention,
     run_leader: bool,
     stop: &CancellationToken,
 ) -> Option<JoinHandle<()>> {
@@ -85,6 +87,10 @@ pub fn spawn(
     supervise("audit_sealer", stop, move |stop| {
         let audit = audit.clone();
         async move { audit.run_sealer(AUDIT_SEAL_PERIOD, stop).await }
+    });
+    let ctx = services.ctx.clone();
+    supervise("retention", stop, move |stop| {
+        control::retention::run_loop(ctx.clone(), retention, intervals.retention_sweep, stop)
     });
     let watchdog = services.watchdog.clone();
     supervise("watchdog", stop, move |stop| {

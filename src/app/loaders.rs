@@ -69,12 +69,41 @@ pub async fn prepare_runtime(
     Ok(runtime)
 }
 
+/// Creates the data dir (if needed) and makes it private (0700): it holds the database, the
+/// generated operator token and the fixture copies.
+pub fn private_data_dir(data_dir: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |source| StartupError::DataDir { path: data_dir.to_owned(), source };
+    std::fs::create_dir_all(data_dir).map_err(fail)?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)
+}
+
+/// Makes an embedded SQLite database private (0600) before the driver opens it, so its WAL and
+/// shared-memory files (which SQLite creates with the database's mode) are private too.
+fn private_sqlite_file(url: &str) -> Result<(), StartupError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let Some(rest) = url.strip_prefix("sqlite://") else { return Ok(()) };
+    let path = Path::new(rest.split('?').next().unwrap_or(rest));
+    if path.as_os_str().is_empty() || rest.starts_with(":memory:") {
+        return Ok(());
+    }
+    let fail = |source| StartupError::DataDir { path: path.to_owned(), source };
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)
+        }
+        Err(error) => Err(fail(error)),
+    }
+}
+
 /// Connects and migrates the store; readiness then says so.
 pub async fn open_store(
     args: &ServeArgs,
     clock_skew_ms: Arc<AtomicI64>,
     readiness: &Readiness,
 ) -> Result<Store, StartupError> {
+    private_sqlite_file(&args.store.database_url())?;
     let options = StoreOptions { acquire_timeout: Duration::from_millis(args.serving.db_acquire_timeout_ms) };
     let store = Store::connect(&args.store.database_url(), options).await?.with_clock_skew(clock_skew_ms);
     store.migrate().await?;

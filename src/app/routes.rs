@@ -17,6 +17,11 @@ use crate::grpc::{
 };
 use crate::pb::{self, v1};
 
+/// Largest request message accepted (a desired topology at its limits fits).
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Largest answer sent.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
 /// Reflection could not be set up from the embedded descriptor sets.
 #[derive(Debug, thiserror::Error)]
 #[error("reflection setup failed: {0}")]
@@ -53,24 +58,32 @@ pub fn build(
     let reflection_v1 = reflection().build_v1().map_err(|e| ReflectionError(e.to_string()))?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| ReflectionError(e.to_string()))?;
 
+    // Explicit message sizes: a request is at most a full desired topology (200 000 edges),
+    // an answer at most a large observed team's inventory.
+    macro_rules! bounded {
+        ($server:expr) => {
+            $server.max_decoding_message_size(MAX_REQUEST_BYTES).max_encoding_message_size(MAX_RESPONSE_BYTES)
+        };
+    }
     let mut routes = Routes::builder();
     routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(v1::meta_service_server::MetaServiceServer::new(meta.clone()))
-        .add_service(v1::topology_service_server::TopologyServiceServer::new(TopologyServiceImpl::new(
+        .add_service(bounded!(v1::meta_service_server::MetaServiceServer::new(meta.clone())))
+        .add_service(bounded!(v1::topology_service_server::TopologyServiceServer::new(
+            TopologyServiceImpl::new(services, stop.clone(),)
+        )))
+        .add_service(bounded!(v1::drift_service_server::DriftServiceServer::new(DriftServiceImpl::new(
             services,
             stop.clone(),
+        ))))
+        .add_service(bounded!(v1::control_service_server::ControlServiceServer::new(
+            ControlServiceImpl::new(services)
         )))
-        .add_service(v1::drift_service_server::DriftServiceServer::new(DriftServiceImpl::new(
-            services,
-            stop.clone(),
-        )))
-        .add_service(v1::control_service_server::ControlServiceServer::new(ControlServiceImpl::new(services)))
-        .add_service(v1::orchestration_service_server::OrchestrationServiceServer::new(
+        .add_service(bounded!(v1::orchestration_service_server::OrchestrationServiceServer::new(
             OrchestrationServiceImpl::new(services),
-        ));
+        )));
     let router = routes
         .routes()
         .into_axum_router()

@@ -10,7 +10,7 @@ use crate::domain::Topology;
 use std::sync::Arc;
 
 use crate::domain::catalog::AgentCatalog;
-use crate::domain::desired::{DesiredInput, DesiredRevision, etag, validate_desired};
+use crate::domain::desired::{DesiredInput, DesiredRevision, check_workspaces, etag, validate_desired};
 use crate::domain::drift::{DriftDifference, diff_topologies};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::observation::StoredObservation;
@@ -58,6 +58,10 @@ impl DesiredTopologyService {
     pub async fn put(&self, request: PutRequest, caller: &AuditContext) -> Result<PutResult, AppError> {
         let topology = validate_desired(&request.input)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
+        let violations = check_workspaces(&request.input, &self.ctx.runtime.workspace_policy());
+        if !violations.is_empty() {
+            return Err(AppError::InvalidArgument { violations });
+        }
         let now = self.ctx.clock.now();
         if request.validate_only {
             let latest = self.ctx.store.latest_desired().await?;

@@ -21,6 +21,7 @@ mod paging;
 mod persistent;
 mod readiness;
 mod reconcile;
+pub mod retention;
 mod rollout;
 mod scheduler;
 mod services;

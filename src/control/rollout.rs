@@ -251,11 +251,12 @@ impl RolloutService {
         let _one = self.one_at_a_time.lock().await;
         let mut rollout = self.get(id).await?;
         let (Some(_), Some(target)) = (&rollout.pre_image, rollout.target_hash.clone()) else {
-            return Err(precondition(
-                "NOT_ROLLBACKABLE",
-                id,
-                "the rollout wrote nothing, so there is nothing to roll back",
-            ));
+            let why = if rollout.target_hash.is_some() {
+                "the rollout's pre-image was purged after the retention period (--pre-image-retention-days)"
+            } else {
+                "the rollout wrote nothing, so there is nothing to roll back"
+            };
+            return Err(precondition("NOT_ROLLBACKABLE", id, why));
         };
         if rollout.state != RolloutState::Succeeded {
             return Err(precondition(

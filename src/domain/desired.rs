@@ -15,7 +15,7 @@ use super::openclaw::is_valid_agent_id;
 use super::topology::{EdgeKind, Route, Topology, TopologyEdge, TopologyNode};
 
 /// Most agents a desired topology may hold.
-pub const MAX_AGENTS: usize = 10_000;
+pub const MAX_AGENTS: usize = 2_000;
 /// Most edges a desired topology may hold.
 pub const MAX_EDGES: usize = 200_000;
 /// Most routes a desired topology may hold.
@@ -85,22 +85,47 @@ fn optional(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// Checks every node's workspace against where workspaces may live on the runtime.
+pub fn check_workspaces(
+    input: &DesiredInput,
+    policy: &super::workspace::WorkspacePolicy,
+) -> Vec<FieldViolation> {
+    input
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| {
+            policy.check(&node.workspace).err().map(|why| {
+                FieldViolation::new(
+                    format!("topology.nodes[{i}].workspace"),
+                    format!("\"{}\" {why}", truncate(&node.workspace)),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks the sizes of a requested topology before anything else is looked at (a transport
+/// calls it before decoding the request into domain values).
+pub fn check_counts(nodes: usize, edges: usize, routes: usize) -> Result<(), Vec<FieldViolation>> {
+    let violations: Vec<FieldViolation> = [
+        ("topology.nodes", nodes, MAX_AGENTS),
+        ("topology.edges", edges, MAX_EDGES),
+        ("topology.routes", routes, MAX_ROUTES),
+    ]
+    .into_iter()
+    .filter(|(_, count, max)| count > max)
+    .map(|(field, count, max)| {
+        FieldViolation::new(field, format!("at most {max} entries are allowed, got {count}"))
+    })
+    .collect();
+    if violations.is_empty() { Ok(()) } else { Err(violations) }
+}
+
 /// Validates a requested desired topology and returns it in canonical form with its revision.
 pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViolation>> {
+    check_counts(input.nodes.len(), input.edges.len(), input.routes.len())?;
     let mut violations = Vec::new();
-    for (field, count, max) in [
-        ("topology.nodes", input.nodes.len(), MAX_AGENTS),
-        ("topology.edges", input.edges.len(), MAX_EDGES),
-        ("topology.routes", input.routes.len(), MAX_ROUTES),
-    ] {
-        if count > max {
-            violations
-                .push(FieldViolation::new(field, format!("at most {max} entries are allowed, got {count}")));
-        }
-    }
-    if !violations.is_empty() {
-        return Err(violations);
-    }
 
     let mut ids = BTreeSet::new();
     for (i, node) in input.nodes.iter().enumerate() {
@@ -230,7 +255,11 @@ fn send_violations(edges: &[TopologyEdge]) -> Vec<FieldViolation> {
     if express(&sends).is_some() {
         return Vec::new();
     }
-    let narrower = nearest_narrower(&sends).edges();
+    // The narrower set is the part of the request the nearest policy grants: found by asking
+    // the policy, never by listing every pair it grants.
+    let policy = nearest_narrower(&sends);
+    let narrower: BTreeSet<(String, String)> =
+        sends.iter().filter(|(a, b)| policy.grants(a, b)).cloned().collect();
     let show = |set: &BTreeSet<(String, String)>| {
         let items: Vec<String> = set.iter().take(50).map(|(a, b)| format!("{a}->{b}")).collect();
         let more = set.len().saturating_sub(50);

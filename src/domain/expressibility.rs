@@ -8,6 +8,9 @@
 //! - [`nearest_narrower`] only ever removes edges: the result is a subset of the request, so a
 //!   policy is never widened to fit.
 //! - Results are deterministic (ties broken by the sorted agent lists).
+//! - Deciding expressibility, and narrowing a set of more than 200 agents, is O(nodes + edges)
+//!   in time and memory: the granted pairs `I × C` are never materialised (a 2 000-agent chain
+//!   would be four million pairs).
 
 use std::collections::BTreeSet;
 
@@ -29,7 +32,13 @@ pub struct SendPolicy {
 }
 
 impl SendPolicy {
-    /// Returns the SEND edges this policy grants.
+    /// Returns true when this policy lets `from` start a conversation with `to`.
+    pub fn grants(&self, from: &str, to: &str) -> bool {
+        from != to && self.initiators.contains(from) && self.clique.contains(to)
+    }
+
+    /// Returns the SEND edges this policy grants (|I| × (|C| − 1) of them: for teams, not for
+    /// checking arbitrary input — use [`SendPolicy::grants`]).
     pub fn edges(&self) -> BTreeSet<SendEdge> {
         let mut edges = BTreeSet::new();
         for from in &self.initiators {
@@ -42,12 +51,33 @@ impl SendPolicy {
 }
 
 /// Returns the policy expressing `edges` exactly, or `None` when OpenClaw cannot express them.
+///
+/// With no self-loops every initiator reaches at most |C| − 1 members, so the set equals
+/// `I × C` minus self-loops exactly when it has |I| · (|C| − 1) edges: counted, not compared.
 pub fn express(edges: &BTreeSet<SendEdge>) -> Option<SendPolicy> {
+    if edges.iter().any(|(from, to)| from == to) {
+        return None;
+    }
     let policy = SendPolicy {
         clique: edges.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect(),
         initiators: edges.iter().map(|(a, _)| a.clone()).collect(),
     };
-    (policy.edges() == *edges).then_some(policy)
+    (edges.len() == policy.initiators.len() * policy.clique.len().saturating_sub(1)).then_some(policy)
+}
+
+/// The best initiators when the clique is every agent of `edges`: those whose out-degree
+/// covers all the others (counted in one pass).
+fn best_for_all(edges: &BTreeSet<SendEdge>, clique: BTreeSet<String>) -> SendPolicy {
+    let mut out_degree: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (from, to) in edges {
+        if from != to {
+            *out_degree.entry(from.as_str()).or_default() += 1;
+        }
+    }
+    let full = clique.len().saturating_sub(1);
+    let initiators =
+        out_degree.into_iter().filter(|(_, degree)| *degree == full).map(|(a, _)| a.to_owned()).collect();
+    SendPolicy { clique, initiators }
 }
 
 /// Returns the largest expressible subset of `edges` (by edge count; ties broken by the
@@ -117,7 +147,7 @@ fn score(edges: &BTreeSet<SendEdge>, policy: &SendPolicy) -> (usize, std::cmp::R
 /// whole clique can express (possibly nothing): still a subset, never a widening.
 fn greedy_search(edges: &BTreeSet<SendEdge>, agents: Vec<String>) -> SendPolicy {
     let mut clique: BTreeSet<String> = agents.into_iter().collect();
-    let mut best = best_for_clique(edges, &clique);
+    let mut best = best_for_all(edges, clique.clone());
     if clique.len() <= GREEDY_LIMIT {
         loop {
             let mut improved: Option<SendPolicy> = None;
@@ -217,5 +247,42 @@ mod tests {
         let narrowed = nearest_narrower(&edges);
         assert!(narrowed.edges().is_subset(&edges));
         assert!(express(&narrowed.edges()).is_some());
+    }
+
+    #[test]
+    fn a_two_thousand_agent_chain_is_decided_and_narrowed_without_materialising_pairs() {
+        let edges: BTreeSet<SendEdge> =
+            (0..1999).map(|i| (format!("a{i:04}"), format!("a{:04}", i + 1))).collect();
+        assert!(express(&edges).is_none());
+        let narrowed = nearest_narrower(&edges);
+        // The whole chain as one clique has no initiator reaching everyone: nothing survives,
+        // which is a subset (never a widening).
+        assert!(edges.iter().filter(|(a, b)| narrowed.grants(a, b)).count() <= edges.len());
+        assert!(narrowed.initiators.is_empty());
+    }
+
+    #[test]
+    fn counting_agrees_with_comparing_on_small_sets() {
+        let agents = ["a", "b", "c", "d"];
+        let pairs: Vec<(String, String)> = agents
+            .iter()
+            .flat_map(|a| agents.iter().filter(move |b| *b != a).map(move |b| (a.to_string(), b.to_string())))
+            .collect();
+        for mask in 0u32..(1 << pairs.len()) {
+            let edges: BTreeSet<SendEdge> = pairs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, e)| e.clone())
+                .collect();
+            let by_comparing = {
+                let policy = SendPolicy {
+                    clique: edges.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect(),
+                    initiators: edges.iter().map(|(a, _)| a.clone()).collect(),
+                };
+                policy.edges() == edges
+            };
+            assert_eq!(express(&edges).is_some(), by_comparing, "{edges:?}");
+        }
     }
 }

@@ -29,6 +29,7 @@ pub mod schedule;
 pub mod setup;
 pub mod topology;
 pub mod watchdog;
+pub mod workspace;
 
 pub use findings::{Finding, FindingKind};
 pub use inventory::{Inventory, InventoryAgent, RuntimeFacts, build_inventory};

@@ -1,7 +1,9 @@
 //! Opaque, tamper-evident page tokens for List methods (AIP-158).
 //!
-//! A token is `base64url(payload) "." hex(mac)` with `mac = sha256(key ‖ scope ‖ payload)`
-//! truncated to 16 bytes. The key is a server secret shared by all replicas (kept in the
+//! A token is `base64url(payload) "." hex(mac)` with `mac = HMAC-SHA256(key, len(scope) ‖
+//! scope ‖ payload)` truncated to 16 bytes (RFC 2104; the length prefix keeps scope and
+//! payload from sliding into each other). Tokens longer than [`MAX_TOKEN_BYTES`] are refused
+//! before any decoding. The key is a server secret shared by all replicas (kept in the
 //! store), so a token works on any replica and a modified or foreign token is refused.
 
 use base64::Engine;
@@ -16,6 +18,9 @@ pub enum PageTokenError {
     #[error("page token was not issued for this request or was modified")]
     Forged,
 }
+
+/// Longest page token accepted (the ones issued are far shorter).
+pub const MAX_TOKEN_BYTES: usize = 1024;
 
 /// Page size bounds of every List method.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -61,6 +66,9 @@ impl PageTokenCodec {
 
     /// Returns the cursor of a token issued for `scope`.
     pub fn decode(&self, scope: &str, token: &str) -> Result<String, PageTokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(PageTokenError::Malformed);
+        }
         let (payload, mac) = token.split_once('.').ok_or(PageTokenError::Malformed)?;
         let cursor = base64url_decode(payload).ok_or(PageTokenError::Malformed)?;
         let expected = self.mac(scope, &cursor);
@@ -71,14 +79,30 @@ impl PageTokenCodec {
     }
 
     fn mac(&self, scope: &str, payload: &[u8]) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update((self.key.len() as u64).to_be_bytes());
-        hasher.update(&self.key);
-        hasher.update((scope.len() as u64).to_be_bytes());
-        hasher.update(scope.as_bytes());
-        hasher.update(payload);
-        hex::encode(&hasher.finalize()[..16])
+        let scope_len = (scope.len() as u64).to_be_bytes();
+        hex::encode(&hmac_sha256(&self.key, &[&scope_len, scope.as_bytes(), payload])[..16])
     }
+}
+
+/// HMAC-SHA256 (RFC 2104) over the concatenation of `parts`.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block_key = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block_key[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block_key[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block_key.map(|k| k ^ byte);
+    let mut inner = Sha256::new();
+    inner.update(pad(0x36));
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(pad(0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -117,6 +141,21 @@ mod tests {
         assert_eq!(codec.decode("list", &forged), Err(PageTokenError::Forged));
         assert_eq!(codec.decode("list", "nonsense"), Err(PageTokenError::Malformed));
         assert_eq!(codec.decode("list", "!!.00"), Err(PageTokenError::Malformed));
+    }
+
+    #[test]
+    fn the_mac_is_hmac_sha256() {
+        // RFC 4231, test cases 1 and 6 (a key longer than the block).
+        let one = hmac_sha256(&[0x0b; 20], &[b"Hi ", b"There"]);
+        assert_eq!(hex::encode(one), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        let six = hmac_sha256(&[0xaa; 131], &[b"Test Using Larger Than Block-Size Key - Hash Key First"]);
+        assert_eq!(hex::encode(six), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    }
+
+    #[test]
+    fn overlong_tokens_are_refused_before_decoding() {
+        let codec = PageTokenCodec::new(b"k".to_vec());
+        assert_eq!(codec.decode("list", &"a".repeat(MAX_TOKEN_BYTES + 1)), Err(PageTokenError::Malformed));
     }
 
     #[test]

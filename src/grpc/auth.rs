@@ -15,7 +15,6 @@ use super::status::refusal;
 use crate::auth::TokenStore;
 use crate::control::AppError;
 use crate::domain::access::AuthClass;
-use crate::pb;
 
 /// Infrastructure services that are always OPEN: probes and discovery.
 const OPEN_PREFIXES: &[&str] = &[
@@ -24,7 +23,10 @@ const OPEN_PREFIXES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
-/// HTTP shim routes that need a READ token (every other shim route is OPEN).
+/// HTTP shim routes anyone may call: probes and self-description.
+const HTTP_OPEN_PATHS: &[&str] =
+    &["/health", "/ready", "/version", "/api/v1/version", "/fabric-manifest.json", "/openapi.json"];
+/// HTTP shim routes that need a READ token.
 const HTTP_READ_PATHS: &[&str] = &["/metrics"];
 
 /// The state of the auth layer.
@@ -41,22 +43,20 @@ impl AuthState {
         Self { methods: Arc::new(methods), tokens }
     }
 
-    /// Returns the class a request path needs. Unknown paths of the API package fail closed
-    /// (OPERATE); other non-API paths belong to the OPEN HTTP shim.
+    /// Returns the class a request path needs. Only what is listed is open (health,
+    /// reflection, the shim's probe and self-description routes); every other path — an
+    /// unknown method or route included — fails closed (OPERATE).
     fn class_for(&self, path: &str) -> AuthClass {
         if let Some(class) = self.methods.get(path).and_then(|m| m.auth_class) {
             return class;
         }
-        if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) || HTTP_OPEN_PATHS.contains(&path) {
             return AuthClass::Open;
         }
         if HTTP_READ_PATHS.contains(&path) {
             return AuthClass::Read;
         }
-        if path.starts_with(&format!("/{}.", pb::PROTO_PACKAGE)) {
-            return AuthClass::Operate;
-        }
-        AuthClass::Open
+        AuthClass::Operate
     }
 }
 

@@ -138,7 +138,7 @@ impl DriftService for DriftServiceImpl {
         let mut source = DriftWatch { drift: self.drift.clone() };
         let initial = source.snapshot().await?;
         let stream =
-            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_drift"));
+            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_drift"))?;
         Ok(Response::new(stream))
     }
 
@@ -217,7 +217,7 @@ impl DriftService for DriftServiceImpl {
             RolloutWatch { rollouts: self.rollouts.clone(), id: request.into_inner().rollout_id };
         let initial = source.snapshot().await?;
         let stream =
-            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_rollout"));
+            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_rollout"))?;
         Ok(Response::new(stream))
     }
 }

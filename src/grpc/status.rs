@@ -11,6 +11,22 @@ use crate::control::{AppError, ErrorCode};
 
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "jhf-warp";
+/// Field violations carried in one status: details travel in a trailer, which HTTP/2 peers
+/// bound (16 KiB by default), so a request with thousands of bad fields names the first ones.
+const MAX_VIOLATIONS: usize = 50;
+/// Longest description of one violation in a status.
+const MAX_DESCRIPTION: usize = 300;
+
+fn clipped(text: &str) -> String {
+    if text.len() <= MAX_DESCRIPTION {
+        return text.to_owned();
+    }
+    let mut end = MAX_DESCRIPTION;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
 /// Returns the gRPC code of a table entry.
 pub fn grpc_code(code: ErrorCode) -> Code {
@@ -36,8 +52,13 @@ impl From<AppError> for Status {
         let mut details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, HashMap::new());
         match &err {
             AppError::InvalidArgument { violations } => {
-                for violation in violations {
-                    details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+                for violation in violations.iter().take(MAX_VIOLATIONS) {
+                    details
+                        .add_bad_request_violation(violation.field.clone(), clipped(&violation.description));
+                }
+                if violations.len() > MAX_VIOLATIONS {
+                    let more = violations.len() - MAX_VIOLATIONS;
+                    details.add_bad_request_violation("…", format!("and {more} more violations"));
                 }
             }
             AppError::FailedPrecondition { reason, subject, description } => {

@@ -219,7 +219,7 @@ impl TopologyService for TopologyServiceImpl {
         };
         let initial = source.snapshot().await?;
         let stream =
-            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_topology"));
+            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_topology"))?;
         Ok(Response::new(stream))
     }
 }

@@ -19,6 +19,23 @@ pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 
 
 /// Messages buffered per stream before the writer waits for the client.
 const BUFFER: usize = 32;
+/// Watch streams open at once on this replica (each holds a task and a subscription; HTTP/2
+/// already bounds streams per connection).
+pub const MAX_WATCH_STREAMS: usize = 1024;
+
+/// The replica's bound on open watch streams.
+fn watch_slots() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WATCH_STREAMS)))
+}
+
+/// Takes a slot for a new watch stream, or refuses with RESOURCE_EXHAUSTED.
+pub fn watch_slot() -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    watch_slots().clone().try_acquire_owned().map_err(|_| AppError::Overloaded {
+        limit: MAX_WATCH_STREAMS as u32,
+        retry_after: std::time::Duration::from_secs(5),
+    })
+}
 
 /// What a Watch method streams: a snapshot of the current state, then mapped events.
 pub trait WatchSource: Send + 'static {
@@ -47,9 +64,12 @@ pub fn spawn_watch<S: WatchSource>(
     mut events: broadcast::Receiver<S::Event>,
     stop: CancellationToken,
     span: tracing::Span,
-) -> EventStream<S::Message> {
+) -> Result<EventStream<S::Message>, AppError> {
+    let slot = watch_slot()?;
     let (sender, receiver) = mpsc::channel::<Result<S::Message, Status>>(BUFFER);
     let task = async move {
+        // Held for the stream's life.
+        let _slot = slot;
         let mut pending = initial;
         loop {
             for message in std::mem::take(&mut pending) {
@@ -80,5 +100,5 @@ pub fn spawn_watch<S: WatchSource>(
         }
     };
     tokio::spawn(task.instrument(span));
-    Box::pin(ReceiverStream::new(receiver))
+    Ok(Box::pin(ReceiverStream::new(receiver)))
 }

@@ -536,6 +536,10 @@ cat -- "$p""#,
         Self::confined_result(self.shell.run(&script, Some(text.as_bytes()), READ_TIMEOUT).await?).map(drop)
     }
 
+    fn workspace_roots(&self) -> Vec<std::path::PathBuf> {
+        self.limits.workspace_roots.clone()
+    }
+
     fn layout(&self) -> StateLayout {
         StateLayout { state_dir: self.state_dir.clone(), home_dir: self.home_dir.clone() }
     }

@@ -193,6 +193,10 @@ impl RuntimeAdapter for FixtureRuntime {
         blocking(move || write_confined(&path, &bytes, &roots)).await
     }
 
+    fn workspace_roots(&self) -> Vec<PathBuf> {
+        self.limits.workspace_roots.clone()
+    }
+
     fn layout(&self) -> StateLayout {
         StateLayout {
             state_dir: self.state_dir().display().to_string(),

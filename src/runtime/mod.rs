@@ -161,4 +161,17 @@ pub trait RuntimeAdapter: Send + Sync + 'static {
 
     /// Returns where the installation lives on its host (state dir, home).
     fn layout(&self) -> crate::domain::inventory::StateLayout;
+
+    /// Returns the directories jhf-warp may write besides the state dir.
+    fn workspace_roots(&self) -> Vec<std::path::PathBuf>;
+
+    /// Returns where desired workspaces may live on the runtime host.
+    fn workspace_policy(&self) -> crate::domain::workspace::WorkspacePolicy {
+        let layout = self.layout();
+        crate::domain::workspace::WorkspacePolicy {
+            state_dir: layout.state_dir.into(),
+            home_dir: layout.home_dir.map(Into::into),
+            roots: self.workspace_roots(),
+        }
+    }
 }

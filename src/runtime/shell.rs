@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::RuntimeError;
@@ -164,6 +164,41 @@ impl HostShell for SshShell {
     }
 }
 
+/// Most a command may print on stdout before it is stopped and its answer refused (the facts
+/// script prints the config, capped by --max-config-bytes, plus listings): a runtime that
+/// prints without end must not grow this process's memory without bound.
+pub const STDOUT_CAP: u64 = 64 << 20;
+/// Most of stderr kept (only its tail is ever reported; the rest is read and dropped).
+const STDERR_KEPT: usize = 64 << 10;
+
+/// Reads a pipe to its end keeping at most `cap` bytes; true when more came.
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    let Some(pipe) = pipe else { return Ok((Vec::new(), false)) };
+    let mut kept = Vec::new();
+    let mut limited = pipe.take(cap + 1);
+    limited.read_to_end(&mut kept).await?;
+    let over = kept.len() as u64 > cap;
+    kept.truncate(cap as usize);
+    Ok((kept, over))
+}
+
+/// Reads stderr to its end, keeping only its last `STDERR_KEPT` bytes (draining it all so the
+/// command never blocks on a full pipe).
+async fn read_tail(pipe: Option<impl AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+    let Some(mut pipe) = pipe else { return Ok(Vec::new()) };
+    let (mut kept, mut chunk) = (Vec::new(), vec![0u8; 8192]);
+    loop {
+        let read = pipe.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(kept);
+        }
+        kept.extend_from_slice(&chunk[..read]);
+        if kept.len() > 2 * STDERR_KEPT {
+            kept.drain(..kept.len() - STDERR_KEPT);
+        }
+    }
+}
+
 async fn execute(
     mut command: Command,
     stdin: Option<&[u8]>,
@@ -192,17 +227,28 @@ async fn execute(
         }
         Ok(())
     };
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let failed =
+        |err: std::io::Error| RuntimeError::Unreachable { detail: format!("command failed to run: {err}") };
     let run = async {
-        let (fed, output) = tokio::join!(feed, child.wait_with_output());
+        let (fed, out, err) = tokio::join!(feed, read_capped(stdout, STDOUT_CAP), read_tail(stderr));
         fed?;
-        output.map_err(|err| RuntimeError::Unreachable { detail: format!("command failed to run: {err}") })
+        let ((stdout, over), stderr) = (out.map_err(failed)?, err.map_err(failed)?);
+        if over {
+            // Dropping the child kills it (kill_on_drop).
+            return Err(RuntimeError::InvalidOutput {
+                detail: format!("the command printed more than {STDOUT_CAP} bytes; it was stopped"),
+            });
+        }
+        let status = child.wait().await.map_err(failed)?;
+        Ok((status, stdout, stderr))
     };
-    let output =
+    let (status, stdout, stderr) =
         tokio::time::timeout(timeout, run).await.map_err(|_| RuntimeError::Timeout { after: timeout })??;
     Ok(CommandOutput {
-        exit_code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        exit_code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
 }
 

@@ -49,8 +49,50 @@ pub enum StoreError {
 
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
-        if unavailable(&err) { Self::Unavailable(err.to_string()) } else { Self::Query(err.to_string()) }
+        // Drivers embed connection strings in some errors: never let a password through.
+        let text = redact_secrets(&err.to_string());
+        if unavailable(&err) { Self::Unavailable(text) } else { Self::Query(text) }
     }
+}
+
+/// Replaces the password of every `scheme://user:password@host` and every `password=…`
+/// parameter in `text` with `***`, so error and log lines can name a database safely.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | ')' | ',') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(split) => {
+                let userinfo = &authority[..split];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => out.push_str(&format!("{user}:***")),
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[split..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
+        let (head, tail) = rest.split_at(at + "password=".len());
+        redacted.push_str(head);
+        redacted.push_str("***");
+        let end =
+            tail.find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    redacted.push_str(rest);
+    redacted
 }
 
 /// True when `err` says the database cannot be reached or cannot serve right now (a retry may
@@ -119,7 +161,9 @@ impl Store {
             // delay, and the pool discards it.
             .test_before_acquire(false)
             .sqlx_logging(false);
-        let db = Database::connect(options).await.map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let db = Database::connect(options)
+            .await
+            .map_err(|err| StoreError::Unavailable(redact_secrets(&err.to_string())))?;
         if db.get_database_backend() == DatabaseBackend::Sqlite {
             // WAL lets readers proceed during a write; a busy timeout turns brief lock
             // contention into a wait instead of an error.
@@ -173,5 +217,33 @@ impl Store {
     /// Closes the pool.
     pub async fn close(self) -> Result<(), StoreError> {
         self.db.close().await.map_err(StoreError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_in_error_text() {
+        let text =
+            "error connecting to postgres://warp:s3cret@db.internal:5432/warp?sslmode=require: refused";
+        let redacted = redact_secrets(text);
+        assert!(!redacted.contains("s3cret"), "{redacted}");
+        assert!(redacted.contains("postgres://warp:***@db.internal:5432/warp"), "{redacted}");
+        assert_eq!(
+            redact_secrets("host=db user=warp password=hunter2 dbname=x"),
+            "host=db user=warp password=*** dbname=x"
+        );
+        assert_eq!(redact_secrets("sqlite:///data/warp.db?mode=rwc"), "sqlite:///data/warp.db?mode=rwc");
+    }
+
+    #[tokio::test]
+    async fn a_bad_database_url_does_not_print_its_password() {
+        let error =
+            Store::connect("postgres://warp:very-secret-pw@127.0.0.1:1/warp", StoreOptions::default())
+                .await
+                .unwrap_err();
+        assert!(!error.to_string().contains("very-secret-pw"), "{error}");
     }
 }

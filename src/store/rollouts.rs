@@ -156,4 +156,27 @@ impl Store {
             .await?;
         rows.iter().map(rollout_of).collect()
     }
+
+    /// Drops the pre-image (the whole config, channel tokens included) of every rollout that
+    /// ended before `cutoff`; returns how many were purged. A purged rollout can no longer be
+    /// rolled back.
+    pub async fn purge_pre_images(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let finished = [RolloutState::Succeeded, RolloutState::Failed, RolloutState::RolledBack]
+            .map(|state| state.as_str().to_owned());
+        let rows = rollout::Entity::find()
+            .filter(rollout::Column::State.is_in(finished))
+            .filter(rollout::Column::UpdatedAt.lt(cutoff))
+            .filter(rollout::Column::RolloutJson.contains("\"pre_image\":\""))
+            .all(&self.db)
+            .await?;
+        let mut purged = 0;
+        for row in rows {
+            let mut value = rollout_of(&row)?;
+            if value.pre_image.take().is_some() {
+                rollout_row(&value)?.update(&self.db).await?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
 }

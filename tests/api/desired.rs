@@ -292,3 +292,74 @@ async fn watch_topology_skips_state_the_caller_already_has() {
     assert_eq!(event.kind, pb::TopologyEventKind::Desired as i32, "the known observed state was not resent");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn workspaces_outside_the_state_dir_or_in_a_home_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    for bad in ["/", "~/.ssh", "../..", "/root/.ssh", "/etc"] {
+        let mut desired = observed(&app).await;
+        desired.nodes[1].workspace = bad.into();
+        let refused = put(&app, desired, "", &format!("bad-{}", bad.len())).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad}");
+        let fields: Vec<String> = refused
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect();
+        assert_eq!(fields, ["topology.nodes[1].workspace"], "{bad}");
+    }
+    let get = with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN);
+    assert_eq!(app.topology().await.get_desired_topology(get).await.unwrap_err().code(), Code::NotFound);
+    // Below the state dir is where workspaces live.
+    let mut desired = observed(&app).await;
+    desired.nodes[1].workspace = "workspace-research-2".into();
+    put(&app, desired, "", "good-1").await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_or_quadratic_desired_topology_is_refused_fast_and_stores_nothing() {
+    let app = spawn_app().await;
+    let node = |i: usize| pb::TopologyNode { agent_id: format!("a{i:05}"), ..Default::default() };
+    let send = |from: usize, to: usize| pb::TopologyEdge {
+        from_agent_id: format!("a{from:05}"),
+        to_agent_id: format!("a{to:05}"),
+        kind: pb::EdgeKind::Send as i32,
+    };
+    // A 2 000-agent SEND chain: inexpressible, decided without materialising pairs.
+    let chain = pb::Topology {
+        nodes: (0..2000).map(node).collect(),
+        edges: (0..1999).map(|i| send(i, i + 1)).collect(),
+        ..Default::default()
+    };
+    let request = pb::PutDesiredTopologyRequest {
+        topology: Some(chain),
+        etag: String::new(),
+        request_id: "chain-1".into(),
+        validate_only: true,
+    };
+    let started = std::time::Instant::now();
+    let refused =
+        app.topology().await.put_desired_topology(with_token(request, OPERATOR_TOKEN)).await.unwrap_err();
+    println!("2 000-agent SEND chain refused in {:?}", started.elapsed());
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    // Past the agent limit the request is refused before anything else is looked at.
+    let huge = pb::Topology { nodes: (0..2001).map(node).collect(), ..Default::default() };
+    let request = pb::PutDesiredTopologyRequest {
+        topology: Some(huge),
+        etag: String::new(),
+        request_id: "huge-1".into(),
+        validate_only: false,
+    };
+    let refused =
+        app.topology().await.put_desired_topology(with_token(request, OPERATOR_TOKEN)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let violations = refused.get_error_details().bad_request().unwrap().field_violations.clone();
+    assert_eq!((violations.len(), violations[0].field.as_str()), (1, "topology.nodes"));
+    let get = with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN);
+    assert_eq!(app.topology().await.get_desired_topology(get).await.unwrap_err().code(), Code::NotFound);
+    app.stop().await;
+}

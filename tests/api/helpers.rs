@@ -101,6 +101,12 @@ fn init_test_logging() {
     });
 }
 
+/// The ErrorInfo reason of a refusal ("" when it carries none).
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+}
+
 /// What a test app is built from.
 #[derive(Clone)]
 pub struct AppOptions {
@@ -138,6 +144,8 @@ pub struct AppOptions {
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     /// `--tls-reload-secs`.
     pub tls_reload_secs: u64,
+    /// `--retention-sweep-secs`.
+    pub retention_sweep_secs: u64,
 }
 
 impl Default for AppOptions {
@@ -159,6 +167,7 @@ impl Default for AppOptions {
             max_in_flight: 256,
             tls: None,
             tls_reload_secs: 10,
+            retention_sweep_secs: 3600,
         }
     }
 }
@@ -332,6 +341,7 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         args.tls.tls_client_ca = client_ca.clone();
     }
     args.tls.tls_reload_secs = options.tls_reload_secs;
+    args.retention_sweep_secs = options.retention_sweep_secs;
     args.observe_interval_secs = options.observe_interval_secs;
     let clock: Arc<dyn Clock> = match options.clock {
         Some(manual) => manual,

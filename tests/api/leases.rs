@@ -9,8 +9,8 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::helpers::{
-    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, agent_token, spawn_app, spawn_app_with,
-    with_token,
+    AGENT_TOKEN, AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, agent_token, reason, spawn_app,
+    spawn_app_with, with_token,
 };
 
 async fn acquire(app: &TestApp, name: &str, holder: &str, seconds: i64) -> Result<pb::Lease, tonic::Status> {
@@ -54,10 +54,6 @@ async fn release(app: &TestApp, name: &str, holder: &str, token: i64) -> Result<
         .release_lease(with_token(request, &agent_token(holder)))
         .await
         .map(|r| r.into_inner().lease.unwrap())
-}
-
-fn reason(status: &tonic::Status) -> String {
-    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
 }
 
 #[tokio::test]

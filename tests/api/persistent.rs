@@ -6,7 +6,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use crate::helpers::{AGENT_TOKEN, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
+use crate::helpers::{AGENT_TOKEN, OPERATOR_TOKEN, READER_TOKEN, TestApp, reason, spawn_app, with_token};
 
 type Client = OrchestrationServiceClient<Channel>;
 
@@ -209,7 +209,7 @@ async fn learning_proposals_are_reviewed_once_by_someone_else_and_only_produce_a
         .await
         .unwrap_err();
     assert_eq!(own.code(), Code::FailedPrecondition);
-    assert_eq!(own.get_error_details().error_info().unwrap().reason, "REVIEWER_IS_AUTHOR");
+    assert_eq!(reason(&own), "REVIEWER_IS_AUTHOR");
 
     let lead_agents_md = app.runtime_state_dir("trio").join("workspace-lead/AGENTS.md");
     let before = std::fs::read_to_string(&lead_agents_md).unwrap();
@@ -233,7 +233,7 @@ async fn learning_proposals_are_reviewed_once_by_someone_else_and_only_produce_a
         .review_learning_proposal(with_token(decide(&by_agent.id, false, "v-2"), OPERATOR_TOKEN))
         .await
         .unwrap_err();
-    assert_eq!(again.get_error_details().error_info().unwrap().reason, "PROPOSAL_DECIDED");
+    assert_eq!(reason(&again), "PROPOSAL_DECIDED");
     let retry = client
         .review_learning_proposal(with_token(decide(&by_agent.id, true, "v-1"), OPERATOR_TOKEN))
         .await

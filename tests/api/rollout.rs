@@ -1,12 +1,17 @@
 //! Patch plans and rollouts on fixture runtimes, end to end.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use jhf_warp::control::clock::ManualClock;
 use jhf_warp::control::failpoints::{FAIL_VERIFICATION, STOP_AFTER_APPLY};
 use jhf_warp::pb::v1::{self as pb, EdgeKind, RolloutState};
 use tonic::Code;
 
 use crate::desired::{observed, put};
 use crate::helpers::{
-    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, eventually, spawn_app_with, with_token,
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, eventually, reason, spawn_app_with, with_token,
 };
 
 /// The bar's change: trio minus writer plus a restricted qa that lead may spawn and that
@@ -192,6 +197,51 @@ async fn a_dry_run_writes_nothing_and_a_success_can_be_rolled_back() {
     };
     let err = app.drift().await.rollback_rollout(with_token(again, OPERATOR_TOKEN)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "a dry run has nothing to roll back");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_pre_image_is_purged_after_retention_and_the_rollout_can_no_longer_be_rolled_back() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let app = spawn_app_with(AppOptions {
+        clock: Some(clock.clone()),
+        retention_sweep_secs: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    desired_trio_change(&app).await;
+    let plan = plan(&app, pb::PlanKind::Apply).await.unwrap();
+    let done = follow(&app, &start(&app, &plan.id, false, "real-1").await.unwrap().id).await;
+    assert_eq!(done.state, RolloutState::Succeeded as i32, "{done:?}");
+    let check = |request_id: &str| pb::RollbackRolloutRequest {
+        rollout_id: done.id.clone(),
+        request_id: request_id.to_owned(),
+        validate_only: true,
+    };
+    let mut drift = app.drift().await;
+    drift
+        .rollback_rollout(with_token(check("check-1"), OPERATOR_TOKEN))
+        .await
+        .expect("rollback possible at first");
+
+    clock.advance(TimeDelta::days(6));
+    crate::helpers::consistently(
+        "the pre-image is kept within retention",
+        Duration::from_millis(2500),
+        async || drift.clone().rollback_rollout(with_token(check("check-2"), OPERATOR_TOKEN)).await.is_ok(),
+    )
+    .await;
+
+    clock.advance(TimeDelta::days(2));
+    let refused = eventually("the pre-image to be purged", async || {
+        drift.clone().rollback_rollout(with_token(check("check-3"), OPERATOR_TOKEN)).await.err()
+    })
+    .await;
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "NOT_ROLLBACKABLE");
+    assert!(refused.message().contains("retention"), "{}", refused.message());
+    let kept = get(&app, &done.id).await;
+    assert_eq!(kept.state, RolloutState::Succeeded as i32, "the rollout's record stays");
     app.stop().await;
 }
 

@@ -101,9 +101,20 @@ async fn openapi_describes_every_shim_route() {
 }
 
 #[tokio::test]
-async fn unknown_routes_are_404() {
+async fn unknown_routes_need_a_token_and_then_are_404() {
     let app = spawn_app().await;
-    let response = reqwest::get(app.http_url("/nope")).await.unwrap();
+    // Default deny: a path nobody listed as open is closed, so a route added later cannot be
+    // left open by mistake, and probing for routes without a token tells nothing.
+    for path in ["/nope", "/admin", "/jhf.warp.v1.Unknown/Method", "/health/../metrics"] {
+        let anonymous = reqwest::get(app.http_url(path)).await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+    }
+    let response = reqwest::Client::new()
+        .get(app.http_url("/nope"))
+        .bearer_auth(crate::helpers::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     app.stop().await;
 }

@@ -49,8 +49,24 @@ fn lookup<T: Copy>(value: &str, prefix: &str, all: &[T], name: impl Fn(T) -> &'s
     all.iter().copied().find(|candidate| name(*candidate) == bare)
 }
 
-/// Parses a filter; the error says what is wrong, for a `BadRequest` field violation.
+/// Longest filter accepted, in bytes.
+pub const MAX_FILTER_BYTES: usize = 1024;
+
+/// Returns at most 40 characters of caller input, for echoing it in an error.
+fn shown(text: &str) -> String {
+    let mut out: String = text.chars().take(40).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Parses a filter; the error says what is wrong, for a `BadRequest` field violation (echoing
+/// caller input only truncated).
 pub fn parse(text: &str) -> Result<DriftFilter, String> {
+    if text.len() > MAX_FILTER_BYTES {
+        return Err(format!("longer than {MAX_FILTER_BYTES} bytes"));
+    }
     let spaced = text.replace('=', " = ");
     let tokens: Vec<&str> = spaced.split_whitespace().collect();
     let mut terms = Vec::new();
@@ -70,9 +86,11 @@ pub fn parse(text: &str) -> Result<DriftFilter, String> {
             }
             "severity" => lookup(value, "SEVERITY_", &SEVERITIES, severity_name).map(FilterTerm::Severity),
             "kind" => lookup(value, "DRIFT_KIND_", &DriftKind::ALL, DriftKind::as_str).map(FilterTerm::Kind),
-            other => return Err(format!("unknown field `{other}` (expected state, severity or kind)")),
+            other => {
+                return Err(format!("unknown field `{}` (expected state, severity or kind)", shown(other)));
+            }
         };
-        terms.push(term.ok_or_else(|| format!("unknown {field} value `{value}`"))?);
+        terms.push(term.ok_or_else(|| format!("unknown {} value `{}`", shown(field), shown(value)))?);
     }
     Ok(DriftFilter { terms })
 }

@@ -4,7 +4,7 @@ use chrono::DateTime;
 
 use super::{count, some_text, text, timestamp};
 use crate::domain::catalog::AgentCatalog;
-use crate::domain::desired::{DesiredInput, DesiredRevision, FieldViolation, NodeInput};
+use crate::domain::desired::{DesiredInput, DesiredRevision, FieldViolation, NodeInput, check_counts};
 use crate::domain::findings::{Finding, FindingKind};
 use crate::domain::inventory::{Binding, Inventory, InventoryAgent, RouteMatch, SessionStore};
 use crate::domain::observation::ObservationRecord;
@@ -299,6 +299,7 @@ impl TryFrom<&pb::Topology> for DesiredInput {
     type Error = Vec<FieldViolation>;
 
     fn try_from(value: &pb::Topology) -> Result<Self, Self::Error> {
+        check_counts(value.nodes.len(), value.edges.len(), value.routes.len())?;
         let mut violations = Vec::new();
         let mut input = DesiredInput::default();
         for (i, node) in value.nodes.iter().enumerate() {

@@ -22,3 +22,24 @@ async fn local_commands_report_exit_codes_stdin_and_timeouts() {
     let slow = shell.run("sleep 5", None, Duration::from_millis(100)).await;
     assert!(matches!(slow, Err(RuntimeError::Timeout { .. })));
 }
+
+#[tokio::test]
+async fn a_command_that_prints_without_end_is_stopped_and_stderr_floods_are_kept_to_their_tail() {
+    let shell = LocalShell;
+    let endless = shell.run("yes", None, Duration::from_secs(30)).await;
+    assert!(matches!(endless, Err(RuntimeError::InvalidOutput { .. })), "{endless:?}");
+    let flood = shell
+        .run(
+            "head -c 10000000 /dev/zero | tr '\\0' x >&2; echo END >&2; echo ok",
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!((flood.exit_code, flood.stdout.trim()), (Some(0), "ok"));
+    assert!(
+        flood.stderr.len() <= 2 * STDERR_KEPT && flood.stderr.ends_with("END\n"),
+        "{}",
+        flood.stderr.len()
+    );
+}

@@ -1,0 +1,44 @@
+//! Retention: data the service keeps only for a while. Today that is the pre-image of a
+//! finished rollout — a full copy of the runtime config before the write, which may hold
+//! inline secrets — kept so the rollout can be rolled back, then dropped. A purged rollout
+//! keeps its record and steps; rolling it back is refused with NOT_ROLLBACKABLE.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio_util::sync::CancellationToken;
+
+use super::Ctx;
+
+/// How long retained data lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Age (since its last change) after which a finished rollout's pre-image is purged.
+    pub pre_images: TimeDelta,
+}
+
+/// Purges what has outlived `retention` once now.
+pub async fn sweep(ctx: &Ctx, retention: Retention) -> Result<(), super::AppError> {
+    let cutoff = ctx.clock.now() - retention.pre_images;
+    let purged = ctx.store.purge_pre_images(cutoff).await?;
+    if purged > 0 {
+        tracing::info!(purged, "purged the pre-images of finished rollouts past retention");
+    }
+    Ok(())
+}
+
+/// Sweeps every `period` until `stop` (the first sweep right away, so a replica that restarts
+/// often still purges).
+pub async fn run_loop(ctx: Ctx, retention: Retention, period: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(error) = sweep(&ctx, retention).await {
+            tracing::warn!(%error, "retention sweep failed; will retry");
+        }
+    }
+}
