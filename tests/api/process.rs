@@ -57,7 +57,10 @@ async fn binary_serves_on_defaults_and_exits_zero_on_sigterm() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&token_path), 0o600);
+        assert_eq!(mode(dir.path()), 0o700, "the data dir is private");
+        assert_eq!(mode(&dir.path().join("warp.db")), 0o600, "the database is private");
     }
 
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
