@@ -30,6 +30,10 @@ use crate::control::snapshot::Snapshot;
 use crate::control::{Classifier, Ctx, Readiness, Services};
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::descriptor;
+
+/// How long the background loops get to finish their step after the drain (a rollout step in
+/// flight, a lease release) before they are aborted; whatever is cut short is resumable.
+const LOOPS_DRAIN: Duration = Duration::from_secs(5);
 use crate::random::RandomUnavailable;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -215,6 +219,7 @@ impl App {
             },
             retention: crate::control::retention::Retention {
                 pre_images: chrono::TimeDelta::days(i64::from(args.pre_image_retention_days)),
+                idempotency: chrono::TimeDelta::days(i64::from(args.idempotency_retention_days)),
             },
             transport: TransportSettings::from(&args.serving),
             tls,
@@ -239,7 +244,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let leader =
+        let loops =
             background::spawn(&self.services, self.intervals, self.retention, self.run_leader, &self.stop);
         let signal = shutdown::begin_on(
             shutdown,
@@ -268,10 +273,7 @@ impl App {
             result = server => result?,
             () = shutdown::grace_elapsed(self.stop.clone(), self.shutdown_grace) => {}
         }
-        // The leader releases its lease on the way out so another replica takes over at once.
-        if let Some(task) = leader {
-            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
-        }
+        shutdown::stop_loops(loops, LOOPS_DRAIN).await;
         if let Err(error) = self.services.ctx.store.clone().close().await {
             tracing::warn!(%error, "closing the store failed");
         }

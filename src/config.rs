@@ -136,6 +136,9 @@ pub struct ServeArgs {
     /// carry inline secrets); past that it can no longer be rolled back.
     #[arg(long, env = "JHF_WARP_PRE_IMAGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub pre_image_retention_days: u32,
+    /// Days a request id is remembered: a retry within them gets the first answer.
+    #[arg(long, env = "JHF_WARP_IDEMPOTENCY_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub idempotency_retention_days: u32,
     /// Seconds between retention sweeps.
     #[arg(long, env = "JHF_WARP_RETENTION_SWEEP_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub retention_sweep_secs: u64,
@@ -208,6 +211,10 @@ pub struct ReconcileArgs {
     /// Seconds the `warp/reconciler` lease lasts; the leader renews it every third of that.
     #[arg(long, env = "JHF_WARP_RECONCILER_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub reconciler_lease_secs: u64,
+    /// Seconds the runtime lease (`warp/runtime/<address>`) lasts: every change to the runtime
+    /// runs under it, and a replica resumes another's unfinished rollout only after it expired.
+    #[arg(long, env = "JHF_WARP_RUNTIME_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub runtime_lease_secs: u64,
     /// Seconds between scheduled cycles until the schedule is changed through the API.
     #[arg(long, env = "JHF_WARP_RECONCILE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub reconcile_interval_secs: u64,

@@ -18,6 +18,7 @@ mod m20261127_000011_create_reconcile_schedules;
 mod m20261127_000012_create_setup_previews;
 mod m20261127_000013_create_documents;
 mod m20261201_000014_create_audit_pending;
+mod m20261202_000015_replicas;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000012_create_setup_previews::Migration),
             Box::new(m20261127_000013_create_documents::Migration),
             Box::new(m20261201_000014_create_audit_pending::Migration),
+            Box::new(m20261202_000015_replicas::Migration),
         ]
     }
 }

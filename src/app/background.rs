@@ -54,56 +54,58 @@ where
     tokio::spawn(supervised.instrument(tracing::info_span!("loop", name)))
 }
 
-/// Starts every loop; returns the leader's task, which shutdown waits for (it releases its
-/// lease on the way out so another replica takes over at once).
+/// Starts every loop; returns their tasks, which shutdown waits for before it closes the store
+/// (the leader and the rollout worker release their leases on the way out, so another replica
+/// takes over at once).
 pub fn spawn(
     services: &Services,
     intervals: Intervals,
     retention: control::retention::Retention,
     run_leader: bool,
     stop: &CancellationToken,
-) -> Option<JoinHandle<()>> {
-    let (observer, rollouts) = (services.observations.clone(), services.rollouts.clone());
-    supervise("observation", stop, move |stop| {
-        let (observer, rollouts) = (observer.clone(), rollouts.clone());
-        async move {
-            // Interrupted rollouts are resolved before anything else touches the runtime.
-            if let Err(error) = rollouts.recover_unfinished().await {
-                tracing::error!(%error, "resolving interrupted rollouts failed; they stay as recorded");
-            }
-            observer.run_loop(intervals.observe, stop).await
-        }
-    });
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let observer = services.observations.clone();
+    tasks.push(supervise("observation", stop, move |stop| {
+        let observer = observer.clone();
+        async move { observer.run_loop(intervals.observe, stop).await }
+    }));
+    let rollouts = services.rollouts.clone();
+    tasks.push(supervise("rollout_worker", stop, move |stop| {
+        let rollouts = rollouts.clone();
+        async move { rollouts.run_worker(stop).await }
+    }));
     let (store, readiness) = (services.ctx.store.clone(), services.ctx.readiness.clone());
-    supervise("store_probe", stop, move |stop| {
+    tasks.push(supervise("store_probe", stop, move |stop| {
         control::watch_store(store.clone(), readiness.clone(), intervals.store_probe, stop)
-    });
+    }));
     let (snapshot, store, events) =
         (services.ctx.snapshot.clone(), services.ctx.store.clone(), services.ctx.events.clone());
-    supervise("snapshot", stop, move |stop| {
+    tasks.push(supervise("snapshot", stop, move |stop| {
         snapshot.clone().follow_owned(store.clone(), events.clone(), intervals.snapshot_recheck, stop)
-    });
+    }));
     let audit = services.audit.clone();
-    supervise("audit_sealer", stop, move |stop| {
+    tasks.push(supervise("audit_sealer", stop, move |stop| {
         let audit = audit.clone();
         async move { audit.run_sealer(AUDIT_SEAL_PERIOD, stop).await }
-    });
+    }));
     let ctx = services.ctx.clone();
-    supervise("retention", stop, move |stop| {
+    tasks.push(supervise("retention", stop, move |stop| {
         control::retention::run_loop(ctx.clone(), retention, intervals.retention_sweep, stop)
-    });
+    }));
     let watchdog = services.watchdog.clone();
-    supervise("watchdog", stop, move |stop| {
+    tasks.push(supervise("watchdog", stop, move |stop| {
         let watchdog = watchdog.clone();
         async move { watchdog.run_loop(intervals.watchdog, stop).await }
-    });
-    run_leader.then(|| {
+    }));
+    if run_leader {
         let leader = services.leader.clone();
-        supervise("reconcile_leader", stop, move |stop| {
+        tasks.push(supervise("reconcile_leader", stop, move |stop| {
             let leader = leader.clone();
             async move { leader.run(stop).await }
-        })
-    })
+        }));
+    }
+    tasks
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ pub fn service_settings(
             ..WatchdogThresholds::default()
         },
         leader: LeaderSettings { replica_id, lease_secs: args.reconcile.reconciler_lease_secs as i64 },
+        runtime_lease: std::time::Duration::from_secs(args.reconcile.runtime_lease_secs),
         setup_preview_ttl: chrono::TimeDelta::seconds(args.setup_preview_ttl_secs.min(7 * 86_400) as i64),
         identity_registry,
         classifier,

@@ -60,3 +60,17 @@ pub async fn grace_elapsed(stop: CancellationToken, grace: Duration) {
     tokio::time::sleep(grace).await;
     tracing::warn!(grace_secs = grace.as_secs(), "drain grace elapsed; closing remaining connections");
 }
+
+/// Waits for the background loops (already told to stop) up to `within`, then aborts the
+/// rest, so nothing uses the store after it closes. A loop cut short leaves its work in a
+/// resumable state: rollouts persist every step, and leases expire.
+pub async fn stop_loops(loops: Vec<tokio::task::JoinHandle<()>>, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    for mut task in loops {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::warn!("a background loop did not stop in time; aborting it");
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}

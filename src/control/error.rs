@@ -46,6 +46,10 @@ pub enum AppError {
     /// The request conflicts with current state (stale etag, reused request id, …).
     #[error("{description}")]
     FailedPrecondition { reason: &'static str, subject: String, description: String },
+    /// Something this call needs is held elsewhere for now (a duplicate call still running,
+    /// the runtime being changed by another replica); the same call may be retried.
+    #[error("{description}")]
+    Busy { reason: &'static str, description: String, retry_after: std::time::Duration },
     /// The runtime could not be read.
     #[error("runtime unavailable: {0}")]
     Runtime(#[from] RuntimeError),
@@ -80,7 +84,7 @@ impl AppError {
             Self::Overloaded { .. } => ErrorCode::ResourceExhausted,
             Self::UnknownMethod { .. } => ErrorCode::Unimplemented,
             Self::FailedPrecondition { .. } => ErrorCode::FailedPrecondition,
-            Self::Runtime(_) => ErrorCode::Unavailable,
+            Self::Runtime(_) | Self::Busy { .. } => ErrorCode::Unavailable,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             Self::Store(_) | Self::Internal { .. } => ErrorCode::Internal,
         }
@@ -94,7 +98,7 @@ impl AppError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Overloaded { .. } => "OVERLOADED",
             Self::UnknownMethod { .. } => "UNKNOWN_METHOD",
-            Self::FailedPrecondition { reason, .. } => reason,
+            Self::FailedPrecondition { reason, .. } | Self::Busy { reason, .. } => reason,
             Self::Runtime(RuntimeError::Timeout { .. }) => "RUNTIME_TIMEOUT",
             Self::Runtime(_) => "RUNTIME_UNAVAILABLE",
             Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
@@ -106,7 +110,7 @@ impl AppError {
     /// Returns how long a caller should wait before retrying, for errors a retry can cure.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Self::Overloaded { retry_after, .. } => Some(*retry_after),
+            Self::Overloaded { retry_after, .. } | Self::Busy { retry_after, .. } => Some(*retry_after),
             Self::Store(StoreError::Unavailable(_)) | Self::Runtime(_) => {
                 Some(std::time::Duration::from_secs(1))
             }

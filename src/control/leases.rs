@@ -91,9 +91,27 @@ impl LeaseService {
         verb: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change_audited(name, caller, audit_refusal, false, verb, change).await
+    }
+
+    /// [`Self::change`]; with `takeovers_only`, only a change of holder away from another
+    /// holder is audited (work leases a replica takes for every batch of work).
+    async fn change_audited(
+        &self,
+        name: &str,
+        caller: &AuditContext,
+        audit_refusal: bool,
+        takeovers_only: bool,
+        verb: &str,
+        change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
         let mut at = None;
         let describe = |current: &Lease, next: &Lease| {
             if lease::only_extends(current, next) {
+                return None;
+            }
+            let takeover = current.holder.is_some() && next.holder.is_some() && current.holder != next.holder;
+            if takeovers_only && !takeover {
                 return None;
             }
             let holder = next.holder.as_deref().unwrap_or("nobody");
@@ -184,6 +202,35 @@ impl LeaseService {
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         self.change(name, caller, false, "acquire", |current, now| {
             lease::acquire(current, holder, duration_secs, now)
+        })
+        .await
+    }
+
+    /// Takes a work lease for this replica (the runtime and observer leases, taken for every
+    /// batch of work): only taking it over from another holder is audited.
+    pub async fn take_work_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_secs: i64,
+        caller: &AuditContext,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change_audited(name, caller, false, true, "take over", |current, now| {
+            lease::acquire(current, holder, duration_secs, now)
+        })
+        .await
+    }
+
+    /// Releases a work lease of this replica (not audited).
+    pub async fn release_work_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        token: i64,
+        caller: &AuditContext,
+    ) -> Result<(Lease, DateTime<Utc>), AppError> {
+        self.change_audited(name, caller, false, true, "release", |current, now| {
+            lease::release(current, holder, token, now)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! Reconcile cycles on demand: observe → track drift → (PLAN) plan → (HEAL) roll out, with the
 //! HEAL guards of DESIGN §3. A cycle is one scheduler run, idempotent by its cycle id.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Ctx;
@@ -84,6 +85,11 @@ impl ReconcileService {
         };
         match self.run_cycle(request, caller).await? {
             CycleOutcome::Ran(run) => Ok((run, false)),
+            // A cycle id is the call's idempotency key: reused with another mode, or naming a
+            // scheduled cycle, it is another request.
+            CycleOutcome::Replayed(run) if run.mode != mode || run.trigger != TRIGGER_MANUAL => {
+                Err(AppError::invalid("cycle_id", "this cycle_id was already used for a different cycle"))
+            }
             CycleOutcome::Replayed(run) => Ok((run, true)),
             CycleOutcome::Fenced(_) | CycleOutcome::Paused => {
                 Err(AppError::Internal { detail: "an unfenced cycle was fenced".to_owned() })
@@ -215,7 +221,24 @@ impl ReconcileService {
             run.message = LOST_LEADERSHIP.to_owned();
             return Ok(());
         }
-        let (plan, _) = self.rollouts.plan(PlanKind::Apply).await?;
+        // HEAL changes only what is confirmed (and not flapping); PLAN shows the whole way.
+        let planned = if run.mode == ReconcileMode::Heal {
+            let acting_on: BTreeSet<String> = actionable(&items).iter().map(|i| i.key().to_owned()).collect();
+            self.rollouts.plan_heal(&acting_on).await
+        } else {
+            self.rollouts.plan(PlanKind::Apply).await
+        };
+        let plan = match planned {
+            Ok((plan, _)) => plan,
+            Err(AppError::FailedPrecondition { reason: "PLAN_UNSUPPORTED", description, .. })
+                if run.mode == ReconcileMode::Heal =>
+            {
+                run.state = RunState::Skipped;
+                run.message = format!("the confirmed items alone cannot be applied yet: {description}");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         run.plan_id = Some(plan.id.clone());
         if run.mode == ReconcileMode::Plan || plan.is_empty() {
             run.state = RunState::Succeeded;
@@ -225,6 +248,27 @@ impl ReconcileService {
         if cancel.is_cancelled() {
             run.state = RunState::Failed;
             run.message = LOST_LEADERSHIP.to_owned();
+            return Ok(());
+        }
+        // Once per (desired generation, config hash), decided by a stored key: a cycle racing
+        // this one (a manual HEAL beside a scheduled one) cannot roll out for it too.
+        let first = self
+            .ctx
+            .store
+            .record_heal_attempt(
+                self.runtime(),
+                run.desired_generation,
+                &run.config_hash,
+                &run.cycle_id,
+                self.ctx.clock.now(),
+            )
+            .await?;
+        if !first {
+            run.state = RunState::Skipped;
+            run.message = format!(
+                "already attempted once for desired generation {} and config hash {}",
+                run.desired_generation, run.config_hash
+            );
             return Ok(());
         }
         run.heal_attempted = true;

@@ -1,7 +1,10 @@
-//! Retention: data the service keeps only for a while. Today that is the pre-image of a
-//! finished rollout — a full copy of the runtime config before the write, which may hold
-//! inline secrets — kept so the rollout can be rolled back, then dropped. A purged rollout
-//! keeps its record and steps; rolling it back is refused with NOT_ROLLBACKABLE.
+//! Retention: data the service keeps only for a while.
+//! - The pre-image of a finished rollout — a full copy of the runtime config before the write,
+//!   which may hold inline secrets — kept so the rollout can be rolled back, then dropped. A
+//!   purged rollout keeps its record and steps; rolling it back is refused with
+//!   NOT_ROLLBACKABLE.
+//! - Idempotency records: a retry within the retention gets the first answer; after it, the
+//!   request id is forgotten and a retry runs as a new call.
 
 use std::time::Duration;
 
@@ -15,14 +18,20 @@ use super::Ctx;
 pub struct Retention {
     /// Age (since its last change) after which a finished rollout's pre-image is purged.
     pub pre_images: TimeDelta,
+    /// Age after which an idempotency record is forgotten.
+    pub idempotency: TimeDelta,
 }
 
 /// Purges what has outlived `retention` once now.
 pub async fn sweep(ctx: &Ctx, retention: Retention) -> Result<(), super::AppError> {
-    let cutoff = ctx.clock.now() - retention.pre_images;
-    let purged = ctx.store.purge_pre_images(cutoff).await?;
+    let now = ctx.clock.now();
+    let purged = ctx.store.purge_pre_images(now - retention.pre_images).await?;
     if purged > 0 {
         tracing::info!(purged, "purged the pre-images of finished rollouts past retention");
+    }
+    let forgotten = ctx.store.prune_idempotency(now - retention.idempotency).await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "forgot idempotency records past retention");
     }
     Ok(())
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 
+use super::ownership::RuntimeOwner;
 use super::{
-    AuditService, Classifier, Ctx, DelegationService, DesiredTopologyService, DispatchService, DriftMonitor,
-    LeaderSettings, LearningService, LeaseService, MetricsService, ObservationService, ObserverSettings,
-    PersistentService, ReconcileLeader, ReconcileService, RolloutService, ScheduleService, SetupService,
-    WatchdogService,
+    AuditService, Calls, Classifier, Ctx, DelegationService, DesiredTopologyService, DispatchService,
+    DriftMonitor, LeaderSettings, LearningService, LeaseService, MetricsService, ObservationService,
+    ObserverSettings, PersistentService, ReconcileLeader, ReconcileService, RolloutService, ScheduleService,
+    SetupService, WatchdogService,
 };
 use crate::domain::schedule::Schedule;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -23,6 +24,8 @@ pub struct ServiceSettings {
     pub watchdog: WatchdogThresholds,
     /// This replica's holder name and the `warp/reconciler` lease duration.
     pub leader: LeaderSettings,
+    /// Duration of the runtime lease every change to the runtime runs under.
+    pub runtime_lease: std::time::Duration,
     /// How long a setup preview stays addressable.
     pub setup_preview_ttl: TimeDelta,
     /// Registered business links (`None`: syntax checks only).
@@ -34,6 +37,8 @@ pub struct ServiceSettings {
 #[derive(Clone)]
 pub struct Services {
     pub ctx: Ctx,
+    /// The exactly-once gate of mutating calls.
+    pub calls: Calls,
     pub classifier: Classifier,
     pub observations: ObservationService,
     pub desired: DesiredTopologyService,
@@ -61,6 +66,7 @@ impl Services {
             schedule_defaults,
             watchdog,
             leader,
+            runtime_lease,
             setup_preview_ttl,
             identity_registry,
             classifier,
@@ -69,7 +75,9 @@ impl Services {
         let desired = DesiredTopologyService::new(ctx, observations.clone());
         let leases = LeaseService::new(ctx);
         let schedules = ScheduleService::new(ctx, schedule_defaults);
-        let rollouts = RolloutService::new(ctx, observations.clone());
+        let owner =
+            RuntimeOwner::new(leases.clone(), ctx.runtime.address(), &leader.replica_id, runtime_lease);
+        let rollouts = RolloutService::new(ctx, observations.clone(), owner.clone());
         let setup = SetupService::new(
             ctx,
             classifier.clone(),
@@ -101,6 +109,7 @@ impl Services {
             ),
             leader: ReconcileLeader::new(ctx, leases.clone(), schedules.clone(), reconcile.clone(), leader),
             ctx: ctx.clone(),
+            calls: Calls::new(ctx),
             classifier,
             observations,
             desired,

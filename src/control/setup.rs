@@ -28,6 +28,8 @@ use crate::domain::setup::{
 use crate::domain::topology::{EdgeKind, Topology};
 use crate::runtime::{RuntimeError, WorkspaceFile};
 
+/// Longest ApplySetup waits for the runtime lease before writing bootstrap files.
+const FILES_WAIT: Duration = Duration::from_secs(30);
 /// Longest ApplySetup waits for its rollout.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(900);
 
@@ -342,10 +344,24 @@ impl SetupService {
         Ok(ApplyOutcome { desired: Some(put.desired), rollout, files })
     }
 
+    /// Writes the bootstrap files under the runtime lease (they change the runtime as a rollout
+    /// does), waiting for it while a rollout runs.
     async fn write_bootstrap_files(
         &self,
         preview: &StoredPreview,
         caller: &AuditContext,
+    ) -> Result<Vec<FileResult>, AppError> {
+        let guard = self.rollouts.owner().acquire(FILES_WAIT).await?;
+        let written = self.write_files_under(preview, caller, &guard).await;
+        guard.release().await;
+        written
+    }
+
+    async fn write_files_under(
+        &self,
+        preview: &StoredPreview,
+        caller: &AuditContext,
+        guard: &super::ownership::RuntimeGuard,
     ) -> Result<Vec<FileResult>, AppError> {
         let observed = self.observations.observe(true).await?;
         let inventory = &observed.observation.inventory;
@@ -373,6 +389,7 @@ impl SetupService {
                         continue;
                     }
                 };
+                guard.ensure_live()?;
                 let write = async |created| match runtime.write_workspace_file(&path, &file.content).await {
                     Ok(()) => Ok(if created { FileOutcome::Created } else { FileOutcome::Updated }),
                     Err(RuntimeError::Refused { detail }) => {

@@ -63,6 +63,37 @@ struct State {
     versions: Versions,
     summary: Option<Arc<DriftSummary>>,
     catalog: Option<Arc<AgentCatalog>>,
+    rollouts: RolloutsSeen,
+}
+
+/// The rollout versions this replica has published to its watchers, so changes written by
+/// other replicas are published once each.
+#[derive(Default)]
+struct RolloutsSeen {
+    /// Rollout id → the newest version published (ids sort by creation; the oldest are dropped
+    /// past [`ROLLOUTS_REMEMBERED`]).
+    versions: BTreeMap<String, i64>,
+    /// Changes at or after this time (minus [`CLOCK_SLACK`]) are read on the next change.
+    since: Option<DateTime<Utc>>,
+}
+
+/// Rollout versions remembered for deduplication.
+const ROLLOUTS_REMEMBERED: usize = 1024;
+/// Slack for replicas whose clocks differ when reading rollouts changed since a time.
+const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(5);
+
+impl RolloutsSeen {
+    /// Records a version; true when it is newer than any published before.
+    fn saw(&mut self, id: &str, version: i64) -> bool {
+        if self.versions.get(id).is_some_and(|seen| *seen >= version) {
+            return false;
+        }
+        self.versions.insert(id.to_owned(), version);
+        while self.versions.len() > ROLLOUTS_REMEMBERED {
+            self.versions.pop_first();
+        }
+        true
+    }
 }
 
 /// Shared, cheap to clone.
@@ -212,6 +243,11 @@ impl Snapshot {
         });
     }
 
+    /// Notes a rollout version this replica wrote and published itself.
+    pub fn put_rollout(&self, id: &str, version: i64) {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.saw(id, version);
+    }
+
     /// Notes the start of a scheduled cycle this replica began.
     pub fn put_scheduled_start(&self, started_at: DateTime<Utc>) {
         self.write(|state| {
@@ -239,7 +275,7 @@ impl Snapshot {
             }
             Topic::Drift => store.drift_version(&self.runtime).await? == loaded.drift,
             Topic::Desired => store.latest_desired_generation().await? == loaded.desired,
-            Topic::Schedule | Topic::Lease | Topic::Run => false,
+            Topic::Schedule | Topic::Lease | Topic::Run | Topic::Rollout => false,
         };
         if unchanged { Ok(()) } else { self.reload_topic(store, events, topic).await }
     }
@@ -308,6 +344,25 @@ impl Snapshot {
                 let last = store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
                 self.write(|state| state.last_scheduled_start = last);
             }
+            Topic::Rollout => {
+                let since = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since;
+                let Some(since) = since else {
+                    // First load: nothing is being watched yet; follow changes from now on.
+                    let now = store.now().await?;
+                    self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since =
+                        Some(now);
+                    return Ok(());
+                };
+                let changed = store.rollouts_changed_since(&self.runtime, since - CLOCK_SLACK, 500).await?;
+                let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for rollout in changed {
+                    let seen = &mut state.rollouts;
+                    seen.since = seen.since.max(Some(rollout.updated_at));
+                    if seen.saw(&rollout.id, rollout.version) {
+                        events.publish_rollout(rollout);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -334,6 +389,7 @@ impl Snapshot {
             self.reload_topic(store, events, Topic::Schedule).await?;
         }
         self.reload_topic(store, events, Topic::Lease).await?;
+        self.reload_topic(store, events, Topic::Rollout).await?;
         self.reload_topic(store, events, Topic::Run).await
     }
 

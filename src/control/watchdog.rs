@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Ctx;
 use super::ScheduleService;
 use super::{AppError, AuditContext, ObservationService};
+use crate::domain::idempotency::{IdempotencyKey, Prior};
 use crate::domain::watchdog::{
     ReconcileFacts, WatchdogInputs, WatchdogObservation, WatchdogThresholds, evaluate, merge,
     reconcile_lateness,
@@ -107,8 +108,21 @@ impl WatchdogService {
         &self,
         key: &str,
         caller: &AuditContext,
+        idempotency: &IdempotencyKey,
         validate_only: bool,
     ) -> Result<WatchdogObservation, AppError> {
+        // A retry gets the first answer, even after the observation cleared.
+        match self.ctx.store.idempotency_prior(idempotency).await? {
+            Prior::Replay(answer) => {
+                return serde_json::from_str(&answer).map_err(|e| {
+                    AppError::Store(crate::store::StoreError::Corrupt(format!(
+                        "watchdog acknowledgement: {e}"
+                    )))
+                });
+            }
+            Prior::Conflict => return Err(super::desired::request_id_reused()),
+            Prior::Unseen => {}
+        }
         let _one = self.serialize.lock().await;
         let mut tracked = self.ctx.store.watchdog_observations(self.runtime()).await?;
         let observation = tracked
@@ -121,9 +135,16 @@ impl WatchdogService {
         observation.acknowledged_by = Some(caller.actor.clone());
         let audit =
             caller.event(format!("watchdog/{key}"), format!("acknowledged watchdog observation {key}"));
+        let answer = serde_json::to_string(&*observation)
+            .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
         self.ctx
             .store
-            .save_watchdog_observations(self.runtime(), &[observation], self.ctx.clock.now(), Some(&audit))
+            .save_watchdog_observations(
+                self.runtime(),
+                &[observation],
+                self.ctx.clock.now(),
+                Some((&audit, idempotency, answer)),
+            )
             .await?;
         Ok(observation.clone())
     }

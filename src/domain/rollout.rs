@@ -82,6 +82,10 @@ pub struct Rollout {
     pub steps: Vec<RolloutStep>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Version of the stored row this value was read as (0 before it is stored); every write
+    /// bumps it, and a write from a stale version is refused.
+    #[serde(default)]
+    pub version: i64,
 }
 
 /// A transition the state machine does not allow.
@@ -174,6 +178,12 @@ pub struct WriteLimiter {
 }
 
 impl WriteLimiter {
+    /// A limiter that has seen `writes` (any order).
+    pub fn from_writes(mut writes: Vec<DateTime<Utc>>) -> Self {
+        writes.sort();
+        Self { writes: writes.into() }
+    }
+
     /// Returns when the next write may happen (`now` when a slot is free).
     pub fn next_slot(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
         let window = TimeDelta::minutes(1);
@@ -215,6 +225,7 @@ mod tests {
             steps: vec![],
             created_at: at,
             updated_at: at,
+            version: 0,
         }
     }
 

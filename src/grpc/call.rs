@@ -97,8 +97,9 @@ pub fn mutation<T: Idempotent>(request: &Request<T>) -> Result<(AuditContext, Id
     let (_, name) = method(request)?;
     let mut without_id = message.clone();
     without_id.clear_request_id();
+    // Scoped to the principal: another caller's request id never collides with this one's.
     let key = IdempotencyKey {
-        scope: name,
+        scope: format!("{name}@{}", caller.actor),
         request_id: message.request_id().to_owned(),
         fingerprint: hex::encode(Sha256::digest(without_id.encode_to_vec())),
     };

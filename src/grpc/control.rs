@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use super::call::{caller, caller_with_id, mutation};
 use super::convert::{reconcile_mode_from_pb, trust_from_pb};
 use crate::control::{
-    AppError, AuditService, DelegationService, DispatchService, GrantRequest, LeaseService, ReconcileService,
-    ScheduleService, Services, UpdateScheduleRequest, WatchdogService, WorkItem,
+    AppError, AuditService, Calls, DelegationService, DispatchService, GrantRequest, LeaseService,
+    ReconcileService, ScheduleService, Services, UpdateScheduleRequest, WatchdogService, WorkItem,
 };
 use crate::domain::audit::AuditFilter;
 use crate::domain::lease::CycleReport;
@@ -14,6 +14,7 @@ use crate::domain::reconcile::ReconcileMode;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 
 pub struct ControlServiceImpl {
+    calls: Calls,
     leases: LeaseService,
     audit: AuditService,
     delegations: DelegationService,
@@ -26,6 +27,7 @@ pub struct ControlServiceImpl {
 impl ControlServiceImpl {
     pub fn new(services: &Services) -> Self {
         Self {
+            calls: services.calls.clone(),
             leases: services.leases.clone(),
             audit: services.audit.clone(),
             delegations: services.delegations.clone(),
@@ -130,10 +132,11 @@ impl ControlService for ControlServiceImpl {
             rights: request.rights,
             trust: trust_from_pb(request.trust, "trust")?,
             parent_id: (!request.parent_id.is_empty()).then_some(request.parent_id),
-            idempotency: key,
+            idempotency: key.clone(),
             validate_only: request.validate_only,
         };
-        let granted = self.delegations.grant(grant, &who).await?;
+        let granted =
+            self.calls.once(&key, request.validate_only, self.delegations.grant(grant, &who)).await?;
         Ok(Response::new(pb::GrantDelegationResponse { delegation: Some((&granted).into()) }))
     }
 
@@ -143,8 +146,8 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::RevokeDelegationResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let affected =
-            self.delegations.revoke(&request.id, &request.reason, &key, request.validate_only, &who).await?;
+        let revoke = self.delegations.revoke(&request.id, &request.reason, &key, request.validate_only, &who);
+        let affected = self.calls.once(&key, request.validate_only, revoke).await?;
         Ok(Response::new(pb::RevokeDelegationResponse {
             affected: affected.iter().map(Into::into).collect(),
         }))
@@ -179,7 +182,11 @@ impl ControlService for ControlServiceImpl {
         request: Request<pb::BackfillDelegationsRequest>,
     ) -> Result<Response<pb::BackfillDelegationsResponse>, Status> {
         let (who, key) = mutation(&request)?;
-        let created = self.delegations.backfill(&key, request.get_ref().validate_only, &who).await?;
+        let validate_only = request.get_ref().validate_only;
+        let created = self
+            .calls
+            .once(&key, validate_only, self.delegations.backfill(&key, validate_only, &who))
+            .await?;
         Ok(Response::new(pb::BackfillDelegationsResponse {
             created: created.iter().map(Into::into).collect(),
         }))
@@ -210,9 +217,10 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::AcknowledgeObservationRequest>,
     ) -> Result<Response<pb::AcknowledgeObservationResponse>, Status> {
-        let (who, _key) = mutation(&request)?;
+        let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let observation = self.watchdog.acknowledge(&request.key, &who, request.validate_only).await?;
+        let acknowledge = self.watchdog.acknowledge(&request.key, &who, &key, request.validate_only);
+        let observation = self.calls.once(&key, request.validate_only, acknowledge).await?;
         Ok(Response::new(pb::AcknowledgeObservationResponse { observation: Some((&observation).into()) }))
     }
 
@@ -260,20 +268,16 @@ impl ControlService for ControlServiceImpl {
         let request = request.into_inner();
         let wanted = request.schedule.ok_or_else(|| AppError::invalid("schedule", "required"))?;
         let mode = reconcile_mode_from_pb(wanted.mode, "schedule.mode", None)?;
-        let stored = self
-            .schedules
-            .update(
-                UpdateScheduleRequest {
-                    interval_secs: wanted.interval_seconds,
-                    mode,
-                    paused: wanted.paused,
-                    etag: request.etag,
-                    idempotency,
-                    validate_only: request.validate_only,
-                },
-                &who,
-            )
-            .await?;
+        let update = UpdateScheduleRequest {
+            interval_secs: wanted.interval_seconds,
+            mode,
+            paused: wanted.paused,
+            etag: request.etag,
+            idempotency: idempotency.clone(),
+            validate_only: request.validate_only,
+        };
+        let stored =
+            self.calls.once(&idempotency, request.validate_only, self.schedules.update(update, &who)).await?;
         Ok(Response::new(pb::UpdateScheduleResponse { schedule: Some((&stored).into()) }))
     }
 

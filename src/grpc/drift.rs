@@ -7,12 +7,13 @@ use super::call::mutation;
 use super::convert::plan_kind_from_pb;
 use super::watch::{EventStream, WatchSource, spawn_watch};
 use crate::control::events::DriftEvent;
-use crate::control::{AppError, CreateRolloutRequest, DriftMonitor, RolloutService, Services};
+use crate::control::{AppError, Calls, CreateRolloutRequest, DriftMonitor, RolloutService, Services};
 use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::rollout::Rollout;
 use crate::pb::v1::{self as pb, drift_service_server::DriftService};
 
 pub struct DriftServiceImpl {
+    calls: Calls,
     drift: DriftMonitor,
     rollouts: RolloutService,
     stop: CancellationToken,
@@ -20,7 +21,12 @@ pub struct DriftServiceImpl {
 
 impl DriftServiceImpl {
     pub fn new(services: &Services, stop: CancellationToken) -> Self {
-        Self { drift: services.drift.clone(), rollouts: services.rollouts.clone(), stop }
+        Self {
+            calls: services.calls.clone(),
+            drift: services.drift.clone(),
+            rollouts: services.rollouts.clone(),
+            stop,
+        }
     }
 }
 
@@ -115,7 +121,8 @@ impl DriftService for DriftServiceImpl {
     ) -> Result<Response<pb::AcknowledgeDriftItemResponse>, Status> {
         let (by, key) = mutation(&request)?;
         let request = request.into_inner();
-        let item = self.drift.acknowledge(&request.key, &by, &key, request.validate_only).await?;
+        let acknowledge = self.drift.acknowledge(&request.key, &by, &key, request.validate_only);
+        let item = self.calls.once(&key, request.validate_only, acknowledge).await?;
         Ok(Response::new(pb::AcknowledgeDriftItemResponse { item: Some((&item).into()) }))
     }
 
@@ -124,7 +131,9 @@ impl DriftService for DriftServiceImpl {
         request: Request<pb::ObserveNowRequest>,
     ) -> Result<Response<pb::ObserveNowResponse>, Status> {
         let (who, key) = mutation(&request)?;
-        let result = self.drift.observe_now(&key, request.get_ref().validate_only, &who).await?;
+        let validate_only = request.get_ref().validate_only;
+        let result =
+            self.calls.once(&key, validate_only, self.drift.observe_now(&key, validate_only, &who)).await?;
         Ok(Response::new((&result).into()))
     }
 
@@ -168,10 +177,13 @@ impl DriftService for DriftServiceImpl {
         let create = CreateRolloutRequest {
             plan_id: request.plan_id,
             dry_run: request.dry_run,
-            idempotency,
+            idempotency: idempotency.clone(),
             validate_only: request.validate_only,
         };
-        let rollout = self.rollouts.create(create, &actor).await?;
+        let rollout = self
+            .calls
+            .once(&idempotency, request.validate_only, self.rollouts.create(create, &actor))
+            .await?;
         Ok(Response::new(pb::CreateRolloutResponse { rollout: Some((&rollout).into()) }))
     }
 
@@ -201,8 +213,8 @@ impl DriftService for DriftServiceImpl {
     ) -> Result<Response<pb::RollbackRolloutResponse>, Status> {
         let (actor, key) = mutation(&request)?;
         let request = request.into_inner();
-        let rollout =
-            self.rollouts.rollback(&request.rollout_id, &actor, &key, request.validate_only).await?;
+        let rollback = self.rollouts.rollback(&request.rollout_id, &actor, &key, request.validate_only);
+        let rollout = self.calls.once(&key, request.validate_only, rollback).await?;
         Ok(Response::new(pb::RollbackRolloutResponse { rollout: Some((&rollout).into()) }))
     }
 

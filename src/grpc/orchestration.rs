@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::call::mutation;
 use super::convert::{lifecycle_from_pb, proposal_state_from_pb, retention_from_pb, setup_pass_from_pb};
 use crate::control::{
-    AppError, ApplyRequest, Classifier, LearningService, Mutation, PersistentService, PreviewRequest,
+    AppError, ApplyRequest, Calls, Classifier, LearningService, Mutation, PersistentService, PreviewRequest,
     Services, SetupService,
 };
 use crate::domain::classify::{TaskInput, TaskProfile};
@@ -13,6 +13,7 @@ use crate::domain::setup::bootstrap::Budgets;
 use crate::pb::v1::{self as pb, orchestration_service_server::OrchestrationService};
 
 pub struct OrchestrationServiceImpl {
+    calls: Calls,
     classifier: Classifier,
     setup: SetupService,
     persistent: PersistentService,
@@ -22,6 +23,7 @@ pub struct OrchestrationServiceImpl {
 impl OrchestrationServiceImpl {
     pub fn new(services: &Services) -> Self {
         Self {
+            calls: services.calls.clone(),
             classifier: services.classifier.clone(),
             setup: services.setup.clone(),
             persistent: services.persistent.clone(),
@@ -78,19 +80,15 @@ impl OrchestrationService for OrchestrationServiceImpl {
     ) -> Result<Response<pb::ApplySetupResponse>, Status> {
         let (who, idempotency) = mutation(&request)?;
         let request = request.into_inner();
-        let outcome = self
-            .setup
-            .apply(
-                ApplyRequest {
-                    preview_id: request.preview_id,
-                    etag: request.etag,
-                    idempotency,
-                    validate_only: request.validate_only,
-                    rollout: request.rollout,
-                },
-                &who,
-            )
-            .await?;
+        let validate_only = request.validate_only;
+        let apply = ApplyRequest {
+            preview_id: request.preview_id,
+            etag: request.etag,
+            idempotency: idempotency.clone(),
+            validate_only,
+            rollout: request.rollout,
+        };
+        let outcome = self.calls.once(&idempotency, validate_only, self.setup.apply(apply, &who)).await?;
         Ok(Response::new(pb::ApplySetupResponse {
             desired: outcome.desired.as_ref().map(Into::into),
             rollout: outcome.rollout.as_ref().map(Into::into),
@@ -105,11 +103,15 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let (agent, record) = self
-            .persistent
-            .create_agent(
-                &request.agent_id,
-                request.fields.into(),
-                Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+            .calls
+            .once(
+                &key,
+                request.validate_only,
+                self.persistent.create_agent(
+                    &request.agent_id,
+                    request.fields.into(),
+                    Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+                ),
             )
             .await?;
         Ok(Response::new(pb::CreatePersistentAgentResponse {
@@ -147,12 +149,16 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let agent = self
-            .persistent
-            .update_agent(
-                &request.agent_id,
-                request.fields.into(),
-                &request.etag,
-                Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+            .calls
+            .once(
+                &key,
+                request.validate_only,
+                self.persistent.update_agent(
+                    &request.agent_id,
+                    request.fields.into(),
+                    &request.etag,
+                    Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+                ),
             )
             .await?;
         Ok(Response::new(pb::UpdatePersistentAgentResponse { agent: Some((&agent).into()) }))
@@ -165,12 +171,16 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let (agent, record) = self
-            .persistent
-            .retire_agent(
-                &request.agent_id,
-                &request.etag,
-                &request.reason,
-                Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+            .calls
+            .once(
+                &key,
+                request.validate_only,
+                self.persistent.retire_agent(
+                    &request.agent_id,
+                    &request.etag,
+                    &request.reason,
+                    Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+                ),
             )
             .await?;
         let retired_at = agent.value.retired_at;
@@ -203,13 +213,17 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let days = u32::try_from(request.retention_days)
             .map_err(|_| AppError::invalid("retention_days", "must not be negative"))?;
         let (record, retired_at) = self
-            .persistent
-            .update_retention(
-                &request.agent_id,
-                policy,
-                days,
-                &request.etag,
-                Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+            .calls
+            .once(
+                &key,
+                request.validate_only,
+                self.persistent.update_retention(
+                    &request.agent_id,
+                    policy,
+                    days,
+                    &request.etag,
+                    Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+                ),
             )
             .await?;
         Ok(Response::new(pb::UpdateWorkspaceRetentionResponse {
@@ -224,13 +238,17 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let created = self
-            .learning
-            .propose(
-                &request.agent_id,
-                &request.change,
-                &request.rationale,
-                request.evidence_refs,
-                Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+            .calls
+            .once(
+                &key,
+                request.validate_only,
+                self.learning.propose(
+                    &request.agent_id,
+                    &request.change,
+                    &request.rationale,
+                    request.evidence_refs,
+                    Mutation { key: &key, validate_only: request.validate_only, caller: &who },
+                ),
             )
             .await?;
         Ok(Response::new(pb::CreateLearningProposalResponse { proposal: Some((&created).into()) }))
@@ -256,8 +274,8 @@ impl OrchestrationService for OrchestrationServiceImpl {
     ) -> Result<Response<pb::ReviewLearningProposalResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let (decided, stored) =
-            self.learning.review(&request.id, request.approve, &request.note, &key, &who).await?;
+        let review = self.learning.review(&request.id, request.approve, &request.note, &key, &who);
+        let (decided, stored) = self.calls.once(&key, false, review).await?;
         Ok(Response::new(pb::ReviewLearningProposalResponse {
             proposal: Some((&decided).into()),
             preview: stored.as_ref().map(Into::into),

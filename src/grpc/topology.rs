@@ -9,7 +9,7 @@ use super::call::mutation;
 use super::watch::{EventStream, WatchSource, spawn_watch};
 use crate::control::events::TopologyEvent;
 use crate::control::{
-    AppError, DesiredTopologyService, ObservationService, PutRequest, Services, TopologySelector,
+    AppError, Calls, DesiredTopologyService, ObservationService, PutRequest, Services, TopologySelector,
 };
 use crate::domain::Topology;
 use crate::domain::desired::{DesiredInput, DesiredRevision};
@@ -17,6 +17,7 @@ use crate::domain::observation::StoredObservation;
 use crate::pb::v1::{self as pb, topology_service_server::TopologyService};
 
 pub struct TopologyServiceImpl {
+    calls: Calls,
     observations: ObservationService,
     desired: DesiredTopologyService,
     stop: CancellationToken,
@@ -24,7 +25,12 @@ pub struct TopologyServiceImpl {
 
 impl TopologyServiceImpl {
     pub fn new(services: &Services, stop: CancellationToken) -> Self {
-        Self { observations: services.observations.clone(), desired: services.desired.clone(), stop }
+        Self {
+            calls: services.calls.clone(),
+            observations: services.observations.clone(),
+            desired: services.desired.clone(),
+            stop,
+        }
     }
 
     async fn observation(&self, read_mode: i32) -> Result<Arc<StoredObservation>, AppError> {
@@ -153,8 +159,14 @@ impl TopologyService for TopologyServiceImpl {
         let topology = request.topology.as_ref().ok_or_else(|| AppError::invalid("topology", "required"))?;
         let input = DesiredInput::try_from(topology)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
-        let put = PutRequest { input, etag: request.etag, idempotency, validate_only: request.validate_only };
-        let result = self.desired.put(put, &author).await?;
+        let put = PutRequest {
+            input,
+            etag: request.etag,
+            idempotency: idempotency.clone(),
+            validate_only: request.validate_only,
+        };
+        let result =
+            self.calls.once(&idempotency, request.validate_only, self.desired.put(put, &author)).await?;
         Ok(Response::new(pb::PutDesiredTopologyResponse {
             desired: Some((&result.desired).into()),
             validate_only: result.validate_only,

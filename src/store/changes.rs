@@ -31,12 +31,21 @@ pub enum Topic {
     Lease,
     /// A scheduled reconcile cycle started.
     Run,
+    /// A rollout was created or changed state.
+    Rollout,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 6] =
-        [Topic::Observation, Topic::Drift, Topic::Desired, Topic::Schedule, Topic::Lease, Topic::Run];
+    pub const ALL: [Topic; 7] = [
+        Topic::Observation,
+        Topic::Drift,
+        Topic::Desired,
+        Topic::Schedule,
+        Topic::Lease,
+        Topic::Run,
+        Topic::Rollout,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +55,7 @@ impl Topic {
             Self::Schedule => "schedule",
             Self::Lease => "lease",
             Self::Run => "run",
+            Self::Rollout => "rollout",
         }
     }
 

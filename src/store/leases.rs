@@ -30,6 +30,20 @@ pub(super) fn lease_of(row: lease::Model) -> Lease {
 }
 
 impl Store {
+    /// Checks, inside `txn`, that `fence` still holds: its lease is live with that holder and
+    /// token by the database clock. The lease row stays locked until `txn` ends, so the lease
+    /// cannot change hands before the write it guards commits.
+    pub(super) async fn check_fence_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        fence: &super::Fence,
+    ) -> Result<Result<(), LeaseError>, StoreError> {
+        let row = lease::Entity::find_by_id(fence.lease.clone()).lock_exclusive().one(txn).await?;
+        let current = row.map(lease_of).unwrap_or_else(|| Lease::vacant(&fence.lease));
+        let now = self.db_now(txn).await?;
+        Ok(check_fence(&current, &fence.holder, fence.token, now))
+    }
+
     /// Returns the database's current time (plus the test skew, zero in production).
     pub async fn db_now<C: ConnectionTrait>(&self, conn: &C) -> Result<DateTime<Utc>, StoreError> {
         let backend = conn.get_database_backend();

@@ -30,9 +30,10 @@ pub use delegations::{DelegationChange, DelegationOutcome};
 pub use desired::PutDesiredOutcome;
 pub use documents::{Doc, DocOutcome, DocWrite};
 pub use drift::{AcknowledgeOutcome, DriftChanges};
+pub use idempotency::Claim;
 pub use leases::ReportOutcome;
 pub use observations::NewObservation;
-pub use rollouts::CreateRolloutOutcome;
+pub use rollouts::{CreateRolloutOutcome, SaveRollout};
 pub use scheduler_runs::{Fence, StartRun};
 pub use schedules::{ScheduleChange, UpdateScheduleOutcome};
 

@@ -2,17 +2,31 @@
 //! state is always the last step that completed.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{ExprTrait, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::entities::{patch_plan, rollout};
+use super::Fence;
+use super::entities::{patch_plan, rollout, runtime_state};
 use super::{Store, StoreError, idempotency};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
+use crate::domain::lease::LeaseError;
 use crate::domain::patch::{PatchPlan, PlanKind};
 use crate::domain::rollout::{Rollout, RolloutState};
+
+/// The result of a fenced rollout write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveRollout {
+    /// Written; the stored version is the value's version plus one.
+    Saved,
+    /// The runtime lease moved: nothing was written.
+    Fenced(LeaseError),
+    /// The stored row is not the version the value was read as (another writer changed it):
+    /// nothing was written.
+    Stale,
+}
 
 /// The result of creating a rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +37,10 @@ pub enum CreateRolloutOutcome {
 }
 
 fn rollout_of(row: &rollout::Model) -> Result<Rollout, StoreError> {
-    serde_json::from_str(&row.rollout_json)
-        .map_err(|e| StoreError::Corrupt(format!("rollout {}: {e}", row.id)))
+    let mut value: Rollout = serde_json::from_str(&row.rollout_json)
+        .map_err(|e| StoreError::Corrupt(format!("rollout {}: {e}", row.id)))?;
+    value.version = row.version;
+    Ok(value)
 }
 
 fn rollout_row(value: &Rollout) -> Result<rollout::ActiveModel, StoreError> {
@@ -36,6 +52,7 @@ fn rollout_row(value: &Rollout) -> Result<rollout::ActiveModel, StoreError> {
         created_at: Set(value.created_at),
         updated_at: Set(value.updated_at),
         rollout_json: Set(serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        version: Set(value.version),
     })
 }
 
@@ -96,26 +113,106 @@ impl Store {
         rollout_row(value)?.insert(&txn).await?;
         idempotency::remember(&txn, key, value.id.clone(), value.created_at).await?;
         super::audit::append(self, &txn, audit).await?;
+        super::changes::notify(&txn, super::Topic::Rollout).await?;
         txn.commit().await?;
         Ok(CreateRolloutOutcome::Created(value.clone()))
     }
 
-    /// Persists a rollout's new state.
-    pub async fn save_rollout(&self, value: &Rollout) -> Result<(), StoreError> {
-        rollout_row(value)?.update(&self.db).await?;
-        Ok(())
-    }
-
-    /// Persists a rollout's new state together with the audit event of the call that caused it.
-    pub async fn save_rollout_audited(
+    /// Persists a rollout's new state under the runtime lease `fence`, from the version it was
+    /// read as (with the audit event of the call that caused it, if any). The lease row is held
+    /// and the version compared in the transaction of the write, so a replica that lost the
+    /// lease, or a value another writer has moved on from, writes nothing.
+    pub async fn save_rollout_fenced(
         &self,
         value: &Rollout,
-        audit: &NewAuditEvent,
-    ) -> Result<(), StoreError> {
+        fence: &Fence,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<SaveRollout, StoreError> {
+        use sea_orm::sea_query::Expr;
         let txn = self.begin_write().await?;
-        rollout_row(value)?.update(&txn).await?;
-        super::audit::append(self, &txn, audit).await?;
+        if let Err(refusal) = self.check_fence_in(&txn, fence).await? {
+            txn.rollback().await?;
+            return Ok(SaveRollout::Fenced(refusal));
+        }
+        let json = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let written = rollout::Entity::update_many()
+            .col_expr(rollout::Column::State, Expr::value(value.state.as_str()))
+            .col_expr(rollout::Column::UpdatedAt, Expr::value(value.updated_at))
+            .col_expr(rollout::Column::RolloutJson, Expr::value(json))
+            .col_expr(rollout::Column::Version, Expr::col(rollout::Column::Version).add(1))
+            .filter(rollout::Column::Id.eq(&value.id))
+            .filter(rollout::Column::Version.eq(value.version))
+            .exec(&txn)
+            .await?;
+        if written.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(SaveRollout::Stale);
+        }
+        if let Some(event) = audit {
+            super::audit::append(self, &txn, event).await?;
+        }
+        super::changes::notify(&txn, super::Topic::Rollout).await?;
         txn.commit().await?;
+        Ok(SaveRollout::Saved)
+    }
+
+    /// Returns a runtime's rollouts changed at or after `since` (oldest change first).
+    pub async fn rollouts_changed_since(
+        &self,
+        runtime: &str,
+        since: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<Rollout>, StoreError> {
+        let rows = rollout::Entity::find()
+            .filter(rollout::Column::Runtime.eq(runtime))
+            .filter(rollout::Column::UpdatedAt.gte(since))
+            .order_by_asc(rollout::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.iter().map(rollout_of).collect()
+    }
+
+    /// Returns the config writes of `runtime` recorded at or after `since`.
+    pub async fn recent_writes(
+        &self,
+        runtime: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let row = runtime_state::Entity::find_by_id(runtime.to_owned()).one(&self.db).await?;
+        let writes: Vec<DateTime<Utc>> = match row {
+            Some(row) => serde_json::from_str(&row.recent_writes)
+                .map_err(|e| StoreError::Corrupt(format!("recent writes of {runtime}: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(writes.into_iter().filter(|at| *at >= since).collect())
+    }
+
+    /// Records a config write of `runtime` at `at`, forgetting writes before `forget_before`.
+    /// Called under the runtime lease, so writers never interleave.
+    pub async fn record_write(
+        &self,
+        runtime: &str,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut writes = self.recent_writes(runtime, forget_before).await?;
+        writes.push(at);
+        let json = serde_json::to_string(&writes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row = runtime_state::ActiveModel {
+            runtime: Set(runtime.to_owned()),
+            tracker_version: Set(0),
+            tracker_fed_at: Set(None),
+            recent_writes: Set(json),
+        };
+        runtime_state::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(runtime_state::Column::Runtime)
+                    .update_column(runtime_state::Column::RecentWrites)
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -173,8 +270,20 @@ impl Store {
         for row in rows {
             let mut value = rollout_of(&row)?;
             if value.pre_image.take().is_some() {
-                rollout_row(&value)?.update(&self.db).await?;
-                purged += 1;
+                // Versioned like every rollout write: a rollback that read the pre-image first
+                // wins, and this purge waits for the next sweep.
+                let json = serde_json::to_string(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let written = rollout::Entity::update_many()
+                    .col_expr(rollout::Column::RolloutJson, sea_orm::sea_query::Expr::value(json))
+                    .col_expr(
+                        rollout::Column::Version,
+                        sea_orm::sea_query::Expr::col(rollout::Column::Version).add(1),
+                    )
+                    .filter(rollout::Column::Id.eq(&value.id))
+                    .filter(rollout::Column::Version.eq(value.version))
+                    .exec(&self.db)
+                    .await?;
+                purged += written.rows_affected;
             }
         }
         Ok(purged)

@@ -4,10 +4,10 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::entities::{lease, reconcile_schedule, scheduler_run};
+use super::entities::{heal_attempt, reconcile_schedule, scheduler_run};
 use super::{Store, StoreError};
 use crate::domain::audit::NewAuditEvent;
-use crate::domain::lease::{Lease, LeaseError, check_fence};
+use crate::domain::lease::LeaseError;
 use crate::domain::reconcile::SchedulerRun;
 use crate::domain::schedule::SCHEDULED_PREFIX;
 
@@ -50,10 +50,7 @@ impl Store {
     ) -> Result<StartRun, StoreError> {
         let txn = self.begin_write().await?;
         if let Some(fence) = fence {
-            let row = lease::Entity::find_by_id(fence.lease.clone()).lock_exclusive().one(&txn).await?;
-            let current = row.map(super::leases::lease_of).unwrap_or_else(|| Lease::vacant(&fence.lease));
-            let now = self.db_now(&txn).await?;
-            if let Err(refusal) = check_fence(&current, &fence.holder, fence.token, now) {
+            if let Err(refusal) = self.check_fence_in(&txn, fence).await? {
                 txn.rollback().await?;
                 return Ok(StartRun::Fenced(refusal));
             }
@@ -145,5 +142,40 @@ impl Store {
         }
         let rows = query.order_by_desc(scheduler_run::Column::Seq).limit(limit).all(&self.db).await?;
         rows.iter().map(|row| run_of(row).map(|run| (row.seq, run))).collect()
+    }
+}
+
+impl Store {
+    /// Records that HEAL rolls out for (runtime, desired generation, config hash); false when
+    /// that key was recorded before (then HEAL must not roll out again for it). The key is the
+    /// table's primary key, so two cycles racing for it cannot both win.
+    pub async fn record_heal_attempt(
+        &self,
+        runtime: &str,
+        desired_generation: i64,
+        config_hash: &str,
+        cycle_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = heal_attempt::ActiveModel {
+            runtime: Set(runtime.to_owned()),
+            desired_generation: Set(desired_generation),
+            config_hash: Set(config_hash.to_owned()),
+            cycle_id: Set(cycle_id.to_owned()),
+            attempted_at: Set(at),
+        };
+        let inserted = heal_attempt::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    heal_attempt::Column::Runtime,
+                    heal_attempt::Column::DesiredGeneration,
+                    heal_attempt::Column::ConfigHash,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(inserted == 1)
     }
 }

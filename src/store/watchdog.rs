@@ -9,6 +9,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use super::entities::watchdog_observation;
 use super::{Store, StoreError};
 use crate::domain::audit::NewAuditEvent;
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::watchdog::WatchdogObservation;
 
 impl Store {
@@ -32,13 +33,14 @@ impl Store {
             .collect()
     }
 
-    /// Writes changed observations, with an audit event when a caller caused the change.
+    /// Writes changed observations; when a caller caused the change, with its audit event and
+    /// its answer under its idempotency key.
     pub async fn save_watchdog_observations(
         &self,
         runtime: &str,
         observations: &[&WatchdogObservation],
         now: DateTime<Utc>,
-        audit: Option<&NewAuditEvent>,
+        caused_by: Option<(&NewAuditEvent, &IdempotencyKey, String)>,
     ) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         for observation in observations {
@@ -67,7 +69,8 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        if let Some(event) = audit {
+        if let Some((event, key, answer)) = caused_by {
+            super::idempotency::remember(&txn, key, answer, now).await?;
             super::audit::append(self, &txn, event).await?;
         }
         txn.commit().await?;

@@ -26,6 +26,8 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 pub const OPERATOR_TOKEN: &str = "operator-test-token";
 pub const READER_TOKEN: &str = "reader-test-token";
 pub const AGENT_TOKEN: &str = "control-agent-test-token";
+/// A second operator (`op2`), for what is scoped to the caller.
+pub const OPERATOR2_TOKEN: &str = "operator-2-test-token";
 
 /// Control-agent principals every test server knows besides `agent` (a lease is held by its
 /// caller, so tests that contend need several). Their tokens come from [`agent_token`].
@@ -41,7 +43,7 @@ pub fn agent_token(name: &str) -> String {
 /// The `--tokens` value of test servers: operator, reader, control agents.
 pub fn test_tokens() -> String {
     let mut tokens = format!(
-        "op:operator:{OPERATOR_TOKEN},reader:reader:{READER_TOKEN},agent:control-agent:{AGENT_TOKEN}"
+        "op:operator:{OPERATOR_TOKEN},op2:operator:{OPERATOR2_TOKEN},reader:reader:{READER_TOKEN},agent:control-agent:{AGENT_TOKEN}"
     );
     let contenders = (0..CONTENDERS).map(|n| format!("contender-{n}"));
     for name in CONTROL_AGENTS.iter().map(|n| n.to_string()).chain(contenders) {

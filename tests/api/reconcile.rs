@@ -95,3 +95,48 @@ async fn observe_and_plan_modes_never_write_the_runtime() {
     assert_eq!(std::fs::read(&config).unwrap(), before);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn heal_rolls_out_only_what_is_confirmed() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let app = spawn_app_with(AppOptions { clock: Some(clock.clone()), ..AppOptions::default() }).await;
+    let mut without_writer = observed(&app).await;
+    without_writer.nodes.retain(|n| n.agent_id != "writer");
+    without_writer.edges.retain(|e| e.from_agent_id != "writer" && e.to_agent_id != "writer");
+    without_writer.routes.retain(|r| r.agent_id != "writer");
+    let first = put(&app, without_writer.clone(), "", "desired-1").await.unwrap().desired.unwrap();
+    observe(&app, &clock, 0, "o-1").await;
+    observe(&app, &clock, 61, "o-2").await;
+
+    // qa is wanted too, but seen missing only once: pending.
+    let with_qa = crate::rollout::trio_minus_writer_plus_qa(&observed(&app).await);
+    put(&app, with_qa, &first.etag, "desired-2").await.unwrap();
+    observe(&app, &clock, 1, "o-3").await;
+
+    let run = reconcile(&app, pb::ReconcileMode::Heal, "c-1").await.run.unwrap();
+    assert_eq!(run.state, "SUCCEEDED", "{}", run.message);
+    let plan = app
+        .drift()
+        .await
+        .get_patch_plan(with_token(pb::GetPatchPlanRequest { plan_id: run.plan_id.clone() }, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    assert!(plan.operations.iter().any(|op| op == "remove agent writer"), "{:?}", plan.operations);
+    assert!(
+        !plan.operations.iter().any(|op| op.contains("qa")),
+        "pending qa rides along: {:?}",
+        plan.operations
+    );
+    let ids: Vec<String> = observed(&app).await.nodes.into_iter().map(|n| n.agent_id).collect();
+    assert_eq!(ids, ["lead", "research"]);
+
+    observe(&app, &clock, 61, "o-4").await;
+    let later = reconcile(&app, pb::ReconcileMode::Heal, "c-2").await.run.unwrap();
+    assert_eq!(later.state, "SUCCEEDED", "{}", later.message);
+    let ids: Vec<String> = observed(&app).await.nodes.into_iter().map(|n| n.agent_id).collect();
+    assert_eq!(ids, ["lead", "qa", "research"], "qa once its item is confirmed");
+    app.stop().await;
+}

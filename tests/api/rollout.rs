@@ -84,16 +84,16 @@ pub async fn follow(app: &TestApp, rollout_id: &str) -> pb::Rollout {
     last.expect("at least the current state")
 }
 
-async fn get(app: &TestApp, rollout_id: &str) -> pb::Rollout {
+pub async fn get(app: &TestApp, rollout_id: &str) -> pb::Rollout {
     let request = with_token(pb::GetRolloutRequest { rollout_id: rollout_id.to_owned() }, READER_TOKEN);
     app.drift().await.get_rollout(request).await.unwrap().into_inner().rollout.unwrap()
 }
 
-fn config_text(app: &TestApp, fixture: &str) -> String {
+pub fn config_text(app: &TestApp, fixture: &str) -> String {
     std::fs::read_to_string(app.runtime_state_dir(fixture).join("openclaw.json")).unwrap()
 }
 
-async fn desired_trio_change(app: &TestApp) {
+pub async fn desired_trio_change(app: &TestApp) {
     put(app, trio_minus_writer_plus_qa(&observed(app).await), "", "desired-1").await.unwrap();
 }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::findings::Finding;
 use super::model::Severity;
-use super::topology::{Topology, TopologyEdge, TopologyNode};
+use super::topology::{Route, Topology, TopologyEdge, TopologyNode};
 
 /// What kind of difference an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -93,6 +93,10 @@ fn edge_subject(edge: &TopologyEdge) -> String {
     format!("{}->{}:{}", edge.from, edge.to, edge.kind.as_str())
 }
 
+fn route_subject(route: &Route) -> String {
+    format!("{}->{}", route.route.key(), route.agent_id)
+}
+
 /// Returns the differences of `observed` against `desired` (the reference), sorted by key.
 pub fn diff_topologies(desired: &Topology, observed: &Topology) -> Vec<DriftDifference> {
     let wanted: BTreeMap<&str, &TopologyNode> =
@@ -155,7 +159,6 @@ pub fn diff_topologies(desired: &Topology, observed: &Topology) -> Vec<DriftDiff
         ));
     }
 
-    let route_subject = |route: &super::topology::Route| format!("{}->{}", route.route.key(), route.agent_id);
     let wanted_routes: BTreeSet<String> = desired.routes.iter().map(route_subject).collect();
     let actual_routes: BTreeSet<String> = observed.routes.iter().map(route_subject).collect();
     for route in &desired.routes {
@@ -228,6 +231,99 @@ fn compare_agent(want: &TopologyNode, have: &TopologyNode, out: &mut Vec<DriftDi
         item.fields = fields.into_iter().map(str::to_owned).collect();
         out.push(item);
     }
+}
+
+/// Returns the topology HEAL moves the runtime to: the observed one with only the differences
+/// whose keys are in `acting_on` (the confirmed, non-flapping items) made as desired. Every other
+/// difference — pending, flapping, acknowledged — stays as observed.
+///
+/// An added agent brings its desired edges and routes (they are folded into its
+/// `AGENT_MISSING` item) where the other end is in the result; a removed agent takes its own
+/// with it.
+pub fn heal_target(desired: &Topology, observed: &Topology, acting_on: &BTreeSet<String>) -> Topology {
+    let acts = |kind: DriftKind, subject: &str| acting_on.contains(&format!("{}/{subject}", kind.as_str()));
+    let wanted: BTreeMap<&str, &TopologyNode> =
+        desired.nodes.iter().map(|n| (n.agent_id.as_str(), n)).collect();
+    let mut nodes: BTreeMap<String, TopologyNode> =
+        observed.nodes.iter().map(|n| (n.agent_id.clone(), n.clone())).collect();
+
+    let added: BTreeSet<String> = wanted
+        .keys()
+        .filter(|id| !nodes.contains_key(**id) && acts(DriftKind::AgentMissing, id))
+        .map(|id| (*id).to_owned())
+        .collect();
+    let removed: BTreeSet<String> = nodes
+        .keys()
+        .filter(|id| !wanted.contains_key(id.as_str()) && acts(DriftKind::AgentUnexpected, id))
+        .cloned()
+        .collect();
+    for id in &added {
+        nodes.insert(id.clone(), wanted[id.as_str()].clone());
+    }
+    for id in &removed {
+        nodes.remove(id);
+    }
+    for (id, want) in &wanted {
+        if added.contains(*id) {
+            continue;
+        }
+        let Some(have) = nodes.get_mut(*id) else { continue };
+        if acts(DriftKind::TrustWidened, id) && have.trust > want.trust {
+            have.trust = want.trust;
+        }
+        if acts(DriftKind::AgentChanged, id) {
+            if want.model.is_some() {
+                have.model.clone_from(&want.model);
+            }
+            if want.tools_profile.is_some() {
+                have.tools_profile.clone_from(&want.tools_profile);
+            }
+            if !want.workspace.is_empty() {
+                have.workspace.clone_from(&want.workspace);
+            }
+            if have.trust < want.trust {
+                have.trust = want.trust;
+            }
+        }
+    }
+
+    let present = |id: &str| nodes.contains_key(id);
+    let wanted_edges: BTreeSet<&TopologyEdge> = desired.edges.iter().collect();
+    let mut edges: Vec<TopologyEdge> = observed
+        .edges
+        .iter()
+        .filter(|e| present(&e.from) && present(&e.to))
+        .filter(|e| wanted_edges.contains(e) || !acts(DriftKind::EdgeUnexpected, &edge_subject(e)))
+        .cloned()
+        .collect();
+    for edge in &desired.edges {
+        let brought = added.contains(&edge.from) || added.contains(&edge.to);
+        if present(&edge.from)
+            && present(&edge.to)
+            && (brought || acts(DriftKind::EdgeMissing, &edge_subject(edge)))
+        {
+            edges.push(edge.clone());
+        }
+    }
+
+    let wanted_routes: BTreeSet<String> = desired.routes.iter().map(route_subject).collect();
+    let mut routes: Vec<Route> = observed
+        .routes
+        .iter()
+        .filter(|r| present(&r.agent_id))
+        .filter(|r| {
+            let subject = route_subject(r);
+            wanted_routes.contains(&subject) || !acts(DriftKind::RouteUnexpected, &subject)
+        })
+        .cloned()
+        .collect();
+    for route in &desired.routes {
+        let brought = added.contains(&route.agent_id);
+        if present(&route.agent_id) && (brought || acts(DriftKind::RouteMissing, &route_subject(route))) {
+            routes.push(route.clone());
+        }
+    }
+    Topology::new(nodes.into_values().collect(), edges, routes)
 }
 
 /// Returns the runtime findings as drift items (`RUNTIME_FINDING/<finding key>`).

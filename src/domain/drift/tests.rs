@@ -146,3 +146,40 @@ fn diff_output_is_independent_of_input_order() {
     observed.nodes.pop();
     assert_eq!(diff_topologies(&desired, &observed), diff_topologies(&reversed, &observed));
 }
+
+/// trio → desired: writer gone, qa added (spawned by lead), research's trust lowered.
+fn heal_case() -> (Topology, Topology) {
+    let observed = trio();
+    let mut nodes: Vec<TopologyNode> =
+        observed.nodes.iter().filter(|n| n.agent_id != "writer").cloned().collect();
+    nodes.push(node("qa", TrustLevel::Restricted));
+    for n in nodes.iter_mut().filter(|n| n.agent_id == "research") {
+        n.trust = TrustLevel::Standard;
+    }
+    let mut edges: Vec<TopologyEdge> =
+        observed.edges.iter().filter(|e| e.from != "writer" && e.to != "writer").cloned().collect();
+    edges.push(edge("lead", "qa", EdgeKind::Spawn));
+    let routes = observed.routes.iter().filter(|r| r.agent_id != "writer").cloned().collect();
+    (Topology::new(nodes, edges, routes), observed)
+}
+
+#[test]
+fn heal_acts_on_the_named_items_only() {
+    let (desired, observed) = heal_case();
+    let all: BTreeSet<String> = diff_topologies(&desired, &observed).into_iter().map(|d| d.key).collect();
+    assert!(all.contains("AGENT_MISSING/qa") && all.contains("AGENT_UNEXPECTED/writer"), "{all:?}");
+
+    let only_qa = BTreeSet::from(["AGENT_MISSING/qa".to_owned()]);
+    let target = heal_target(&desired, &observed, &only_qa);
+    let left: BTreeSet<String> = diff_topologies(&desired, &target).into_iter().map(|d| d.key).collect();
+    assert_eq!(left, all.iter().filter(|k| *k != "AGENT_MISSING/qa").cloned().collect());
+    assert!(target.edges.contains(&edge("lead", "qa", EdgeKind::Spawn)), "qa comes with its edges");
+    assert!(target.nodes.iter().any(|n| n.agent_id == "writer"), "writer stays until its item is confirmed");
+
+    assert_eq!(
+        heal_target(&desired, &observed, &BTreeSet::new()),
+        observed,
+        "nothing named, nothing changes"
+    );
+    assert!(diff_topologies(&desired, &heal_target(&desired, &observed, &all)).is_empty());
+}

@@ -13,6 +13,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub response_json: String,
     pub created_at: ChronoDateTimeUtc,
+    /// False while the call that claimed the id is still running (`response_json` empty).
+    pub completed: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

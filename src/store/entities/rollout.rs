@@ -14,6 +14,8 @@ pub struct Model {
     pub updated_at: ChronoDateTimeUtc,
     #[sea_orm(column_type = "Text")]
     pub rollout_json: String,
+    /// Bumped by every write; a write from a stale version is refused.
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
