@@ -14,7 +14,7 @@ use jhf_warp::domain::derive_topology;
 use jhf_warp::domain::drift::diff;
 use jhf_warp::domain::drift::tracker::{TrackerConfig, observe};
 use jhf_warp::runtime::{FixtureRuntime, RuntimeAdapter, RuntimeLimits};
-use jhf_warp::store::{DriftChanges, NewObservation, Store, StoreOptions};
+use jhf_warp::store::{NewObservation, Store, StoreOptions, TrackerFeed};
 
 const CLIQUE: usize = 100;
 
@@ -76,11 +76,10 @@ async fn measure(agents: usize) -> Row {
     .await
     .expect("store");
     store.migrate().await.expect("migrate");
-    let mut items = Default::default();
-    let outcome = observe(&mut items, &differences, chrono::Utc::now(), &TrackerConfig::default());
-    let changes = DriftChanges {
-        upserts: outcome.changed.iter().filter_map(|key| items.get(key)).collect(),
-        deletions: Vec::new(),
+    let now = chrono::Utc::now();
+    let feed = TrackerFeed {
+        min_gap: None,
+        apply: Box::new(|items| observe(items, &differences, now, &TrackerConfig::default())),
     };
     let start = Instant::now();
     let new = NewObservation {
@@ -89,7 +88,7 @@ async fn measure(agents: usize) -> Row {
         topology: &topology,
         observed_at: chrono::Utc::now(),
     };
-    store.record_observation(new, 10, &changes, None).await.expect("record");
+    store.record_observation(new, 10, feed, None).await.expect("record");
     let record = start.elapsed();
     let stored_bytes = serde_json::to_string(&inventory).map(|s| s.len()).unwrap_or(0)
         + serde_json::to_string(&topology).map(|s| s.len()).unwrap_or(0);

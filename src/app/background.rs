@@ -65,10 +65,11 @@ pub fn spawn(
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let observer = services.observations.clone();
+    let (observer, leases, replica) =
+        (services.observations.clone(), services.leases.clone(), services.replica_id.clone());
     tasks.push(supervise("observation", stop, move |stop| {
-        let observer = observer.clone();
-        async move { observer.run_loop(intervals.observe, stop).await }
+        let (observer, leases, replica) = (observer.clone(), leases.clone(), replica.clone());
+        async move { observer.run_loop(intervals.observe, leases, replica, stop).await }
     }));
     let rollouts = services.rollouts.clone();
     tasks.push(supervise("rollout_worker", stop, move |stop| {

@@ -179,6 +179,7 @@ pub fn service_settings(
     tracing::info!(replica_id = %replica_id, "reconcile leader election: holder name of this replica");
     Ok(ServiceSettings {
         observer: ObserverSettings {
+            tracker_min_gap: chrono::TimeDelta::seconds(args.observe_interval_secs as i64),
             history_limit: args.observation_history,
             runtime_timeout: Duration::from_secs(args.runtime_timeout_secs),
             tracker: args.drift.tracker_config(),

@@ -1,7 +1,16 @@
 //! Observing the runtime: read it (with a timeout), derive the topology, diff it against the
 //! latest desired revision, feed the anti-flap tracker, and record observation and tracker
-//! state in one transaction. Observations are serialised, so the tracker never sees two at
-//! once on this replica.
+//! state in one transaction (which locks the runtime's coordination row, so replicas never lose
+//! each other's tracker updates).
+//!
+//! # What counts as an observation for the anti-flap tracker
+//! - The periodic observer: one per runtime, cluster-wide (the holder of
+//!   `warp/observer/<address>`), every `--observe-interval` seconds.
+//! - Explicit observations: `ObserveNow` and the observation that opens a reconcile cycle.
+//! - At most one other read per observe interval: FRESH topology reads, planning, rollout
+//!   verification and ApplySetup read the runtime too, and are recorded, but feed the tracker
+//!   only when nothing fed it for an observe interval. A burst of reads therefore cannot
+//!   confirm, resolve or flap anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,17 +20,21 @@ use tokio::time::Instant;
 
 use super::AppError;
 use super::Ctx;
+use super::LeaseService;
 use super::events::{DriftEvent, TopologyEvent};
 use super::failpoints::HOLD_RUNTIME_READS;
+use super::ownership::{KeptLease, OBSERVER_LEASE_PREFIX, replica_caller, runtime_lease_name};
 use super::paging::{finish_page, numeric_cursor, page_request};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::derive_topology;
 use crate::domain::drift::diff;
 use crate::domain::drift::summary::{DriftSummary, summarize};
+use crate::domain::drift::tracker::ObserveOutcome;
 use crate::domain::drift::tracker::{DriftState, TrackedItem, TrackerConfig, observe};
 use crate::domain::observation::{ObservationRecord, StoredObservation};
 use crate::runtime::{RuntimeAdapter, RuntimeError};
-use crate::store::{DriftChanges, NewObservation};
+use crate::store::{NewObservation, TrackerFeed};
+use std::collections::BTreeMap;
 
 /// Scope of page tokens of `ListObservations`.
 const LIST_SCOPE: &str = "ListObservations";
@@ -35,12 +48,25 @@ pub struct Observed {
     pub summary: DriftSummary,
 }
 
+/// Why the runtime is read; decides whether the read feeds the anti-flap tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadCause {
+    /// The periodic observer.
+    Loop,
+    /// An explicit observation (ObserveNow, a reconcile cycle).
+    Requested,
+    /// Any other read: feeds the tracker only when nothing fed it for an observe interval.
+    Incidental,
+}
+
 /// Settings of the observation service.
 #[derive(Debug, Clone, Copy)]
 pub struct ObserverSettings {
     pub history_limit: u64,
     pub runtime_timeout: Duration,
     pub tracker: TrackerConfig,
+    /// Shortest time between two incidental reads that feed the tracker (the observe interval).
+    pub tracker_min_gap: chrono::TimeDelta,
     /// Shortest time between two runtime reads that READ callers cause (FRESH reads).
     pub fresh_read_min_interval: Duration,
 }
@@ -83,7 +109,7 @@ impl ObservationService {
 
     /// Reads the runtime now, tracks drift and records everything; returns the observation.
     pub async fn observe_now(&self) -> Result<StoredObservation, AppError> {
-        Ok(self.observe(true).await?.observation)
+        Ok(self.observe_as(true, ReadCause::Incidental).await?.observation)
     }
 
     /// A FRESH read for a READ caller: concurrent callers share one runtime read (single
@@ -95,7 +121,7 @@ impl ObservationService {
         if let Some(shared) = self.shareable(asked) {
             return shared.map_err(AppError::Runtime);
         }
-        match self.observe(true).await {
+        match self.observe_as(true, ReadCause::Incidental).await {
             Ok(observed) => Ok(Arc::new(observed.observation)),
             Err(AppError::Runtime(error)) => {
                 self.remember_fresh(Err(error.clone()));
@@ -118,15 +144,20 @@ impl ObservationService {
             Some((Instant::now(), result));
     }
 
-    /// Reads the runtime and feeds the tracker. With `persist == false` nothing is stored or
-    /// published: the result shows what the observation would do.
+    /// Reads the runtime incidentally (planning, verification, …). With `persist == false`
+    /// nothing is stored or published: the result shows what an observation would do.
     pub async fn observe(&self, persist: bool) -> Result<Observed, AppError> {
-        self.observe_inner(persist, None).await
+        self.observe_inner(persist, None, ReadCause::Incidental).await
+    }
+
+    /// Reads the runtime for `cause`.
+    pub async fn observe_as(&self, persist: bool, cause: ReadCause) -> Result<Observed, AppError> {
+        self.observe_inner(persist, None, cause).await
     }
 
     /// Observes on a caller's request, recording its audit event with the observation.
     pub async fn observe_audited(&self, audit: &NewAuditEvent) -> Result<Observed, AppError> {
-        self.observe_inner(true, Some(audit)).await
+        self.observe_inner(true, Some(audit), ReadCause::Requested).await
     }
 
     #[tracing::instrument(skip(self, audit), fields(runtime = self.ctx.runtime.address()))]
@@ -134,6 +165,7 @@ impl ObservationService {
         &self,
         persist: bool,
         audit: Option<&NewAuditEvent>,
+        cause: ReadCause,
     ) -> Result<Observed, AppError> {
         let _one_at_a_time = self.serialize.lock().await;
         self.ctx.failpoints.hold(HOLD_RUNTIME_READS).await;
@@ -149,16 +181,19 @@ impl ObservationService {
         let now = self.ctx.clock.now();
         let desired = self.ctx.store.latest_desired().await?;
         let differences = diff(desired.as_ref().map(|d| &d.topology), &topology, &inventory.findings);
-        let mut items = self.ctx.store.drift_items(self.ctx.runtime.address()).await?;
-        let outcome = observe(&mut items, &differences, now, &self.settings.tracker);
         let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
-        let transitions: Vec<(TrackedItem, Option<DriftState>)> = outcome
-            .transitions
-            .iter()
-            .filter_map(|t| items.get(&t.key).map(|item| (item.clone(), t.from)))
-            .collect();
+        let transitions_of = |items: &BTreeMap<String, TrackedItem>, outcome: &ObserveOutcome| {
+            outcome
+                .transitions
+                .iter()
+                .filter_map(|t| items.get(&t.key).map(|item| (item.clone(), t.from)))
+                .collect::<Vec<(TrackedItem, Option<DriftState>)>>()
+        };
 
         if !persist {
+            let mut items = self.ctx.store.drift_items(self.ctx.runtime.address()).await?;
+            let outcome = observe(&mut items, &differences, now, &self.settings.tracker);
+            let transitions = transitions_of(&items, &outcome);
             let record = ObservationRecord {
                 id: 0,
                 runtime: self.ctx.runtime.address().to_owned(),
@@ -175,18 +210,32 @@ impl ObservationService {
             return Ok(Observed { observation, transitions, summary });
         }
 
-        let changes = DriftChanges {
-            upserts: outcome.changed.iter().filter_map(|key| items.get(key)).collect(),
-            deletions: outcome.forgotten.iter().cloned().collect(),
-        };
         let new = NewObservation {
             runtime: self.ctx.runtime.address(),
             inventory: &inventory,
             topology: &topology,
             observed_at: now,
         };
-        let (record, new_row) =
-            self.ctx.store.record_observation(new, self.settings.history_limit, &changes, audit).await?;
+        let tracker = self.settings.tracker;
+        let feed = TrackerFeed {
+            min_gap: (cause == ReadCause::Incidental).then_some(self.settings.tracker_min_gap),
+            apply: Box::new(|items: &mut BTreeMap<String, TrackedItem>| {
+                observe(items, &differences, now, &tracker)
+            }),
+        };
+        let recorded =
+            self.ctx.store.record_observation(new, self.settings.history_limit, feed, audit).await?;
+        let (record, new_row) = (recorded.record, recorded.inserted);
+        let (items, transitions) = match recorded.fed {
+            Some((items, outcome)) => {
+                let transitions = transitions_of(&items, &outcome);
+                (items, transitions)
+            }
+            None => {
+                tracing::debug!(?cause, "read within the tracker's minimum gap: recorded, not tracked");
+                ((*self.ctx.snapshot.drift_items()).clone(), Vec::new())
+            }
+        };
         self.ctx.readiness.record_runtime_read(
             true,
             format!("observed {} ({} agents)", self.ctx.runtime.address(), inventory.agents.len()),
@@ -239,10 +288,16 @@ impl ObservationService {
         Ok(finish_page(&self.ctx.page_tokens, &scope, records, page.size, |r| r.id.to_string()))
     }
 
-    /// Observes until the runtime answers once (backing off 0.5 s → 10 s), then every
-    /// `interval`, until stopped. This is the replica's observation loop; leader election
-    /// will gate it once several replicas share a database.
-    pub async fn run_loop(&self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+    /// Observes until the runtime answers once (backing off 0.5 s → 10 s; every replica does,
+    /// for its readiness), then — while this replica holds the runtime's observer lease
+    /// (`warp/observer/<address>`, one holder cluster-wide) — every `interval`, until stopped.
+    pub async fn run_loop(
+        &self,
+        interval: Duration,
+        leases: LeaseService,
+        replica_id: String,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut delay = Duration::from_millis(500);
         loop {
             if self.observe(true).await.is_ok() {
@@ -254,18 +309,36 @@ impl ObservationService {
             }
             delay = (delay * 2).min(Duration::from_secs(10));
         }
+        let name = runtime_lease_name(OBSERVER_LEASE_PREFIX, self.ctx.runtime.address());
+        let caller = replica_caller(&replica_id, "observer");
+        // Long enough to outlast a slow read between two ticks; renewed in the background.
+        let lease = (interval * 3).clamp(Duration::from_secs(15), Duration::from_secs(3600));
+        let mut held: Option<KeptLease> = None;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {
-                    if let Err(error) = self.observe(true).await {
-                        tracing::warn!(%error, "periodic observation failed");
-                    }
-                }
+                () = stop.cancelled() => break,
+                _ = ticker.tick() => {}
             }
+            if held.as_ref().is_none_or(|kept| !kept.is_live()) {
+                held = match KeptLease::try_take(&leases, &name, &replica_id, lease, &caller).await {
+                    Ok(taken) => taken,
+                    Err(error) => {
+                        tracing::warn!(%error, "observer lease: will try again");
+                        None
+                    }
+                };
+            }
+            if held.is_some()
+                && let Err(error) = self.observe_as(true, ReadCause::Loop).await
+            {
+                tracing::warn!(%error, "periodic observation failed");
+            }
+        }
+        if let Some(kept) = held {
+            kept.release().await;
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Replica leases held while work runs: the runtime lease (`warp/runtime/<address>`) under which
-//! every change to a runtime happens, and the observer lease (`warp/observer/<address>`) of the
-//! one periodic observer per runtime.
+//! Replica leases held while work runs: the runtime lease (`warp/runtime/<runtime>`) under which
+//! every change to a runtime happens, and the observer lease (`warp/observer/<runtime>`) of the
+//! one periodic observer per runtime (`<runtime>`: see [`runtime_lease_name`]).
 //!
 //! # Guarantees
 //! - A held lease is renewed in the background every third of its duration; it counts as held
@@ -33,6 +33,20 @@ use crate::store::Fence;
 pub const RUNTIME_LEASE_PREFIX: &str = "warp/runtime/";
 /// Prefix of the observer leases.
 pub const OBSERVER_LEASE_PREFIX: &str = "warp/observer/";
+
+/// The lease name of a runtime under `prefix`: a readable form of the address (lease names are
+/// `[a-z0-9/_.-]`) and a digest of the exact address, so two addresses never share a lease.
+pub fn runtime_lease_name(prefix: &str, address: &str) -> String {
+    use sha2::Digest;
+    let readable: String = address
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) { c } else { '-' })
+        .take(64)
+        .collect();
+    let digest = hex::encode(&sha2::Sha256::digest(address.as_bytes())[..4]);
+    format!("{prefix}{}-{digest}", readable.trim_matches('-'))
+}
 
 /// How often a waiting replica tries a lease held elsewhere.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
@@ -179,7 +193,7 @@ impl RuntimeOwner {
     pub fn new(leases: LeaseService, address: &str, holder: &str, duration: Duration) -> Self {
         Self {
             leases,
-            name: format!("{RUNTIME_LEASE_PREFIX}{address}"),
+            name: runtime_lease_name(RUNTIME_LEASE_PREFIX, address),
             holder: holder.to_owned(),
             duration,
             caller: replica_caller(holder, "runtime-owner"),
@@ -248,5 +262,28 @@ impl RuntimeGuard {
     /// Releases the lease.
     pub async fn release(self) {
         self.kept.release().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_lease_names_are_valid_lease_names_and_distinct_per_address() {
+        let a = runtime_lease_name(RUNTIME_LEASE_PREFIX, "ssh://Ops@Host-1:22/srv/openclaw");
+        let b = runtime_lease_name(RUNTIME_LEASE_PREFIX, "ssh://ops@host-1:22/srv/openclaw");
+        assert_ne!(a, b, "addresses differing in case are different runtimes");
+        for name in [&a, &b, &runtime_lease_name(OBSERVER_LEASE_PREFIX, &"x".repeat(500))] {
+            assert!(name.len() <= 128, "{name}");
+            assert!(
+                name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"/_.-".contains(&c)),
+                "{name}"
+            );
+        }
+        assert!(
+            runtime_lease_name(RUNTIME_LEASE_PREFIX, "fixture:trio")
+                .starts_with("warp/runtime/fixture-trio-")
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Ctx;
+use super::observer::ReadCause;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, AuditContext, CreateRolloutRequest, ObservationService, RolloutService};
 use crate::domain::drift::tracker::TrackedItem;
@@ -178,7 +179,7 @@ impl ReconcileService {
         caller: &AuditContext,
         cancel: &CancellationToken,
     ) -> Result<(), AppError> {
-        let observed = self.observations.observe(true).await?;
+        let observed = self.observations.observe_as(true, ReadCause::Requested).await?;
         run.config_hash = observed.observation.inventory.config_hash.clone();
         let items: Vec<TrackedItem> = self
             .ctx
@@ -240,6 +241,14 @@ impl ReconcileService {
             Err(error) => return Err(error),
         };
         run.plan_id = Some(plan.id.clone());
+        if run.mode == ReconcileMode::Heal && plan.is_empty() {
+            // The confirmed items are already gone from the runtime (the tracker resolves them
+            // after enough absent observations).
+            run.state = RunState::Skipped;
+            run.message =
+                "nothing to change: the runtime already has what the confirmed items ask".to_owned();
+            return Ok(());
+        }
         if run.mode == ReconcileMode::Plan || plan.is_empty() {
             run.state = RunState::Succeeded;
             run.message = format!("planned {} operation(s)", plan.operations.len());

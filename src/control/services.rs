@@ -56,6 +56,8 @@ pub struct Services {
     pub dispatch: DispatchService,
     pub metrics: MetricsService,
     pub leader: ReconcileLeader,
+    /// This replica's holder name in the replica leases.
+    pub replica_id: String,
 }
 
 impl Services {
@@ -88,7 +90,9 @@ impl Services {
         );
         let persistent = PersistentService::new(ctx, identity_registry.map(Arc::new));
         let reconcile = ReconcileService::new(ctx, observations.clone(), rollouts.clone());
+        let replica_id = leader.replica_id.clone();
         Self {
+            replica_id,
             drift: DriftMonitor::new(ctx, observations.clone()),
             audit: AuditService::new(ctx),
             delegations: DelegationService::new(ctx, observations.clone()),

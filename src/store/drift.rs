@@ -83,12 +83,19 @@ async fn upsert<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Returns every tracked item of a runtime, by key, through `conn` (a transaction or the pool).
+pub(super) async fn items_in<C: ConnectionTrait>(
+    conn: &C,
+    runtime: &str,
+) -> Result<BTreeMap<String, TrackedItem>, StoreError> {
+    let rows = drift_item::Entity::find().filter(drift_item::Column::Runtime.eq(runtime)).all(conn).await?;
+    rows.iter().map(|row| item_of(row).map(|item| (row.item_key.clone(), item))).collect()
+}
+
 impl Store {
     /// Returns every tracked item of a runtime, by key.
     pub async fn drift_items(&self, runtime: &str) -> Result<BTreeMap<String, TrackedItem>, StoreError> {
-        let rows =
-            drift_item::Entity::find().filter(drift_item::Column::Runtime.eq(runtime)).all(&self.db).await?;
-        rows.iter().map(|row| item_of(row).map(|item| (row.item_key.clone(), item))).collect()
+        items_in(&self.db, runtime).await
     }
 
     /// Returns a cheap version of a runtime's items: their count and newest change.

@@ -32,7 +32,7 @@ pub use documents::{Doc, DocOutcome, DocWrite};
 pub use drift::{AcknowledgeOutcome, DriftChanges};
 pub use idempotency::Claim;
 pub use leases::ReportOutcome;
-pub use observations::NewObservation;
+pub use observations::{NewObservation, Recorded, TrackerFeed};
 pub use rollouts::{CreateRolloutOutcome, SaveRollout};
 pub use scheduler_runs::{Fence, StartRun};
 pub use schedules::{ScheduleChange, UpdateScheduleOutcome};

@@ -9,10 +9,16 @@ use sea_orm::{
     QuerySelect,
 };
 
+use std::collections::BTreeMap;
+
+use chrono::TimeDelta;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+
 use super::drift::{DriftChanges, save_changes};
-use super::entities::observation;
+use super::entities::{observation, runtime_state};
 use super::{Store, StoreError, Topic};
 use crate::domain::audit::NewAuditEvent;
+use crate::domain::drift::tracker::{ObserveOutcome, TrackedItem};
 use crate::domain::observation::{ObservationRecord, StoredObservation};
 use crate::domain::{Inventory, Topology};
 
@@ -24,17 +30,43 @@ pub struct NewObservation<'a> {
     pub observed_at: DateTime<Utc>,
 }
 
+/// The tracker's items by key.
+pub type TrackedItems = BTreeMap<String, TrackedItem>;
+
+/// Applies one observation to the stored items (the pure tracker, run inside the transaction).
+pub type ApplyObservation<'a> = Box<dyn FnOnce(&mut TrackedItems) -> ObserveOutcome + Send + 'a>;
+
+/// How an observation feeds the drift tracker: inside its own transaction, against the items
+/// as stored (read under the runtime's coordination row lock, so replicas never lose each
+/// other's updates).
+pub struct TrackerFeed<'a> {
+    /// Feed only when the previous feed is at least this old (`None`: always feed).
+    pub min_gap: Option<TimeDelta>,
+    /// Applies the observation to the stored items.
+    pub apply: ApplyObservation<'a>,
+}
+
+/// What recording an observation did.
+pub struct Recorded {
+    pub record: ObservationRecord,
+    /// True when the observation is a new history row (not a repeat of the latest).
+    pub inserted: bool,
+    /// The tracker's items after the feed and the feed's outcome; `None` when the observation
+    /// did not feed the tracker (a read within the minimum gap).
+    pub fed: Option<(BTreeMap<String, TrackedItem>, ObserveOutcome)>,
+}
+
 impl Store {
     /// Records an observation, folding it into the latest row when identical, prunes the
-    /// runtime's history to `history_limit` rows (at least 1), and writes the drift tracker's
-    /// changes — all in one transaction. Returns the record and whether it is a new row.
+    /// runtime's history to `history_limit` rows (at least 1), and feeds the drift tracker —
+    /// all in one transaction.
     pub async fn record_observation(
         &self,
         new: NewObservation<'_>,
         history_limit: u64,
-        drift: &DriftChanges<'_>,
+        feed: TrackerFeed<'_>,
         audit: Option<&NewAuditEvent>,
-    ) -> Result<(ObservationRecord, bool), StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let inventory_json =
             serde_json::to_string(new.inventory).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let topology_json =
@@ -80,7 +112,7 @@ impl Store {
             .column(observation::Column::Id)
             .filter(observation::Column::Runtime.eq(new.runtime))
             .order_by_desc(observation::Column::Id)
-            .offset(history_limit.max(1) - 1)
+            .offset(Ord::max(history_limit, 1) - 1)
             .limit(1)
             .into_tuple()
             .one(&txn)
@@ -92,13 +124,62 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
-        save_changes(&txn, new.runtime, drift, new.observed_at).await?;
+        let fed = self.feed_tracker(&txn, new.runtime, new.observed_at, feed).await?;
         if let Some(event) = audit {
             super::audit::append(self, &txn, event).await?;
         }
         super::changes::notify(&txn, Topic::Observation).await?;
         txn.commit().await?;
-        Ok((record_of(&row), inserted))
+        Ok(Recorded { record: record_of(&row), inserted, fed })
+    }
+
+    /// Feeds the tracker inside `txn`: locks the runtime's coordination row, decides by the
+    /// stored time of the last feed, and writes the changed items.
+    async fn feed_tracker(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        runtime: &str,
+        now: DateTime<Utc>,
+        feed: TrackerFeed<'_>,
+    ) -> Result<Option<(BTreeMap<String, TrackedItem>, ObserveOutcome)>, StoreError> {
+        runtime_state::Entity::insert(runtime_state::ActiveModel {
+            runtime: Set(runtime.to_owned()),
+            tracker_version: Set(0),
+            tracker_fed_at: Set(None),
+            recent_writes: Set("[]".to_owned()),
+        })
+        .on_conflict(OnConflict::column(runtime_state::Column::Runtime).do_nothing().to_owned())
+        .exec_without_returning(txn)
+        .await?;
+        let state = runtime_state::Entity::find_by_id(runtime.to_owned())
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("runtime state of {runtime} vanished")))?;
+        let due = match (feed.min_gap, state.tracker_fed_at) {
+            (Some(gap), Some(last)) => now - last >= gap,
+            _ => true,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let mut items = super::drift::items_in(txn, runtime).await?;
+        let outcome = (feed.apply)(&mut items);
+        let changes = DriftChanges {
+            upserts: outcome.changed.iter().filter_map(|key| items.get(key)).collect(),
+            deletions: outcome.forgotten.iter().cloned().collect(),
+        };
+        save_changes(txn, runtime, &changes, now).await?;
+        runtime_state::Entity::update_many()
+            .col_expr(runtime_state::Column::TrackerFedAt, Expr::value(Some(now)))
+            .col_expr(
+                runtime_state::Column::TrackerVersion,
+                Expr::col(runtime_state::Column::TrackerVersion).add(1),
+            )
+            .filter(runtime_state::Column::Runtime.eq(runtime))
+            .exec(txn)
+            .await?;
+        Ok(Some((items, outcome)))
     }
 
     /// Returns the latest observation of a runtime with its inventory and topology.

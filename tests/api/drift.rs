@@ -312,3 +312,53 @@ async fn a_new_watcher_first_receives_the_open_items() {
     assert_eq!(event.item.unwrap().key, "AGENT_MISSING/writer");
     scenario.app.stop().await;
 }
+
+impl Scenario {
+    /// A burst of reads that are not observations: FRESH topology and inventory reads and
+    /// patch plans, as dashboards and planners cause.
+    async fn burst_of_reads(&self, rounds: usize) {
+        for _ in 0..rounds {
+            let fresh = pb::GetTopologyRequest { read_mode: pb::ReadMode::Fresh.into() };
+            self.app.topology().await.get_topology(with_token(fresh, READER_TOKEN)).await.unwrap();
+            let inventory = pb::GetInventoryRequest { read_mode: pb::ReadMode::Fresh.into() };
+            self.app.topology().await.get_inventory(with_token(inventory, READER_TOKEN)).await.unwrap();
+            crate::rollout::plan(&self.app, pb::PlanKind::Repair).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_reads_neither_confirms_nor_resolves_and_counts_once_per_observe_interval() {
+    let mut scenario = Scenario::in_sync().await;
+    scenario.remove_writer();
+    scenario.observe_after(1).await;
+    // 61 s later, two observations would confirm the item; thirty reads are not observations.
+    scenario.clock.advance(TimeDelta::seconds(61));
+    scenario.burst_of_reads(10).await;
+    assert_eq!(scenario.item("AGENT_MISSING/writer").await.state, DriftState::Pending as i32);
+
+    // Confirmed by a second observation; the runtime is fixed, then read thirty more times.
+    scenario.observe_after(1).await;
+    assert_eq!(scenario.item("AGENT_MISSING/writer").await.state, DriftState::Confirmed as i32);
+    scenario.restore_config();
+    scenario.burst_of_reads(10).await;
+    assert_eq!(
+        scenario.item("AGENT_MISSING/writer").await.state,
+        DriftState::Confirmed as i32,
+        "not resolved"
+    );
+
+    // Once an observe interval (an hour in tests) passed without an observation, one read
+    // counts — and only one: two absences would resolve the item.
+    scenario.clock.advance(TimeDelta::seconds(3601));
+    scenario.burst_of_reads(10).await;
+    let item = scenario.item("AGENT_MISSING/writer").await;
+    assert_eq!(item.state, DriftState::Confirmed as i32, "one absence so far: {item:?}");
+    scenario.observe_after(1).await;
+    let resolved = scenario.items("").await;
+    assert!(
+        resolved.iter().all(|i| i.key != "AGENT_MISSING/writer" || i.state == DriftState::Resolved as i32),
+        "{resolved:?}"
+    );
+    scenario.app.stop().await;
+}

@@ -148,6 +148,8 @@ pub struct AppOptions {
     pub tls_reload_secs: u64,
     /// `--retention-sweep-secs`.
     pub retention_sweep_secs: u64,
+    /// `--replica-id` (default: generated).
+    pub replica_id: Option<&'static str>,
 }
 
 impl Default for AppOptions {
@@ -170,6 +172,7 @@ impl Default for AppOptions {
             tls: None,
             tls_reload_secs: 10,
             retention_sweep_secs: 3600,
+            replica_id: None,
         }
     }
 }
@@ -344,6 +347,9 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
     }
     args.tls.tls_reload_secs = options.tls_reload_secs;
     args.retention_sweep_secs = options.retention_sweep_secs;
+    if let Some(replica) = options.replica_id {
+        args.reconcile.replica_id = Some(replica.to_owned());
+    }
     args.observe_interval_secs = options.observe_interval_secs;
     let clock: Arc<dyn Clock> = match options.clock {
         Some(manual) => manual,

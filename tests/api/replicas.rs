@@ -151,3 +151,48 @@ async fn a_rollout_write_from_a_lost_lease_or_a_stale_version_writes_nothing() {
     ));
     assert_eq!(store.rollout("ro-1").await.unwrap().unwrap().steps.len(), failed.steps.len());
 }
+
+async fn observer_holder(app: &TestApp) -> String {
+    let request = crate::helpers::with_token(
+        pb::GetLeaseRequest {
+            name: jhf_warp::control::ownership::runtime_lease_name(
+                jhf_warp::control::ownership::OBSERVER_LEASE_PREFIX,
+                "fixture:trio",
+            ),
+        },
+        crate::helpers::READER_TOKEN,
+    );
+    match app.control().await.get_lease(request).await {
+        Ok(answer) => answer.into_inner().lease.map(|l| l.holder).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+#[tokio::test]
+async fn one_replica_observes_the_runtime_and_another_takes_over_when_it_stops() {
+    let options =
+        |replica| AppOptions { observe_interval_secs: 1, replica_id: Some(replica), ..AppOptions::default() };
+    let first = spawn_app_with(options("replica-1")).await;
+    let second = spawn_app_with(AppOptions {
+        reuse: Some((first.data_dir.clone(), first.database_url.clone())),
+        ..options("replica-2")
+    })
+    .await;
+    let holder = eventually("a replica to take the observer lease", async || {
+        Some(observer_holder(&first).await).filter(|h| !h.is_empty())
+    })
+    .await;
+    consistently("one observer while both run", Duration::from_millis(2500), async || {
+        observer_holder(&second).await == holder
+    })
+    .await;
+    let (stopped, running, other) =
+        if holder == "replica-1" { (first, second, "replica-2") } else { (second, first, "replica-1") };
+    let temp = stopped.stop().await;
+    eventually("the other replica to take over observing", async || {
+        (observer_holder(&running).await == other).then_some(())
+    })
+    .await;
+    running.stop().await;
+    drop(temp);
+}
