@@ -415,7 +415,8 @@ async fn renewals_via_api(server: &Server, holders: usize, duration: Duration) -
     for (i, channel) in channels.iter().enumerate() {
         let acquire = pb::AcquireLeaseRequest {
             name: format!("agent/renew-{i}"),
-            holder: format!("holder-{i}"),
+            // A lease is held by the calling principal; every bench channel is `bench`.
+            holder: "bench".to_owned(),
             duration_seconds: 3600,
         };
         let lease = Control::new(channel.clone()).acquire_lease(authorized(acquire)).await.expect("acquire");
@@ -432,7 +433,7 @@ async fn renewals_via_api(server: &Server, holders: usize, duration: Duration) -
             while !stop.load(Ordering::Relaxed) {
                 let renew = pb::RenewLeaseRequest {
                     name: format!("agent/renew-{i}"),
-                    holder: format!("holder-{i}"),
+                    holder: "bench".to_owned(),
                     fencing_token: token,
                     duration_seconds: 3600,
                 };
