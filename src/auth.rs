@@ -124,7 +124,7 @@ impl TokenStore {
 
 /// Reads a file of secrets: never through a symlink, only a regular file that neither its
 /// group nor others can read (a token readable by anyone on the host is a token given away).
-fn read_secret_file(path: &Path) -> Result<String, AuthSetupError> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, AuthSetupError> {
     use std::io::Read;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let insecure = |why| AuthSetupError::Insecure { path: path.into(), why };

@@ -75,7 +75,8 @@ pub struct ServeArgs {
     /// Address for gRPC (h2c) and the HTTP/1.1 shim; port 0 picks a free port.
     #[arg(long, env = "JHF_WARP_LISTEN", default_value = "127.0.0.1:18086")]
     pub listen: SocketAddr,
-    /// OpenClaw runtime: `fixture:<name>`, `local[:<state-dir>]` or `ssh://[user@]host[:port][/state-dir]`.
+    /// OpenClaw runtime: `fixture:<name>`, `local[:<state-dir>]`, `ssh://[user@]host[:port][/state-dir]`
+    /// or `gateway:ws://host:port` (`wss://` for TLS).
     #[arg(long, env = "JHF_WARP_RUNTIME", default_value = "fixture:trio")]
     pub runtime: RuntimeAddress,
     /// Directory holding the fixture trees; default `fixtures/openclaw` (of the working dir, else of the source tree).
@@ -107,6 +108,15 @@ pub struct ServeArgs {
     /// Seconds an ssh connection may take to establish.
     #[arg(long, env = "JHF_WARP_SSH_CONNECT_TIMEOUT_SECS", default_value_t = 5)]
     pub ssh_connect_timeout_secs: u64,
+    /// File holding the Gateway's shared token (gateway: runtimes; owner-only, not a symlink).
+    #[arg(long, env = "JHF_WARP_GATEWAY_TOKEN_FILE")]
+    pub gateway_token_file: Option<PathBuf>,
+    /// The Gateway's shared token itself (prefer the file; never pass it as a flag).
+    #[arg(long, env = "JHF_WARP_GATEWAY_TOKEN", hide_env_values = true, hide = true)]
+    pub gateway_token: Option<String>,
+    /// PEM certificates trusted for `gateway:wss://` besides the system's roots.
+    #[arg(long, env = "JHF_WARP_GATEWAY_CA_FILE")]
+    pub gateway_ca_file: Option<PathBuf>,
     /// Stored observations kept per runtime (older ones are pruned).
     #[arg(long, env = "JHF_WARP_OBSERVATION_HISTORY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub observation_history: u64,

@@ -14,8 +14,8 @@ use crate::control::{Classifier, LeaderSettings, ObserverSettings, Readiness, Se
 use crate::domain::classify::Rules;
 use crate::domain::watchdog::WatchdogThresholds;
 use crate::runtime::{
-    CliRuntime, FixtureRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeLimits, RuntimeMode,
-    SshShell,
+    CliRuntime, FixtureRuntime, GatewayRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeLimits,
+    RuntimeMode, SshShell,
 };
 use crate::store::{Store, StoreOptions};
 
@@ -62,11 +62,65 @@ pub async fn prepare_runtime(
             });
             Arc::new(cli(RuntimeMode::Ssh, shell, state_dir).await?)
         }
+        RuntimeAddress::Gateway { url } => Arc::new(GatewayRuntime::start(
+            address.clone(),
+            url.clone(),
+            gateway_token(args)?,
+            data_dir,
+            args.runtime.gateway_tls().then(|| gateway_tls(args)).transpose()?,
+            limits,
+            Duration::from_secs(args.runtime_timeout_secs),
+        )?),
     };
     if let Some(reason) = runtime.read_only_reason() {
         tracing::warn!(runtime = %address, %reason, "runtime adapter is read-only");
     }
     Ok(runtime)
+}
+
+/// The Gateway's shared token: `--gateway-token-file` (owner-only) or `JHF_WARP_GATEWAY_TOKEN`.
+fn gateway_token(args: &ServeArgs) -> Result<String, StartupError> {
+    let token = match (&args.gateway_token_file, &args.gateway_token) {
+        (Some(path), _) => crate::auth::read_secret_file(path)?.trim().to_owned(),
+        (None, Some(token)) => token.trim().to_owned(),
+        (None, None) => String::new(),
+    };
+    if token.is_empty() {
+        return Err(StartupError::Runtime(crate::runtime::RuntimeError::Setup {
+            detail: "a gateway runtime needs its token: --gateway-token-file or JHF_WARP_GATEWAY_TOKEN"
+                .to_owned(),
+        }));
+    }
+    Ok(token)
+}
+
+/// TLS trust for `gateway:wss://`: the system's roots plus `--gateway-ca-file`.
+fn gateway_tls(args: &ServeArgs) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, StartupError> {
+    use tokio_rustls::rustls;
+    let fail = |detail: String| StartupError::Runtime(crate::runtime::RuntimeError::Setup { detail });
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &args.gateway_ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(fail("no trusted roots for gateway:wss:// (set --gateway-ca-file)".to_owned()));
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Creates the data dir (if needed) and makes it private (0700): it holds the database, the

@@ -40,6 +40,8 @@ use std::collections::BTreeMap;
 const LIST_SCOPE: &str = "ListObservations";
 
 /// What one observation produced.
+/// How long the observer waits after a pushed change notice before it reads (coalesces a burst).
+const PUSH_DEBOUNCE: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub observation: StoredObservation,
@@ -317,10 +319,31 @@ impl ObservationService {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        // Push observation: a runtime that announces config changes is read at once (after a
+        // short debounce, so a burst of writes costs one read); the ticker stays the safety net.
+        let mut notices = self.ctx.runtime.change_notices();
         loop {
-            tokio::select! {
+            let pushed = async {
+                match notices.as_mut() {
+                    Some(notices) => {
+                        if notices.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let was_pushed = tokio::select! {
                 () = stop.cancelled() => break,
-                _ = ticker.tick() => {}
+                _ = ticker.tick() => false,
+                () = pushed => true,
+            };
+            if was_pushed {
+                tokio::time::sleep(PUSH_DEBOUNCE).await;
+                if let Some(notices) = notices.as_mut() {
+                    notices.mark_unchanged();
+                }
+                ticker.reset();
             }
             if held.as_ref().is_none_or(|kept| !kept.is_live()) {
                 held = match KeptLease::try_take(&leases, &name, &replica_id, lease, &caller).await {

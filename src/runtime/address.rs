@@ -11,6 +11,15 @@ pub enum RuntimeAddress {
     Local { state_dir: Option<String> },
     /// `ssh://[user@]host[:port][/state-dir]`.
     Ssh { user: Option<String>, host: String, port: Option<u16>, state_dir: Option<String> },
+    /// `gateway:ws://host:port[/path]` or `gateway:wss://…`: a running OpenClaw Gateway.
+    Gateway { url: String },
+}
+
+impl RuntimeAddress {
+    /// True for `gateway:wss://…`.
+    pub fn gateway_tls(&self) -> bool {
+        matches!(self, Self::Gateway { url } if url.starts_with("wss://"))
+    }
 }
 
 /// Why a `--runtime` value was refused.
@@ -22,7 +31,11 @@ pub enum RuntimeAddressError {
     RelativeStateDir(String),
     #[error("ssh address {0:?} must look like ssh://[user@]host[:port][/state-dir]")]
     BadSsh(String),
-    #[error("runtime address {0:?} is not one of fixture:<name>, local[:<state-dir>], ssh://…")]
+    #[error("gateway address {0:?} must look like gateway:ws://host:port or gateway:wss://host:port")]
+    BadGateway(String),
+    #[error(
+        "runtime address {0:?} is not one of fixture:<name>, local[:<state-dir>], ssh://…, gateway:ws://…"
+    )]
     Unknown(String),
 }
 
@@ -48,11 +61,34 @@ impl std::str::FromStr for RuntimeAddress {
             }
             return Ok(Self::Local { state_dir: Some(dir.to_owned()) });
         }
+        if let Some(url) = value.strip_prefix("gateway:") {
+            return parse_gateway(url).ok_or_else(|| RuntimeAddressError::BadGateway(value.to_owned()));
+        }
         if let Some(rest) = value.strip_prefix("ssh://") {
             return parse_ssh(rest).ok_or_else(|| RuntimeAddressError::BadSsh(value.to_owned()));
         }
         Err(RuntimeAddressError::Unknown(value.to_owned()))
     }
+}
+
+/// `ws://host[:port][/path]` or `wss://…`, host and path in a conservative character set (no
+/// credentials in the URL: the token comes from a file or the environment).
+fn parse_gateway(url: &str) -> Option<RuntimeAddress> {
+    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("wss://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(index) => (&rest[..index], &rest[index..]),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => (host, Some(port.parse::<u16>().ok()?)),
+        _ => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+        && !host.starts_with('-');
+    let path_ok = path.len() <= 256 && path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    (host_ok && path_ok && port != Some(0)).then(|| RuntimeAddress::Gateway { url: url.to_owned() })
 }
 
 fn parse_ssh(rest: &str) -> Option<RuntimeAddress> {
@@ -98,6 +134,7 @@ impl fmt::Display for RuntimeAddress {
                 }
                 f.write_str(state_dir.as_deref().unwrap_or(""))
             }
+            Self::Gateway { url } => write!(f, "gateway:{url}"),
         }
     }
 }

@@ -3,12 +3,14 @@
 //! An adapter gathers the raw config text and the filesystem facts the domain needs, then
 //! hands them to [`crate::domain::build_inventory`]; all interpretation lives in the domain.
 //! Modes (see `shared/OPENCLAW.md` §5): `fixture:<name>` (a copy in the data dir, written by
-//! jhf-warp itself), `local[:<state-dir>]` and `ssh://…` (through the `openclaw` CLI).
+//! jhf-warp itself), `local[:<state-dir>]` and `ssh://…` (through the `openclaw` CLI), and
+//! `gateway:ws://…` (a running Gateway, through its WebSocket RPC).
 
 mod address;
 mod cli;
 mod files;
 mod fixture;
+mod gateway;
 mod shell;
 mod state_dir;
 
@@ -23,6 +25,7 @@ use crate::domain::patch::PatchShape;
 pub use address::{RuntimeAddress, RuntimeAddressError};
 pub use cli::CliRuntime;
 pub use fixture::FixtureRuntime;
+pub use gateway::{DEVICE_KEY_FILE, GatewayRuntime};
 pub use shell::{HostShell, LocalShell, SshShell};
 
 /// Why the runtime could not be read. Messages never carry config content.
@@ -114,6 +117,8 @@ pub enum RuntimeMode {
     Local,
     /// A remote installation, through `ssh` and the remote `openclaw` CLI.
     Ssh,
+    /// A running Gateway, through its WebSocket RPC.
+    Gateway,
 }
 
 /// Reads an OpenClaw installation.
@@ -127,6 +132,12 @@ pub trait RuntimeAdapter: Send + Sync + 'static {
 
     /// Returns why the adapter cannot write, when it cannot (e.g. no CLI).
     fn read_only_reason(&self) -> Option<String> {
+        None
+    }
+
+    /// A counter that moves whenever the runtime announces a config change (push
+    /// observation); `None` when the runtime announces nothing and only polling sees changes.
+    fn change_notices(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
 

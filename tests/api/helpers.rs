@@ -150,6 +150,8 @@ pub struct AppOptions {
     pub retention_sweep_secs: u64,
     /// `--replica-id` (default: generated).
     pub replica_id: Option<&'static str>,
+    /// The Gateway's shared token (gateway: runtimes).
+    pub gateway_token: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -173,6 +175,7 @@ impl Default for AppOptions {
             tls_reload_secs: 10,
             retention_sweep_secs: 3600,
             replica_id: None,
+            gateway_token: None,
         }
     }
 }
@@ -328,6 +331,10 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         // The real CLI starts Node for every call; on a loaded 2-core CI machine one
         // observation (several calls, over SSH) can take longer than the 10 s default.
         args.runtime_timeout_secs = 60;
+    }
+    if let Some(token) = &options.gateway_token {
+        args.gateway_token = Some(token.clone());
+        args.runtime_timeout_secs = 30;
     }
     if let Some((identity, known_hosts)) = &options.ssh_files {
         args.ssh_identity = Some(identity.clone());

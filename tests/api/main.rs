@@ -16,6 +16,7 @@ mod orchestration;
 mod persistent;
 mod process;
 mod real_cli;
+mod real_gateway;
 mod reconcile;
 mod reflection;
 mod replicas;

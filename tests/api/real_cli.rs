@@ -19,7 +19,7 @@ use crate::rollout::{plan, start, trio_minus_writer_plus_qa};
 /// Agent deletion alone takes ~12 s in the real CLI on a 2-core machine.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(240);
 
-fn openclaw_bin() -> Option<String> {
+pub fn openclaw_bin() -> Option<String> {
     let bin = std::env::var("JHF_WARP_TEST_OPENCLAW_BIN").ok().filter(|b| !b.is_empty());
     if bin.is_none() {
         eprintln!("LEFT OUT: real-CLI test (set JHF_WARP_TEST_OPENCLAW_BIN; .ci/run does)");
@@ -35,7 +35,7 @@ fn scratch_state(fixture: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, state)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -49,7 +49,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Runs the real CLI against `state` and returns its first JSON document.
-fn cli_json(bin: &str, state: &Path, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+pub fn cli_json(bin: &str, state: &Path, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
     use std::io::Write;
     let mut child = Command::new(bin)
         .args(args)
@@ -68,7 +68,7 @@ fn cli_json(bin: &str, state: &Path, args: &[&str], stdin: Option<&str>) -> serd
     serde_json::Deserializer::from_str(&text[start..]).into_iter().next().unwrap().unwrap()
 }
 
-async fn follow_slowly(app: &TestApp, rollout_id: &str) -> pb::Rollout {
+pub async fn follow_slowly(app: &TestApp, rollout_id: &str) -> pb::Rollout {
     eventually_within("the rollout to end", ROLLOUT_WAIT, async || {
         let request = with_token(pb::GetRolloutRequest { rollout_id: rollout_id.to_owned() }, READER_TOKEN);
         let rollout = app.drift().await.get_rollout(request).await.unwrap().into_inner().rollout.unwrap();

@@ -13,6 +13,7 @@
 //!   knows which drift items it resolves and warns about those it cannot.
 
 mod apply;
+pub mod gateway;
 pub mod merge;
 mod repair;
 

@@ -51,3 +51,22 @@ fn ssh_addresses_parse_user_host_port_and_state_dir() {
     }
     assert!(matches!("ftp://h".parse::<RuntimeAddress>(), Err(RuntimeAddressError::Unknown(_))));
 }
+
+#[test]
+fn gateway_addresses_take_ws_or_wss_urls_without_credentials() {
+    let address: RuntimeAddress = "gateway:ws://127.0.0.1:18789".parse().unwrap();
+    assert_eq!(address, RuntimeAddress::Gateway { url: "ws://127.0.0.1:18789".into() });
+    assert_eq!(address.to_string(), "gateway:ws://127.0.0.1:18789");
+    assert!(!address.gateway_tls());
+    assert!("gateway:wss://gw.example.org/openclaw".parse::<RuntimeAddress>().unwrap().gateway_tls());
+    for bad in [
+        "gateway:http://h:1",
+        "gateway:ws://user:secret@h:1",
+        "gateway:ws://h:notaport",
+        "gateway:ws://:1",
+        "gateway:ws://h:1/?token=x",
+        "gateway:ws://-h:1",
+    ] {
+        assert!(matches!(bad.parse::<RuntimeAddress>(), Err(RuntimeAddressError::BadGateway(_))), "{bad}");
+    }
+}
