@@ -178,7 +178,12 @@ impl App {
         let listener = TcpListener::bind(args.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
 
-        let runtime = loaders::prepare_runtime(&args, &data_dir).await?;
+        let telemetry = crate::telemetry::Telemetry::new();
+        let runtime: Arc<dyn crate::runtime::RuntimeAdapter> =
+            Arc::new(crate::telemetry::MeasuredRuntime::new(
+                loaders::prepare_runtime(&args, &data_dir).await?,
+                telemetry.clone(),
+            ));
         let warnings =
             loaders::standing_warnings(&args.runtime, runtime.as_ref(), identity_registry.is_some());
         let readiness = Readiness::new(warnings);
@@ -194,6 +199,7 @@ impl App {
             runtime,
             failpoints: hooks.failpoints,
             snapshot,
+            telemetry,
         };
         ctx.snapshot
             .reload(&ctx.store, &ctx.events)

@@ -91,6 +91,17 @@ pub fn build(
         .fallback(crate::http::fallback)
         .layer(axum::middleware::from_fn(crate::grpc::panics::contain))
         .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce))
+        // Every admitted call gets its span, log line and metrics (auth refusals included).
+        .layer(axum::middleware::from_fn_with_state(
+            crate::telemetry::ObserveState::new(
+                services.ctx.telemetry.clone(),
+                methods
+                    .iter()
+                    .map(|m| m.path.clone())
+                    .chain(crate::http::ROUTES.iter().map(|r| (*r).to_owned())),
+            ),
+            crate::telemetry::observe,
+        ))
         // Outermost: a shed request costs neither authentication nor a handler.
         .layer(axum::middleware::from_fn_with_state(InFlight::new(max_in_flight), shed::admit));
     Ok(Transport { router, health })

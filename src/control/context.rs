@@ -32,6 +32,8 @@ pub struct Ctx {
     pub failpoints: Failpoints,
     /// The in-memory view of hot state the read RPCs answer from.
     pub snapshot: Snapshot,
+    /// Process metrics (RPCs, runtime operations, rollouts).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Ctx {

@@ -55,6 +55,11 @@ pub struct MetricsService {
 }
 
 impl MetricsService {
+    /// The process metrics rendered after the store's gauges.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.ctx.telemetry
+    }
+
     /// Creates the service; `replica_id` is this replica's holder name in `warp/reconciler`.
     pub fn new(
         ctx: &Ctx,

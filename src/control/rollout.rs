@@ -687,6 +687,10 @@ impl RolloutService {
         self.save(&mut changed, guard, audit).await?;
         *rollout = changed;
         tracing::info!(rollout_id = %rollout.id, state = next.as_str(), %message, "rollout state changed");
+        if next.is_final() {
+            let took = (rollout.updated_at - rollout.created_at).to_std().unwrap_or_default();
+            self.ctx.telemetry.rollout_finished(next.as_str(), took);
+        }
         Ok(())
     }
 

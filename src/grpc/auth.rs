@@ -95,6 +95,10 @@ pub async fn enforce(State(state): State<AuthState>, mut request: Request, next:
         let message = format!("role {} may not call {class} methods", principal.role.as_str());
         return refusal(&request, AppError::PermissionDenied { reason: "ROLE_NOT_PERMITTED", message });
     }
+    if let Some(note) = request.extensions().get::<Arc<crate::telemetry::CallNote>>() {
+        let _ = note.principal.set(principal.name.clone());
+        tracing::Span::current().record("principal", principal.name.as_str());
+    }
     request.extensions_mut().insert(principal);
     next.run(request).await
 }

@@ -75,6 +75,15 @@ fn method<T>(request: &Request<T>) -> Result<(String, String), Status> {
 /// one under another name (a cycle id), else empty.
 pub fn caller_with_id<T>(request: &Request<T>, request_id: &str) -> Result<AuditContext, Status> {
     let (service, name) = method(request)?;
+    if !request_id.is_empty()
+        && let Some(note) = request.extensions().get::<std::sync::Arc<crate::telemetry::CallNote>>()
+    {
+        // Bounded: a request id is validated (≤ 128 characters) before it gets here or is
+        // the server's own cycle id.
+        let clipped: String = request_id.chars().take(128).collect();
+        tracing::Span::current().record("request_id", clipped.as_str());
+        let _ = note.request_id.set(clipped);
+    }
     let principal = principal(request)?;
     Ok(AuditContext {
         actor: principal.name,

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::call::{caller, caller_with_id, mutation};
+use super::convert;
 use super::convert::{reconcile_mode_from_pb, trust_from_pb};
 use crate::control::{
     AppError, AuditService, Calls, DelegationService, DispatchService, GrantRequest, LeaseService,
@@ -49,7 +50,7 @@ impl ControlService for ControlServiceImpl {
         let request = request.into_inner();
         let (value, now) =
             self.leases.acquire(&request.name, &request.holder, request.duration_seconds, &who).await?;
-        Ok(Response::new(pb::AcquireLeaseResponse { lease: Some((&value, now).into()) }))
+        Ok(Response::new(pb::AcquireLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
     async fn renew_lease(
@@ -62,7 +63,7 @@ impl ControlService for ControlServiceImpl {
             .leases
             .renew(&request.name, &request.holder, request.fencing_token, request.duration_seconds, &who)
             .await?;
-        Ok(Response::new(pb::RenewLeaseResponse { lease: Some((&value, now).into()) }))
+        Ok(Response::new(pb::RenewLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
     async fn release_lease(
@@ -73,7 +74,7 @@ impl ControlService for ControlServiceImpl {
         let request = request.into_inner();
         let (value, now) =
             self.leases.release(&request.name, &request.holder, request.fencing_token, &who).await?;
-        Ok(Response::new(pb::ReleaseLeaseResponse { lease: Some((&value, now).into()) }))
+        Ok(Response::new(pb::ReleaseLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
     async fn get_lease(
@@ -82,7 +83,7 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::GetLeaseResponse>, Status> {
         let who = caller(&request)?;
         let (value, now) = self.leases.get(&request.into_inner().name, &who).await?;
-        Ok(Response::new(pb::GetLeaseResponse { lease: Some((&value, now).into()) }))
+        Ok(Response::new(pb::GetLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
     async fn list_leases(
@@ -94,7 +95,7 @@ impl ControlService for ControlServiceImpl {
         let (values, next_page_token, now) =
             self.leases.list(request.page_size, &request.page_token, &who).await?;
         Ok(Response::new(pb::ListLeasesResponse {
-            leases: values.iter().map(|v| (v, now).into()).collect(),
+            leases: values.iter().map(|v| convert::lease_at(v, now)).collect(),
             next_page_token,
         }))
     }

@@ -4,6 +4,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::call::mutation;
+use super::convert;
 use super::convert::plan_kind_from_pb;
 use super::watch::{EventStream, WatchSource, spawn_watch};
 use crate::control::events::DriftEvent;
@@ -157,7 +158,7 @@ impl DriftService for DriftServiceImpl {
     ) -> Result<Response<pb::PlanPatchResponse>, Status> {
         let kind = plan_kind_from_pb(request.into_inner().kind)?;
         let (plan, created_at) = self.rollouts.plan(kind).await?;
-        Ok(Response::new(pb::PlanPatchResponse { plan: Some((&plan, created_at).into()) }))
+        Ok(Response::new(pb::PlanPatchResponse { plan: Some(convert::plan_created(&plan, created_at)) }))
     }
 
     async fn get_patch_plan(
@@ -165,7 +166,7 @@ impl DriftService for DriftServiceImpl {
         request: Request<pb::GetPatchPlanRequest>,
     ) -> Result<Response<pb::GetPatchPlanResponse>, Status> {
         let (plan, created_at) = self.rollouts.get_plan(&request.into_inner().plan_id).await?;
-        Ok(Response::new(pb::GetPatchPlanResponse { plan: Some((&plan, created_at).into()) }))
+        Ok(Response::new(pb::GetPatchPlanResponse { plan: Some(convert::plan_created(&plan, created_at)) }))
     }
 
     async fn create_rollout(

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::call::mutation;
+use super::convert;
 use super::convert::{lifecycle_from_pb, proposal_state_from_pb, retention_from_pb, setup_pass_from_pb};
 use crate::control::{
     AppError, ApplyRequest, Calls, Classifier, LearningService, Mutation, PersistentService, PreviewRequest,
@@ -116,7 +117,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
             .await?;
         Ok(Response::new(pb::CreatePersistentAgentResponse {
             agent: Some((&agent).into()),
-            workspace: Some((&record, None).into()),
+            workspace: Some(convert::workspace_record(&record, None)),
         }))
     }
 
@@ -186,7 +187,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let retired_at = agent.value.retired_at;
         Ok(Response::new(pb::RetirePersistentAgentResponse {
             agent: Some((&agent).into()),
-            workspace: Some((&record, retired_at).into()),
+            workspace: Some(convert::workspace_record(&record, retired_at)),
         }))
     }
 
@@ -198,7 +199,10 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (records, next_page_token) =
             self.persistent.list_workspaces(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListWorkspacesResponse {
-            workspaces: records.iter().map(|(record, retired)| (record, *retired).into()).collect(),
+            workspaces: records
+                .iter()
+                .map(|(record, retired)| convert::workspace_record(record, *retired))
+                .collect(),
             next_page_token,
         }))
     }
@@ -227,7 +231,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
             )
             .await?;
         Ok(Response::new(pb::UpdateWorkspaceRetentionResponse {
-            workspace: Some((&record, retired_at).into()),
+            workspace: Some(convert::workspace_record(&record, retired_at)),
         }))
     }
 

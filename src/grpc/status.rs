@@ -43,34 +43,72 @@ pub fn grpc_code(code: ErrorCode) -> Code {
     }
 }
 
+/// The `google.rpc` details of an error: ErrorInfo always, then what the entry carries.
+fn error_details(err: &AppError) -> ErrorDetails {
+    let mut details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, HashMap::new());
+    match &err {
+        AppError::InvalidArgument { violations } => {
+            for violation in violations.iter().take(MAX_VIOLATIONS) {
+                details.add_bad_request_violation(violation.field.clone(), clipped(&violation.description));
+            }
+            if violations.len() > MAX_VIOLATIONS {
+                let more = violations.len() - MAX_VIOLATIONS;
+                details.add_bad_request_violation("…", format!("and {more} more violations"));
+            }
+        }
+        AppError::FailedPrecondition { reason, subject, description } => {
+            details.add_precondition_failure_violation(*reason, subject.clone(), description.clone());
+        }
+        _ => {}
+    }
+    if let Some(delay) = err.retry_after() {
+        details.set_retry_info(Some(delay));
+    }
+    details
+}
+
 impl From<AppError> for Status {
     fn from(err: AppError) -> Self {
         let code = err.code();
         if code == ErrorCode::Internal {
             tracing::error!(error = %err, source = ?err, "request failed with an internal error");
         }
-        let mut details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, HashMap::new());
-        match &err {
-            AppError::InvalidArgument { violations } => {
-                for violation in violations.iter().take(MAX_VIOLATIONS) {
-                    details
-                        .add_bad_request_violation(violation.field.clone(), clipped(&violation.description));
-                }
-                if violations.len() > MAX_VIOLATIONS {
-                    let more = violations.len() - MAX_VIOLATIONS;
-                    details.add_bad_request_violation("…", format!("and {more} more violations"));
-                }
-            }
-            AppError::FailedPrecondition { reason, subject, description } => {
-                details.add_precondition_failure_violation(*reason, subject.clone(), description.clone());
-            }
-            _ => {}
-        }
-        if let Some(delay) = err.retry_after() {
-            details.set_retry_info(Some(delay));
-        }
-        Status::with_error_details(grpc_code(code), err.public_message(), details)
+        Status::with_error_details(grpc_code(code), err.public_message(), error_details(&err))
     }
+}
+
+/// The error as a `google.rpc.Status` in proto3 JSON (what grpc-gateway answers): the gRPC
+/// code number, the public message, and the same details a gRPC caller gets, each with its
+/// `@type`.
+pub fn status_json(err: &AppError) -> serde_json::Value {
+    use serde_json::json;
+    const TYPES: &str = "type.googleapis.com/google.rpc.";
+    let details = error_details(err);
+    let mut out = Vec::new();
+    if let Some(info) = details.error_info() {
+        out.push(json!({"@type": format!("{TYPES}ErrorInfo"), "reason": info.reason, "domain": info.domain, "metadata": info.metadata}));
+    }
+    if let Some(bad) = details.bad_request() {
+        let violations: Vec<_> = bad
+            .field_violations
+            .iter()
+            .map(|v| json!({"field": v.field, "description": v.description}))
+            .collect();
+        out.push(json!({"@type": format!("{TYPES}BadRequest"), "fieldViolations": violations}));
+    }
+    if let Some(failure) = details.precondition_failure() {
+        let violations: Vec<_> = failure
+            .violations
+            .iter()
+            .map(|v| json!({"type": v.r#type, "subject": v.subject, "description": v.description}))
+            .collect();
+        out.push(json!({"@type": format!("{TYPES}PreconditionFailure"), "violations": violations}));
+    }
+    if let Some(retry) = details.retry_info().and_then(|r| r.retry_delay) {
+        let delay = format!("{}.{:03}s", retry.as_secs(), retry.subsec_millis());
+        out.push(json!({"@type": format!("{TYPES}RetryInfo"), "retryDelay": delay}));
+    }
+    json!({"code": grpc_code(err.code()) as i32, "message": err.public_message(), "details": out})
 }
 
 /// Returns true when a request speaks gRPC (else it is a plain HTTP caller of the shim).
@@ -99,7 +137,7 @@ pub fn http_code(code: ErrorCode) -> axum::http::StatusCode {
 }
 
 /// Answers a request a layer refused before it reached a handler: a gRPC status for gRPC
-/// callers, a JSON body with the same reason for plain HTTP callers.
+/// callers, the same status as `google.rpc.Status` JSON for plain HTTP callers.
 pub fn refusal<B>(request: &axum::http::Request<B>, error: AppError) -> Response {
     refusal_for(is_grpc(request), error)
 }
@@ -110,12 +148,7 @@ pub fn refusal_for(grpc: bool, error: AppError) -> Response {
         return Status::from(error).into_http::<axum::body::Body>().into_response();
     }
     let status = http_code(error.code());
-    let body = serde_json::json!({
-        "code": status.as_u16(),
-        "reason": error.reason(),
-        "message": error.public_message(),
-    });
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = (status, axum::Json(status_json(&error))).into_response();
     if let Some(delay) = error.retry_after() {
         let seconds = delay.as_secs().max(1).to_string();
         if let Ok(value) = axum::http::HeaderValue::from_str(&seconds) {

@@ -1,4 +1,6 @@
-//! `GET /metrics`: the Prometheus text exposition format (0.0.4). READ: needs a bearer token.
+//! `GET /metrics`: OpenMetrics 1.0 text. READ: needs a bearer token. The gauges read from the
+//! store at scrape time come first, then the counters and histograms the process keeps (RPCs,
+//! runtime operations, rollouts; see `telemetry`).
 
 use std::fmt::Write;
 
@@ -13,11 +15,11 @@ pub async fn metrics(State(service): State<MetricsService>) -> Response {
     match service.collect().await {
         Ok(snapshot) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            render(&snapshot),
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            format!("{}{}# EOF\n", render(&snapshot), service.telemetry().encode()),
         )
             .into_response(),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.public_message()).into_response(),
+        Err(error) => crate::grpc::status::refusal_for(false, error),
     }
 }
 

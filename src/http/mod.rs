@@ -14,6 +14,17 @@ use crate::control::AppError;
 use crate::grpc::MetaServiceImpl;
 use crate::pb::v1 as pb;
 
+/// Every route of the shim (metrics label these by name).
+pub const ROUTES: &[&str] = &[
+    "/health",
+    "/ready",
+    "/version",
+    "/api/v1/version",
+    "/fabric-manifest.json",
+    "/openapi.json",
+    "/metrics",
+];
+
 /// The shim's routes: all OPEN except `/metrics` (READ, enforced by the auth layer).
 pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService) -> axum::Router {
     let metrics = axum::Router::new().route("/metrics", get(metrics::metrics)).with_state(metrics);

@@ -16,6 +16,15 @@ pub fn start_binary_with(
     data_dir: &std::path::Path,
     env: &[(&str, String)],
 ) -> (std::process::Child, String) {
+    let (child, addr, _) = start_binary_logged(data_dir, env);
+    (child, addr)
+}
+
+/// Like [`start_binary_with`], keeping every JSON log line the binary writes.
+pub fn start_binary_logged(
+    data_dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> (std::process::Child, String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
         .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -38,8 +47,59 @@ pub fn start_binary_with(
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(entry) = serde_json::from_str(&line) {
+                kept.lock().unwrap().push(entry);
+            }
+        }
+    });
+    (child, addr, logs)
+}
+
+#[tokio::test]
+async fn every_call_gets_one_structured_log_line_from_the_layer() {
+    use jhf_warp::pb::v1 as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, logs) = start_binary_logged(dir.path(), &[]);
+    let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut drift = pb::drift_service_client::DriftServiceClient::new(channel);
+    let request = pb::ObserveNowRequest { request_id: "log-line-1".into(), validate_only: false };
+    drift.observe_now(crate::helpers::with_token(request, token.trim())).await.unwrap();
+    let refused = drift
+        .observe_now(pb::ObserveNowRequest { request_id: "log-line-2".into(), validate_only: false })
+        .await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let line = |code: &'static str| {
+        let logs = logs.clone();
+        async move {
+            logs.lock()
+                .unwrap()
+                .iter()
+                .find(|e| e["target"] == "jhf_warp::rpc" && e["method"] == "ObserveNow" && e["code"] == code)
+                .cloned()
+        }
+    };
+    let ok = eventually("the call's log line", async || line("OK").await).await;
+    assert_eq!(ok["service"], "jhf.warp.v1.DriftService");
+    assert_eq!(ok["request_id"], "log-line-1");
+    assert_eq!(ok["principal"], "local-operator");
+    assert!(ok["latency_ms"].as_f64().is_some(), "{ok}");
+    let refused = eventually("the refusal's log line", async || line("UNAUTHENTICATED").await).await;
+    assert_eq!(refused["principal"], "");
+    let count = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == "jhf_warp::rpc" && e["method"] == "ObserveNow")
+        .count();
+    assert_eq!(count, 2, "one line per call");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test]

@@ -116,6 +116,11 @@ async fn unknown_routes_need_a_token_and_then_are_404() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 5, "an unknown route is a google.rpc.Status NOT_FOUND: {body}");
+    assert_eq!(body["message"], "route /nope not found");
+    assert_eq!(body["details"][0]["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+    assert_eq!(body["details"][0]["domain"], "jhf-warp");
     app.stop().await;
 }
 
@@ -127,7 +132,9 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
     let anonymous = reqwest::get(app.http_url("/metrics")).await.unwrap();
     assert_eq!(anonymous.status(), 401);
     let body: serde_json::Value = anonymous.json().await.unwrap();
-    assert_eq!(body["reason"], "TOKEN_MISSING");
+    assert_eq!(body["code"], 16, "google.rpc.Status: UNAUTHENTICATED");
+    assert_eq!(body["details"][0]["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+    assert_eq!(body["details"][0]["reason"], "TOKEN_MISSING");
     let wrong =
         reqwest::Client::new().get(app.http_url("/metrics")).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
@@ -144,7 +151,7 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
     for line in [
         &format!("jhf_warp_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION")),
@@ -154,6 +161,13 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
         "jhf_warp_reconcile_leader 0",
         "jhf_warp_reconcile_schedule_paused 1",
         "# TYPE jhf_warp_drift_items gauge",
+        // The RPC series of the calls above, from the layer: the lease the agent took, and the
+        // refused anonymous scrape.
+        "grpc_server_handled_total{grpc_service=\"jhf.warp.v1.ControlService\",grpc_method=\"AcquireLease\",grpc_code=\"OK\"} 1",
+        "grpc_server_handling_seconds_count{grpc_service=\"jhf.warp.v1.ControlService\",grpc_method=\"AcquireLease\"} 1",
+        "grpc_server_handled_total{grpc_service=\"http\",grpc_method=\"/metrics\",grpc_code=\"Unauthorized\"} 2",
+        "jhf_warp_runtime_operations_total{operation=\"observe\",outcome=\"ok\"}",
+        "# EOF",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

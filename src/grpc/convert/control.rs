@@ -204,20 +204,18 @@ impl From<ChainCheck> for pb::VerifyAuditChainResponse {
 }
 
 /// A lease as read at the database time `now` (which says whether it is held).
-impl From<(&Lease, DateTime<Utc>)> for pb::Lease {
-    fn from((value, now): (&Lease, DateTime<Utc>)) -> Self {
-        Self {
-            name: value.name.clone(),
-            holder: value.holder.clone().unwrap_or_default(),
-            fencing_token: value.token,
-            duration_seconds: value.duration_secs,
-            acquire_time: value.acquired_at.map(timestamp),
-            renew_time: value.renewed_at.map(timestamp),
-            expire_time: value.expires_at.map(timestamp),
-            transitions: value.transitions,
-            held: value.live_holder(now).is_some(),
-            observe_time: Some(timestamp(now)),
-        }
+pub fn lease_at(value: &Lease, now: DateTime<Utc>) -> pb::Lease {
+    pb::Lease {
+        name: value.name.clone(),
+        holder: value.holder.clone().unwrap_or_default(),
+        fencing_token: value.token,
+        duration_seconds: value.duration_secs,
+        acquire_time: value.acquired_at.map(timestamp),
+        renew_time: value.renewed_at.map(timestamp),
+        expire_time: value.expires_at.map(timestamp),
+        transitions: value.transitions,
+        held: value.live_holder(now).is_some(),
+        observe_time: Some(timestamp(now)),
     }
 }
 

@@ -128,23 +128,21 @@ pub fn plan_kind_from_pb(value: i32) -> Result<PlanKind, AppError> {
 }
 
 /// A stored plan with its creation time.
-impl From<(&PatchPlan, DateTime<Utc>)> for pb::PatchPlan {
-    fn from((value, created_at): (&PatchPlan, DateTime<Utc>)) -> Self {
-        Self {
-            id: value.id.clone(),
-            kind: pb::PlanKind::from(value.kind).into(),
-            base_hash: value.base_hash.clone(),
-            desired_generation: value.desired_generation,
-            merge_patch_json: value.merge_patch.to_string(),
-            replace_paths: value.replace_paths.clone(),
-            operations: value.operations.clone(),
-            guards: value.guards.clone(),
-            warnings: value.warnings.clone(),
-            create_workspaces: value.create_workspaces.clone(),
-            expected_resolved: value.expected_resolved.clone(),
-            removed_agents: value.removed_agents.clone(),
-            create_time: Some(timestamp(created_at)),
-        }
+pub fn plan_created(value: &PatchPlan, created_at: DateTime<Utc>) -> pb::PatchPlan {
+    pb::PatchPlan {
+        id: value.id.clone(),
+        kind: pb::PlanKind::from(value.kind).into(),
+        base_hash: value.base_hash.clone(),
+        desired_generation: value.desired_generation,
+        merge_patch_json: value.merge_patch.to_string(),
+        replace_paths: value.replace_paths.clone(),
+        operations: value.operations.clone(),
+        guards: value.guards.clone(),
+        warnings: value.warnings.clone(),
+        create_workspaces: value.create_workspaces.clone(),
+        expected_resolved: value.expected_resolved.clone(),
+        removed_agents: value.removed_agents.clone(),
+        create_time: Some(timestamp(created_at)),
     }
 }
 

@@ -13,10 +13,11 @@ use crate::control::AppError;
 use crate::domain::{Severity, TrustLevel};
 use crate::pb::v1 as pb;
 
-pub use control::{reconcile_mode_from_pb, trust_from_pb};
-pub use drift::plan_kind_from_pb;
+pub use control::{lease_at, reconcile_mode_from_pb, trust_from_pb};
+pub use drift::{plan_created, plan_kind_from_pb};
 pub use orchestration::{
     lifecycle_from_pb, proposal_state_from_pb, retention_from_pb, risk_from_pb, setup_pass_from_pb,
+    workspace_record,
 };
 
 /// Converts a UTC time to a protobuf timestamp.

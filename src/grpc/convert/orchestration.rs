@@ -131,30 +131,31 @@ impl From<&Versioned<PersistentAgent>> for pb::PersistentAgent {
 }
 
 /// A workspace record with its agent's retirement time (which the due time counts from).
-impl From<(&Versioned<WorkspaceRecord>, Option<DateTime<Utc>>)> for pb::WorkspaceRecord {
-    fn from((value, retired_at): (&Versioned<WorkspaceRecord>, Option<DateTime<Utc>>)) -> Self {
-        let record = &value.value;
-        Self {
-            agent_id: record.agent_id.clone(),
-            path: record.path.clone(),
-            owner: record.owner.clone(),
-            lifecycle: match record.lifecycle {
-                WorkspaceLifecycle::InUse => pb::WorkspaceLifecycle::InUse,
-                WorkspaceLifecycle::Retained => pb::WorkspaceLifecycle::Retained,
-            }
-            .into(),
-            policy: match record.policy {
-                RetentionPolicy::Keep => pb::RetentionPolicy::Keep,
-                RetentionPolicy::ArchiveAfter => pb::RetentionPolicy::ArchiveAfter,
-                RetentionPolicy::DeleteAfter => pb::RetentionPolicy::DeleteAfter,
-            }
-            .into(),
-            retention_days: i32::try_from(record.retention_days).unwrap_or(i32::MAX),
-            due_time: record.due_at(retired_at).map(timestamp),
-            etag: value.etag.clone(),
-            update_time: Some(timestamp(record.updated_at)),
-            updated_by: record.updated_by.clone(),
+pub fn workspace_record(
+    value: &Versioned<WorkspaceRecord>,
+    retired_at: Option<DateTime<Utc>>,
+) -> pb::WorkspaceRecord {
+    let record = &value.value;
+    pb::WorkspaceRecord {
+        agent_id: record.agent_id.clone(),
+        path: record.path.clone(),
+        owner: record.owner.clone(),
+        lifecycle: match record.lifecycle {
+            WorkspaceLifecycle::InUse => pb::WorkspaceLifecycle::InUse,
+            WorkspaceLifecycle::Retained => pb::WorkspaceLifecycle::Retained,
         }
+        .into(),
+        policy: match record.policy {
+            RetentionPolicy::Keep => pb::RetentionPolicy::Keep,
+            RetentionPolicy::ArchiveAfter => pb::RetentionPolicy::ArchiveAfter,
+            RetentionPolicy::DeleteAfter => pb::RetentionPolicy::DeleteAfter,
+        }
+        .into(),
+        retention_days: i32::try_from(record.retention_days).unwrap_or(i32::MAX),
+        due_time: record.due_at(retired_at).map(timestamp),
+        etag: value.etag.clone(),
+        update_time: Some(timestamp(record.updated_at)),
+        updated_by: record.updated_by.clone(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Logging setup: an env filter and a text or JSON formatter on stderr.
+//! Telemetry: logging setup (an env filter and a text or JSON formatter on stderr), the
+//! process metrics (RPCs, runtime operations, rollouts) and the per-RPC span and log line.
 
 use tracing_subscriber::EnvFilter;
 
@@ -19,3 +20,11 @@ pub fn init(args: &LogArgs) {
         tracing::warn!(%error, "invalid log filter; using info");
     }
 }
+
+mod measured;
+mod metrics;
+mod rpc;
+
+pub use measured::MeasuredRuntime;
+pub use metrics::Telemetry;
+pub use rpc::{CallNote, ObserveState, observe};
