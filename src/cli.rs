@@ -9,6 +9,9 @@ use crate::store::{Store, StoreOptions};
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     crate::telemetry::init(&cli.log);
+    if matches!(cli.command, Command::Ctl(_) | Command::Healthcheck(_)) {
+        return run_client(cli.command);
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Command::Serve(args) = &cli.command
         && let Some(threads) = args.serving.worker_threads
@@ -40,6 +43,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 store.close().await?;
                 Ok(())
             }
+            // Handled by `run_client` before the server runtime starts.
+            Command::Ctl(_) | Command::Healthcheck(_) => Ok(()),
         }
     });
     match outcome {
@@ -50,4 +55,24 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ctl` and `healthcheck`: a small current-thread runtime, no server state.
+fn run_client(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("jhf-warp: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match command {
+            Command::Ctl(args) => crate::ctl::run(*args).await,
+            Command::Healthcheck(args) => {
+                crate::ctl::healthcheck(&args.url, std::time::Duration::from_secs(args.timeout_secs)).await
+            }
+            Command::Serve(_) | Command::Migrate(_) => ExitCode::FAILURE,
+        }
+    })
 }

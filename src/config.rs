@@ -25,6 +25,21 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
+    /// The operator CLI: a client of a running server.
+    Ctl(Box<crate::ctl::CtlArgs>),
+    /// Exit 0 when the server's `/ready` answers 200 (container health checks, no curl needed).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `jhf-warp healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The readiness URL to probe.
+    #[arg(long, env = "JHF_WARP_HEALTHCHECK_URL", default_value = "http://127.0.0.1:18086/ready")]
+    pub url: String,
+    /// Seconds the probe may take.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 /// Logging.

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod domain;
 pub mod grpc;
 pub mod http;

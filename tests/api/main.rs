@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod ctl;
 mod delegations;
 mod desired;
 mod drift;
