@@ -87,7 +87,15 @@ pub fn build(
     let router = routes
         .routes()
         .into_axum_router()
-        .merge(crate::http::router(meta, services.metrics.clone()))
+        .merge(crate::http::router(
+            meta,
+            services.metrics.clone(),
+            crate::http::Views {
+                topology: TopologyServiceImpl::new(services, stop.clone()),
+                drift: DriftServiceImpl::new(services, stop.clone()),
+                desired: services.desired.clone(),
+            },
+        ))
         .fallback(crate::http::fallback)
         .layer(axum::middleware::from_fn(crate::grpc::panics::contain))
         .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce))

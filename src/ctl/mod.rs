@@ -103,12 +103,16 @@ pub enum CtlCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum TopologyCommand {
-    /// Shows the observed topology (or the desired one).
+    /// Shows the observed topology (or the desired one); `mermaid`, `dot` and `svg` draw the
+    /// team (by default desired and observed overlaid, drift marked).
     Show {
         #[arg(long)]
         desired: bool,
         #[arg(long, value_enum, default_value_t = TopologyFormat::Table)]
         format: TopologyFormat,
+        /// What a picture shows: observed, desired or overlay.
+        #[arg(long, default_value = "overlay")]
+        source: String,
     },
 }
 
@@ -117,6 +121,9 @@ pub enum TopologyCommand {
 pub enum TopologyFormat {
     Table,
     Json,
+    Mermaid,
+    Dot,
+    Svg,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -402,9 +409,13 @@ async fn dispatch(args: &CtlArgs) -> Result<ExitCode, CtlError> {
     let clients = connect(args).await?;
     match &args.command {
         CtlCommand::Status => show::status(&clients, json).await,
-        CtlCommand::Topology { command: TopologyCommand::Show { desired, format } } => {
-            show::topology(&clients, *desired, json || *format == TopologyFormat::Json).await
-        }
+        CtlCommand::Topology { command: TopologyCommand::Show { desired, format, source } } => match format {
+            TopologyFormat::Mermaid | TopologyFormat::Dot | TopologyFormat::Svg => {
+                let source = source.parse().map_err(CtlError::Usage)?;
+                show::picture(&clients, *format, source).await
+            }
+            _ => show::topology(&clients, *desired, json || *format == TopologyFormat::Json).await,
+        },
         CtlCommand::Desired { command: DesiredCommand::Apply { file, yes } } => {
             desired_apply(&clients, file, *yes, json).await
         }

@@ -113,6 +113,70 @@ pub fn topology_changes(before: &pb::Topology, after: &pb::Topology) -> Vec<Stri
     lines
 }
 
+/// The domain topology of a wire topology (what a picture needs: agents, trust, edges).
+fn domain_topology(topology: &pb::Topology) -> crate::domain::Topology {
+    use crate::domain::model::TrustLevel;
+    use crate::domain::topology::{EdgeKind, TopologyEdge, TopologyNode};
+    let nodes = topology
+        .nodes
+        .iter()
+        .map(|n| TopologyNode {
+            agent_id: n.agent_id.clone(),
+            role: n.role.clone(),
+            trust: match pb::TrustLevel::try_from(n.trust) {
+                Ok(pb::TrustLevel::Elevated) => TrustLevel::Elevated,
+                Ok(pb::TrustLevel::Standard) => TrustLevel::Standard,
+                _ => TrustLevel::Restricted,
+            },
+            model: None,
+            tools_profile: None,
+            workspace: String::new(),
+        })
+        .collect();
+    let edges = topology
+        .edges
+        .iter()
+        .filter_map(|e| {
+            let kind = match pb::EdgeKind::try_from(e.kind) {
+                Ok(pb::EdgeKind::Send) => EdgeKind::Send,
+                Ok(pb::EdgeKind::Spawn) => EdgeKind::Spawn,
+                _ => return None,
+            };
+            Some(TopologyEdge { from: e.from_agent_id.clone(), to: e.to_agent_id.clone(), kind })
+        })
+        .collect();
+    crate::domain::Topology::new(nodes, edges, Vec::new())
+}
+
+/// `topology show --format mermaid|dot|svg`: drawn here from what the server answers.
+pub async fn picture(
+    clients: &Clients,
+    format: super::TopologyFormat,
+    source: crate::domain::picture::Source,
+) -> Result<ExitCode, CtlError> {
+    use crate::domain::picture;
+    let observed =
+        clients.topology().get_topology(pb::GetTopologyRequest::default()).await?.into_inner().topology;
+    let desired = match clients
+        .topology()
+        .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0 })
+        .await
+    {
+        Ok(answer) => answer.into_inner().desired.and_then(|d| d.topology),
+        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) => return Err(status.into()),
+    };
+    let (desired, observed) = (desired.as_ref().map(domain_topology), observed.as_ref().map(domain_topology));
+    let drawn = picture::build(desired.as_ref(), observed.as_ref(), source);
+    let text = match format {
+        super::TopologyFormat::Mermaid => picture::mermaid(&drawn),
+        super::TopologyFormat::Dot => picture::dot(&drawn),
+        _ => picture::svg(&drawn),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn status(clients: &Clients, json: bool) -> Result<ExitCode, CtlError> {
     let version = clients.meta().get_version(pb::GetVersionRequest {}).await?.into_inner();
     let readiness = clients.meta().get_readiness(pb::GetReadinessRequest {}).await?.into_inner();

@@ -23,6 +23,7 @@ pub mod openclaw;
 pub mod page_token;
 pub mod patch;
 pub mod persistent;
+pub mod picture;
 pub mod reconcile;
 pub mod rollout;
 pub mod schedule;

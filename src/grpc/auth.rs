@@ -25,9 +25,10 @@ const OPEN_PREFIXES: &[&str] = &[
 
 /// HTTP shim routes anyone may call: probes and self-description.
 const HTTP_OPEN_PATHS: &[&str] =
-    &["/health", "/ready", "/version", "/api/v1/version", "/fabric-manifest.json", "/openapi.json"];
+    &["/health", "/ready", "/version", "/api/v1/version", "/fabric-manifest.json", "/openapi.json", "/ui"];
 /// HTTP shim routes that need a READ token.
-const HTTP_READ_PATHS: &[&str] = &["/metrics"];
+const HTTP_READ_PATHS: &[&str] =
+    &["/metrics", "/v1/topology", "/v1/topology.svg", "/v1/drift/items", "/v1/rollouts"];
 
 /// The state of the auth layer.
 #[derive(Clone)]

@@ -13,6 +13,7 @@ use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::rollout::Rollout;
 use crate::pb::v1::{self as pb, drift_service_server::DriftService};
 
+#[derive(Clone)]
 pub struct DriftServiceImpl {
     calls: Calls,
     drift: DriftMonitor,

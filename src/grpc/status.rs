@@ -81,9 +81,35 @@ impl From<AppError> for Status {
 /// code number, the public message, and the same details a gRPC caller gets, each with its
 /// `@type`.
 pub fn status_json(err: &AppError) -> serde_json::Value {
+    details_json(grpc_code(err.code()), &err.public_message(), &error_details(err))
+}
+
+/// [`status_json`] of a status a handler answered (its details decoded back).
+pub fn status_json_of(status: &Status) -> serde_json::Value {
+    details_json(status.code(), status.message(), &status.get_error_details())
+}
+
+/// The HTTP status the shim answers for a gRPC code.
+pub fn http_status_of(code: Code) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::FailedPrecondition | Code::Aborted | Code::AlreadyExists => StatusCode::PRECONDITION_FAILED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn details_json(code: Code, message: &str, details: &ErrorDetails) -> serde_json::Value {
     use serde_json::json;
     const TYPES: &str = "type.googleapis.com/google.rpc.";
-    let details = error_details(err);
     let mut out = Vec::new();
     if let Some(info) = details.error_info() {
         out.push(json!({"@type": format!("{TYPES}ErrorInfo"), "reason": info.reason, "domain": info.domain, "metadata": info.metadata}));
@@ -108,7 +134,7 @@ pub fn status_json(err: &AppError) -> serde_json::Value {
         let delay = format!("{}.{:03}s", retry.as_secs(), retry.subsec_millis());
         out.push(json!({"@type": format!("{TYPES}RetryInfo"), "retryDelay": delay}));
     }
-    json!({"code": grpc_code(err.code()) as i32, "message": err.public_message(), "details": out})
+    json!({"code": code as i32, "message": message, "details": out})
 }
 
 /// Returns true when a request speaks gRPC (else it is a plain HTTP caller of the shim).

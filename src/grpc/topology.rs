@@ -16,6 +16,7 @@ use crate::domain::desired::{DesiredInput, DesiredRevision};
 use crate::domain::observation::StoredObservation;
 use crate::pb::v1::{self as pb, topology_service_server::TopologyService};
 
+#[derive(Clone)]
 pub struct TopologyServiceImpl {
     calls: Calls,
     observations: ObservationService,

@@ -3,6 +3,9 @@
 
 mod metrics;
 mod openapi;
+mod views;
+
+pub use views::Views;
 
 use axum::Json;
 use axum::extract::State;
@@ -23,11 +26,24 @@ pub const ROUTES: &[&str] = &[
     "/fabric-manifest.json",
     "/openapi.json",
     "/metrics",
+    "/ui",
+    "/v1/topology",
+    "/v1/topology.svg",
+    "/v1/drift/items",
+    "/v1/rollouts",
 ];
 
-/// The shim's routes: all OPEN except `/metrics` (READ, enforced by the auth layer).
-pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService) -> axum::Router {
+/// The shim's routes: probes, self-description and `/ui` are OPEN; `/metrics` and the data
+/// routes `/v1/…` are READ (enforced by the auth layer).
+pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService, views: Views) -> axum::Router {
     let metrics = axum::Router::new().route("/metrics", get(metrics::metrics)).with_state(metrics);
+    let views = axum::Router::new()
+        .route("/ui", get(views::page))
+        .route("/v1/topology", get(views::topology))
+        .route("/v1/topology.svg", get(views::topology_svg))
+        .route("/v1/drift/items", get(views::drift_items))
+        .route("/v1/rollouts", get(views::rollouts))
+        .with_state(views);
     axum::Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -37,6 +53,7 @@ pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService) ->
         .route("/openapi.json", get(openapi))
         .with_state(meta)
         .merge(metrics)
+        .merge(views)
 }
 
 /// Unknown paths: gRPC callers get UNIMPLEMENTED, HTTP callers a 404 — both from the error table.

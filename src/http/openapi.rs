@@ -39,13 +39,38 @@ pub fn document() -> Value {
                 "responses": { "200": ok("manifest", "GetManifestResponse") }
             }},
             "/metrics": { "get": {
-                "summary": "Prometheus metrics (text exposition 0.0.4), gathered at scrape time. Needs a bearer token of any role (READ); 401/403 otherwise.",
+                "summary": "Metrics (OpenMetrics 1.0 text): the store's gauges gathered at scrape time, then RPC, runtime and rollout series. Needs a bearer token of any role (READ); 401/403 otherwise.",
                 "security": [{ "bearer": [] }],
                 "responses": {
-                    "200": { "description": "metrics", "content": { "text/plain": {} } },
+                    "200": { "description": "metrics", "content": { "application/openmetrics-text": {} } },
                     "401": { "description": "no or invalid token" },
                     "503": { "description": "the store cannot be read" }
                 }
+            }},
+            "/ui": { "get": {
+                "summary": "Read-only web view (one self-contained page): the team picture, drift items, recent rollouts. The page holds no data; it reads the /v1 routes with a READ token the person pastes (kept in session storage, sent as a header).",
+                "responses": { "200": { "description": "HTML page", "content": { "text/html": {} } } }
+            }},
+            "/v1/topology": { "get": {
+                "summary": "The latest stored observation (GetTopology, READ_MODE_STORED). READ.",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": ok("observed topology", "GetTopologyResponse") }
+            }},
+            "/v1/topology.svg": { "get": {
+                "summary": "The team as SVG: ?source=observed|desired|overlay (default overlay; drift marked: missing dashed red, unexpected orange, widened trust). READ.",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "source", "in": "query", "schema": { "type": "string", "enum": ["observed", "desired", "overlay"] } }],
+                "responses": { "200": { "description": "SVG", "content": { "image/svg+xml": {} } }, "400": { "description": "unknown source (google.rpc.Status)" } }
+            }},
+            "/v1/drift/items": { "get": {
+                "summary": "Drift items (ListDriftItems; ?filter=…&page_token=…). READ.",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": ok("drift items", "ListDriftItemsResponse") }
+            }},
+            "/v1/rollouts": { "get": {
+                "summary": "The 20 most recent rollouts with their steps (ListRollouts). READ.",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": ok("rollouts", "ListRolloutsResponse") }
             }},
             "/openapi.json": { "get": {
                 "summary": "This document.",
@@ -79,7 +104,12 @@ pub fn document() -> Value {
                 "runtime_contract": { "type": "object", "properties": { "port_policy": { "type": "object", "properties": {
                     "name": string, "port": { "type": "integer" }, "policy": string
                 }}}}
-            }}
+            }},
+            // The /v1 bodies are the proto3 JSON of these jhf.warp.v1 messages; the .proto
+            // files (and reflection) give their full shape.
+            "GetTopologyResponse": { "type": "object", "description": "jhf.warp.v1.GetTopologyResponse (see proto/jhf/warp/v1/topology.proto)" },
+            "ListDriftItemsResponse": { "type": "object", "description": "jhf.warp.v1.ListDriftItemsResponse (see proto/jhf/warp/v1/drift.proto)" },
+            "ListRolloutsResponse": { "type": "object", "description": "jhf.warp.v1.ListRolloutsResponse (see proto/jhf/warp/v1/drift.proto)" }
         }}
     })
 }

@@ -64,6 +64,16 @@ async fn ctl_applies_a_team_file_and_follows_a_rollout_to_its_end() {
     assert!(status.status.success(), "{}", text(&status));
     let document: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(document["readiness"]["ready"], true);
+    let svg = ctl(&app, READER_TOKEN, &["topology", "show", "--format", "svg"]).await;
+    assert!(svg.status.success(), "{}", text(&svg));
+    let drawn = String::from_utf8_lossy(&svg.stdout);
+    assert!(drawn.starts_with("<svg xmlns="), "{drawn}");
+    for agent in ["lead", "research", "qa"] {
+        assert!(drawn.contains(&format!("data-agent=\"{agent}\"")), "{agent} is drawn");
+    }
+    let mermaid =
+        ctl(&app, READER_TOKEN, &["topology", "show", "--format", "mermaid", "--source", "desired"]).await;
+    assert!(String::from_utf8_lossy(&mermaid.stdout).starts_with("flowchart TD"), "{}", text(&mermaid));
     let verify = ctl(&app, READER_TOKEN, &["audit", "verify"]).await;
     assert!(verify.status.success() && text(&verify).contains("intact"), "{}", text(&verify));
     app.stop().await;

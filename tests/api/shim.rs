@@ -78,16 +78,8 @@ async fn openapi_describes_every_shim_route() {
     assert_eq!(status, 200);
     assert_eq!(body["openapi"], "3.1.0");
     let described: Vec<&String> = body["paths"].as_object().unwrap().keys().collect();
-    assert_eq!(described.len(), 7, "{described:?}");
-    for path in [
-        "/health",
-        "/ready",
-        "/version",
-        "/api/v1/version",
-        "/fabric-manifest.json",
-        "/openapi.json",
-        "/metrics",
-    ] {
+    assert_eq!(described.len(), jhf_warp::http::ROUTES.len(), "{described:?}");
+    for path in jhf_warp::http::ROUTES.iter().copied() {
         assert!(body["paths"][path]["get"].is_object(), "{path} not described");
         let response = reqwest::Client::new()
             .get(app.http_url(path))
@@ -171,5 +163,47 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_web_view_is_a_static_page_and_its_data_routes_need_a_token() {
+    let app = spawn_app().await;
+    let page = reqwest::get(app.http_url("/ui")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<title>jhf-warp"), "the page");
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+    assert!(!html.contains("lead"), "the page itself carries no data");
+
+    for path in ["/v1/topology", "/v1/topology.svg", "/v1/drift/items", "/v1/rollouts"] {
+        let anonymous = reqwest::get(app.http_url(path)).await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+    }
+    let get = |path: &'static str| {
+        let url = app.http_url(path);
+        async move {
+            reqwest::Client::new().get(url).bearer_auth(crate::helpers::READER_TOKEN).send().await.unwrap()
+        }
+    };
+    let svg = get("/v1/topology.svg?source=observed").await;
+    assert_eq!(svg.status(), 200);
+    assert!(svg.headers()["content-type"].to_str().unwrap().starts_with("image/svg+xml"));
+    let svg = svg.text().await.unwrap();
+    for agent in ["lead", "research", "writer"] {
+        assert!(svg.contains(&format!("data-agent=\"{agent}\"")), "{agent} drawn");
+    }
+    let bad = get("/v1/topology.svg?source=sideways").await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["code"], 3);
+    assert_eq!(body["details"][1]["fieldViolations"][0]["field"], "source", "{body}");
+    let topology: serde_json::Value = get("/v1/topology").await.json().await.unwrap();
+    assert_eq!(topology["topology"]["nodes"].as_array().unwrap().len(), 3);
+    let drift: serde_json::Value = get("/v1/drift/items").await.json().await.unwrap();
+    assert!(drift.is_object(), "{drift}");
+    let rollouts: serde_json::Value = get("/v1/rollouts").await.json().await.unwrap();
+    assert!(rollouts.is_object(), "{rollouts}");
     app.stop().await;
 }
