@@ -25,6 +25,12 @@ pub struct CatalogAgent {
     pub may_send_to: Vec<String>,
     pub may_spawn: Vec<String>,
     pub routes: Vec<String>,
+    /// Trust in the desired topology, when the agent is desired.
+    pub desired_trust: Option<TrustLevel>,
+    /// Effective trust in the runtime, when the agent is observed.
+    pub observed_trust: Option<TrustLevel>,
+    /// The runtime grants more than the desired trust.
+    pub trust_widened: bool,
 }
 
 /// The catalog with the state it was built from.
@@ -77,6 +83,9 @@ pub fn build_catalog(desired: Option<(i64, &Topology)>, observed: Option<&Topolo
                 may_send_to: grants(id, EdgeKind::Send),
                 may_spawn: grants(id, EdgeKind::Spawn),
                 routes: routes.into_iter().collect(),
+                desired_trust: wanted.get(id).map(|n| n.trust),
+                observed_trust: actual.get(id).map(|n| n.trust),
+                trust_widened: matches!((wanted.get(id), actual.get(id)), (Some(w), Some(a)) if a.trust > w.trust),
             }
         })
         .collect();
@@ -120,6 +129,32 @@ mod tests {
         let ids: Vec<_> = first.agents.iter().map(|a| (a.agent_id.as_str(), a.desired, a.observed)).collect();
         assert_eq!(ids, [("a", true, true), ("b", true, false), ("c", false, true)]);
         assert_eq!(first.agents[0].may_send_to, ["c"]);
+        assert_eq!(first.agents[1].observed_trust, None);
+        assert_eq!(first.agents[2].desired_trust, None);
+    }
+
+    #[test]
+    fn a_runtime_trust_above_the_desired_one_is_flagged_and_changes_the_digest() {
+        let desired = Topology::new(vec![node("a")], vec![], vec![]);
+        let same = build_catalog(Some((1, &desired)), Some(&desired));
+        assert!(!same.agents[0].trust_widened);
+        let mut wider = node("a");
+        wider.trust = TrustLevel::Elevated;
+        let observed = Topology::new(vec![wider], vec![], vec![]);
+        let widened = build_catalog(Some((1, &desired)), Some(&observed));
+        let agent = &widened.agents[0];
+        assert_eq!(
+            (agent.desired_trust, agent.observed_trust),
+            (Some(TrustLevel::Standard), Some(TrustLevel::Elevated))
+        );
+        assert!(agent.trust_widened);
+        assert_eq!(agent.trust, TrustLevel::Standard, "`trust` stays the desired one");
+        assert_ne!(same.digest, widened.digest);
+        let mut narrower = node("a");
+        narrower.trust = TrustLevel::Restricted;
+        let tighter =
+            build_catalog(Some((1, &desired)), Some(&Topology::new(vec![narrower], vec![], vec![])));
+        assert!(!tighter.agents[0].trust_widened, "tighter than desired is not a widening");
     }
 
     #[test]

@@ -243,6 +243,18 @@ async fn the_agent_catalog_is_byte_identical_for_the_same_state() {
     assert_eq!(ids, ["lead", "research", "writer"]);
     assert_eq!(first.agents[0].may_spawn, ["research", "writer"]);
     assert!(first.agents.iter().all(|a| a.desired && a.observed));
+    assert!(first.agents.iter().all(|a| a.desired_trust == a.observed_trust && !a.trust_widened));
+
+    // The runtime widens the writer (no sandbox = elevated): the catalog tells the truth.
+    app.edit_runtime_config("trio", |text| text.replace(r#"sandbox: { mode: "all" },"#, ""));
+    observed(&app).await;
+    let widened = fetch().await;
+    let writer = widened.agents.iter().find(|a| a.agent_id == "writer").unwrap();
+    assert_eq!(writer.desired_trust, pb::TrustLevel::Restricted as i32);
+    assert_eq!(writer.observed_trust, pb::TrustLevel::Elevated as i32);
+    assert!(writer.trust_widened);
+    assert_ne!(widened.digest, first.digest);
+    assert_eq!(widened.encode_to_vec(), fetch().await.encode_to_vec(), "still deterministic");
     app.stop().await;
 }
 

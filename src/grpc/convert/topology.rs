@@ -287,6 +287,9 @@ impl From<&AgentCatalog> for pb::GetAgentCatalogResponse {
                     may_send_to: agent.may_send_to.clone(),
                     may_spawn: agent.may_spawn.clone(),
                     routes: agent.routes.clone(),
+                    desired_trust: agent.desired_trust.map(pb::TrustLevel::from).unwrap_or_default().into(),
+                    observed_trust: agent.observed_trust.map(pb::TrustLevel::from).unwrap_or_default().into(),
+                    trust_widened: agent.trust_widened,
                 })
                 .collect(),
             digest: value.digest.clone(),
