@@ -37,10 +37,11 @@ pub struct CtlArgs {
     /// Client certificate and key (PEM) for a server that requires mutual TLS.
     #[arg(long, env = "JHF_WARP_CTL_TLS_CERT", requires = "tls_key", global = true)]
     pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM), with `--tls-cert`.
     #[arg(long, env = "JHF_WARP_CTL_TLS_KEY", requires = "tls_cert", global = true)]
     pub tls_key: Option<PathBuf>,
     /// Text for people, JSON for scripts.
-    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    #[arg(long, env = "JHF_WARP_CTL_OUTPUT", value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -106,8 +107,10 @@ pub enum TopologyCommand {
     /// Shows the observed topology (or the desired one); `mermaid`, `dot` and `svg` draw the
     /// team (by default desired and observed overlaid, drift marked).
     Show {
+        /// The desired topology instead of the observed one (table and json).
         #[arg(long)]
         desired: bool,
+        /// table or json, or a picture: mermaid, dot, svg.
         #[arg(long, value_enum, default_value_t = TopologyFormat::Table)]
         format: TopologyFormat,
         /// What a picture shows: observed, desired or overlay.
@@ -131,6 +134,7 @@ pub enum DesiredCommand {
     /// Stores a team file (YAML or JSON: the proto JSON of a Topology) as the desired topology,
     /// after showing what changes.
     Apply {
+        /// The team file (YAML or JSON).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         /// Do not ask.
@@ -155,8 +159,10 @@ pub enum DriftCommand {
 pub enum RolloutCommand {
     /// Rolls out a plan (a fresh apply plan when `--plan` is not given).
     Create {
+        /// A stored plan's id (default: plan now against the runtime as it is).
         #[arg(long)]
         plan: Option<String>,
+        /// Check the change against the runtime without writing it.
         #[arg(long)]
         dry_run: bool,
         /// Follow each step until the rollout ends; the exit code says how.
@@ -164,9 +170,15 @@ pub enum RolloutCommand {
         watch: bool,
     },
     /// Restores a succeeded rollout's pre-image.
-    Rollback { rollout_id: String },
+    Rollback {
+        /// The rollout to roll back.
+        rollout_id: String,
+    },
     /// Follows a rollout until it ends.
-    Watch { rollout_id: String },
+    Watch {
+        /// The rollout to follow.
+        rollout_id: String,
+    },
     /// Lists recent rollouts.
     List,
 }
@@ -186,7 +198,10 @@ pub enum TokenCommand {
 #[derive(Debug, Clone, Subcommand)]
 pub enum RulesCommand {
     /// Checks a classification rules file (TOML) without a server.
-    Check { file: PathBuf },
+    Check {
+        /// The rules file.
+        file: PathBuf,
+    },
 }
 
 /// What went wrong in a command.

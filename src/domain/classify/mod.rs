@@ -7,6 +7,7 @@
 //! - Safe by default: de-escalating words ("draft", "sandbox") lower the risk only when no
 //!   escalating word matched, and HIGH risk always asks for an independent review.
 
+mod bayes;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -249,7 +250,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
 
     let mut scores = vec![0.0f64; rules.categories.len()];
     let mut matched = Vec::new();
-    let (mut escalation, mut deescalation) = (0i32, 0i32);
+    let (mut escalation, mut deescalation, mut uncapped_escalation) = (0i32, 0i32, 0i32);
     let mut hints = BTreeSet::new();
     for (rule, hit) in rules.rules.iter().zip(found) {
         let Some((field, evidence)) = hit else { continue };
@@ -259,8 +260,12 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
                 scores[*category] += weight + bonus;
                 ("category", rules.categories[*category].id.clone(), weight + bonus)
             }
-            RuleEffect::Escalate { steps } => {
-                escalation += i32::from(*steps);
+            RuleEffect::Escalate { steps, uncapped } => {
+                // The strongest escalator decides; several reasons do not stack.
+                escalation = escalation.max(i32::from(*steps));
+                if *uncapped {
+                    uncapped_escalation = uncapped_escalation.max(i32::from(*steps));
+                }
                 ("escalate", format!("+{steps}"), 0.0)
             }
             RuleEffect::Deescalate { steps } => {
@@ -298,6 +303,38 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
         }
     }
 
+    // The word model backs the rules up (only for categories these rules define, so custom
+    // rule files with other categories are untouched).
+    let title_words = words(&title);
+    let description_words = words(&description);
+    if let Some(opinion) = bayes::opinion(title_words.iter().chain(&description_words).copied()) {
+        let model = bayes::categories();
+        let mut best: Option<(usize, f64)> = None;
+        for (m, probability) in opinion.posterior.iter().enumerate() {
+            let Some(i) = rules.categories.iter().position(|c| c.id == model[m]) else { continue };
+            let added = bayes::BAYES_WEIGHT * probability;
+            scores[i] += added;
+            if best.is_none_or(|(_, b)| added > b) {
+                best = Some((m, added));
+            }
+        }
+        if let Some((m, added)) = best {
+            let mut words: Vec<&(String, usize, f64)> =
+                opinion.evidence.iter().filter(|(_, c, _)| *c == m).collect();
+            words.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+            words.dedup_by(|a, b| a.0 == b.0);
+            let evidence: Vec<&str> = words.iter().take(5).map(|(w, _, _)| w.as_str()).collect();
+            matched.push(RuleMatch {
+                rule_id: "bayes.words".to_owned(),
+                kind: "category".to_owned(),
+                target: model[m].to_owned(),
+                field: MatchField::Description,
+                evidence: evidence.join(" "),
+                score: round3(added),
+            });
+        }
+    }
+
     let total: f64 = scores.iter().sum();
     // Highest score wins; ties go to the category listed first (stable, so deterministic).
     let mut order: Vec<usize> = (0..scores.len()).filter(|&i| scores[i] > 0.0).collect();
@@ -315,9 +352,28 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
         })
         .collect();
 
+    // A title written in capitals is someone shouting about something urgent.
+    if shouted(&task.title) {
+        escalation = escalation.max(1);
+        matched.push(RuleMatch {
+            rule_id: "risk.shouted".to_owned(),
+            kind: "escalate".to_owned(),
+            target: "+1".to_owned(),
+            field: MatchField::Title,
+            evidence: task.title.chars().take(40).collect(),
+            score: 0.0,
+        });
+    }
     let category = &rules.categories[winner];
     let risk = if escalation > 0 {
-        category.base_risk.shifted(escalation)
+        category
+            .base_risk
+            .shifted(escalation)
+            .min(category.max_risk)
+            .max(category.base_risk.shifted(uncapped_escalation))
+    } else if category.base_risk >= RiskLevel::High {
+        // A sandbox or a draft does not make a review of something risky less risky.
+        category.base_risk
     } else {
         category.base_risk.shifted(-deescalation)
     };
@@ -339,6 +395,12 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
         matched,
         rules_version: rules.version.clone(),
     }
+}
+
+/// True when a title has at least four letters and none of them is lower case.
+fn shouted(title: &str) -> bool {
+    let letters = title.chars().filter(|c| c.is_alphabetic()).count();
+    letters >= 4 && !title.chars().any(char::is_lowercase)
 }
 
 fn words(text: &str) -> Vec<&str> {

@@ -55,6 +55,9 @@ struct CategoryFile {
     name: String,
     domain: String,
     base_risk: String,
+    /// The highest risk escalators may raise this category to (default CRITICAL).
+    #[serde(default)]
+    max_risk: Option<String>,
     #[serde(default)]
     hints: Vec<String>,
     #[serde(default)]
@@ -77,6 +80,10 @@ struct RiskRuleFile {
     effect: String,
     #[serde(default = "one")]
     steps: u8,
+    /// An escalator that also raises categories past their `max_risk` (credentials: a secret
+    /// in a blog post is a risk whatever the post is).
+    #[serde(default)]
+    uncapped: bool,
     terms: Vec<String>,
 }
 
@@ -99,6 +106,9 @@ pub struct Category {
     pub name: String,
     pub domain: String,
     pub base_risk: RiskLevel,
+    /// Escalators raise the risk at most to this: work that only reads, writes text or
+    /// answers people carries its own risk, not the risk of what it talks about.
+    pub max_risk: RiskLevel,
     pub hints: Vec<String>,
     /// Roles that take this work, most preferred first (dispatch looks for them).
     pub roles: Vec<String>,
@@ -109,8 +119,8 @@ pub struct Category {
 pub enum RuleEffect {
     /// Adds `weight` to the category at this index.
     Category { category: usize, weight: f64 },
-    /// Raises the risk by `steps`.
-    Escalate { steps: u8 },
+    /// Raises the risk by `steps` (past the category's `max_risk` when `uncapped`).
+    Escalate { steps: u8, uncapped: bool },
     /// Lowers the risk by `steps` when nothing escalated it.
     Deescalate { steps: u8 },
     /// Adds a setup hint.
@@ -225,6 +235,14 @@ impl Rules {
                     .push(format!("{place}: base_risk \"{}\" is not LOW|MEDIUM|HIGH|CRITICAL", c.base_risk));
                 RiskLevel::Low
             });
+            let max_risk = match c.max_risk.as_deref().map(RiskLevel::parse) {
+                None => RiskLevel::Critical,
+                Some(Some(level)) if level >= base_risk => level,
+                Some(_) => {
+                    problems.push(format!("{place}: max_risk must be a risk level not below base_risk"));
+                    RiskLevel::Critical
+                }
+            };
             for hint in &c.hints {
                 if !is_slug(hint) {
                     problems.push(format!("{place}: hint \"{hint}\" must be of [a-z0-9_.-]"));
@@ -235,6 +253,7 @@ impl Rules {
                 name: c.name.clone(),
                 domain: c.domain.clone(),
                 base_risk,
+                max_risk,
                 hints: c.hints.clone(),
                 roles: c.roles.clone(),
             });
@@ -281,11 +300,11 @@ impl Rules {
                 problems.push(format!("{place}: steps must be 1..3"));
             }
             let effect = match r.effect.as_str() {
-                "escalate" => RuleEffect::Escalate { steps: r.steps },
+                "escalate" => RuleEffect::Escalate { steps: r.steps, uncapped: r.uncapped },
                 "deescalate" => RuleEffect::Deescalate { steps: r.steps },
                 other => {
                     problems.push(format!("{place}: effect \"{other}\" is not escalate|deescalate"));
-                    RuleEffect::Escalate { steps: 0 }
+                    RuleEffect::Escalate { steps: 0, uncapped: false }
                 }
             };
             let terms = parse_terms(&place, &r.terms, &mut problems);
