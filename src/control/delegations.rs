@@ -173,11 +173,18 @@ impl DelegationService {
         }
     }
 
-    /// Revokes a grant and every grant derived from it.
+    /// Every grant as stored.
+    pub async fn all(&self) -> Result<Vec<Delegation>, AppError> {
+        Ok(self.ctx.store.delegations().await?)
+    }
+
+    /// Revokes a grant and every grant derived from it; the audit event lists the whole cascade
+    /// and the desired edges that fall with it.
     pub async fn revoke(
         &self,
         id: &str,
         reason: &str,
+        falling_edges: &[crate::domain::topology::TopologyEdge],
         idempotency: &IdempotencyKey,
         validate_only: bool,
         caller: &AuditContext,
@@ -231,11 +238,18 @@ impl DelegationService {
             .store
             .change_delegations(idempotency, now, |all| {
                 let updates = revoke(all)?;
+                let cascade: Vec<&str> = updates.iter().map(|g| g.id.as_str()).collect();
+                let edges: Vec<String> = falling_edges
+                    .iter()
+                    .map(|e| format!("{}->{}:{}", e.from, e.to, e.kind.as_str()))
+                    .collect();
                 let audit = caller.event(
                     format!("delegation/{id}"),
                     format!(
-                        "revoked {id} and {} derived grant(s): {reason}",
-                        updates.len().saturating_sub(1)
+                        "revoked {id} and {} derived grant(s) [{}]; desired edges that fall: [{}]: {reason}",
+                        updates.len().saturating_sub(1),
+                        cascade.join(", "),
+                        edges.join(", ")
                     ),
                 );
                 Ok(DelegationChange { inserts: Vec::new(), updates, audit: Some(audit) })

@@ -60,8 +60,13 @@ impl DispatchService {
         Self { ctx: ctx.clone(), observations, classifier }
     }
 
-    /// Previews dispatching `item`.
-    pub async fn preview(&self, item: WorkItem) -> Result<DispatchAnswer, AppError> {
+    /// Previews dispatching `item`; a control agent calling (`acting_agent`) may dispatch only to
+    /// itself or to agents that delegated the `dispatch` right to it.
+    pub async fn preview(
+        &self,
+        item: WorkItem,
+        acting_agent: Option<&str>,
+    ) -> Result<DispatchAnswer, AppError> {
         let rules = self.classifier.rules();
         let (category, risk, profile) = match item {
             WorkItem::Task(task) => {
@@ -88,7 +93,7 @@ impl DispatchService {
         let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
         let observations: Vec<_> =
             self.ctx.store.watchdog_observations(runtime).await?.into_values().collect();
-        let preview = preview_dispatch(&DispatchFacts {
+        let mut preview = preview_dispatch(&DispatchFacts {
             category,
             risk,
             required_trust: rules.required_trust(risk),
@@ -99,6 +104,22 @@ impl DispatchService {
             db_now,
             observations: &observations,
         });
+        if let (Some(caller), Some(target)) = (acting_agent, preview.target_agent_id.clone())
+            && caller != target
+            && !crate::domain::delegation::has_right(
+                &self.ctx.store.delegations().await?,
+                caller,
+                &target,
+                "dispatch",
+            )
+        {
+            preview.blockers.push(crate::domain::dispatch::Blocker {
+                code: crate::domain::dispatch::BlockCode::NoStanding,
+                message: format!(
+                    "control agent {caller} has no standing for {target}: no active delegation from {target} with the dispatch right"
+                ),
+            });
+        }
         Ok(DispatchAnswer { preview, category: category.id.clone(), risk, profile })
     }
 }

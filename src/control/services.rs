@@ -10,8 +10,8 @@ use super::ownership::RuntimeOwner;
 use super::{
     AuditService, Calls, Classifier, Ctx, DelegationService, DesiredTopologyService, DispatchService,
     DriftMonitor, LeaderSettings, LearningService, LeaseService, MetricsService, ObservationService,
-    ObserverSettings, PersistentService, ReconcileLeader, ReconcileService, RolloutService, ScheduleService,
-    SetupService, WatchdogService,
+    ObserverSettings, PersistentService, ReconcileLeader, ReconcileService, RevocationService,
+    RolloutService, ScheduleService, SetupService, WatchdogService,
 };
 use crate::domain::schedule::Schedule;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -46,6 +46,8 @@ pub struct Services {
     pub leases: LeaseService,
     pub audit: AuditService,
     pub delegations: DelegationService,
+    /// Revocations with their consequences for the desired topology and the runtime.
+    pub revocations: RevocationService,
     pub schedules: ScheduleService,
     pub watchdog: WatchdogService,
     pub rollouts: RolloutService,
@@ -91,11 +93,20 @@ impl Services {
         let persistent = PersistentService::new(ctx, identity_registry.map(Arc::new));
         let reconcile = ReconcileService::new(ctx, observations.clone(), rollouts.clone());
         let replica_id = leader.replica_id.clone();
+        let delegations = DelegationService::new(ctx, observations.clone());
+        let revocations = RevocationService::new(
+            ctx,
+            delegations.clone(),
+            desired.clone(),
+            schedules.clone(),
+            rollouts.clone(),
+        );
         Self {
+            revocations,
             replica_id,
             drift: DriftMonitor::new(ctx, observations.clone()),
             audit: AuditService::new(ctx),
-            delegations: DelegationService::new(ctx, observations.clone()),
+            delegations,
             watchdog: WatchdogService::new(
                 ctx,
                 observations.clone(),

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::model::TrustLevel;
+use super::topology::{EdgeKind, Topology, TopologyEdge};
 
 /// Where a grant came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +88,17 @@ pub fn has_standing(grants: &[Delegation], delegate: &str, agent: &str) -> bool 
     })
 }
 
+/// True when `delegate` holds an active grant from `agent` that carries `right`.
+pub fn has_right(grants: &[Delegation], delegate: &str, agent: &str, right: &str) -> bool {
+    let standing = standings(grants);
+    grants.iter().any(|grant| {
+        grant.grantor == agent
+            && grant.delegate == delegate
+            && grant.rights.iter().any(|r| r == right)
+            && standing.get(&grant.id).is_some_and(|s| *s == Standing::Active)
+    })
+}
+
 /// Computes the standing of every grant (fail closed on missing parents and cycles).
 pub fn standings(grants: &[Delegation]) -> BTreeMap<String, Standing> {
     let by_id: BTreeMap<&str, &Delegation> = grants.iter().map(|g| (g.id.as_str(), g)).collect();
@@ -153,6 +165,75 @@ pub fn chain(grants: &[Delegation], id: &str) -> Vec<String> {
     }
     out.reverse();
     out
+}
+
+/// The edge a right lets the grantor hold towards the delegate: `spawn` a SPAWN edge, `send`
+/// or `message` a SEND edge; other rights (e.g. `dispatch`) grant no edge.
+pub fn edge_kind_of(right: &str) -> Option<EdgeKind> {
+    match right {
+        "spawn" => Some(EdgeKind::Spawn),
+        "send" | "message" => Some(EdgeKind::Send),
+        _ => None,
+    }
+}
+
+/// What revoking a grant would change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevocationEffects {
+    /// The grants that stop holding: the grant and its active descendants, root first.
+    pub falling: Vec<String>,
+    /// Desired edges that only those grants backed (no other active grant gives them).
+    pub removed_edges: Vec<TopologyEdge>,
+    /// Grantors and delegates of the falling grants, sorted.
+    pub affected_agents: Vec<String>,
+    /// The desired topology without those edges, when there are any.
+    pub new_desired: Option<Topology>,
+}
+
+/// Computes the consequences of revoking `id` against the desired topology (pure).
+pub fn revocation_effects(grants: &[Delegation], id: &str, desired: Option<&Topology>) -> RevocationEffects {
+    let before = standings(grants);
+    let falling: Vec<String> = revocation_cascade(grants, id)
+        .into_iter()
+        .filter(|g| before.get(g).is_some_and(|s| *s == Standing::Active))
+        .collect();
+    let falls: BTreeSet<&str> = falling.iter().map(String::as_str).collect();
+    let edges_of = |grant: &Delegation| -> Vec<TopologyEdge> {
+        grant
+            .rights
+            .iter()
+            .filter_map(|right| edge_kind_of(right))
+            .map(|kind| TopologyEdge { from: grant.grantor.clone(), to: grant.delegate.clone(), kind })
+            .collect()
+    };
+    let still_granted: BTreeSet<TopologyEdge> = grants
+        .iter()
+        .filter(|g| {
+            !falls.contains(g.id.as_str()) && before.get(&g.id).is_some_and(|s| *s == Standing::Active)
+        })
+        .flat_map(edges_of)
+        .collect();
+    let mut candidates: BTreeSet<TopologyEdge> = BTreeSet::new();
+    let mut agents: BTreeSet<String> = BTreeSet::new();
+    for grant in grants.iter().filter(|g| falls.contains(g.id.as_str())) {
+        agents.insert(grant.grantor.clone());
+        agents.insert(grant.delegate.clone());
+        candidates.extend(edges_of(grant));
+    }
+    let removed_edges: Vec<TopologyEdge> = match desired {
+        Some(topology) => topology
+            .edges
+            .iter()
+            .filter(|e| candidates.contains(*e) && !still_granted.contains(*e))
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let new_desired = desired.filter(|_| !removed_edges.is_empty()).map(|topology| {
+        let edges = topology.edges.iter().filter(|e| !removed_edges.contains(e)).cloned().collect();
+        Topology::new(topology.nodes.clone(), edges, topology.routes.clone())
+    });
+    RevocationEffects { falling, removed_edges, affected_agents: agents.into_iter().collect(), new_desired }
 }
 
 /// Checks a new grant against its parent (if any).
@@ -305,5 +386,79 @@ mod tests {
         let mut existing = grant("b1", None, "lead", "research");
         existing.source = DelegationSource::Backfill;
         assert_eq!(backfill_missing(&[existing], &edges), [("lead".to_owned(), "writer".to_owned())]);
+    }
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    use super::*;
+    use crate::domain::topology::TopologyNode;
+
+    fn grant(id: &str, parent: Option<&str>, from: &str, to: &str, rights: &[&str]) -> Delegation {
+        Delegation {
+            id: id.into(),
+            parent_id: parent.map(Into::into),
+            grantor: from.into(),
+            delegate: to.into(),
+            rights: rights.iter().map(|r| (*r).to_owned()).collect(),
+            trust: TrustLevel::Restricted,
+            source: DelegationSource::Manual,
+            state: DelegationState::Active,
+            created_at: DateTime::<Utc>::default(),
+            revoked_at: None,
+            reason: None,
+        }
+    }
+
+    fn node(id: &str) -> TopologyNode {
+        TopologyNode {
+            agent_id: id.into(),
+            role: String::new(),
+            trust: TrustLevel::Restricted,
+            model: None,
+            tools_profile: None,
+            workspace: String::new(),
+        }
+    }
+
+    fn edge(from: &str, to: &str, kind: EdgeKind) -> TopologyEdge {
+        TopologyEdge { from: from.into(), to: to.into(), kind }
+    }
+
+    #[test]
+    fn a_revocation_drops_only_the_edges_its_cascade_alone_backed() {
+        let grants = vec![
+            grant("g1", None, "lead", "research", &["spawn", "send"]),
+            grant("g2", Some("g1"), "research", "writer", &["send"]),
+            grant("g3", None, "lead", "writer", &["spawn"]),
+            // Another grant still backs lead -> research SEND.
+            grant("g4", None, "lead", "research", &["message"]),
+        ];
+        let desired = Topology::new(
+            vec![node("lead"), node("research"), node("writer")],
+            vec![
+                edge("lead", "research", EdgeKind::Spawn),
+                edge("lead", "research", EdgeKind::Send),
+                edge("research", "writer", EdgeKind::Send),
+                edge("lead", "writer", EdgeKind::Spawn),
+            ],
+            Vec::new(),
+        );
+        let effects = revocation_effects(&grants, "g1", Some(&desired));
+        assert_eq!(effects.falling, ["g1", "g2"]);
+        assert_eq!(
+            effects.removed_edges,
+            [edge("lead", "research", EdgeKind::Spawn), edge("research", "writer", EdgeKind::Send)]
+        );
+        assert_eq!(effects.affected_agents, ["lead", "research", "writer"]);
+        let after = effects.new_desired.unwrap();
+        assert_eq!(after.edges.len(), 2);
+        assert_ne!(after.revision, desired.revision);
+
+        let mut revoked = grants.clone();
+        revoked[0].state = DelegationState::Revoked;
+        let again = revocation_effects(&revoked, "g1", Some(&desired));
+        assert!(again.falling.is_empty() && again.removed_edges.is_empty() && again.new_desired.is_none());
+        assert!(revocation_effects(&grants, "g1", None).new_desired.is_none());
     }
 }

@@ -29,6 +29,9 @@ pub enum BlockCode {
     AgentMissing,
     /// The agent's trust is below what the work's risk needs.
     TrustTooLow,
+    /// The calling control agent may not dispatch to the agent: it is not that agent and
+    /// holds no active delegation from it with the `dispatch` right.
+    NoStanding,
 }
 
 impl BlockCode {
@@ -40,6 +43,7 @@ impl BlockCode {
             Self::CriticalObservation => "CRITICAL_OBSERVATION",
             Self::AgentMissing => "AGENT_MISSING",
             Self::TrustTooLow => "TRUST_TOO_LOW",
+            Self::NoStanding => "NO_STANDING",
         }
     }
 }

@@ -7,7 +7,8 @@ use super::convert;
 use super::convert::{reconcile_mode_from_pb, trust_from_pb};
 use crate::control::{
     AppError, AuditService, Calls, DelegationService, DispatchService, GrantRequest, LeaseService,
-    ReconcileService, ScheduleService, Services, UpdateScheduleRequest, WatchdogService, WorkItem,
+    ReconcileService, RevocationService, ScheduleService, Services, UpdateScheduleRequest, WatchdogService,
+    WorkItem,
 };
 use crate::domain::audit::AuditFilter;
 use crate::domain::lease::CycleReport;
@@ -19,6 +20,7 @@ pub struct ControlServiceImpl {
     leases: LeaseService,
     audit: AuditService,
     delegations: DelegationService,
+    revocations: RevocationService,
     watchdog: WatchdogService,
     reconcile: ReconcileService,
     schedules: ScheduleService,
@@ -29,6 +31,7 @@ impl ControlServiceImpl {
     pub fn new(services: &Services) -> Self {
         Self {
             calls: services.calls.clone(),
+            revocations: services.revocations.clone(),
             leases: services.leases.clone(),
             audit: services.audit.clone(),
             delegations: services.delegations.clone(),
@@ -147,10 +150,28 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::RevokeDelegationResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let revoke = self.delegations.revoke(&request.id, &request.reason, &key, request.validate_only, &who);
-        let affected = self.calls.once(&key, request.validate_only, revoke).await?;
+        let revoke = self.revocations.revoke(&request.id, &request.reason, &key, request.validate_only, &who);
+        let outcome = self.calls.once(&key, request.validate_only, revoke).await?;
         Ok(Response::new(pb::RevokeDelegationResponse {
-            affected: affected.iter().map(Into::into).collect(),
+            affected: outcome.affected.iter().map(Into::into).collect(),
+            desired_generation: outcome.desired_generation,
+            removed_edges: outcome.effects.removed_edges.iter().map(Into::into).collect(),
+            rollout_id: outcome.rollout_id.unwrap_or_default(),
+            rollout_note: outcome.rollout_note.unwrap_or_default(),
+        }))
+    }
+
+    async fn preview_revocation(
+        &self,
+        request: Request<pb::PreviewRevocationRequest>,
+    ) -> Result<Response<pb::PreviewRevocationResponse>, Status> {
+        let preview = self.revocations.preview(&request.into_inner().id).await?;
+        Ok(Response::new(pb::PreviewRevocationResponse {
+            falling: preview.falling.iter().map(Into::into).collect(),
+            removed_edges: preview.effects.removed_edges.iter().map(Into::into).collect(),
+            affected_agents: preview.effects.affected_agents,
+            desired_generation: preview.desired_generation,
+            rollout_follows: preview.rollout_follows,
         }))
     }
 
@@ -286,8 +307,10 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::PreviewDispatchRequest>,
     ) -> Result<Response<pb::PreviewDispatchResponse>, Status> {
+        let caller = super::call::principal(&request)?;
+        let acting = (caller.role == crate::domain::access::Role::ControlAgent).then_some(caller.name);
         let item = WorkItem::try_from(request.into_inner())?;
-        let answer = self.dispatch.preview(item).await?;
+        let answer = self.dispatch.preview(item, acting.as_deref()).await?;
         Ok(Response::new((&answer).into()))
     }
 }

@@ -154,3 +154,127 @@ async fn backfill_records_observed_spawn_relations_once() {
     assert_eq!(app.control().await.list_delegations(list).await.unwrap().into_inner().delegations.len(), 1);
     app.stop().await;
 }
+
+/// The bar: revoking the grant behind lead -> writer SPAWN shows its consequences first, then
+/// stores a desired revision without the edge (audited with the cascade), and with the schedule
+/// in HEAL mode rolls it out; the runtime stops letting the lead spawn the writer.
+#[tokio::test]
+async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_the_runtime() {
+    let app = spawn_app().await;
+    let observed = crate::desired::observed(&app).await;
+    let spawn_edge = |t: &pb::Topology| {
+        t.edges.iter().any(|e| {
+            e.from_agent_id == "lead" && e.to_agent_id == "writer" && e.kind == pb::EdgeKind::Spawn as i32
+        })
+    };
+    assert!(spawn_edge(&observed));
+    crate::desired::put(&app, observed.clone(), "", "desired-1").await.unwrap();
+    let root = grant(&app, ("lead", "writer"), &["spawn"], TrustLevel::Restricted, "", "g-1").await.unwrap();
+    let child = grant(&app, ("writer", "research"), &["spawn"], TrustLevel::Restricted, &root.id, "g-2")
+        .await
+        .unwrap();
+
+    let preview = app
+        .control()
+        .await
+        .preview_revocation(with_token(pb::PreviewRevocationRequest { id: root.id.clone() }, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    let falling: Vec<&str> = preview.falling.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(falling, [root.id.as_str(), child.id.as_str()]);
+    let removed: Vec<(&str, &str)> =
+        preview.removed_edges.iter().map(|e| (e.from_agent_id.as_str(), e.to_agent_id.as_str())).collect();
+    assert_eq!(removed, [("lead", "writer")], "writer -> research was never a desired edge");
+    assert_eq!(preview.affected_agents, ["lead", "research", "writer"]);
+    assert_eq!(preview.desired_generation, 1);
+    assert!(!preview.rollout_follows);
+    assert_eq!(
+        state(&app, &root.id).await.delegation.unwrap().standing,
+        DelegationStanding::Active as i32,
+        "a preview changes nothing"
+    );
+
+    let heal = pb::Schedule {
+        interval_seconds: 3600,
+        mode: pb::ReconcileMode::Heal.into(),
+        paused: true,
+        ..Default::default()
+    };
+    let update = pb::UpdateScheduleRequest {
+        schedule: Some(heal),
+        etag: "0".into(),
+        request_id: "s-1".into(),
+        validate_only: false,
+    };
+    app.control().await.update_schedule(with_token(update, OPERATOR_TOKEN)).await.unwrap();
+
+    let revoke = pb::RevokeDelegationRequest {
+        id: root.id.clone(),
+        reason: "writer leaves the team".into(),
+        request_id: "r-1".into(),
+        validate_only: false,
+    };
+    let outcome =
+        app.control().await.revoke_delegation(with_token(revoke, OPERATOR_TOKEN)).await.unwrap().into_inner();
+    assert_eq!(outcome.affected.len(), 2);
+    assert_eq!(outcome.desired_generation, 2);
+    assert_eq!(outcome.removed_edges.len(), 1);
+    assert!(!outcome.rollout_id.is_empty(), "HEAL mode starts a rollout: {outcome:?}");
+    let desired = app
+        .topology()
+        .await
+        .get_desired_topology(with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .desired
+        .unwrap();
+    assert_eq!(desired.generation, 2);
+    assert!(!spawn_edge(desired.topology.as_ref().unwrap()));
+    let rollout = crate::rollout::follow(&app, &outcome.rollout_id).await;
+    assert_eq!(rollout.state, pb::RolloutState::Succeeded as i32, "{rollout:#?}");
+    assert!(
+        !spawn_edge(&crate::desired::observed(&app).await),
+        "the runtime no longer lets lead spawn writer"
+    );
+
+    let events = app
+        .control()
+        .await
+        .list_audit_events(with_token(
+            pb::ListAuditEventsRequest { page_size: 100, ..Default::default() },
+            READER_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let revocation = events
+        .iter()
+        .find(|e| e.resource == format!("delegation/{}", root.id) && e.summary.starts_with("revoked"))
+        .unwrap();
+    assert!(
+        revocation.summary.contains(&child.id) && revocation.summary.contains("lead->writer:SPAWN"),
+        "{}",
+        revocation.summary
+    );
+    assert!(
+        events.iter().any(|e| e.resource == "desired-topology/2" && e.request_id == "r-1"),
+        "the new revision is audited under the caller's request"
+    );
+    assert!(events.iter().any(|e| e.resource == format!("rollout/{}", outcome.rollout_id)));
+
+    // A retry answers the same, and changes nothing more.
+    let again = pb::RevokeDelegationRequest {
+        id: root.id.clone(),
+        reason: "writer leaves the team".into(),
+        request_id: "r-1".into(),
+        validate_only: false,
+    };
+    let replay =
+        app.control().await.revoke_delegation(with_token(again, OPERATOR_TOKEN)).await.unwrap().into_inner();
+    assert_eq!(replay.rollout_id, outcome.rollout_id);
+    assert_eq!(replay.desired_generation, 2);
+    app.stop().await;
+}

@@ -46,8 +46,13 @@ async fn the_production_incident_is_a_high_risk_bug_fix_that_needs_review() {
     assert!(profile.matched_rules.iter().any(|m| m.rule_id == "risk.production" && m.field == "title"));
     assert!(profile.rules_version.starts_with("v1-"));
 
-    let noisy = classify(&app, titled(&format!("  {}!!! 🔥", INCIDENT.to_uppercase())), READER_TOKEN).await;
-    assert_eq!(noisy.unwrap(), profile, "case and punctuation do not change the answer");
+    let noisy =
+        classify(&app, titled(&format!("  {}!!! 🔥", INCIDENT.replace(' ', "  "))), READER_TOKEN).await;
+    assert_eq!(noisy.unwrap(), profile, "spacing and punctuation do not change the answer");
+    // Capitals are shouting: a signal of urgency, never a lower risk.
+    let shouted = classify(&app, titled(&INCIDENT.to_uppercase()), READER_TOKEN).await.unwrap();
+    assert_eq!(shouted.category, profile.category);
+    assert!(shouted.risk >= profile.risk);
 
     let empty = classify(&app, titled(" ... "), READER_TOKEN).await.unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
@@ -118,7 +123,9 @@ async fn dispatch_preview_names_the_agent_its_lease_and_every_blocking_reason_wi
     let classified = preview(&app, task).await.unwrap();
     assert_eq!(classified.category, "bug_fix");
     assert_eq!(classified.profile.unwrap().category, "bug_fix");
-    assert!(!classified.allowed);
+    // A production bug fix is HIGH (a bug fix tops out there): STANDARD trust may take it.
+    assert_eq!(classified.risk, pb::RiskLevel::High as i32);
+    assert_eq!(classified.required_trust, pb::TrustLevel::Standard as i32);
 
     let unknown = preview(&app, category("astrology", pb::RiskLevel::Low)).await.unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
@@ -313,4 +320,54 @@ async fn a_bad_rules_file_or_identity_registry_stops_start_up_naming_the_problem
     args.identity_registry = Some(registry);
     let error = jhf_warp::app::App::build(args).await.err().expect("start-up refused").to_string();
     assert!(error.contains("team-billing") && error.contains("identity://"), "{error}");
+}
+
+/// A control agent previews dispatch only with standing: to itself, or to an agent that
+/// delegated the `dispatch` right to it.
+#[tokio::test]
+async fn a_control_agent_needs_standing_to_dispatch_to_another_agent() {
+    let app = spawn_app().await;
+    let mut desired = observed(&app).await;
+    for node in &mut desired.nodes {
+        node.role = if node.agent_id == "research" { "researcher".into() } else { "writer".into() };
+        node.trust = pb::TrustLevel::Standard.into();
+    }
+    put(&app, desired, "", "d-1").await.unwrap();
+    let observe = pb::ObserveNowRequest { request_id: "o-1".into(), validate_only: false };
+    app.drift().await.observe_now(with_token(observe, crate::helpers::OPERATOR_TOKEN)).await.unwrap();
+    let as_agent = |name: &'static str| {
+        let app = &app;
+        async move {
+            let request = category("research", pb::RiskLevel::Low);
+            let token = crate::helpers::agent_token(name);
+            app.control().await.preview_dispatch(with_token(request, &token)).await.unwrap().into_inner()
+        }
+    };
+    let codes = |answer: &pb::PreviewDispatchResponse| -> Vec<String> {
+        answer.blocking_reasons.iter().map(|b| b.code.clone()).collect()
+    };
+    let stranger = as_agent("x").await;
+    assert_eq!(stranger.target_agent_id, "research");
+    assert!(!stranger.allowed);
+    assert!(codes(&stranger).contains(&"NO_STANDING".to_owned()), "{stranger:?}");
+    assert!(
+        !codes(&as_agent("research").await).contains(&"NO_STANDING".to_owned()),
+        "an agent has standing for itself"
+    );
+    let reader = preview(&app, category("research", pb::RiskLevel::Low)).await.unwrap();
+    assert!(!codes(&reader).contains(&"NO_STANDING".to_owned()), "people are not control agents");
+
+    let grant = pb::GrantDelegationRequest {
+        grantor_agent_id: "research".into(),
+        delegate_agent_id: "x".into(),
+        rights: vec!["dispatch".into()],
+        trust: pb::TrustLevel::Restricted.into(),
+        parent_id: String::new(),
+        request_id: "g-1".into(),
+        validate_only: false,
+    };
+    app.control().await.grant_delegation(with_token(grant, crate::helpers::OPERATOR_TOKEN)).await.unwrap();
+    let delegated = as_agent("x").await;
+    assert!(!codes(&delegated).contains(&"NO_STANDING".to_owned()), "{delegated:?}");
+    app.stop().await;
 }
