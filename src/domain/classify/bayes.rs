@@ -16,8 +16,29 @@ pub const BAYES_WEIGHT: f64 = 2.5;
 pub struct Opinion {
     /// Posterior probability per model category, in [`categories`] order.
     pub posterior: Vec<f64>,
-    /// The known words of the task, with how strongly each favours a category over the rest.
-    pub evidence: Vec<(String, usize, f64)>,
+    /// The task's words the model knows, as token indexes (in order, repeats kept).
+    known: Vec<usize>,
+}
+
+impl Opinion {
+    /// Up to `n` distinct words that favour `category` most (it is their likeliest category),
+    /// strongest first.
+    pub fn top_words(&self, category: usize, n: usize) -> Vec<&'static str> {
+        let tables = tables();
+        let k = model::NB_CATEGORIES.len();
+        let mut scored: Vec<(usize, f64)> = Vec::new();
+        for &index in &self.known {
+            let row = &tables.likelihood[index];
+            let best = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+            if best != category || scored.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            let rest = (row.iter().sum::<f64>() - row[category]) / (k - 1).max(1) as f64;
+            scored.push((index, row[category] - rest));
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.into_iter().take(n).map(|(i, _)| model::NB_TOKENS[i].0).collect()
+    }
 }
 
 /// The categories the model knows, in the order of [`Opinion::posterior`].
@@ -25,8 +46,34 @@ pub fn categories() -> &'static [&'static str] {
     model::NB_CATEGORIES
 }
 
-fn counts(word: &str) -> Option<&'static [u32]> {
-    model::NB_TOKENS.binary_search_by(|(token, _)| (*token).cmp(word)).ok().map(|i| model::NB_TOKENS[i].1)
+/// Log-likelihoods per token and category and log-priors, computed once (no logarithm on the
+/// classification path).
+struct Tables {
+    likelihood: Vec<Vec<f64>>,
+    prior: Vec<f64>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let vocabulary = model::NB_TOKENS.len() as f64;
+        let documents: f64 = model::NB_DOCS.iter().map(|&d| f64::from(d)).sum();
+        let likelihood = model::NB_TOKENS
+            .iter()
+            .map(|(_, row)| {
+                row.iter()
+                    .zip(model::NB_TOTALS)
+                    .map(|(&count, &total)| ((f64::from(count) + 1.0) / (f64::from(total) + vocabulary)).ln())
+                    .collect()
+            })
+            .collect();
+        let prior = model::NB_DOCS.iter().map(|&d| (f64::from(d) / documents).ln()).collect();
+        Tables { likelihood, prior }
+    })
+}
+
+fn token_index(word: &str) -> Option<usize> {
+    model::NB_TOKENS.binary_search_by(|(token, _)| (*token).cmp(word)).ok()
 }
 
 /// Scores the task's words (already normalised); `None` when no word is known.
@@ -35,34 +82,23 @@ pub fn opinion<'a>(words: impl IntoIterator<Item = &'a str>) -> Option<Opinion> 
     if k == 0 {
         return None;
     }
-    let vocabulary = model::NB_TOKENS.len() as f64;
-    let documents: f64 = model::NB_DOCS.iter().map(|&d| f64::from(d)).sum();
-    let mut log: Vec<f64> = model::NB_DOCS.iter().map(|&d| (f64::from(d) / documents).ln()).collect();
-    let mut evidence = Vec::new();
-    let mut known = 0;
+    let tables = tables();
+    let mut log = tables.prior.clone();
+    let mut known = Vec::new();
     for word in words {
-        let Some(row) = counts(word) else { continue };
-        known += 1;
-        let likelihood: Vec<f64> = (0..k)
-            .map(|c| ((f64::from(row[c]) + 1.0) / (f64::from(model::NB_TOTALS[c]) + vocabulary)).ln())
-            .collect();
-        for (total, l) in log.iter_mut().zip(&likelihood) {
+        let Some(index) = token_index(word) else { continue };
+        known.push(index);
+        for (total, l) in log.iter_mut().zip(&tables.likelihood[index]) {
             *total += l;
         }
-        let (best, top) = likelihood
-            .iter()
-            .enumerate()
-            .fold((0, f64::MIN), |acc, (c, &l)| if l > acc.1 { (c, l) } else { acc });
-        let rest = (likelihood.iter().sum::<f64>() - top) / (k - 1).max(1) as f64;
-        evidence.push((word.to_owned(), best, top - rest));
     }
-    if known == 0 {
+    if known.is_empty() {
         return None;
     }
     let max = log.iter().copied().fold(f64::MIN, f64::max);
     let exp: Vec<f64> = log.iter().map(|l| (l - max).exp()).collect();
     let sum: f64 = exp.iter().sum();
-    Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), evidence })
+    Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), known })
 }
 
 #[cfg(test)]

@@ -204,10 +204,13 @@ fn find_matches(rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<Option
     for (field, words) in fields {
         for start in 0..words.len() {
             let word = words[start];
+            let first = word.chars().next().unwrap_or_default();
             let candidates = rules.by_first_word.get(word).into_iter().flatten().copied().chain(
                 rules
                     .prefixes
-                    .iter()
+                    .get(&first)
+                    .into_iter()
+                    .flatten()
                     .filter(|(p, _, _)| word.starts_with(p.as_str()))
                     .map(|&(_, r, t)| (r, t)),
             );
@@ -319,11 +322,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
             }
         }
         if let Some((m, added)) = best {
-            let mut words: Vec<&(String, usize, f64)> =
-                opinion.evidence.iter().filter(|(_, c, _)| *c == m).collect();
-            words.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-            words.dedup_by(|a, b| a.0 == b.0);
-            let evidence: Vec<&str> = words.iter().take(5).map(|(w, _, _)| w.as_str()).collect();
+            let evidence = opinion.top_words(m, 5);
             matched.push(RuleMatch {
                 rule_id: "bayes.words".to_owned(),
                 kind: "category".to_owned(),

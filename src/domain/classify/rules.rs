@@ -158,8 +158,9 @@ pub struct Rules {
     pub version: String,
     /// Terms by their first word: (rule, term).
     pub(super) by_first_word: HashMap<String, Vec<(usize, usize)>>,
-    /// One-word prefix terms: (prefix, rule, term).
-    pub(super) prefixes: Vec<(String, usize, usize)>,
+    /// One-word prefix terms by the prefix's first character: (prefix, rule, term). A word is
+    /// checked against the few prefixes that start like it, not against all of them.
+    pub(super) prefixes: HashMap<char, Vec<(String, usize, usize)>>,
 }
 
 fn is_slug(text: &str) -> bool {
@@ -351,11 +352,12 @@ impl Rules {
         }
 
         let mut by_first_word: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-        let mut prefixes = Vec::new();
+        let mut prefixes: HashMap<char, Vec<(String, usize, usize)>> = HashMap::new();
         for (r, rule) in rules.iter().enumerate() {
             for (t, term) in rule.terms.iter().enumerate() {
                 if term.prefix && term.words.len() == 1 {
-                    prefixes.push((term.words[0].clone(), r, t));
+                    let first = term.words[0].chars().next().unwrap_or_default();
+                    prefixes.entry(first).or_default().push((term.words[0].clone(), r, t));
                 } else {
                     by_first_word.entry(term.words[0].clone()).or_default().push((r, t));
                 }
