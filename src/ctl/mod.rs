@@ -5,17 +5,19 @@
 //! reason and details on one line and exits 1. `rollout create --watch` exits with how the
 //! rollout ended: 0 SUCCEEDED, 2 FAILED, 3 ROLLED_BACK.
 
+mod client;
+mod health;
 mod show;
+
+use client::connect;
+pub use client::{Clients, CtlError, describe_status};
+pub use health::healthcheck;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
 
 use crate::pb::v1 as pb;
 
@@ -202,158 +204,6 @@ pub enum RulesCommand {
         /// The rules file.
         file: PathBuf,
     },
-}
-
-/// What went wrong in a command.
-#[derive(Debug)]
-pub enum CtlError {
-    Rpc(Status),
-    Usage(String),
-}
-
-impl From<Status> for CtlError {
-    fn from(status: Status) -> Self {
-        Self::Rpc(status)
-    }
-}
-
-impl std::fmt::Display for CtlError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Rpc(status) => f.write_str(&describe_status(status)),
-            Self::Usage(message) => f.write_str(message),
-        }
-    }
-}
-
-/// One line for a refused call: code, reason, message and the details that name fields.
-pub fn describe_status(status: &Status) -> String {
-    use tonic_types::StatusExt;
-    let details = status.get_error_details();
-    let mut line = format!("{:?}", status.code());
-    line = line_code(&line);
-    if let Some(info) = details.error_info() {
-        line.push_str(&format!(" ({})", info.reason));
-    }
-    line.push_str(&format!(": {}", status.message()));
-    if let Some(bad) = details.bad_request() {
-        let fields: Vec<String> =
-            bad.field_violations.iter().take(5).map(|v| format!("{}: {}", v.field, v.description)).collect();
-        line.push_str(&format!(" [{}]", fields.join("; ")));
-    }
-    if let Some(failure) = details.precondition_failure() {
-        let items: Vec<String> = failure
-            .violations
-            .iter()
-            .take(5)
-            .map(|v| format!("{} {}: {}", v.r#type, v.subject, v.description))
-            .collect();
-        line.push_str(&format!(" [{}]", items.join("; ")));
-    }
-    if let Some(delay) = details.retry_info().and_then(|r| r.retry_delay) {
-        line.push_str(&format!(" (retry after {:.1} s)", delay.as_secs_f64()));
-    }
-    line
-}
-
-/// `FailedPrecondition` → `FAILED_PRECONDITION`.
-fn line_code(debug: &str) -> String {
-    let mut out = String::new();
-    for (index, c) in debug.chars().enumerate() {
-        if c.is_ascii_uppercase() && index > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-type Authed = InterceptedService<Channel, Bearer>;
-
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// The clients of one connection.
-pub struct Clients {
-    channel: Channel,
-    bearer: Bearer,
-}
-
-impl Clients {
-    fn meta(&self) -> pb::meta_service_client::MetaServiceClient<Authed> {
-        pb::meta_service_client::MetaServiceClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-    }
-    fn topology(&self) -> pb::topology_service_client::TopologyServiceClient<Authed> {
-        pb::topology_service_client::TopologyServiceClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-    }
-    fn drift(&self) -> pb::drift_service_client::DriftServiceClient<Authed> {
-        pb::drift_service_client::DriftServiceClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-        .max_decoding_message_size(64 << 20)
-    }
-    fn control(&self) -> pb::control_service_client::ControlServiceClient<Authed> {
-        pb::control_service_client::ControlServiceClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-    }
-}
-
-fn token(args: &CtlArgs) -> Result<Option<String>, CtlError> {
-    match (&args.token_file, &args.token) {
-        (Some(path), _) => crate::auth::read_secret_file(path)
-            .map(|t| Some(t.trim().to_owned()))
-            .map_err(|e| CtlError::Usage(e.to_string())),
-        (None, token) => Ok(token.clone().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())),
-    }
-}
-
-async fn connect(args: &CtlArgs) -> Result<Clients, CtlError> {
-    let usage = |e: &dyn std::fmt::Display| CtlError::Usage(format!("server {}: {e}", args.server));
-    let mut endpoint = Endpoint::from_shared(args.server.clone())
-        .map_err(|e| usage(&e))?
-        .connect_timeout(Duration::from_secs(5));
-    if args.server.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &args.tls_ca {
-            let pem = std::fs::read(ca).map_err(|e| usage(&e))?;
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        }
-        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-            let cert = std::fs::read(cert).map_err(|e| usage(&e))?;
-            let key = std::fs::read(key).map_err(|e| usage(&e))?;
-            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
-        }
-        endpoint = endpoint.tls_config(tls).map_err(|e| usage(&e))?;
-    }
-    let channel = endpoint.connect().await.map_err(|e| usage(&format!("cannot connect ({e})")))?;
-    let bearer = match token(args)? {
-        Some(token) => Bearer(Some(
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| CtlError::Usage("the token is not valid ASCII".to_owned()))?,
-        )),
-        None => Bearer(None),
-    };
-    Ok(Clients { channel, bearer })
 }
 
 fn request_id() -> String {
@@ -674,41 +524,4 @@ async fn follow(clients: &Clients, rollout_id: &str, json: bool) -> Result<ExitC
         println!("rollout   {} ended {}{error}", rollout.id, show::state_name(rollout.state));
     }
     Ok(exit_for(rollout.state))
-}
-
-/// `jhf-warp healthcheck`: exit 0 when `/ready` answers 200 (for container HEALTHCHECKs,
-/// without curl in the image).
-pub async fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
-    match probe(url, timeout).await {
-        Ok(200) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("{url}: HTTP {status}");
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!("{url}: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// A minimal HTTP/1.1 GET over plain TCP (the probe talks to its own loopback port).
-async fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").ok_or("only http:// URLs are probed")?;
-    let (authority, path) =
-        rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".to_owned()));
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| e.to_string())?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut head = vec![0u8; 64];
-        let read = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-        let line = String::from_utf8_lossy(&head[..read]).into_owned();
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse::<u16>().ok())
-            .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
-    };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| "timed out".to_owned())?
 }

@@ -43,6 +43,24 @@ pub fn patched_text(raw: &str, merge_patch: &Value) -> Result<String, RuntimeErr
     Ok(text)
 }
 
+/// The dry run jhf-warp does itself (fixture copies, repair plans, the Gateway, which has none):
+/// the config must still be the text the plan was made against, and the patched text must
+/// have no structural issue.
+pub fn structural_dry_run(
+    current: &super::ConfigText,
+    patch: &super::PatchRequest<'_>,
+) -> Result<super::DryRunReport, RuntimeError> {
+    if current.hash != patch.base_hash {
+        return Ok(super::DryRunReport {
+            ok: false,
+            errors: vec!["the config changed since the plan was made".to_owned()],
+        });
+    }
+    let issues = structural_issues(&patched_text(&current.raw, patch.merge_patch)?);
+    let errors: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
+    Ok(super::DryRunReport { ok: errors.is_empty(), errors })
+}
+
 /// Returns jhf-warp's own structural issues of a config text.
 pub fn structural_issues(text: &str) -> Vec<ConfigIssue> {
     match parse_config(text) {

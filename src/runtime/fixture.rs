@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::files::{
-    blocking, create_dirs_confined, patched_text, read_capped, read_confined, structural_issues,
+    blocking, create_dirs_confined, patched_text, read_capped, read_confined, structural_dry_run,
     write_config_confined, write_confined,
 };
 use super::state_dir::read_state_dir;
@@ -145,16 +145,7 @@ impl RuntimeAdapter for FixtureRuntime {
     }
 
     async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError> {
-        let current = self.read_config().await?;
-        if current.hash != patch.base_hash {
-            return Ok(DryRunReport {
-                ok: false,
-                errors: vec!["the config changed since the plan was made".to_owned()],
-            });
-        }
-        let issues = structural_issues(&patched_text(&current.raw, patch.merge_patch)?);
-        let errors: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
-        Ok(DryRunReport { ok: errors.is_empty(), errors })
+        structural_dry_run(&self.read_config().await?, patch)
     }
 
     async fn apply(&self, patch: &PatchRequest<'_>) -> Result<String, RuntimeError> {

@@ -245,7 +245,21 @@ async fn apply_setup_with_rollout_adds_agents_and_bootstrap_files_through_the_re
         ..AppOptions::default()
     })
     .await;
-    let current = put(&app, observed(&app).await, "", "desired-1").await.unwrap().desired.unwrap();
+    let applied = apply_incident_setup(&app).await;
+    assert_eq!(applied.files.len(), 6);
+    let validate = cli_json(&bin, &state, &["config", "validate", "--json"], None);
+    assert_eq!(validate["valid"], true, "{validate}");
+    let agents = cli_json(&bin, &state, &["agents", "list", "--json"], None);
+    let mut ids: Vec<&str> = agents.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["implementer", "lead", "research", "reviewer", "writer"]);
+    app.stop().await;
+}
+
+/// ApplySetup of the incident team with a rollout, on any runtime: the rollout succeeds and
+/// every bootstrap file is created carrying the managed-file marker.
+pub async fn apply_incident_setup(app: &TestApp) -> pb::ApplySetupResponse {
+    let current = put(app, observed(app).await, "", "desired-1").await.unwrap().desired.unwrap();
     let mut client =
         jhf_warp::pb::v1::orchestration_service_client::OrchestrationServiceClient::new(app.channel().await);
     let preview = client
@@ -262,20 +276,14 @@ async fn apply_setup_with_rollout_adds_agents_and_bootstrap_files_through_the_re
         validate_only: false,
         rollout: true,
     };
-    let applied = crate::orchestration::apply_setup(&app, request).await.unwrap();
-    let rollout = applied.rollout.unwrap();
+    let applied = crate::orchestration::apply_setup(app, request).await.unwrap();
+    let rollout = applied.rollout.clone().unwrap();
     assert_eq!(rollout.state, RolloutState::Succeeded as i32, "{rollout:#?}");
-    assert_eq!(applied.files.len(), 6);
+    assert!(!applied.files.is_empty());
     for file in &applied.files {
         assert_eq!(file.action, pb::FileWriteAction::Created as i32, "{file:?}");
         let text = std::fs::read_to_string(&file.path).unwrap();
         assert!(text.starts_with("<!-- jhf-warp:managed v1 sha256="), "{}", file.path);
     }
-    let validate = cli_json(&bin, &state, &["config", "validate", "--json"], None);
-    assert_eq!(validate["valid"], true, "{validate}");
-    let agents = cli_json(&bin, &state, &["agents", "list", "--json"], None);
-    let mut ids: Vec<&str> = agents.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
-    ids.sort();
-    assert_eq!(ids, ["implementer", "lead", "research", "reviewer", "writer"]);
-    app.stop().await;
+    applied
 }

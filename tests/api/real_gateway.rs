@@ -260,32 +260,7 @@ async fn a_gateway_rollback_restores_the_exact_secret_and_bootstrap_files_land_w
     let pre_image = std::fs::read_to_string(gateway.config_path()).unwrap();
 
     // ApplySetup adds agents through a rollout and writes bootstrap files with agents.files.set.
-    let current = put(&app, observed(&app).await, "", "desired-1").await.unwrap().desired.unwrap();
-    let mut client =
-        jhf_warp::pb::v1::orchestration_service_client::OrchestrationServiceClient::new(app.channel().await);
-    let preview = client
-        .preview_setup(with_token(crate::orchestration::incident_setup(true), READER_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .preview
-        .unwrap();
-    let request = pb::ApplySetupRequest {
-        preview_id: preview.id.clone(),
-        etag: current.etag,
-        request_id: "apply-1".into(),
-        validate_only: false,
-        rollout: true,
-    };
-    let applied = crate::orchestration::apply_setup(&app, request).await.unwrap();
-    let rollout = applied.rollout.unwrap();
-    assert_eq!(rollout.state, RolloutState::Succeeded as i32, "{rollout:#?}");
-    assert!(!applied.files.is_empty());
-    for file in &applied.files {
-        assert_eq!(file.action, pb::FileWriteAction::Created as i32, "{file:?}");
-        let text = std::fs::read_to_string(&file.path).unwrap();
-        assert!(text.starts_with("<!-- jhf-warp:managed v1 sha256="), "{}", file.path);
-    }
+    let rollout = crate::real_cli::apply_incident_setup(&app).await.rollout.unwrap();
     assert_eq!(agent_ids(&bin, &gateway.state), ["implementer", "lead", "research", "reviewer", "writer"]);
 
     // The rollback goes through the same guarded path and never writes a redacted placeholder.

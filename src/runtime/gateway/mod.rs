@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 pub use client::{CallError, GatewayClient, LinkState};
 pub use device::{DEVICE_KEY_FILE, DeviceKey};
 
-use super::files::{patched_text, structural_issues};
+use super::files::structural_dry_run;
 use super::{
     BOOTSTRAP_FILE_CAP, ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeLimits,
     RuntimeMode, WorkspaceFile,
@@ -375,18 +375,9 @@ impl RuntimeAdapter for GatewayRuntime {
     }
 
     async fn dry_run(&self, patch: &PatchRequest<'_>) -> Result<DryRunReport, RuntimeError> {
-        let current = self.read_config().await?;
-        if current.hash != patch.base_hash {
-            return Ok(DryRunReport {
-                ok: false,
-                errors: vec!["the config changed since the plan was made".to_owned()],
-            });
-        }
         // The Gateway has no dry run; jhf-warp's structural check of the patched text stands in
         // (the Gateway validates again, atomically, when it writes).
-        let issues = structural_issues(&patched_text(&current.raw, patch.merge_patch)?);
-        let errors: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
-        Ok(DryRunReport { ok: errors.is_empty(), errors })
+        structural_dry_run(&self.read_config().await?, patch)
     }
 
     async fn apply(&self, patch: &PatchRequest<'_>) -> Result<String, RuntimeError> {
