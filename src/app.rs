@@ -71,6 +71,8 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("event sinks: {0}")]
+    Sinks(String),
 }
 
 /// A built, not yet running service.
@@ -206,6 +208,8 @@ impl App {
             .await
             .map_err(|e| StartupError::Snapshot(e.to_string()))?;
         let services = Services::new(&ctx, loaders::service_settings(&args, classifier, identity_registry)?);
+        // Before serving: an event written by the first request must find its sinks' cursors.
+        services.outbound.register_sinks().await?;
         let stop = CancellationToken::new();
         let transport = routes::build(&services, methods, tokens, &stop, args.serving.max_in_flight)?;
         Ok(Self {
@@ -226,6 +230,7 @@ impl App {
             retention: crate::control::retention::Retention {
                 pre_images: chrono::TimeDelta::days(i64::from(args.pre_image_retention_days)),
                 idempotency: chrono::TimeDelta::days(i64::from(args.idempotency_retention_days)),
+                outbound: chrono::TimeDelta::days(i64::from(args.events.event_retention_days)),
             },
             transport: TransportSettings::from(&args.serving),
             tls,

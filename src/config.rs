@@ -170,11 +170,41 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub drift: DriftArgs,
     #[command(flatten)]
+    pub events: EventArgs,
+    #[command(flatten)]
     pub reconcile: ReconcileArgs,
     #[command(flatten)]
     pub serving: ServingArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+/// Outbound events (CloudEvents over HTTP to the sinks of a sinks file).
+#[derive(Debug, Clone, Args)]
+pub struct EventArgs {
+    /// YAML/JSON file naming the event sinks (name, url, secret_file or secret_env, types);
+    /// without it no event is delivered (they are still written to the outbox). Every replica
+    /// should be given the same file.
+    #[arg(long, env = "JHF_WARP_EVENT_SINKS_FILE")]
+    pub event_sinks_file: Option<PathBuf>,
+    /// Extra PEM roots trusted for `https://` sinks (besides the system's).
+    #[arg(long, env = "JHF_WARP_EVENT_CA_FILE")]
+    pub event_ca_file: Option<PathBuf>,
+    /// Attempts per event and sink before the delivery is dead-lettered.
+    #[arg(long, env = "JHF_WARP_EVENT_MAX_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub event_max_attempts: u32,
+    /// Delay after the first failed attempt (doubling, with jitter, up to the maximum).
+    #[arg(long, env = "JHF_WARP_EVENT_RETRY_INITIAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub event_retry_initial_ms: u64,
+    /// Longest delay between two attempts.
+    #[arg(long, env = "JHF_WARP_EVENT_RETRY_MAX_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub event_retry_max_ms: u64,
+    /// Longest time one attempt (connect, send, answer) may take.
+    #[arg(long, env = "JHF_WARP_EVENT_ATTEMPT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub event_attempt_timeout_ms: u64,
+    /// Days finished deliveries (and events no sink still needs) are kept.
+    #[arg(long, env = "JHF_WARP_EVENT_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub event_retention_days: u32,
 }
 
 /// TLS on the serving port (gRPC and the HTTP shim alike).

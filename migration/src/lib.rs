@@ -19,6 +19,7 @@ mod m20261127_000012_create_setup_previews;
 mod m20261127_000013_create_documents;
 mod m20261201_000014_create_audit_pending;
 mod m20261202_000015_replicas;
+mod m20261202_000016_create_outbox;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000013_create_documents::Migration),
             Box::new(m20261201_000014_create_audit_pending::Migration),
             Box::new(m20261202_000015_replicas::Migration),
+            Box::new(m20261202_000016_create_outbox::Migration),
         ]
     }
 }

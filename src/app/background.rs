@@ -99,6 +99,12 @@ pub fn spawn(
         let watchdog = watchdog.clone();
         async move { watchdog.run_loop(intervals.watchdog, stop).await }
     }));
+    let (outbound, leases, replica) =
+        (services.outbound.clone(), services.leases.clone(), services.replica_id.clone());
+    tasks.push(supervise("outbound", stop, move |stop| {
+        let (outbound, leases, replica) = (outbound.clone(), leases.clone(), replica.clone());
+        async move { outbound.run_loop(leases, replica, stop).await }
+    }));
     if run_leader {
         let leader = services.leader.clone();
         tasks.push(supervise("reconcile_leader", stop, move |stop| {

@@ -96,13 +96,24 @@ fn gateway_token(args: &ServeArgs) -> Result<String, StartupError> {
 
 /// TLS trust for `gateway:wss://`: the system's roots plus `--gateway-ca-file`.
 fn gateway_tls(args: &ServeArgs) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, StartupError> {
+    client_tls(args.gateway_ca_file.as_deref(), "gateway:wss://", "--gateway-ca-file")
+        .map_err(|detail| StartupError::Runtime(crate::runtime::RuntimeError::Setup { detail }))
+}
+
+/// TLS trust for outgoing connections (`what`): the system's roots plus the PEM file `extra`
+/// (given by the flag `flag`).
+fn client_tls(
+    extra: Option<&Path>,
+    what: &str,
+    flag: &str,
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
     use tokio_rustls::rustls;
-    let fail = |detail: String| StartupError::Runtime(crate::runtime::RuntimeError::Setup { detail });
+    let fail = |detail: String| detail;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
-    if let Some(path) = &args.gateway_ca_file {
+    if let Some(path) = extra {
         use rustls::pki_types::pem::PemObject;
         let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
             .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
@@ -112,7 +123,7 @@ fn gateway_tls(args: &ServeArgs) -> Result<Arc<tokio_rustls::rustls::ClientConfi
         }
     }
     if roots.is_empty() {
-        return Err(fail("no trusted roots for gateway:wss:// (set --gateway-ca-file)".to_owned()));
+        return Err(format!("no trusted roots for {what} (set {flag})"));
     }
     let config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -121,6 +132,58 @@ fn gateway_tls(args: &ServeArgs) -> Result<Arc<tokio_rustls::rustls::ClientConfi
             .with_root_certificates(roots)
             .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The event sinks of `--event-sinks-file` (none without it) and the delivery settings.
+pub fn outbound_settings(args: &ServeArgs) -> Result<crate::control::OutboundSettings, StartupError> {
+    let events = &args.events;
+    let fail = StartupError::Sinks;
+    let sinks = match &events.event_sinks_file {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            if text.len() > 1 << 20 {
+                return Err(fail(format!("{}: larger than 1 MiB", path.display())));
+            }
+            let secret = |entry: &crate::control::outbound::SinkEntry| -> Result<Vec<u8>, String> {
+                let text = match (&entry.secret_file, &entry.secret_env) {
+                    (Some(file), None) => crate::auth::read_secret_file(file).map_err(|e| e.to_string())?,
+                    (None, Some(var)) => std::env::var(var)
+                        .map_err(|_| format!("sink {}: environment variable {var} is not set", entry.name))?,
+                    _ => {
+                        return Err(format!(
+                            "sink {}: give exactly one of secret_file, secret_env",
+                            entry.name
+                        ));
+                    }
+                };
+                Ok(text.trim().as_bytes().to_vec())
+            };
+            let needs_tls = text.contains("https://");
+            let tls = if needs_tls {
+                Some(
+                    client_tls(events.event_ca_file.as_deref(), "https:// sinks", "--event-ca-file")
+                        .map_err(fail)?,
+                )
+            } else {
+                None
+            };
+            crate::control::outbound::parse_sinks(&text, secret, tls)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?
+        }
+    };
+    for sink in &sinks {
+        tracing::info!(sink = %sink.name, url = %sink.url, "outbound event sink");
+    }
+    Ok(crate::control::OutboundSettings {
+        sinks,
+        retry: crate::domain::outbound::RetryPolicy {
+            max_attempts: events.event_max_attempts,
+            initial: Duration::from_millis(events.event_retry_initial_ms),
+            max: Duration::from_millis(events.event_retry_max_ms.max(events.event_retry_initial_ms)),
+        },
+        attempt_timeout: Duration::from_millis(events.event_attempt_timeout_ms),
+    })
 }
 
 /// Creates the data dir (if needed) and makes it private (0700): it holds the database, the
@@ -251,5 +314,6 @@ pub fn service_settings(
         setup_preview_ttl: chrono::TimeDelta::seconds(args.setup_preview_ttl_secs.min(7 * 86_400) as i64),
         identity_registry,
         classifier,
+        outbound: outbound_settings(args)?,
     })
 }

@@ -150,7 +150,12 @@ impl DelegationService {
             .store
             .change_delegations(&request.idempotency, now, |all| {
                 check(all)?;
-                Ok(DelegationChange { inserts: vec![grant.clone()], updates: Vec::new(), audit: Some(audit) })
+                Ok(DelegationChange {
+                    inserts: vec![grant.clone()],
+                    updates: Vec::new(),
+                    audit: Some(audit),
+                    events: Vec::new(),
+                })
             })
             .await?;
         let views = self.settle(outcome).await?;
@@ -252,7 +257,19 @@ impl DelegationService {
                         edges.join(", ")
                     ),
                 );
-                Ok(DelegationChange { inserts: Vec::new(), updates, audit: Some(audit) })
+                // Nothing newly revoked (already revoked): nothing to tell.
+                let events = if updates.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![crate::domain::outbound::delegation_revoked(
+                        id,
+                        &cascade,
+                        &reason,
+                        &caller.actor,
+                        &edges,
+                    )]
+                };
+                Ok(DelegationChange { inserts: Vec::new(), updates, audit: Some(audit), events })
             })
             .await?;
         let mut affected = self.settle(outcome).await?;
@@ -355,7 +372,7 @@ impl DelegationService {
                         format!("backfilled {} grant(s) from SPAWN relations", inserts.len()),
                     )
                 });
-                Ok(DelegationChange { inserts, updates: Vec::new(), audit })
+                Ok(DelegationChange { inserts, updates: Vec::new(), audit, events: Vec::new() })
             })
             .await?;
         self.settle(outcome).await

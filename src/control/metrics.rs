@@ -33,6 +33,8 @@ pub struct MetricsSnapshot {
     pub is_leader: bool,
     pub last_scheduled_start: Option<DateTime<Utc>>,
     pub last_observation: Option<DateTime<Utc>>,
+    /// (sink, state, deliveries) of outbound events.
+    pub outbound: crate::store::DeliveryCounts,
 }
 
 /// Returns the lower-case name of a severity for labels.
@@ -115,6 +117,7 @@ impl MetricsService {
             is_leader,
             last_scheduled_start: self.ctx.store.latest_scheduled_run(runtime).await?.map(|r| r.started_at),
             last_observation: self.observations.latest_stored_opt().map(|o| o.record.last_seen_at),
+            outbound: self.ctx.store.delivery_counts().await?,
         })
     }
 }

@@ -5,6 +5,8 @@
 //!   NOT_ROLLBACKABLE.
 //! - Idempotency records: a retry within the retention gets the first answer; after it, the
 //!   request id is forgotten and a retry runs as a new call.
+//! - Outbound events and their finished deliveries: an event stays while a configured sink has
+//!   yet to fan it out or a delivery of it is pending or recent.
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct Retention {
     pub pre_images: TimeDelta,
     /// Age after which an idempotency record is forgotten.
     pub idempotency: TimeDelta,
+    /// Age after which a finished outbound delivery (and an event no sink still needs) goes.
+    pub outbound: TimeDelta,
 }
 
 /// Purges what has outlived `retention` once now.
@@ -32,6 +36,10 @@ pub async fn sweep(ctx: &Ctx, retention: Retention) -> Result<(), super::AppErro
     let forgotten = ctx.store.prune_idempotency(now - retention.idempotency).await?;
     if forgotten > 0 {
         tracing::info!(forgotten, "forgot idempotency records past retention");
+    }
+    let (deliveries, events) = ctx.store.purge_outbound(now - retention.outbound).await?;
+    if deliveries + events > 0 {
+        tracing::info!(deliveries, events, "dropped outbound deliveries and events past retention");
     }
     Ok(())
 }

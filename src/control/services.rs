@@ -10,8 +10,8 @@ use super::ownership::RuntimeOwner;
 use super::{
     AuditService, Calls, Classifier, Ctx, DelegationService, DesiredTopologyService, DispatchService,
     DriftMonitor, LeaderSettings, LearningService, LeaseService, MetricsService, ObservationService,
-    ObserverSettings, PersistentService, ReconcileLeader, ReconcileService, RevocationService,
-    RolloutService, ScheduleService, SetupService, WatchdogService,
+    ObserverSettings, OutboundService, OutboundSettings, PersistentService, ReconcileLeader,
+    ReconcileService, RevocationService, RolloutService, ScheduleService, SetupService, WatchdogService,
 };
 use crate::domain::schedule::Schedule;
 use crate::domain::watchdog::WatchdogThresholds;
@@ -31,6 +31,8 @@ pub struct ServiceSettings {
     /// Registered business links (`None`: syntax checks only).
     pub identity_registry: Option<BTreeSet<String>>,
     pub classifier: Classifier,
+    /// Event sinks and delivery retries.
+    pub outbound: OutboundSettings,
 }
 
 /// Every application service of one replica.
@@ -58,6 +60,8 @@ pub struct Services {
     pub dispatch: DispatchService,
     pub metrics: MetricsService,
     pub leader: ReconcileLeader,
+    /// Outbound events: deliveries and the delivery worker.
+    pub outbound: OutboundService,
     /// This replica's holder name in the replica leases.
     pub replica_id: String,
 }
@@ -74,6 +78,7 @@ impl Services {
             setup_preview_ttl,
             identity_registry,
             classifier,
+            outbound,
         } = settings;
         let observations = ObservationService::new(ctx, observer);
         let desired = DesiredTopologyService::new(ctx, observations.clone());
@@ -102,6 +107,7 @@ impl Services {
             rollouts.clone(),
         );
         Self {
+            outbound: OutboundService::new(ctx, outbound),
             revocations,
             replica_id,
             drift: DriftMonitor::new(ctx, observations.clone()),

@@ -419,7 +419,9 @@ impl SetupService {
                 format!("setup-preview/{}", preview.id),
                 format!("wrote {written} bootstrap file(s); {conflicts} conflict(s) left alone"),
             );
-            self.ctx.store.append_audit(&event).await?;
+            let applied =
+                crate::domain::outbound::setup_applied(&preview.id, written, conflicts, &caller.actor);
+            self.ctx.store.append_audit_with_events(&event, &[applied]).await?;
         }
         Ok(results)
     }

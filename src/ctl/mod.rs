@@ -92,6 +92,11 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Outbound event deliveries to the sinks.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Tokens.
     Token {
         #[command(subcommand)]
@@ -183,6 +188,34 @@ pub enum RolloutCommand {
     },
     /// Lists recent rollouts.
     List,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EventsCommand {
+    /// Lists deliveries, newest event first (up to 100).
+    List {
+        /// Only this sink's deliveries.
+        #[arg(long, default_value = "")]
+        sink: String,
+        /// Only deliveries in this state.
+        #[arg(long, value_enum)]
+        state: Option<DeliveryStateArg>,
+    },
+    /// Queues an event for a sink again (e.g. a dead letter once the sink is fixed).
+    Redeliver {
+        /// The sink's name.
+        sink: String,
+        /// The event's CloudEvents id.
+        event_id: String,
+    },
+}
+
+/// A delivery state on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeliveryStateArg {
+    Pending,
+    Delivered,
+    Dead,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -298,6 +331,7 @@ async fn dispatch(args: &CtlArgs) -> Result<ExitCode, CtlError> {
             Ok(ExitCode::SUCCESS)
         }
         CtlCommand::Rollout { command } => rollout(&clients, command, json).await,
+        CtlCommand::Events { command } => events(&clients, command, json).await,
         CtlCommand::Audit { command: AuditCommand::Verify } => {
             let answer =
                 clients.control().verify_audit_chain(pb::VerifyAuditChainRequest {}).await?.into_inner();
@@ -480,6 +514,62 @@ async fn rollout(clients: &Clients, command: &RolloutCommand, json: bool) -> Res
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn events(clients: &Clients, command: &EventsCommand, json: bool) -> Result<ExitCode, CtlError> {
+    let print = |delivery: &pb::Delivery| {
+        let state = pb::DeliveryState::try_from(delivery.state)
+            .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATE_").to_owned())
+            .unwrap_or_default();
+        println!(
+            "{:>6} {:<16} {:<10} {:>3} {:<36} {:<32} {}",
+            delivery.sequence,
+            delivery.sink,
+            state,
+            delivery.attempts,
+            delivery.event_id,
+            delivery.event_type.trim_start_matches("dev.jhf.warp."),
+            delivery.last_error
+        );
+    };
+    match command {
+        EventsCommand::List { sink, state } => {
+            let state = match state {
+                None => pb::DeliveryState::Unspecified,
+                Some(DeliveryStateArg::Pending) => pb::DeliveryState::Pending,
+                Some(DeliveryStateArg::Delivered) => pb::DeliveryState::Delivered,
+                Some(DeliveryStateArg::Dead) => pb::DeliveryState::Dead,
+            };
+            let request = pb::ListDeliveriesRequest {
+                sink: sink.clone(),
+                state: state.into(),
+                page_size: 100,
+                page_token: String::new(),
+            };
+            let answer = clients.control().list_deliveries(request).await?.into_inner();
+            if json {
+                print_json(&answer);
+            } else {
+                answer.deliveries.iter().for_each(print);
+            }
+        }
+        EventsCommand::Redeliver { sink, event_id } => {
+            let request = pb::RedeliverEventRequest {
+                sink: sink.clone(),
+                event_id: event_id.clone(),
+                request_id: request_id(),
+                validate_only: false,
+            };
+            let answer = clients.control().redeliver_event(request).await?.into_inner();
+            let delivery = answer.delivery.unwrap_or_default();
+            if json {
+                print_json(&delivery);
+            } else {
+                print(&delivery);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code of a finished rollout: 0 SUCCEEDED, 2 FAILED, 3 ROLLED_BACK (1 is a refused call).

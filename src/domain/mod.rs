@@ -20,6 +20,7 @@ pub mod lease;
 pub mod model;
 pub mod observation;
 pub mod openclaw;
+pub mod outbound;
 pub mod page_token;
 pub mod patch;
 pub mod persistent;

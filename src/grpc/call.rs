@@ -43,6 +43,7 @@ idempotent!(
     pb::RevokeDelegationRequest,
     pb::BackfillDelegationsRequest,
     pb::AcknowledgeObservationRequest,
+    pb::RedeliverEventRequest,
     pb::UpdateScheduleRequest,
     pb::ApplySetupRequest,
     pb::CreatePersistentAgentRequest,

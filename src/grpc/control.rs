@@ -4,11 +4,11 @@ use tonic::{Request, Response, Status};
 
 use super::call::{caller, caller_with_id, mutation};
 use super::convert;
-use super::convert::{reconcile_mode_from_pb, trust_from_pb};
+use super::convert::{delivery_state_from_pb, reconcile_mode_from_pb, trust_from_pb};
 use crate::control::{
     AppError, AuditService, Calls, DelegationService, DispatchService, GrantRequest, LeaseService,
-    ReconcileService, RevocationService, ScheduleService, Services, UpdateScheduleRequest, WatchdogService,
-    WorkItem,
+    OutboundService, ReconcileService, RevocationService, ScheduleService, Services, UpdateScheduleRequest,
+    WatchdogService, WorkItem,
 };
 use crate::domain::audit::AuditFilter;
 use crate::domain::lease::CycleReport;
@@ -25,6 +25,7 @@ pub struct ControlServiceImpl {
     reconcile: ReconcileService,
     schedules: ScheduleService,
     dispatch: DispatchService,
+    outbound: OutboundService,
 }
 
 impl ControlServiceImpl {
@@ -39,6 +40,7 @@ impl ControlServiceImpl {
             reconcile: services.reconcile.clone(),
             schedules: services.schedules.clone(),
             dispatch: services.dispatch.clone(),
+            outbound: services.outbound.clone(),
         }
     }
 }
@@ -256,6 +258,32 @@ impl ControlService for ControlServiceImpl {
         let cycle_id = (!request.cycle_id.is_empty()).then_some(request.cycle_id);
         let (run, replayed) = self.reconcile.reconcile(mode, cycle_id, &who).await?;
         Ok(Response::new(pb::ReconcileResponse { run: Some((&run).into()), replayed }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let request = request.into_inner();
+        let state = delivery_state_from_pb(request.state, "state")?;
+        let (deliveries, next_page_token) =
+            self.outbound.list(&request.sink, state, request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListDeliveriesResponse {
+            deliveries: deliveries.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn redeliver_event(
+        &self,
+        request: Request<pb::RedeliverEventRequest>,
+    ) -> Result<Response<pb::RedeliverEventResponse>, Status> {
+        let (who, key) = mutation(&request)?;
+        let request = request.into_inner();
+        let redeliver =
+            self.outbound.redeliver(&request.sink, &request.event_id, &who, &key, request.validate_only);
+        let delivery = self.calls.once(&key, request.validate_only, redeliver).await?;
+        Ok(Response::new(pb::RedeliverEventResponse { delivery: Some((&delivery).into()) }))
     }
 
     async fn list_scheduler_runs(

@@ -68,6 +68,14 @@ pub fn render(s: &MetricsSnapshot) -> String {
     for ((state, severity), count) in &s.drift_items {
         out.sample("jhf_warp_drift_items", &[("state", state), ("severity", severity)], *count as f64);
     }
+    out.family("jhf_warp_outbound_deliveries", "gauge", "Outbound event deliveries by sink and state.");
+    for (sink, state, count) in &s.outbound {
+        out.sample(
+            "jhf_warp_outbound_deliveries",
+            &[("sink", sink), ("state", state.as_str())],
+            *count as f64,
+        );
+    }
     out.family("jhf_warp_leases", "gauge", "Leases known, and those held by a live holder (database clock).");
     out.sample("jhf_warp_leases", &[("held", "false")], (s.leases_total - s.leases_held) as f64);
     out.sample("jhf_warp_leases", &[("held", "true")], s.leases_held as f64);

@@ -89,6 +89,7 @@ impl Store {
         if let Some(event) = &planned.audit {
             audit::append(self, &txn, event).await?;
         }
+        super::outbound::enqueue(self, &txn, &planned.events).await?;
         txn.commit().await?;
         Ok(DelegationOutcome::Done(affected))
     }
@@ -101,4 +102,6 @@ pub struct DelegationChange {
     pub updates: Vec<Delegation>,
     /// `None` when nothing changed (nothing to audit).
     pub audit: Option<NewAuditEvent>,
+    /// Outbound events of the change (written to the outbox with it).
+    pub events: Vec<crate::domain::outbound::NewEvent>,
 }

@@ -100,8 +100,10 @@ impl Store {
         let event = NewAuditEvent { resource: format!("{}/{generation}", audit.resource), ..audit.clone() };
         super::audit::append(self, &txn, &event).await?;
         super::changes::notify(&txn, super::Topic::Desired).await?;
+        let revision = revision_of(inserted)?;
+        super::outbound::enqueue(self, &txn, &[crate::domain::outbound::desired_stored(&revision)]).await?;
         txn.commit().await?;
-        Ok(PutDesiredOutcome::Stored(revision_of(inserted)?))
+        Ok(PutDesiredOutcome::Stored(revision))
     }
 
     /// Returns the latest desired revision.

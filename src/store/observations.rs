@@ -179,6 +179,15 @@ impl Store {
             .filter(runtime_state::Column::Runtime.eq(runtime))
             .exec(txn)
             .await?;
+        let events: Vec<_> = outcome
+            .transitions
+            .iter()
+            .filter_map(|transition| {
+                let item = items.get(&transition.key)?;
+                crate::domain::outbound::drift_transition(runtime, item, transition.from)
+            })
+            .collect();
+        super::outbound::enqueue(self, txn, &events).await?;
         Ok(Some((items, outcome)))
     }
 

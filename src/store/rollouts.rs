@@ -135,6 +135,12 @@ impl Store {
             return Ok(SaveRollout::Fenced(refusal));
         }
         let json = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stored_state: Option<String> = rollout::Entity::find_by_id(value.id.clone())
+            .select_only()
+            .column(rollout::Column::State)
+            .into_tuple()
+            .one(&txn)
+            .await?;
         let written = rollout::Entity::update_many()
             .col_expr(rollout::Column::State, Expr::value(value.state.as_str()))
             .col_expr(rollout::Column::UpdatedAt, Expr::value(value.updated_at))
@@ -152,6 +158,9 @@ impl Store {
             super::audit::append(self, &txn, event).await?;
         }
         super::changes::notify(&txn, super::Topic::Rollout).await?;
+        if value.state.is_final() && stored_state.as_deref() != Some(value.state.as_str()) {
+            super::outbound::enqueue(self, &txn, &[crate::domain::outbound::rollout_finished(value)]).await?;
+        }
         txn.commit().await?;
         Ok(SaveRollout::Saved)
     }

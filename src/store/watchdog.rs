@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::entities::watchdog_observation;
 use super::{Store, StoreError};
@@ -43,7 +43,22 @@ impl Store {
         caused_by: Option<(&NewAuditEvent, &IdempotencyKey, String)>,
     ) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
+        let mut raised = Vec::new();
         for observation in observations {
+            if observation.cleared_at.is_none() {
+                let was_open: Option<bool> = watchdog_observation::Entity::find_by_id((
+                    runtime.to_owned(),
+                    observation.finding.key.clone(),
+                ))
+                .select_only()
+                .column(watchdog_observation::Column::Open)
+                .into_tuple()
+                .one(&txn)
+                .await?;
+                if was_open != Some(true) {
+                    raised.push(crate::domain::outbound::watchdog_raised(runtime, observation));
+                }
+            }
             let row = watchdog_observation::ActiveModel {
                 runtime: Set(runtime.to_owned()),
                 observation_key: Set(observation.finding.key.clone()),
@@ -73,6 +88,7 @@ impl Store {
             super::idempotency::remember(&txn, key, answer, now).await?;
             super::audit::append(self, &txn, event).await?;
         }
+        super::outbound::enqueue(self, &txn, &raised).await?;
         txn.commit().await?;
         Ok(())
     }

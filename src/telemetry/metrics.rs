@@ -38,6 +38,17 @@ struct OperationKind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkName {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -59,6 +70,8 @@ struct Families {
     runtime_ops: Family<OperationLabels, Counter>,
     runtime_seconds: Family<OperationKind, Histogram, fn() -> Histogram>,
     rollouts: Family<StateLabels, Histogram, fn() -> Histogram>,
+    outbound_attempts: Family<SinkLabels, Counter>,
+    outbound_seconds: Family<SinkName, Histogram, fn() -> Histogram>,
 }
 
 /// Shared handle on the process metrics.
@@ -119,8 +132,24 @@ impl Telemetry {
             "Rollouts this replica finished, from creation to the final state, by that state.",
             rollouts.clone(),
         );
+        let outbound_attempts = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "jhf_warp_outbound_attempts",
+            "Delivery attempts of outbound events by sink and outcome (delivered, failed, dead_lettered).",
+            outbound_attempts.clone(),
+        );
+        let outbound_seconds = Family::<SinkName, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency as fn() -> Histogram,
+        );
+        registry.register(
+            "jhf_warp_outbound_attempt_seconds",
+            "Time of one delivery attempt (connect, send, answer) by sink.",
+            outbound_seconds.clone(),
+        );
         Self {
             families: Arc::new(Families {
+                outbound_attempts,
+                outbound_seconds,
                 registry,
                 handled,
                 handling,
@@ -156,6 +185,13 @@ impl Telemetry {
     /// Records a rollout that reached its final `state` after `took`.
     pub fn rollout_finished(&self, state: &'static str, took: Duration) {
         self.families.rollouts.get_or_create(&StateLabels { state }).observe(took.as_secs_f64());
+    }
+
+    /// Counts one delivery attempt to `sink` (a configured sink's name: a closed set).
+    pub fn outbound_attempt(&self, sink: &str, outcome: &'static str, took: Duration) {
+        let f = &self.families;
+        f.outbound_attempts.get_or_create(&SinkLabels { sink: sink.to_owned(), outcome }).inc();
+        f.outbound_seconds.get_or_create(&SinkName { sink: sink.to_owned() }).observe(took.as_secs_f64());
     }
 
     /// The families in the OpenMetrics text format, without the closing `# EOF`.

@@ -8,7 +8,7 @@ use crate::desired::observed;
 use crate::helpers::{OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
 use crate::rollout::trio_minus_writer_plus_qa;
 
-async fn ctl(app: &TestApp, token: &str, args: &[&str]) -> Output {
+pub(crate) async fn ctl(app: &TestApp, token: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
         .arg("ctl")
         .args(["--server", &format!("http://{}", app.addr)])
@@ -21,7 +21,7 @@ async fn ctl(app: &TestApp, token: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 

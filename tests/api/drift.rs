@@ -68,7 +68,7 @@ impl Scenario {
 }
 
 /// The trio config without the writer agent, as `openclaw agents delete writer` leaves it.
-fn remove_writer(text: String) -> String {
+pub(crate) fn remove_writer(text: String) -> String {
     let start = text.find("      writer: {").expect("writer entry");
     let end = start + text[start..].find("      },\n").expect("end of writer entry") + "      },\n".len();
     let mut text = format!("{}{}", &text[..start], &text[end..]);

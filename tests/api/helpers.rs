@@ -152,6 +152,9 @@ pub struct AppOptions {
     pub replica_id: Option<&'static str>,
     /// The Gateway's shared token (gateway: runtimes).
     pub gateway_token: Option<String>,
+    /// `--event-sinks-file`; with it, retries are fast (10 ms doubling to 100 ms, 30 attempts,
+    /// 300 ms per attempt) so delivery tests need no long waits.
+    pub event_sinks_file: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -176,6 +179,7 @@ impl Default for AppOptions {
             retention_sweep_secs: 3600,
             replica_id: None,
             gateway_token: None,
+            event_sinks_file: None,
         }
     }
 }
@@ -358,6 +362,13 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         args.reconcile.replica_id = Some(replica.to_owned());
     }
     args.observe_interval_secs = options.observe_interval_secs;
+    if let Some(sinks) = &options.event_sinks_file {
+        args.events.event_sinks_file = Some(sinks.clone());
+        args.events.event_retry_initial_ms = 10;
+        args.events.event_retry_max_ms = 100;
+        args.events.event_max_attempts = 30;
+        args.events.event_attempt_timeout_ms = 300;
+    }
     let clock: Arc<dyn Clock> = match options.clock {
         Some(manual) => manual,
         None => Arc::new(SystemClock),

@@ -14,6 +14,7 @@ mod history;
 mod idempotency;
 mod leases;
 mod orchestration;
+mod outbound;
 mod persistent;
 mod process;
 mod real_cli;

@@ -8,10 +8,52 @@ use crate::domain::TrustLevel;
 use crate::domain::audit::{AuditEvent, AuditFilter, BrokenLink};
 use crate::domain::delegation::{DelegationSource, Standing};
 use crate::domain::lease::{CycleReport, Lease};
+use crate::domain::outbound::{Delivery, DeliveryState};
 use crate::domain::reconcile::{ReconcileMode, SchedulerRun};
 use crate::domain::schedule::Schedule;
 use crate::domain::watchdog::WatchdogObservation;
 use crate::pb::v1 as pb;
+
+impl From<DeliveryState> for pb::DeliveryState {
+    fn from(value: DeliveryState) -> Self {
+        match value {
+            DeliveryState::Pending => Self::Pending,
+            DeliveryState::Delivered => Self::Delivered,
+            DeliveryState::Dead => Self::Dead,
+        }
+    }
+}
+
+/// Decodes a delivery-state filter (UNSPECIFIED → every state).
+pub fn delivery_state_from_pb(value: i32, field: &str) -> Result<Option<DeliveryState>, AppError> {
+    match pb::DeliveryState::try_from(value) {
+        Ok(pb::DeliveryState::Unspecified) => Ok(None),
+        Ok(pb::DeliveryState::Pending) => Ok(Some(DeliveryState::Pending)),
+        Ok(pb::DeliveryState::Delivered) => Ok(Some(DeliveryState::Delivered)),
+        Ok(pb::DeliveryState::Dead) => Ok(Some(DeliveryState::Dead)),
+        Err(_) => Err(unknown(field, "delivery state")),
+    }
+}
+
+impl From<&Delivery> for pb::Delivery {
+    fn from(value: &Delivery) -> Self {
+        let event = &value.event;
+        Self {
+            sink: value.sink.clone(),
+            event_id: event.ce_id.clone(),
+            event_type: event.event_type.clone(),
+            subject: event.subject.clone(),
+            sequence: event.seq,
+            event_time: Some(timestamp(event.time)),
+            state: pb::DeliveryState::from(value.state).into(),
+            attempts: value.attempts,
+            last_error: value.last_error.clone(),
+            next_attempt_time: (value.state == DeliveryState::Pending)
+                .then(|| timestamp(value.next_attempt_at)),
+            delivered_time: value.delivered_at.map(timestamp),
+        }
+    }
+}
 
 impl From<ReconcileMode> for pb::ReconcileMode {
     fn from(value: ReconcileMode) -> Self {

@@ -13,7 +13,7 @@ use crate::control::AppError;
 use crate::domain::{Severity, TrustLevel};
 use crate::pb::v1 as pb;
 
-pub use control::{lease_at, reconcile_mode_from_pb, trust_from_pb};
+pub use control::{delivery_state_from_pb, lease_at, reconcile_mode_from_pb, trust_from_pb};
 pub use drift::{plan_created, plan_kind_from_pb};
 pub use orchestration::{
     lifecycle_from_pb, proposal_state_from_pb, retention_from_pb, risk_from_pb, setup_pass_from_pb,
