@@ -14,6 +14,9 @@ pub const STOP_AFTER_APPLY: &str = "rollout.stop_after_apply";
 pub const FAIL_VERIFICATION: &str = "rollout.fail_verification";
 /// Panic inside the ListLeases handler: a bug reached by one call.
 pub const PANIC_IN_LIST_LEASES: &str = "leases.panic_in_list";
+/// Fail a revocation right after the revocation is stored, before its desired revision (as if
+/// the replica died between the two transactions).
+pub const STOP_AFTER_REVOCATION: &str = "revocation.stop_after_revoke";
 /// Hold every runtime read until [`Failpoints::release`]: requests stay in flight as long as
 /// a test wants (load shedding, single flight).
 pub const HOLD_RUNTIME_READS: &str = "runtime.hold_reads";
@@ -36,6 +39,11 @@ impl Failpoints {
     /// Enables a failpoint.
     pub fn enable(&self, name: &'static str) {
         self.enabled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name);
+    }
+
+    /// Disables a failpoint.
+    pub fn disable(&self, name: &'static str) {
+        self.enabled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(name);
     }
 
     /// Returns true when the failpoint is enabled.

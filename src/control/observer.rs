@@ -238,23 +238,26 @@ impl ObservationService {
                 ((*self.ctx.snapshot.drift_items()).clone(), Vec::new())
             }
         };
-        self.ctx.readiness.record_runtime_read(
-            true,
-            format!("observed {} ({} agents)", self.ctx.runtime.address(), inventory.agents.len()),
-        );
+        let summary = summarize(&items, desired_ref, Some(&record));
+        tracing::debug!(observation_id = record.id, revision = %record.revision, "runtime observed");
+        let agents = inventory.agents.len();
+        let observation = StoredObservation { record, inventory, topology };
+        let shared = Arc::new(observation.clone());
+        // The snapshot first, then readiness and the events: whoever learns of this observation
+        // (a probe turning ready, a watcher's event) finds it in the snapshot already, so a
+        // watch stream opened at that moment sends it as its initial state.
+        self.ctx.snapshot.put_observation(shared.clone(), items);
+        self.remember_fresh(Ok(shared));
+        self.ctx
+            .readiness
+            .record_runtime_read(true, format!("observed {} ({agents} agents)", self.ctx.runtime.address()));
         if new_row {
-            self.ctx.events.publish_topology(TopologyEvent::Observed(topology.clone()));
+            self.ctx.events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
         }
         for (item, previous) in &transitions {
             tracing::info!(key = item.key(), from = ?previous, to = item.state.as_str(), "drift item transition");
             self.ctx.events.publish_drift(DriftEvent { item: item.clone(), previous: *previous });
         }
-        let summary = summarize(&items, desired_ref, Some(&record));
-        tracing::debug!(observation_id = record.id, revision = %record.revision, "runtime observed");
-        let observation = StoredObservation { record, inventory, topology };
-        let shared = Arc::new(observation.clone());
-        self.ctx.snapshot.put_observation(shared.clone(), items);
-        self.remember_fresh(Ok(shared));
         Ok(Observed { observation, transitions, summary })
     }
 

@@ -5,7 +5,9 @@
 //! Order and crash behaviour: the revocation is stored first (its own transaction, audited
 //! with the cascade's full list), then the new desired revision (etag-guarded against the
 //! revision the consequences were computed from), then the rollout. Each step is idempotent
-//! under the caller's request id, so a retry after a crash finishes the remaining steps.
+//! under the caller's request id, so a retry after a crash finishes the remaining steps: a
+//! retry whose revocation is already stored computes the consequences on the grants as they
+//! stood before it (they are revoked by now, so nothing would fall otherwise).
 
 use super::audit::AuditContext;
 use super::context::Ctx;
@@ -14,7 +16,7 @@ use super::desired::{DesiredTopologyService, PutRequest};
 use super::error::AppError;
 use super::rollout::{CreateRolloutRequest, RolloutService};
 use super::scheduler::ScheduleService;
-use crate::domain::delegation::{RevocationEffects, revocation_effects};
+use crate::domain::delegation::{DelegationState, RevocationEffects, before_revoking, revocation_effects};
 use crate::domain::desired::DesiredInput;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
 use crate::domain::patch::PlanKind;
@@ -123,11 +125,17 @@ impl RevocationService {
         validate_only: bool,
         caller: &AuditContext,
     ) -> Result<RevocationOutcome, AppError> {
+        // A retry of a call that already stored its revocation (its answer is recorded).
+        let retried =
+            !validate_only && matches!(self.ctx.store.idempotency_prior(key).await?, Prior::Replay(_));
         let grants = self.delegations.all().await?;
         let latest = self.desired.latest();
         let effects = revocation_effects(&grants, id, latest.as_ref().map(|d| &d.topology));
         let affected =
             self.delegations.revoke(id, reason, &effects.removed_edges, key, validate_only, caller).await?;
+        if self.ctx.failpoints.hit(super::failpoints::STOP_AFTER_REVOCATION) {
+            return Err(AppError::Internal { detail: "failpoint: stopped after the revocation".to_owned() });
+        }
         let mut outcome = RevocationOutcome {
             affected,
             effects,
@@ -137,6 +145,18 @@ impl RevocationService {
         };
         if !validate_only && outcome.effects.falling.is_empty() && self.replayed(key, &mut outcome).await? {
             return Ok(outcome);
+        }
+        if retried && outcome.effects.falling.is_empty() {
+            // The first call stopped between the revocation and its revision: the consequences
+            // are those of the grants as they stood before it revoked them.
+            let revoked = outcome
+                .affected
+                .iter()
+                .filter(|view| view.grant.state == DelegationState::Revoked)
+                .map(|view| view.grant.id.as_str())
+                .collect();
+            let before = before_revoking(&grants, &revoked);
+            outcome.effects = revocation_effects(&before, id, latest.as_ref().map(|d| &d.topology));
         }
         let (Some(new_desired), Some(latest)) = (outcome.effects.new_desired.clone(), latest) else {
             return Ok(outcome);

@@ -290,12 +290,24 @@ impl Snapshot {
                 let before = self.drift_items();
                 let changed_topology = latest.as_ref().map(|o| o.topology.revision.clone())
                     != self.observation().map(|o| o.topology.revision.clone());
+                // The store is read before this write: a newer observation this replica put in
+                // meanwhile (its own commit) must not be replaced by the older read.
+                let mut applied = false;
                 self.write(|state| {
-                    state.versions.observation = latest.as_ref().map(|o| (o.record.id, o.record.seen_count));
-                    state.versions.drift = drift_version;
-                    state.observation = latest.clone();
-                    state.drift = Arc::new(items.clone());
+                    let version = latest.as_ref().map(|o| (o.record.id, o.record.seen_count));
+                    if version >= state.versions.observation {
+                        state.versions.observation = version;
+                        state.observation = latest.clone();
+                        applied = true;
+                    }
+                    if drift_version.0 >= state.versions.drift.0 {
+                        state.versions.drift = drift_version;
+                        state.drift = Arc::new(items.clone());
+                    }
                 });
+                if !applied {
+                    return Ok(());
+                }
                 if changed_topology && let Some(observation) = latest {
                     events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
                 }
@@ -305,11 +317,18 @@ impl Snapshot {
                 let items = store.drift_items(&self.runtime).await?;
                 let drift_version = store.drift_version(&self.runtime).await?;
                 let before = self.drift_items();
+                let mut applied = false;
                 self.write(|state| {
-                    state.versions.drift = drift_version;
-                    state.drift = Arc::new(items.clone());
+                    // Never back to an older tracker state than one already loaded.
+                    if drift_version.0 >= state.versions.drift.0 {
+                        state.versions.drift = drift_version;
+                        state.drift = Arc::new(items.clone());
+                        applied = true;
+                    }
                 });
-                publish_transitions(events, &before, &items);
+                if applied {
+                    publish_transitions(events, &before, &items);
+                }
             }
             Topic::Desired => {
                 let latest = store.latest_desired().await?;
@@ -317,11 +336,20 @@ impl Snapshot {
                     (Some(latest), Some(current)) => latest.generation != current.generation,
                     (latest, current) => latest.is_some() != current.is_some(),
                 };
+                let mut applied = false;
                 self.write(|state| {
-                    state.versions.desired = latest.as_ref().map(|d| d.generation);
-                    state.desired = latest.clone().map(Arc::new);
+                    // Generations only grow: an older read never replaces a newer revision.
+                    let generation = latest.as_ref().map(|d| d.generation);
+                    if generation >= state.versions.desired {
+                        state.versions.desired = generation;
+                        state.desired = latest.clone().map(Arc::new);
+                        applied = true;
+                    }
                 });
-                if newer && let Some(revision) = latest {
+                if applied
+                    && newer
+                    && let Some(revision) = latest
+                {
                     events.publish_topology(TopologyEvent::Desired(revision));
                 }
             }

@@ -236,6 +236,23 @@ pub fn revocation_effects(grants: &[Delegation], id: &str, desired: Option<&Topo
     RevocationEffects { falling, removed_edges, affected_agents: agents.into_iter().collect(), new_desired }
 }
 
+/// The grants as they stood before the grants `revoked` were revoked: a retried revocation
+/// whose first call stopped after storing the revocation recomputes its consequences on it.
+pub fn before_revoking(grants: &[Delegation], revoked: &BTreeSet<&str>) -> Vec<Delegation> {
+    grants
+        .iter()
+        .map(|grant| {
+            let mut grant = grant.clone();
+            if grant.state == DelegationState::Revoked && revoked.contains(grant.id.as_str()) {
+                grant.state = DelegationState::Active;
+                grant.revoked_at = None;
+                grant.reason = None;
+            }
+            grant
+        })
+        .collect()
+}
+
 /// Checks a new grant against its parent (if any).
 pub fn check_grant(
     grants: &[Delegation],

@@ -278,3 +278,43 @@ async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_
     assert_eq!(replay.desired_generation, 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_revocation_retried_after_stopping_before_its_revision_still_takes_the_edges_out() {
+    let app = spawn_app().await;
+    let observed = crate::desired::observed(&app).await;
+    crate::desired::put(&app, observed, "", "desired-1").await.unwrap();
+    let root = grant(&app, ("lead", "writer"), &["spawn"], TrustLevel::Restricted, "", "g-1").await.unwrap();
+    let revoke = || {
+        with_token(
+            pb::RevokeDelegationRequest {
+                id: root.id.clone(),
+                reason: "writer leaves".into(),
+                request_id: "r-crash".into(),
+                validate_only: false,
+            },
+            OPERATOR_TOKEN,
+        )
+    };
+    app.failpoints.enable(jhf_warp::control::failpoints::STOP_AFTER_REVOCATION);
+    let stopped = app.control().await.revoke_delegation(revoke()).await.unwrap_err();
+    assert_eq!(stopped.code(), Code::Internal, "{stopped:?}");
+    assert_eq!(
+        state(&app, &root.id).await.delegation.unwrap().standing,
+        DelegationStanding::Revoked as i32,
+        "the revocation was stored before the stop"
+    );
+
+    app.failpoints.disable(jhf_warp::control::failpoints::STOP_AFTER_REVOCATION);
+    let outcome = app.control().await.revoke_delegation(revoke()).await.unwrap().into_inner();
+    assert_eq!(
+        outcome.desired_generation, 2,
+        "the retry stores the revision the first call did not: {outcome:?}"
+    );
+    let removed: Vec<(&str, &str)> =
+        outcome.removed_edges.iter().map(|e| (e.from_agent_id.as_str(), e.to_agent_id.as_str())).collect();
+    assert_eq!(removed, [("lead", "writer")]);
+    let again = app.control().await.revoke_delegation(revoke()).await.unwrap().into_inner();
+    assert_eq!(again.desired_generation, 2, "a further retry answers the same, no third revision");
+    app.stop().await;
+}

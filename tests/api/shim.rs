@@ -192,7 +192,7 @@ async fn the_web_view_is_a_static_page_and_its_data_routes_need_a_token() {
     assert!(svg.headers()["content-type"].to_str().unwrap().starts_with("image/svg+xml"));
     let svg = svg.text().await.unwrap();
     for agent in ["lead", "research", "writer"] {
-        assert!(svg.contains(&format!("data-agent=\"{agent}\"")), "{agent} drawn");
+        assert!(svg.contains(&format!("data-agent=\"{agent}\"")), "{agent} drawn: {svg}");
     }
     let bad = get("/v1/topology.svg?source=sideways").await;
     assert_eq!(bad.status(), 400);
@@ -200,7 +200,7 @@ async fn the_web_view_is_a_static_page_and_its_data_routes_need_a_token() {
     assert_eq!(body["code"], 3);
     assert_eq!(body["details"][1]["fieldViolations"][0]["field"], "source", "{body}");
     let topology: serde_json::Value = get("/v1/topology").await.json().await.unwrap();
-    assert_eq!(topology["topology"]["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(topology["topology"]["nodes"].as_array().map(Vec::len), Some(3), "{topology}");
     let drift: serde_json::Value = get("/v1/drift/items").await.json().await.unwrap();
     assert!(drift.is_object(), "{drift}");
     let rollouts: serde_json::Value = get("/v1/rollouts").await.json().await.unwrap();

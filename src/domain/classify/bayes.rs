@@ -72,33 +72,40 @@ fn tables() -> &'static Tables {
     })
 }
 
+/// The model's words, in token-index order (the classifier indexes them with its rules).
+pub fn tokens() -> impl Iterator<Item = &'static str> {
+    model::NB_TOKENS.iter().map(|(token, _)| *token)
+}
+
+#[cfg(test)]
 fn token_index(word: &str) -> Option<usize> {
     model::NB_TOKENS.binary_search_by(|(token, _)| (*token).cmp(word)).ok()
 }
 
 /// Scores the task's words (already normalised); `None` when no word is known.
+#[cfg(test)]
 pub fn opinion<'a>(words: impl IntoIterator<Item = &'a str>) -> Option<Opinion> {
+    opinion_of(&words.into_iter().filter_map(token_index).collect::<Vec<_>>())
+}
+
+/// Scores a task by the token indexes of its known words (in order, repeats kept); `None`
+/// when there are none.
+pub fn opinion_of(known: &[usize]) -> Option<Opinion> {
     let k = model::NB_CATEGORIES.len();
-    if k == 0 {
+    if k == 0 || known.is_empty() {
         return None;
     }
     let tables = tables();
     let mut log = tables.prior.clone();
-    let mut known = Vec::new();
-    for word in words {
-        let Some(index) = token_index(word) else { continue };
-        known.push(index);
+    for &index in known {
         for (total, l) in log.iter_mut().zip(&tables.likelihood[index]) {
             *total += l;
         }
     }
-    if known.is_empty() {
-        return None;
-    }
     let max = log.iter().copied().fold(f64::MIN, f64::max);
     let exp: Vec<f64> = log.iter().map(|l| (l - max).exp()).collect();
     let sum: f64 = exp.iter().sum();
-    Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), known })
+    Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), known: known.to_vec() })
 }
 
 #[cfg(test)]

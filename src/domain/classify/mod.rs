@@ -198,14 +198,25 @@ pub fn validate_task(task: &TaskInput, rules: &Rules) -> Result<(), Vec<FieldVio
     if violations.is_empty() { Ok(()) } else { Err(violations) }
 }
 
-/// The first place each rule matched.
-fn find_matches(rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<Option<(MatchField, String)>> {
+/// The first place each rule matched, and the word model's tokens among the words of the
+/// title and the description (one index lookup per word serves both).
+fn find_matches(
+    rules: &Rules,
+    fields: &[(MatchField, Vec<&str>)],
+) -> (Vec<Option<(MatchField, String)>>, Vec<usize>) {
     let mut found: Vec<Option<(MatchField, String)>> = vec![None; rules.rules.len()];
+    let mut model_tokens = Vec::new();
     for (field, words) in fields {
         for start in 0..words.len() {
             let word = words[start];
             let first = word.chars().next().unwrap_or_default();
-            let candidates = rules.by_first_word.get(word).into_iter().flatten().copied().chain(
+            let entry = rules.words.get(word);
+            if *field != MatchField::Labels
+                && let Some(token) = entry.and_then(|e| e.model_token)
+            {
+                model_tokens.push(token);
+            }
+            let candidates = entry.into_iter().flat_map(|e| e.terms.iter()).copied().chain(
                 rules
                     .prefixes
                     .get(&first)
@@ -233,7 +244,7 @@ fn find_matches(rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<Option
             }
         }
     }
-    found
+    (found, model_tokens)
 }
 
 fn round3(value: f64) -> f64 {
@@ -249,7 +260,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
     let mut fields: Vec<(MatchField, Vec<&str>)> = vec![(MatchField::Title, words(&title))];
     fields.extend(labels.iter().map(|l| (MatchField::Labels, words(l))));
     fields.push((MatchField::Description, words(&description)));
-    let found = find_matches(rules, &fields);
+    let (found, model_tokens) = find_matches(rules, &fields);
 
     let mut scores = vec![0.0f64; rules.categories.len()];
     let mut matched = Vec::new();
@@ -308,9 +319,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
 
     // The word model backs the rules up (only for categories these rules define, so custom
     // rule files with other categories are untouched).
-    let title_words = words(&title);
-    let description_words = words(&description);
-    if let Some(opinion) = bayes::opinion(title_words.iter().chain(&description_words).copied()) {
+    if let Some(opinion) = bayes::opinion_of(&model_tokens) {
         let model = bayes::categories();
         let mut best: Option<(usize, f64)> = None;
         for (m, probability) in opinion.posterior.iter().enumerate() {

@@ -127,6 +127,57 @@ pub enum RuleEffect {
     Hint { hint: String },
 }
 
+/// A fast, unkeyed hasher for the word index (FxHash's multiply-rotate). The index is built
+/// once from the rules and the word model and never grows, so callers' words can only probe
+/// it, and a probe is bounded by the table's own chains: keyed hashing would buy nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct WordHasher(u64);
+
+impl WordHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+}
+
+/// A map keyed by words, hashed with [`WordHasher`].
+pub(super) type WordMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// What the classifier knows about one word.
+#[derive(Debug, Clone, Default)]
+pub(super) struct WordEntry {
+    /// Terms that start with this word: (rule, term).
+    pub terms: Vec<(usize, usize)>,
+    /// The word's index in the word model, if it has one.
+    pub model_token: Option<usize>,
+}
+
 /// A term: words matched in sequence; the last one as a prefix when `prefix` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Term {
@@ -156,11 +207,13 @@ pub struct Rules {
     pub models: std::collections::BTreeMap<String, String>,
     /// `v1-` and the first 12 hex digits of the file's SHA-256: names the rules that decided.
     pub version: String,
-    /// Terms by their first word: (rule, term).
-    pub(super) by_first_word: HashMap<String, Vec<(usize, usize)>>,
+    /// Every word the classifier knows, looked up once per word of a task: the terms that
+    /// start with it and its index in the word model.
+    pub(super) words: WordMap<WordEntry>,
     /// One-word prefix terms by the prefix's first character: (prefix, rule, term). A word is
     /// checked against the few prefixes that start like it, not against all of them.
-    pub(super) prefixes: HashMap<char, Vec<(String, usize, usize)>>,
+    pub(super) prefixes:
+        HashMap<char, Vec<(String, usize, usize)>, std::hash::BuildHasherDefault<WordHasher>>,
 }
 
 fn is_slug(text: &str) -> bool {
@@ -351,17 +404,24 @@ impl Rules {
             return Err(RulesError { problems });
         }
 
-        let mut by_first_word: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-        let mut prefixes: HashMap<char, Vec<(String, usize, usize)>> = HashMap::new();
+        let mut words: WordMap<WordEntry> = WordMap::default();
+        let mut prefixes: HashMap<
+            char,
+            Vec<(String, usize, usize)>,
+            std::hash::BuildHasherDefault<WordHasher>,
+        > = HashMap::default();
         for (r, rule) in rules.iter().enumerate() {
             for (t, term) in rule.terms.iter().enumerate() {
                 if term.prefix && term.words.len() == 1 {
                     let first = term.words[0].chars().next().unwrap_or_default();
                     prefixes.entry(first).or_default().push((term.words[0].clone(), r, t));
                 } else {
-                    by_first_word.entry(term.words[0].clone()).or_default().push((r, t));
+                    words.entry(term.words[0].clone()).or_default().terms.push((r, t));
                 }
             }
+        }
+        for (index, token) in super::bayes::tokens().enumerate() {
+            words.entry(token.to_owned()).or_default().model_token = Some(index);
         }
         let digest = Sha256::digest(text.as_bytes());
         Ok(Self {
@@ -372,7 +432,7 @@ impl Rules {
             dispatch_trust,
             models,
             version: format!("v1-{}", &hex::encode(digest)[..12]),
-            by_first_word,
+            words,
             prefixes,
         })
     }
