@@ -5,7 +5,7 @@ use tonic::Code;
 
 use crate::helpers::{OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app, with_token};
 
-async fn grant(
+pub(crate) async fn grant(
     app: &TestApp,
     (grantor, delegate): (&str, &str),
     rights: &[&str],
