@@ -319,14 +319,12 @@ impl OutboundService {
         }
         let body = envelope(&delivery.event);
         let started = tokio::time::Instant::now();
-        let answer = tokio::time::timeout(
-            self.settings.attempt_timeout,
-            post(sink, connection, body, delivery.attempts + 1),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!("no answer within {} ms", self.settings.attempt_timeout.as_millis()))
-        });
+        let answer =
+            tokio::time::timeout(self.settings.attempt_timeout, post(sink, connection, &delivery, body))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!("no answer within {} ms", self.settings.attempt_timeout.as_millis()))
+                });
         let outcome = match answer {
             Ok(Answer { status, .. }) if (200..300).contains(&status) => AttemptOutcome::Delivered,
             Ok(Answer { status, retry_after }) => {
@@ -379,13 +377,17 @@ struct Answer {
     retry_after: Option<Duration>,
 }
 
-/// POSTs `body` to the sink over `connection` (opened when missing or closed).
+/// POSTs `body` (the structured event of `delivery`) to the sink over `connection` (opened
+/// when missing or closed). The `ce-*` headers repeat the envelope's identifying attributes,
+/// as the HTTP binding allows in structured mode, so a proxy or a receiver can de-duplicate
+/// by `ce-id` without parsing the body.
 async fn post(
     sink: &Sink,
     connection: &mut Option<SendRequest<Full<Bytes>>>,
+    delivery: &Delivery,
     body: Vec<u8>,
-    attempt: u32,
 ) -> Result<Answer, String> {
+    let event = &delivery.event;
     let reusable = match connection.as_mut() {
         Some(sender) => sender.ready().await.is_ok(),
         None => false,
@@ -401,7 +403,11 @@ async fn post(
         .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
         .header(hyper::header::USER_AGENT, concat!("jhf-warp/", env!("CARGO_PKG_VERSION")))
         .header(SIGNATURE_HEADER, signature(&sink.secret, &body))
-        .header("x-jhf-warp-delivery-attempt", attempt.to_string())
+        .header("x-jhf-warp-delivery-attempt", (delivery.attempts + 1).to_string())
+        .header("ce-specversion", "1.0")
+        .header("ce-id", event.ce_id.as_str())
+        .header("ce-type", event.event_type.as_str())
+        .header("ce-source", crate::domain::outbound::SOURCE)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("cannot build the request: {e}"))?;
     let response = sender.send_request(request).await.map_err(|e| format!("sending failed: {e}"))?;

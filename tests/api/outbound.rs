@@ -83,6 +83,7 @@ async fn receive(
     let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let signature = headers.get("x-jhf-warp-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header_id = headers.get("ce-id").and_then(|v| v.to_str().ok()).unwrap_or("");
     let roll = state.roll();
     let sink_is_dead = sink == "dead";
     let answer = if sink == "dead" && !state.dead_sink_healthy.load(Ordering::SeqCst) {
@@ -106,7 +107,8 @@ async fn receive(
         signature_ok: signature == format!("sha256={}", hmac_sha256_hex(SECRET, &body)),
         structured: content_type.starts_with("application/cloudevents+json")
             && event["specversion"] == "1.0"
-            && event["source"] == "/jhf-warp",
+            && event["source"] == "/jhf-warp"
+            && event["id"] == header_id,
         answer,
     });
     match answer {
