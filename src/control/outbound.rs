@@ -312,9 +312,10 @@ impl OutboundService {
             return Ok(Step::Idle);
         };
         // Backoff is real time between attempts, so it is read from the system clock (not the
-        // application clock, which tests may hold still).
+        // application clock, which tests may hold still). A first attempt is always due: its
+        // time came from the database clock, which may run ahead of this host's.
         let now = chrono::Utc::now();
-        if delivery.next_attempt_at > now {
+        if delivery.attempts > 0 && delivery.next_attempt_at > now {
             return Ok(Step::NotBefore((delivery.next_attempt_at - now).to_std().unwrap_or_default()));
         }
         let body = envelope(&delivery.event);
