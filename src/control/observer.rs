@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::AppError;
 use super::Ctx;
 use super::LeaseService;
-use super::events::{DriftEvent, TopologyEvent};
+use super::events::TopologyEvent;
 use super::failpoints::HOLD_RUNTIME_READS;
 use super::ownership::{KeptLease, OBSERVER_LEASE_PREFIX, replica_caller, runtime_lease_name};
 use super::paging::{finish_page, numeric_cursor, page_request};
@@ -246,7 +246,7 @@ impl ObservationService {
         // The snapshot first, then readiness and the events: whoever learns of this observation
         // (a probe turning ready, a watcher's event) finds it in the snapshot already, so a
         // watch stream opened at that moment sends it as its initial state.
-        self.ctx.snapshot.put_observation(shared.clone(), items);
+        self.ctx.snapshot.put_observation(shared.clone(), items, &self.ctx.events);
         self.remember_fresh(Ok(shared));
         self.ctx
             .readiness
@@ -256,7 +256,6 @@ impl ObservationService {
         }
         for (item, previous) in &transitions {
             tracing::info!(key = item.key(), from = ?previous, to = item.state.as_str(), "drift item transition");
-            self.ctx.events.publish_drift(DriftEvent { item: item.clone(), previous: *previous });
         }
         Ok(Observed { observation, transitions, summary })
     }

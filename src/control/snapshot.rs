@@ -191,7 +191,17 @@ impl Snapshot {
     }
 
     /// Puts an observation this replica recorded, with the tracker's items after it.
-    pub fn put_observation(&self, observation: Arc<StoredObservation>, drift: BTreeMap<String, TrackedItem>) {
+    /// The drift transitions it makes are published here, against the state it replaced: a
+    /// re-read from the store that already brought the same change published it, and nothing
+    /// is published twice.
+    pub fn put_observation(
+        &self,
+        observation: Arc<StoredObservation>,
+        drift: BTreeMap<String, TrackedItem>,
+        events: &EventBus,
+    ) {
+        let drift = Arc::new(drift);
+        let mut replaced = None;
         self.write(|state| {
             let newer = state.observation.as_ref().is_none_or(|current| {
                 (observation.record.id, observation.record.seen_count)
@@ -200,9 +210,12 @@ impl Snapshot {
             if newer {
                 state.versions.observation = Some((observation.record.id, observation.record.seen_count));
                 state.observation = Some(observation);
-                state.drift = Arc::new(drift);
+                replaced = Some(std::mem::replace(&mut state.drift, drift.clone()));
             }
         });
+        if let Some(before) = replaced {
+            publish_transitions(events, &before, &drift);
+        }
     }
 
     /// Puts one drift item this replica changed (an acknowledgement).
@@ -287,12 +300,14 @@ impl Snapshot {
                 let latest = store.latest_observation(&self.runtime).await?.map(Arc::new);
                 let items = store.drift_items(&self.runtime).await?;
                 let drift_version = store.drift_version(&self.runtime).await?;
-                let before = self.drift_items();
                 let changed_topology = latest.as_ref().map(|o| o.topology.revision.clone())
                     != self.observation().map(|o| o.topology.revision.clone());
                 // The store is read before this write: a newer observation this replica put in
-                // meanwhile (its own commit) must not be replaced by the older read.
+                // meanwhile (its own commit) must not be replaced by the older read. The drift
+                // transitions are those of the state actually replaced, so a change this
+                // replica already published is not published again.
                 let mut applied = false;
+                let mut replaced = None;
                 self.write(|state| {
                     let version = latest.as_ref().map(|o| (o.record.id, o.record.seen_count));
                     if version >= state.versions.observation {
@@ -302,31 +317,31 @@ impl Snapshot {
                     }
                     if drift_version.0 >= state.versions.drift.0 {
                         state.versions.drift = drift_version;
-                        state.drift = Arc::new(items.clone());
+                        replaced = Some(std::mem::replace(&mut state.drift, Arc::new(items.clone())));
                     }
                 });
-                if !applied {
-                    return Ok(());
+                if let Some(before) = replaced {
+                    publish_transitions(events, &before, &items);
                 }
-                if changed_topology && let Some(observation) = latest {
+                if applied
+                    && changed_topology
+                    && let Some(observation) = latest
+                {
                     events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
                 }
-                publish_transitions(events, &before, &items);
             }
             Topic::Drift => {
                 let items = store.drift_items(&self.runtime).await?;
                 let drift_version = store.drift_version(&self.runtime).await?;
-                let before = self.drift_items();
-                let mut applied = false;
+                let mut replaced = None;
                 self.write(|state| {
                     // Never back to an older tracker state than one already loaded.
                     if drift_version.0 >= state.versions.drift.0 {
                         state.versions.drift = drift_version;
-                        state.drift = Arc::new(items.clone());
-                        applied = true;
+                        replaced = Some(std::mem::replace(&mut state.drift, Arc::new(items.clone())));
                     }
                 });
-                if applied {
+                if let Some(before) = replaced {
                     publish_transitions(events, &before, &items);
                 }
             }
