@@ -63,20 +63,6 @@ impl Store {
         append(self, &self.db, event).await
     }
 
-    /// Appends one audit event and writes outbound events, in one transaction (for effects
-    /// outside the database, such as files written to the runtime).
-    pub async fn append_audit_with_events(
-        &self,
-        event: &NewAuditEvent,
-        outbound: &[crate::domain::outbound::NewEvent],
-    ) -> Result<(), StoreError> {
-        let txn = self.begin_write().await?;
-        append(self, &txn, event).await?;
-        super::outbound::enqueue(self, &txn, outbound).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
     /// Seals up to `limit` pending events into the chain; returns how many were sealed.
     pub async fn seal_audit(&self, limit: u64) -> Result<u64, StoreError> {
         // Most calls find nothing: answer those without a write transaction.

@@ -393,6 +393,20 @@ impl Store {
         Ok(if replayed { RedeliverOutcome::Replayed(delivery) } else { RedeliverOutcome::Queued(delivery) })
     }
 
+    /// Appends one audit event and writes outbound events, in one transaction (for effects
+    /// outside the database, such as files written to the runtime).
+    pub async fn append_audit_with_events(
+        &self,
+        event: &NewAuditEvent,
+        outbound: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        audit::append(self, &txn, event).await?;
+        enqueue(self, &txn, outbound).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Returns the retained event with CloudEvents id `ce_id`.
     pub async fn event_by_ce_id(&self, ce_id: &str) -> Result<Option<StoredEvent>, StoreError> {
         Ok(outbound_event::Entity::find()
