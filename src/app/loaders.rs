@@ -159,16 +159,8 @@ pub fn outbound_settings(args: &ServeArgs) -> Result<crate::control::OutboundSet
                 };
                 Ok(text.trim().as_bytes().to_vec())
             };
-            let needs_tls = text.contains("https://");
-            let tls = if needs_tls {
-                Some(
-                    client_tls(events.event_ca_file.as_deref(), "https:// sinks", "--event-ca-file")
-                        .map_err(fail)?,
-                )
-            } else {
-                None
-            };
-            crate::control::outbound::parse_sinks(&text, secret, tls)
+            let trust = || client_tls(events.event_ca_file.as_deref(), "https:// sinks", "--event-ca-file");
+            crate::control::outbound::parse_sinks(&text, secret, trust)
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?
         }
     };

@@ -488,16 +488,20 @@ pub struct SinkEntry {
     pub types: Vec<String>,
 }
 
-/// Parses a sinks file; `secret` resolves an entry's secret (file or environment).
+/// Parses a sinks file; `secret` resolves an entry's secret (file or environment), `trust`
+/// builds the TLS trust of `https://` sinks (asked once, and only when one is listed).
 pub fn parse_sinks(
     text: &str,
     secret: impl Fn(&SinkEntry) -> Result<Vec<u8>, String>,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    trust: impl FnOnce() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String>,
 ) -> Result<Vec<Arc<Sink>>, String> {
     let file: SinksFile = serde_yaml_ng::from_str(text).map_err(|e| format!("not a sinks file: {e}"))?;
     if file.sinks.len() > MAX_SINKS {
         return Err(format!("at most {MAX_SINKS} sinks"));
     }
+    let https =
+        |entry: &SinkEntry| entry.url.parse::<hyper::Uri>().is_ok_and(|u| u.scheme_str() == Some("https"));
+    let tls = if file.sinks.iter().any(https) { Some(trust()?) } else { None };
     let mut sinks: Vec<Arc<Sink>> = Vec::new();
     for entry in &file.sinks {
         if sinks.iter().any(|s| s.name == entry.name) {
@@ -517,12 +521,16 @@ mod tests {
         Ok(b"0123456789abcdef".to_vec())
     }
 
+    fn no_roots() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+        Err("no trusted roots for https:// sinks".to_owned())
+    }
+
     #[test]
     fn a_sinks_file_is_parsed_and_checked() {
         let sinks = parse_sinks(
             "sinks:\n  - name: fabric\n    url: http://127.0.0.1:9/hooks?x=1\n    secret_env: X\n    types: [dev.jhf.warp.drift.*]\n  - name: all\n    url: http://hooks.internal/\n    secret_env: Y\n",
             secret,
-            None,
+            no_roots,
         )
         .unwrap();
         assert_eq!(sinks.len(), 2);
@@ -534,7 +542,7 @@ mod tests {
 
     #[test]
     fn bad_sinks_are_refused_with_the_reason() {
-        let refused = |text: &str| parse_sinks(text, secret, None).unwrap_err();
+        let refused = |text: &str| parse_sinks(text, secret, no_roots).unwrap_err();
         assert!(refused("sinks:\n  - {name: a, url: 'ftp://x/'}").contains("http"));
         assert!(refused("sinks:\n  - {name: a, url: 'http://u:p@x/'}").contains("credentials"));
         assert!(refused("sinks:\n  - {name: A, url: 'http://x/'}").contains("name"));
@@ -548,7 +556,8 @@ mod tests {
                 .contains("matches no")
         );
         assert!(refused("sinks:\n  - {name: a, url: 'http://x/', colour: red}").contains("unknown field"));
-        let short = parse_sinks("sinks:\n  - {name: a, url: 'http://x/'}", |_| Ok(b"short".to_vec()), None);
+        let short =
+            parse_sinks("sinks:\n  - {name: a, url: 'http://x/'}", |_| Ok(b"short".to_vec()), no_roots);
         assert!(short.unwrap_err().contains("16 bytes"));
     }
 }
