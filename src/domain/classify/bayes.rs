@@ -1,111 +1,207 @@
-//! A small naive Bayes scorer over words, trained at build time on the tuning part of
-//! `fixtures/classification/corpus.tsv` (see `build.rs`; the held-out part never reaches it).
-//! It backs the rules up where their vocabulary runs out: its posterior adds at most
-//! [`BAYES_WEIGHT`] to the categories' rule scores, and the words that spoke most for the
-//! winner are reported in `matched_rules`, so a decision stays explainable.
+//! A small naive Bayes scorer, trained when a rules file is compiled on the tuning part of the
+//! labelled corpus `fixtures/classification/corpus.tsv` (every 4th task is held out and never
+//! reaches it). Its features are a task's words and the category rules the task matched, so it
+//! learns from the labelled tasks how far each rule and each word can be trusted, and backs the
+//! rules up where their vocabulary runs out. Its posterior adds at most [`BAYES_WEIGHT`] to the
+//! categories' rule scores, and the features that spoke most for its choice (words, or rule
+//! ids) are reported in `matched_rules`, so a decision stays explainable.
+//!
+//! Training happens once per compiled rules (a few milliseconds for ~1 000 tasks) with the
+//! rules' own matcher, so a custom rules file gets a model that knows its rules; the model
+//! only speaks for categories that the corpus and the rules both define.
 
-mod model {
-    include!(concat!(env!("OUT_DIR"), "/nb_model.rs"));
+use super::{MatchField, Rules, normalise, words};
+
+/// The most the scorer adds to one category (a strong rule weighs 3–5, the title counts half
+/// as much again): it decides between the categories the rules leave close.
+pub const BAYES_WEIGHT: f64 = 8.0;
+/// Additive smoothing: below 1 because most words occur in one or two labelled tasks.
+const ALPHA: f64 = 0.5;
+/// Naive Bayes counts every word as independent evidence, so its posteriors are far too sure;
+/// dividing the log-odds by this tempers them (a rule the model disagrees with still counts).
+const TEMPERATURE: f64 = 3.0;
+/// The labelled corpus, embedded (≈100 KB).
+const CORPUS: &str = include_str!("../../../fixtures/classification/corpus.tsv");
+
+/// One labelled task of the corpus.
+#[derive(Debug, Clone, Copy)]
+pub struct Labelled {
+    pub category: &'static str,
+    /// Read by the accuracy tests only (the model learns categories).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub risk: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    /// Every 4th task (1-based, comments skipped): never trained on, never written against.
+    pub held_out: bool,
 }
 
-/// The most the scorer adds to one category (a strong rule weighs 3–5).
-pub const BAYES_WEIGHT: f64 = 2.5;
+/// The corpus's tasks, in file order.
+pub fn corpus() -> impl Iterator<Item = Labelled> {
+    CORPUS.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()).enumerate().map(
+        |(index, line)| {
+            let mut fields = line.split('\t');
+            let mut next = || fields.next().unwrap_or("");
+            let (category, risk, title, description) = (next(), next(), next(), next());
+            Labelled { category, risk, title, description, held_out: (index + 1) % 4 == 0 }
+        },
+    )
+}
+
+/// The trained scorer. Feature indexes: the word index's `model_token`s for words, then one
+/// per category rule (see [`WordModel::rule_feature`]).
+#[derive(Debug, Clone, Default)]
+pub struct WordModel {
+    /// The corpus's categories, sorted.
+    categories: Vec<&'static str>,
+    /// A printable name per feature: the word, or the rule's id.
+    names: Vec<String>,
+    /// Feature index per rule (category rules only).
+    rule_features: Vec<Option<usize>>,
+    /// Log-likelihood per feature and category, row-major (`names.len()` × `categories.len()`).
+    likelihood: Vec<f64>,
+    prior: Vec<f64>,
+}
 
 /// The scorer's opinion of one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Opinion {
-    /// Posterior probability per model category, in [`categories`] order.
+    /// Posterior probability per model category, in [`WordModel::categories`] order.
     pub posterior: Vec<f64>,
-    /// The task's words the model knows, as token indexes (in order, repeats kept).
+    /// The task's features the model knows (in order, repeats kept).
     known: Vec<usize>,
 }
 
-impl Opinion {
-    /// Up to `n` distinct words that favour `category` most (it is their likeliest category),
-    /// strongest first.
-    pub fn top_words(&self, category: usize, n: usize) -> Vec<&'static str> {
-        let tables = tables();
-        let k = model::NB_CATEGORIES.len();
+impl WordModel {
+    /// Trains on the corpus's tuning part: registers its words in the rules' word index (so a
+    /// task's words are looked up once for the rules and the model together), then counts the
+    /// words and matched category rules of every tuning task per category.
+    pub(super) fn train(rules: &mut Rules) -> Self {
+        Self::train_on(rules, |_, labelled| !labelled.held_out)
+    }
+
+    /// Trains on the corpus's tasks that `pick` accepts (by index and task): the tuning part
+    /// for the shipped model, folds of it for cross-validation.
+    pub(super) fn train_on(rules: &mut Rules, pick: impl Fn(usize, &Labelled) -> bool) -> Self {
+        let tuning: Vec<Labelled> =
+            corpus().enumerate().filter(|(i, l)| pick(*i, l)).map(|(_, l)| l).collect();
+        let mut categories: Vec<&'static str> = tuning.iter().map(|l| l.category).collect();
+        categories.sort_unstable();
+        categories.dedup();
+        // A retrained model starts from no words (the index keeps the rules' terms).
+        rules.words.retain(|_, entry| !entry.terms.is_empty());
+        for entry in rules.words.values_mut() {
+            entry.model_token = None;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for labelled in &tuning {
+            for text in [labelled.title, labelled.description] {
+                for word in words(&normalise(text)) {
+                    let entry = rules.words.entry(word.to_owned()).or_default();
+                    if entry.model_token.is_none() {
+                        entry.model_token = Some(names.len());
+                        names.push(word.to_owned());
+                    }
+                }
+            }
+        }
+        let mut rule_features = vec![None; rules.rules.len()];
+        for (r, rule) in rules.rules.iter().enumerate() {
+            if matches!(rule.effect, super::RuleEffect::Category { .. }) {
+                rule_features[r] = Some(names.len());
+                names.push(rule.id.clone());
+            }
+        }
+        let k = categories.len();
+        let mut model =
+            Self { categories, names, rule_features, likelihood: Vec::new(), prior: vec![0.0; k] };
+        let mut counts = vec![0u32; model.names.len() * k];
+        let mut totals = vec![0u32; k];
+        let mut documents = vec![0u32; k];
+        for labelled in &tuning {
+            let Ok(c) = model.categories.binary_search(&labelled.category) else { continue };
+            documents[c] += 1;
+            let (title, description) = (normalise(labelled.title), normalise(labelled.description));
+            let fields = [(MatchField::Title, words(&title)), (MatchField::Description, words(&description))];
+            for feature in model.features(rules, &fields) {
+                counts[feature * k + c] += 1;
+                totals[c] += 1;
+            }
+        }
+        let vocabulary = model.names.len() as f64;
+        model.likelihood = counts
+            .chunks(k.max(1))
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&totals)
+                    .map(|(&n, &total)| {
+                        ((f64::from(n) + ALPHA) / (f64::from(total) + ALPHA * vocabulary)).ln()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let all: f64 = documents.iter().map(|&d| f64::from(d)).sum();
+        model.prior = documents.iter().map(|&d| (f64::from(d.max(1)) / all.max(1.0)).ln()).collect();
+        model
+    }
+
+    /// The features of a task: its known words (title and description) and the category rules
+    /// it matched.
+    pub(super) fn features(&self, rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<usize> {
+        let (found, mut known) = super::find_matches(rules, fields);
+        self.add_rule_features(&found, &mut known);
+        known
+    }
+
+    /// Adds the features of the category rules that matched (`found` is indexed by rule).
+    pub(super) fn add_rule_features(&self, found: &[Option<(MatchField, String)>], known: &mut Vec<usize>) {
+        for (r, hit) in found.iter().enumerate() {
+            let (Some((field, _)), Some(Some(feature))) = (hit, self.rule_features.get(r)) else { continue };
+            // A rule matched in the title counts twice, like the title's words.
+            known.extend(std::iter::repeat_n(*feature, if *field == MatchField::Title { 2 } else { 1 }));
+        }
+    }
+
+    /// The categories the model knows, in the order of [`Opinion::posterior`].
+    pub fn categories(&self) -> &[&'static str] {
+        &self.categories
+    }
+
+    /// Scores a task by its features (in order, repeats kept); `None` when there are none.
+    pub fn opinion(&self, known: &[usize]) -> Option<Opinion> {
+        let k = self.categories.len();
+        if k == 0 || known.is_empty() {
+            return None;
+        }
+        let mut log = self.prior.clone();
+        for &feature in known {
+            for (total, l) in log.iter_mut().zip(&self.likelihood[feature * k..(feature + 1) * k]) {
+                *total += l;
+            }
+        }
+        let max = log.iter().copied().fold(f64::MIN, f64::max);
+        let exp: Vec<f64> = log.iter().map(|l| ((l - max) / TEMPERATURE).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), known: known.to_vec() })
+    }
+
+    /// Up to `n` distinct features of the opinion that favour `category` most (it is their
+    /// likeliest category), strongest first: words, or rule ids.
+    pub fn top_features(&self, opinion: &Opinion, category: usize, n: usize) -> Vec<&str> {
+        let k = self.categories.len();
         let mut scored: Vec<(usize, f64)> = Vec::new();
-        for &index in &self.known {
-            let row = &tables.likelihood[index];
+        for &feature in &opinion.known {
+            let row = &self.likelihood[feature * k..(feature + 1) * k];
             let best = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
-            if best != category || scored.iter().any(|(i, _)| *i == index) {
+            if best != category || scored.iter().any(|(f, _)| *f == feature) {
                 continue;
             }
             let rest = (row.iter().sum::<f64>() - row[category]) / (k - 1).max(1) as f64;
-            scored.push((index, row[category] - rest));
+            scored.push((feature, row[category] - rest));
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.into_iter().take(n).map(|(i, _)| model::NB_TOKENS[i].0).collect()
+        scored.into_iter().take(n).map(|(f, _)| self.names[f].as_str()).collect()
     }
-}
-
-/// The categories the model knows, in the order of [`Opinion::posterior`].
-pub fn categories() -> &'static [&'static str] {
-    model::NB_CATEGORIES
-}
-
-/// Log-likelihoods per token and category and log-priors, computed once (no logarithm on the
-/// classification path).
-struct Tables {
-    likelihood: Vec<Vec<f64>>,
-    prior: Vec<f64>,
-}
-
-fn tables() -> &'static Tables {
-    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
-    TABLES.get_or_init(|| {
-        let vocabulary = model::NB_TOKENS.len() as f64;
-        let documents: f64 = model::NB_DOCS.iter().map(|&d| f64::from(d)).sum();
-        let likelihood = model::NB_TOKENS
-            .iter()
-            .map(|(_, row)| {
-                row.iter()
-                    .zip(model::NB_TOTALS)
-                    .map(|(&count, &total)| ((f64::from(count) + 1.0) / (f64::from(total) + vocabulary)).ln())
-                    .collect()
-            })
-            .collect();
-        let prior = model::NB_DOCS.iter().map(|&d| (f64::from(d) / documents).ln()).collect();
-        Tables { likelihood, prior }
-    })
-}
-
-/// The model's words, in token-index order (the classifier indexes them with its rules).
-pub fn tokens() -> impl Iterator<Item = &'static str> {
-    model::NB_TOKENS.iter().map(|(token, _)| *token)
-}
-
-#[cfg(test)]
-fn token_index(word: &str) -> Option<usize> {
-    model::NB_TOKENS.binary_search_by(|(token, _)| (*token).cmp(word)).ok()
-}
-
-/// Scores the task's words (already normalised); `None` when no word is known.
-#[cfg(test)]
-pub fn opinion<'a>(words: impl IntoIterator<Item = &'a str>) -> Option<Opinion> {
-    opinion_of(&words.into_iter().filter_map(token_index).collect::<Vec<_>>())
-}
-
-/// Scores a task by the token indexes of its known words (in order, repeats kept); `None`
-/// when there are none.
-pub fn opinion_of(known: &[usize]) -> Option<Opinion> {
-    let k = model::NB_CATEGORIES.len();
-    if k == 0 || known.is_empty() {
-        return None;
-    }
-    let tables = tables();
-    let mut log = tables.prior.clone();
-    for &index in known {
-        for (total, l) in log.iter_mut().zip(&tables.likelihood[index]) {
-            *total += l;
-        }
-    }
-    let max = log.iter().copied().fold(f64::MIN, f64::max);
-    let exp: Vec<f64> = log.iter().map(|l| (l - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), known: known.to_vec() })
 }
 
 #[cfg(test)]
@@ -113,12 +209,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_model_is_trained_and_sorted_for_lookup() {
-        assert!(categories().len() >= 9, "{:?}", categories());
-        assert!(model::NB_TOKENS.windows(2).all(|w| w[0].0 < w[1].0));
-        let scored = opinion(["memory", "leak", "worker"]).unwrap();
+    fn the_model_is_trained_on_the_tuning_part_only() {
+        let rules = Rules::default_rules();
+        let model = &rules.model;
+        assert_eq!(model.categories().len(), 9, "{:?}", model.categories());
+        let index = |word: &str| rules.words.get(word).and_then(|e| e.model_token);
+        let known: Vec<usize> = ["memory", "leak", "worker"].into_iter().filter_map(index).collect();
+        let scored = model.opinion(&known).expect("known words");
         let total: f64 = scored.posterior.iter().sum();
         assert!((total - 1.0).abs() < 1e-9);
-        assert!(opinion(["zzzz-unknown"]).is_none());
+        let bug_fix = model.categories().iter().position(|c| *c == "bug_fix").expect("bug_fix");
+        let best =
+            (0..scored.posterior.len()).max_by(|&a, &b| scored.posterior[a].total_cmp(&scored.posterior[b]));
+        assert_eq!(best, Some(bug_fix));
+        assert!(model.opinion(&[]).is_none());
+        // A word that only a held-out task uses is unknown to the model.
+        let tuning: std::collections::BTreeSet<String> = corpus()
+            .filter(|l| !l.held_out)
+            .flat_map(|l| {
+                words(&normalise(&format!("{} {}", l.title, l.description)))
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let held_only = corpus()
+            .filter(|l| l.held_out)
+            .flat_map(|l| {
+                words(&normalise(&format!("{} {}", l.title, l.description)))
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .find(|w| !tuning.contains(w))
+            .expect("some held-out word is new");
+        assert!(rules.words.get(&held_only).and_then(|e| e.model_token).is_none(), "{held_only}");
     }
 }

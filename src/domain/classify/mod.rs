@@ -215,6 +215,10 @@ fn find_matches(
                 && let Some(token) = entry.and_then(|e| e.model_token)
             {
                 model_tokens.push(token);
+                if *field == MatchField::Title {
+                    // The title says what the work is: its words count twice.
+                    model_tokens.push(token);
+                }
             }
             let candidates = entry.into_iter().flat_map(|e| e.terms.iter()).copied().chain(
                 rules
@@ -231,20 +235,54 @@ fn find_matches(
                 }
                 let term = &rules.rules[r].terms[t];
                 let n = term.words.len();
-                if start + n > words.len() {
-                    continue;
-                }
-                let hit = term.words.iter().enumerate().all(|(k, w)| {
-                    let actual = words[start + k];
-                    if term.prefix && k == n - 1 { actual.starts_with(w.as_str()) } else { actual == w }
-                });
-                if hit {
+                if term_at(term, words, start) && !(rules.rules[r].is_risk() && negated(words, start)) {
                     found[r] = Some((*field, words[start..start + n].join(" ")));
                 }
             }
         }
     }
+    // A compound risk rule fires when all the rules it names matched (its own terms aside).
+    for (r, rule) in rules.rules.iter().enumerate() {
+        if found[r].is_some() || rule.all_of.is_empty() {
+            continue;
+        }
+        let parts: Option<Vec<&(MatchField, String)>> =
+            rule.all_of.iter().map(|&i| found[i].as_ref()).collect();
+        if let Some(parts) = parts {
+            let evidence = parts.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(" + ");
+            found[r] = Some((parts[0].0, evidence));
+        }
+    }
     (found, model_tokens)
+}
+
+/// True when `term` matches `words` from `start` on.
+fn term_at(term: &rules::Term, words: &[&str], start: usize) -> bool {
+    let n = term.words.len();
+    start + n <= words.len()
+        && term.words.iter().enumerate().all(|(k, w)| {
+            let actual = words[start + k];
+            if term.prefix && k == n - 1 { actual.starts_with(w.as_str()) } else { actual == w }
+        })
+}
+
+/// Words that cancel the risk term after them ("not for prod", "no production data").
+const NEGATIONS: &[&str] = &["not", "no", "non", "never", "without"];
+/// Words that may stand between a negation and the term it cancels.
+const NEGATION_LINKS: &[&str] = &["for", "in", "on", "to", "touching", "affecting", "yet", "a", "the", "any"];
+
+/// True when the words just before `start` negate what starts there: a negation, possibly
+/// followed by up to two linking words ("not for prod", "not in the sandbox").
+fn negated(words: &[&str], start: usize) -> bool {
+    for word in words[..start].iter().rev().take(3) {
+        if NEGATIONS.contains(word) {
+            return true;
+        }
+        if !NEGATION_LINKS.contains(word) {
+            return false;
+        }
+    }
+    false
 }
 
 fn round3(value: f64) -> f64 {
@@ -260,7 +298,8 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
     let mut fields: Vec<(MatchField, Vec<&str>)> = vec![(MatchField::Title, words(&title))];
     fields.extend(labels.iter().map(|l| (MatchField::Labels, words(l))));
     fields.push((MatchField::Description, words(&description)));
-    let (found, model_tokens) = find_matches(rules, &fields);
+    let (found, mut model_tokens) = find_matches(rules, &fields);
+    rules.model.add_rule_features(&found, &mut model_tokens);
 
     let mut scores = vec![0.0f64; rules.categories.len()];
     let mut matched = Vec::new();
@@ -319,8 +358,8 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
 
     // The word model backs the rules up (only for categories these rules define, so custom
     // rule files with other categories are untouched).
-    if let Some(opinion) = bayes::opinion_of(&model_tokens) {
-        let model = bayes::categories();
+    if let Some(opinion) = rules.model.opinion(&model_tokens) {
+        let model = rules.model.categories();
         let mut best: Option<(usize, f64)> = None;
         for (m, probability) in opinion.posterior.iter().enumerate() {
             let Some(i) = rules.categories.iter().position(|c| c.id == model[m]) else { continue };
@@ -331,7 +370,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
             }
         }
         if let Some((m, added)) = best {
-            let evidence = opinion.top_words(m, 5);
+            let evidence = rules.model.top_features(&opinion, m, 5);
             matched.push(RuleMatch {
                 rule_id: "bayes.words".to_owned(),
                 kind: "category".to_owned(),

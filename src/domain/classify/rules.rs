@@ -84,7 +84,12 @@ struct RiskRuleFile {
     /// in a blog post is a risk whatever the post is).
     #[serde(default)]
     uncapped: bool,
+    #[serde(default)]
     terms: Vec<String>,
+    /// Ids of risk rules listed before this one: the rule also fires when all of them matched
+    /// (deleting something and production, anywhere in the task, is destroying production).
+    #[serde(default)]
+    all_of: Vec<String>,
 }
 
 fn one() -> u8 {
@@ -191,6 +196,15 @@ pub struct Rule {
     pub id: String,
     pub effect: RuleEffect,
     pub(super) terms: Vec<Term>,
+    /// Indexes of earlier rules that together also make this one fire (risk rules only).
+    pub(super) all_of: Vec<usize>,
+}
+
+impl Rule {
+    /// True for escalators and de-escalators (their terms do not count when negated).
+    pub(super) fn is_risk(&self) -> bool {
+        matches!(self.effect, RuleEffect::Escalate { .. } | RuleEffect::Deescalate { .. })
+    }
 }
 
 /// Validated, compiled classification rules.
@@ -214,6 +228,8 @@ pub struct Rules {
     /// checked against the few prefixes that start like it, not against all of them.
     pub(super) prefixes:
         HashMap<char, Vec<(String, usize, usize)>, std::hash::BuildHasherDefault<WordHasher>>,
+    /// The word model, trained for these rules on the corpus's tuning part.
+    pub(super) model: super::bayes::WordModel,
 }
 
 fn is_slug(text: &str) -> bool {
@@ -345,6 +361,7 @@ impl Rules {
                 id: r.id.clone(),
                 effect: RuleEffect::Category { category, weight: r.weight },
                 terms,
+                all_of: Vec::new(),
             });
         }
         for (i, r) in file.risk.iter().enumerate() {
@@ -361,8 +378,20 @@ impl Rules {
                     RuleEffect::Escalate { steps: 0, uncapped: false }
                 }
             };
-            let terms = parse_terms(&place, &r.terms, &mut problems);
-            rules.push(Rule { id: r.id.clone(), effect, terms });
+            let mut all_of = Vec::new();
+            for id in &r.all_of {
+                match rules.iter().position(|rule: &Rule| &rule.id == id && rule.is_risk()) {
+                    Some(index) => all_of.push(index),
+                    None => problems
+                        .push(format!("{place}: all_of names \"{id}\", not a risk rule listed before")),
+                }
+            }
+            let terms = if r.terms.is_empty() && !all_of.is_empty() {
+                Vec::new()
+            } else {
+                parse_terms(&place, &r.terms, &mut problems)
+            };
+            rules.push(Rule { id: r.id.clone(), effect, terms, all_of });
         }
         for (i, r) in file.hint.iter().enumerate() {
             let place = format!("hint[{i}] \"{}\"", r.id);
@@ -371,7 +400,12 @@ impl Rules {
                 problems.push(format!("{place}: hint \"{}\" must be of [a-z0-9_.-]", r.hint));
             }
             let terms = parse_terms(&place, &r.terms, &mut problems);
-            rules.push(Rule { id: r.id.clone(), effect: RuleEffect::Hint { hint: r.hint.clone() }, terms });
+            rules.push(Rule {
+                id: r.id.clone(),
+                effect: RuleEffect::Hint { hint: r.hint.clone() },
+                terms,
+                all_of: Vec::new(),
+            });
         }
 
         let mut dispatch_trust =
@@ -420,11 +454,8 @@ impl Rules {
                 }
             }
         }
-        for (index, token) in super::bayes::tokens().enumerate() {
-            words.entry(token.to_owned()).or_default().model_token = Some(index);
-        }
         let digest = Sha256::digest(text.as_bytes());
-        Ok(Self {
+        let mut rules = Self {
             categories,
             rules,
             fallback,
@@ -434,7 +465,10 @@ impl Rules {
             version: format!("v1-{}", &hex::encode(digest)[..12]),
             words,
             prefixes,
-        })
+            model: super::bayes::WordModel::default(),
+        };
+        rules.model = super::bayes::WordModel::train(&mut rules);
+        Ok(rules)
     }
 
     /// Returns the category with this id.
