@@ -66,7 +66,10 @@ fn main() {
     });
     let per_second = |d: Duration| count as f64 / d.as_secs_f64();
     println!("classify bench: {count} tasks, {} rules, rules {}", rules.rules.len(), rules.version);
-    println!("  compiling the rules (with the word model's training): {:.1} ms", compiled.as_secs_f64() * 1e3);
+    println!(
+        "  compiling the rules (with the word model's training): {:.1} ms",
+        compiled.as_secs_f64() * 1e3
+    );
     println!(
         "  baseline (normalise text):  {:>10.3} ms  {:>12.0} tasks/s",
         baseline.as_secs_f64() * 1e3,
