@@ -93,10 +93,12 @@ impl WordModel {
         for entry in rules.words.values_mut() {
             entry.model_token = None;
         }
+        let texts: Vec<(String, String)> =
+            tuning.iter().map(|l| (normalise(l.title), normalise(l.description))).collect();
         let mut names: Vec<String> = Vec::new();
-        for labelled in &tuning {
-            for text in [labelled.title, labelled.description] {
-                for word in words(&normalise(text)) {
+        for (title, description) in &texts {
+            for text in [title, description] {
+                for word in words(text) {
                     let entry = rules.words.entry(word.to_owned()).or_default();
                     if entry.model_token.is_none() {
                         entry.model_token = Some(names.len());
@@ -118,11 +120,10 @@ impl WordModel {
         let mut counts = vec![0u32; model.names.len() * k];
         let mut totals = vec![0u32; k];
         let mut documents = vec![0u32; k];
-        for labelled in &tuning {
+        for (labelled, (title, description)) in tuning.iter().zip(&texts) {
             let Ok(c) = model.categories.binary_search(&labelled.category) else { continue };
             documents[c] += 1;
-            let (title, description) = (normalise(labelled.title), normalise(labelled.description));
-            let fields = [(MatchField::Title, words(&title)), (MatchField::Description, words(&description))];
+            let fields = [(MatchField::Title, words(title)), (MatchField::Description, words(description))];
             for feature in model.features(rules, &fields) {
                 counts[feature * k + c] += 1;
                 totals[c] += 1;
@@ -224,25 +225,18 @@ mod tests {
         assert_eq!(best, Some(bug_fix));
         assert!(model.opinion(&[]).is_none());
         // A word that only a held-out task uses is unknown to the model.
-        let tuning: std::collections::BTreeSet<String> = corpus()
-            .filter(|l| !l.held_out)
-            .flat_map(|l| {
-                words(&normalise(&format!("{} {}", l.title, l.description)))
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let held_only = corpus()
-            .filter(|l| l.held_out)
-            .flat_map(|l| {
-                words(&normalise(&format!("{} {}", l.title, l.description)))
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .find(|w| !tuning.contains(w))
-            .expect("some held-out word is new");
+        let part_words = |held_out: bool| -> std::collections::BTreeSet<String> {
+            corpus()
+                .filter(|l| l.held_out == held_out)
+                .flat_map(|l| {
+                    let text = normalise(&format!("{} {}", l.title, l.description));
+                    words(&text).into_iter().map(str::to_owned).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let tuning = part_words(false);
+        let held_only =
+            part_words(true).into_iter().find(|w| !tuning.contains(w)).expect("some held-out word is new");
         assert!(rules.words.get(&held_only).and_then(|e| e.model_token).is_none(), "{held_only}");
     }
 }

@@ -354,29 +354,41 @@ fn corpus() -> Vec<bayes::Labelled> {
     bayes::corpus().collect()
 }
 
-/// (category accuracy, risk accuracy, misses) of one part of the corpus.
-fn accuracy(held_out: bool) -> (f64, f64, Vec<String>) {
-    let rules = rules();
-    let part: Vec<bayes::Labelled> = corpus().into_iter().filter(|l| l.held_out == held_out).collect();
+/// (right categories, right risks, misses with the rules that matched) of `part` under `rules`.
+fn score<'a>(
+    rules: &Rules,
+    part: impl IntoIterator<Item = &'a bayes::Labelled>,
+) -> (usize, usize, Vec<String>) {
     let mut misses = Vec::new();
     let (mut categories, mut risks) = (0, 0);
-    for labelled in &part {
-        let profile = classify(&task(labelled.title, labelled.description), &rules);
+    for labelled in part {
+        let profile = classify(&task(labelled.title, labelled.description), rules);
         let category_ok = profile.category == labelled.category;
         let risk_ok = profile.risk.as_str() == labelled.risk;
         categories += usize::from(category_ok);
         risks += usize::from(risk_ok);
         if !category_ok || !risk_ok {
+            let matched: Vec<String> =
+                profile.matched.iter().map(|m| format!("{}:{}", m.rule_id, m.evidence)).collect();
             misses.push(format!(
-                "{:?}: want {}/{}, got {}/{}",
+                "{:?} {:?}: want {}/{}, got {}/{} [{}]",
                 labelled.title,
+                labelled.description,
                 labelled.category,
                 labelled.risk,
                 profile.category,
-                profile.risk.as_str()
+                profile.risk.as_str(),
+                matched.join(", ")
             ));
         }
     }
+    (categories, risks, misses)
+}
+
+/// (category accuracy, risk accuracy, misses) of one part of the corpus.
+fn accuracy(held_out: bool) -> (f64, f64, Vec<String>) {
+    let part: Vec<bayes::Labelled> = corpus().into_iter().filter(|l| l.held_out == held_out).collect();
+    let (categories, risks, misses) = score(&rules(), &part);
     let n = part.len().max(1) as f64;
     (categories as f64 / n, risks as f64 / n, misses)
 }
@@ -447,39 +459,27 @@ fn held_out_accuracy_is_at_least_ninety_percent() {
 #[test]
 #[ignore = "a tuning aid: prints figures and misses, asserts nothing"]
 fn cross_validation_on_the_tuning_part() {
-    let tuning: Vec<(usize, bayes::Labelled)> =
-        corpus().into_iter().enumerate().filter(|(_, l)| !l.held_out).collect();
+    // The fold of each tuning task, by corpus index (None: held out).
+    let mut fold = Vec::new();
+    let mut tuning_seen = 0;
+    for labelled in corpus() {
+        fold.push((!labelled.held_out).then_some(tuning_seen % 5));
+        tuning_seen += usize::from(!labelled.held_out);
+    }
     let (mut categories, mut risks) = (0, 0);
-    for fold in 0..5 {
+    for k in 0..5 {
         let mut rules = rules();
-        let in_fold = |i: usize| tuning.iter().position(|(j, _)| *j == i).is_some_and(|p| p % 5 == fold);
-        rules.model = bayes::WordModel::train_on(&mut rules, |i, l| !l.held_out && !in_fold(i));
-        for (i, labelled) in &tuning {
-            if !in_fold(*i) {
-                continue;
-            }
-            let profile = classify(&task(labelled.title, labelled.description), &rules);
-            let (category_ok, risk_ok) =
-                (profile.category == labelled.category, profile.risk.as_str() == labelled.risk);
-            categories += usize::from(category_ok);
-            risks += usize::from(risk_ok);
-            if !category_ok || !risk_ok {
-                let rules_matched: Vec<String> =
-                    profile.matched.iter().map(|m| format!("{}:{}", m.rule_id, m.evidence)).collect();
-                println!(
-                    "  cv miss {:?} {:?}: want {}/{}, got {}/{} [{}]",
-                    labelled.title,
-                    labelled.description,
-                    labelled.category,
-                    labelled.risk,
-                    profile.category,
-                    profile.risk.as_str(),
-                    rules_matched.join(", ")
-                );
-            }
+        rules.model = bayes::WordModel::train_on(&mut rules, |i, _| fold[i].is_some_and(|f| f != k));
+        let part: Vec<bayes::Labelled> =
+            corpus().into_iter().zip(&fold).filter(|(_, f)| **f == Some(k)).map(|(l, _)| l).collect();
+        let (c, r, misses) = score(&rules, &part);
+        categories += c;
+        risks += r;
+        for miss in misses {
+            println!("  cv miss {miss}");
         }
     }
-    let n = tuning.len() as f64;
+    let n = tuning_seen as f64;
     println!(
         "cross-validation: category {:.1} %, risk {:.1} %",
         categories as f64 / n * 100.0,
