@@ -48,6 +48,9 @@ pub fn corpus() -> impl Iterator<Item = Labelled> {
     )
 }
 
+/// A feature's index in the model (a `u32` halves the per-task feature list).
+pub(super) type Feature = u32;
+
 /// The trained scorer. Feature indexes: the word index's `model_token`s for words, then one
 /// per category rule (see [`WordModel::rule_feature`]).
 #[derive(Debug, Clone, Default)]
@@ -57,19 +60,16 @@ pub struct WordModel {
     /// A printable name per feature: the word, or the rule's id.
     names: Vec<String>,
     /// Feature index per rule (category rules only).
-    rule_features: Vec<Option<usize>>,
+    rule_features: Vec<Option<Feature>>,
     /// Log-likelihood per feature and category, row-major (`names.len()` × `categories.len()`).
     likelihood: Vec<f64>,
     prior: Vec<f64>,
-}
-
-/// The scorer's opinion of one task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Opinion {
-    /// Posterior probability per model category, in [`WordModel::categories`] order.
-    pub posterior: Vec<f64>,
-    /// The task's features the model knows (in order, repeats kept).
-    known: Vec<usize>,
+    /// Per feature: the category it favours most, and by how much its log-likelihood there
+    /// exceeds its mean elsewhere (what an explanation ranks by; fixed once trained).
+    favours: Vec<(usize, f64)>,
+    /// Per model category: its index among the rules' categories (`None`: the rules do not
+    /// define it, and the model stays silent about it).
+    rule_category: Vec<Option<usize>>,
 }
 
 impl WordModel {
@@ -101,22 +101,32 @@ impl WordModel {
                 for word in words(text) {
                     let entry = rules.words.entry(word.to_owned()).or_default();
                     if entry.model_token.is_none() {
-                        entry.model_token = Some(names.len());
+                        entry.model_token = Some(names.len() as Feature);
                         names.push(word.to_owned());
                     }
                 }
             }
         }
+        rules.resolve_prefixes();
         let mut rule_features = vec![None; rules.rules.len()];
         for (r, rule) in rules.rules.iter().enumerate() {
             if matches!(rule.effect, super::RuleEffect::Category { .. }) {
-                rule_features[r] = Some(names.len());
+                rule_features[r] = Some(names.len() as Feature);
                 names.push(rule.id.clone());
             }
         }
         let k = categories.len();
-        let mut model =
-            Self { categories, names, rule_features, likelihood: Vec::new(), prior: vec![0.0; k] };
+        let rule_category =
+            categories.iter().map(|&id| rules.categories.iter().position(|c| c.id == id)).collect();
+        let mut model = Self {
+            categories,
+            names,
+            rule_features,
+            likelihood: Vec::new(),
+            prior: vec![0.0; k],
+            favours: Vec::new(),
+            rule_category,
+        };
         let mut counts = vec![0u32; model.names.len() * k];
         let mut totals = vec![0u32; k];
         let mut documents = vec![0u32; k];
@@ -125,7 +135,7 @@ impl WordModel {
             documents[c] += 1;
             let fields = [(MatchField::Title, words(title)), (MatchField::Description, words(description))];
             for feature in model.features(rules, &fields) {
-                counts[feature * k + c] += 1;
+                counts[feature as usize * k + c] += 1;
                 totals[c] += 1;
             }
         }
@@ -141,6 +151,15 @@ impl WordModel {
                     .collect::<Vec<_>>()
             })
             .collect();
+        model.favours = model
+            .likelihood
+            .chunks(k.max(1))
+            .map(|row| {
+                let best = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+                let rest = (row.iter().sum::<f64>() - row[best]) / (k - 1).max(1) as f64;
+                (best, row[best] - rest)
+            })
+            .collect();
         let all: f64 = documents.iter().map(|&d| f64::from(d)).sum();
         model.prior = documents.iter().map(|&d| (f64::from(d.max(1)) / all.max(1.0)).ln()).collect();
         model
@@ -148,14 +167,14 @@ impl WordModel {
 
     /// The features of a task: its known words (title and description) and the category rules
     /// it matched.
-    pub(super) fn features(&self, rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<usize> {
+    pub(super) fn features(&self, rules: &Rules, fields: &[(MatchField, Vec<&str>)]) -> Vec<Feature> {
         let (found, mut known) = super::find_matches(rules, fields);
         self.add_rule_features(&found, &mut known);
         known
     }
 
     /// Adds the features of the category rules that matched (`found` is indexed by rule).
-    pub(super) fn add_rule_features(&self, found: &[Option<(MatchField, String)>], known: &mut Vec<usize>) {
+    pub(super) fn add_rule_features(&self, found: &[Option<(MatchField, String)>], known: &mut Vec<Feature>) {
         for (r, hit) in found.iter().enumerate() {
             let (Some((field, _)), Some(Some(feature))) = (hit, self.rule_features.get(r)) else { continue };
             // A rule matched in the title counts twice, like the title's words.
@@ -163,45 +182,53 @@ impl WordModel {
         }
     }
 
-    /// The categories the model knows, in the order of [`Opinion::posterior`].
+    /// The categories the model knows, in the order of [`WordModel::posterior`]'s result.
     pub fn categories(&self) -> &[&'static str] {
         &self.categories
     }
 
-    /// Scores a task by its features (in order, repeats kept); `None` when there are none.
-    pub fn opinion(&self, known: &[usize]) -> Option<Opinion> {
+    /// The index among the rules' categories of model category `m`, if the rules define it.
+    pub fn rule_category(&self, m: usize) -> Option<usize> {
+        self.rule_category.get(m).copied().flatten()
+    }
+
+    /// The posterior probability per model category of a task with features `known` (in
+    /// order, repeats kept); `None` when there are none.
+    pub fn posterior(&self, known: &[Feature]) -> Option<Vec<f64>> {
         let k = self.categories.len();
         if k == 0 || known.is_empty() {
             return None;
         }
         let mut log = self.prior.clone();
         for &feature in known {
-            for (total, l) in log.iter_mut().zip(&self.likelihood[feature * k..(feature + 1) * k]) {
+            let row = feature as usize * k;
+            for (total, l) in log.iter_mut().zip(&self.likelihood[row..row + k]) {
                 *total += l;
             }
         }
         let max = log.iter().copied().fold(f64::MIN, f64::max);
-        let exp: Vec<f64> = log.iter().map(|l| ((l - max) / TEMPERATURE).exp()).collect();
-        let sum: f64 = exp.iter().sum();
-        Some(Opinion { posterior: exp.iter().map(|e| e / sum).collect(), known: known.to_vec() })
+        for l in &mut log {
+            *l = ((*l - max) / TEMPERATURE).exp();
+        }
+        let sum: f64 = log.iter().sum();
+        for l in &mut log {
+            *l /= sum;
+        }
+        Some(log)
     }
 
-    /// Up to `n` distinct features of the opinion that favour `category` most (it is their
+    /// Up to `n` distinct features among `known` that favour `category` most (it is their
     /// likeliest category), strongest first: words, or rule ids.
-    pub fn top_features(&self, opinion: &Opinion, category: usize, n: usize) -> Vec<&str> {
-        let k = self.categories.len();
-        let mut scored: Vec<(usize, f64)> = Vec::new();
-        for &feature in &opinion.known {
-            let row = &self.likelihood[feature * k..(feature + 1) * k];
-            let best = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
-            if best != category || scored.iter().any(|(f, _)| *f == feature) {
-                continue;
+    pub fn top_features(&self, known: &[Feature], category: usize, n: usize) -> Vec<&str> {
+        let mut scored: Vec<(Feature, f64)> = Vec::new();
+        for &feature in known {
+            let (best, margin) = self.favours[feature as usize];
+            if best == category && !scored.iter().any(|(f, _)| *f == feature) {
+                scored.push((feature, margin));
             }
-            let rest = (row.iter().sum::<f64>() - row[category]) / (k - 1).max(1) as f64;
-            scored.push((feature, row[category] - rest));
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.into_iter().take(n).map(|(f, _)| self.names[f].as_str()).collect()
+        scored.into_iter().take(n).map(|(f, _)| self.names[f as usize].as_str()).collect()
     }
 }
 
@@ -215,15 +242,14 @@ mod tests {
         let model = &rules.model;
         assert_eq!(model.categories().len(), 9, "{:?}", model.categories());
         let index = |word: &str| rules.words.get(word).and_then(|e| e.model_token);
-        let known: Vec<usize> = ["memory", "leak", "worker"].into_iter().filter_map(index).collect();
-        let scored = model.opinion(&known).expect("known words");
-        let total: f64 = scored.posterior.iter().sum();
+        let known: Vec<Feature> = ["memory", "leak", "worker"].into_iter().filter_map(index).collect();
+        let posterior = model.posterior(&known).expect("known words");
+        let total: f64 = posterior.iter().sum();
         assert!((total - 1.0).abs() < 1e-9);
         let bug_fix = model.categories().iter().position(|c| *c == "bug_fix").expect("bug_fix");
-        let best =
-            (0..scored.posterior.len()).max_by(|&a, &b| scored.posterior[a].total_cmp(&scored.posterior[b]));
+        let best = (0..posterior.len()).max_by(|&a, &b| posterior[a].total_cmp(&posterior[b]));
         assert_eq!(best, Some(bug_fix));
-        assert!(model.opinion(&[]).is_none());
+        assert!(model.posterior(&[]).is_none());
         // A word that only a held-out task uses is unknown to the model.
         let part_words = |held_out: bool| -> std::collections::BTreeSet<String> {
             corpus()

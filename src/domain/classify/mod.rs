@@ -12,6 +12,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -97,9 +98,9 @@ impl MatchField {
 pub struct RuleMatch {
     pub rule_id: String,
     /// `category`, `escalate`, `deescalate`, `hint` or `domain_hint`.
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// What it pointed at: a category id, a number of risk steps, or a hint.
-    pub target: String,
+    pub target: Cow<'static, str>,
     pub field: MatchField,
     /// The words that matched, as normalised text.
     pub evidence: String,
@@ -132,6 +133,9 @@ pub struct TaskProfile {
     pub rules_version: String,
 }
 
+/// A risk rule's target, by its steps (1..3; rules are validated to that).
+const RAISE: [&str; 4] = ["+0", "+1", "+2", "+3"];
+const LOWER: [&str; 4] = ["-0", "-1", "-2", "-3"];
 /// Bonus for a category named by the caller's domain hint.
 const DOMAIN_HINT_WEIGHT: f64 = 2.0;
 /// Hints every HIGH or CRITICAL task gets.
@@ -143,19 +147,50 @@ pub const HINT_APPROVAL: &str = "needs_human_approval";
 /// space, so "Stack-Trace!!" and "stack trace" read the same.
 pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut gap = false;
+    normalise_into(text, &mut out, |_| {});
+    out
+}
+
+/// Normalised text and the byte range of each of its words, from one pass over the text.
+struct Normalised {
+    text: String,
+    bounds: Vec<std::ops::Range<usize>>,
+}
+
+impl Normalised {
+    fn new(text: &str) -> Self {
+        let mut out = String::with_capacity(text.len());
+        // Words of ~5 letters and a space: a guess that rarely regrows and never overshoots far.
+        let mut bounds = Vec::with_capacity(text.len() / 5 + 1);
+        normalise_into(text, &mut out, |word| bounds.push(word));
+        Self { text: out, bounds }
+    }
+
+    fn words(&self) -> Vec<&str> {
+        self.bounds.iter().map(|range| &self.text[range.clone()]).collect()
+    }
+}
+
+/// What [`normalise`] does, appending to `out` and handing each finished word's byte range in
+/// `out` to `word` (a no-op closure costs nothing, so plain normalisation pays for no ranges).
+fn normalise_into(text: &str, out: &mut String, mut word: impl FnMut(std::ops::Range<usize>)) {
+    let mut start: Option<usize> = None;
     for c in text.chars() {
         if c.is_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push(' ');
+            if start.is_none() {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                start = Some(out.len());
             }
-            gap = false;
             out.extend(c.to_lowercase());
-        } else {
-            gap = true;
+        } else if let Some(from) = start.take() {
+            word(from..out.len());
         }
     }
-    out
+    if let Some(from) = start {
+        word(from..out.len());
+    }
 }
 
 /// Checks a task's bounds; every problem is reported at once.
@@ -203,13 +238,15 @@ pub fn validate_task(task: &TaskInput, rules: &Rules) -> Result<(), Vec<FieldVio
 fn find_matches(
     rules: &Rules,
     fields: &[(MatchField, Vec<&str>)],
-) -> (Vec<Option<(MatchField, String)>>, Vec<usize>) {
+) -> (Vec<Option<(MatchField, String)>>, Vec<bayes::Feature>) {
     let mut found: Vec<Option<(MatchField, String)>> = vec![None; rules.rules.len()];
-    let mut model_tokens = Vec::new();
+    // Room for every word twice (title words count twice) and every rule: no regrowth.
+    let mut model_tokens =
+        Vec::with_capacity(2 * fields.iter().map(|(_, w)| w.len()).sum::<usize>() + 2 * rules.rules.len());
     for (field, words) in fields {
         for start in 0..words.len() {
             let word = words[start];
-            let first = word.chars().next().unwrap_or_default();
+            let first = usize::from(word.as_bytes().first().copied().unwrap_or_default());
             let entry = rules.words.get(word);
             if *field != MatchField::Labels
                 && let Some(token) = entry.and_then(|e| e.model_token)
@@ -220,24 +257,24 @@ fn find_matches(
                     model_tokens.push(token);
                 }
             }
-            let candidates = entry.into_iter().flat_map(|e| e.terms.iter()).copied().chain(
-                rules
-                    .prefixes
-                    .get(&first)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(p, _, _)| word.starts_with(p.as_str()))
-                    .map(|&(_, r, t)| (r, t)),
-            );
-            for (r, t) in candidates {
+            let mut consider = |(r, t): (usize, usize)| {
                 if found[r].is_some() {
-                    continue;
+                    return;
                 }
                 let term = &rules.rules[r].terms[t];
                 let n = term.words.len();
                 if term_at(term, words, start) && !(rules.rules[r].is_risk() && negated(words, start)) {
                     found[r] = Some((*field, words[start..start + n].join(" ")));
                 }
+            };
+            // A known word's prefix terms were resolved with the index; others are checked
+            // against the prefixes that start with the same byte.
+            match entry {
+                Some(entry) => entry.terms.iter().chain(&entry.prefix_terms).copied().for_each(&mut consider),
+                None => rules.prefixes[first]
+                    .iter()
+                    .filter(|(p, _, _)| word.starts_with(p.as_str()))
+                    .for_each(|&(_, r, t)| consider((r, t))),
             }
         }
     }
@@ -246,11 +283,11 @@ fn find_matches(
         if found[r].is_some() || rule.all_of.is_empty() {
             continue;
         }
-        let parts: Option<Vec<&(MatchField, String)>> =
-            rule.all_of.iter().map(|&i| found[i].as_ref()).collect();
-        if let Some(parts) = parts {
-            let evidence = parts.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(" + ");
-            found[r] = Some((parts[0].0, evidence));
+        if rule.all_of.iter().all(|&i| found[i].is_some()) {
+            let parts = rule.all_of.iter().filter_map(|&i| found[i].as_ref());
+            let field = parts.clone().next().map_or(MatchField::Description, |(field, _)| *field);
+            let evidence = parts.map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(" + ");
+            found[r] = Some((field, evidence));
         }
     }
     (found, model_tokens)
@@ -291,18 +328,19 @@ fn round3(value: f64) -> f64 {
 
 /// Classifies a validated task.
 pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
-    let title = normalise(&task.title);
-    let description = normalise(&task.description);
-    let labels: Vec<String> = task.labels.iter().map(|l| normalise(l)).collect();
+    let title = Normalised::new(&task.title);
+    let description = Normalised::new(&task.description);
+    let labels: Vec<Normalised> = task.labels.iter().map(|l| Normalised::new(l)).collect();
     // Labels are matched one by one, so a phrase never spans two labels.
-    let mut fields: Vec<(MatchField, Vec<&str>)> = vec![(MatchField::Title, words(&title))];
-    fields.extend(labels.iter().map(|l| (MatchField::Labels, words(l))));
-    fields.push((MatchField::Description, words(&description)));
+    let mut fields: Vec<(MatchField, Vec<&str>)> = Vec::with_capacity(labels.len() + 2);
+    fields.push((MatchField::Title, title.words()));
+    fields.extend(labels.iter().map(|l| (MatchField::Labels, l.words())));
+    fields.push((MatchField::Description, description.words()));
     let (found, mut model_tokens) = find_matches(rules, &fields);
     rules.model.add_rule_features(&found, &mut model_tokens);
 
     let mut scores = vec![0.0f64; rules.categories.len()];
-    let mut matched = Vec::new();
+    let mut matched = Vec::with_capacity(found.iter().flatten().count() + 3);
     let (mut escalation, mut deescalation, mut uncapped_escalation) = (0i32, 0i32, 0i32);
     let mut hints = BTreeSet::new();
     for (rule, hit) in rules.rules.iter().zip(found) {
@@ -311,7 +349,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
             RuleEffect::Category { category, weight } => {
                 let bonus = if field == MatchField::Title { weight * rules.title_bonus } else { 0.0 };
                 scores[*category] += weight + bonus;
-                ("category", rules.categories[*category].id.clone(), weight + bonus)
+                ("category", Cow::Owned(rules.categories[*category].id.clone()), weight + bonus)
             }
             RuleEffect::Escalate { steps, uncapped } => {
                 // The strongest escalator decides; several reasons do not stack.
@@ -319,20 +357,20 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
                 if *uncapped {
                     uncapped_escalation = uncapped_escalation.max(i32::from(*steps));
                 }
-                ("escalate", format!("+{steps}"), 0.0)
+                ("escalate", Cow::Borrowed(RAISE[usize::from(*steps).min(3)]), 0.0)
             }
             RuleEffect::Deescalate { steps } => {
                 deescalation = deescalation.max(i32::from(*steps));
-                ("deescalate", format!("-{steps}"), 0.0)
+                ("deescalate", Cow::Borrowed(LOWER[usize::from(*steps).min(3)]), 0.0)
             }
             RuleEffect::Hint { hint } => {
-                hints.insert(hint.clone());
-                ("hint", hint.clone(), 0.0)
+                hints.insert(hint.as_str());
+                ("hint", Cow::Owned(hint.clone()), 0.0)
             }
         };
         matched.push(RuleMatch {
             rule_id: rule.id.clone(),
-            kind: kind.to_owned(),
+            kind: Cow::Borrowed(kind),
             target,
             field,
             evidence,
@@ -346,8 +384,8 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
                 scores[i] += DOMAIN_HINT_WEIGHT;
                 matched.push(RuleMatch {
                     rule_id: "domain_hint".to_owned(),
-                    kind: "domain_hint".to_owned(),
-                    target: category.id.clone(),
+                    kind: Cow::Borrowed("domain_hint"),
+                    target: Cow::Owned(category.id.clone()),
                     field: MatchField::DomainHint,
                     evidence: hint.clone(),
                     score: DOMAIN_HINT_WEIGHT,
@@ -358,11 +396,11 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
 
     // The word model backs the rules up (only for categories these rules define, so custom
     // rule files with other categories are untouched).
-    if let Some(opinion) = rules.model.opinion(&model_tokens) {
+    if let Some(posterior) = rules.model.posterior(&model_tokens) {
         let model = rules.model.categories();
         let mut best: Option<(usize, f64)> = None;
-        for (m, probability) in opinion.posterior.iter().enumerate() {
-            let Some(i) = rules.categories.iter().position(|c| c.id == model[m]) else { continue };
+        for (m, probability) in posterior.iter().enumerate() {
+            let Some(i) = rules.model.rule_category(m) else { continue };
             let added = bayes::BAYES_WEIGHT * probability;
             scores[i] += added;
             if best.is_none_or(|(_, b)| added > b) {
@@ -370,11 +408,11 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
             }
         }
         if let Some((m, added)) = best {
-            let evidence = rules.model.top_features(&opinion, m, 5);
+            let evidence = rules.model.top_features(&model_tokens, m, 5);
             matched.push(RuleMatch {
                 rule_id: "bayes.words".to_owned(),
-                kind: "category".to_owned(),
-                target: model[m].to_owned(),
+                kind: Cow::Borrowed("category"),
+                target: Cow::Borrowed(model[m]),
                 field: MatchField::Description,
                 evidence: evidence.join(" "),
                 score: round3(added),
@@ -404,8 +442,8 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
         escalation = escalation.max(1);
         matched.push(RuleMatch {
             rule_id: "risk.shouted".to_owned(),
-            kind: "escalate".to_owned(),
-            target: "+1".to_owned(),
+            kind: Cow::Borrowed("escalate"),
+            target: Cow::Borrowed(RAISE[1]),
             field: MatchField::Title,
             evidence: task.title.chars().take(40).collect(),
             score: 0.0,
@@ -424,19 +462,19 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
     } else {
         category.base_risk.shifted(-deescalation)
     };
-    hints.extend(category.hints.iter().cloned());
+    hints.extend(category.hints.iter().map(String::as_str));
     if risk >= RiskLevel::High {
-        hints.insert(HINT_REVIEW.to_owned());
+        hints.insert(HINT_REVIEW);
     }
     if risk == RiskLevel::Critical {
-        hints.insert(HINT_APPROVAL.to_owned());
+        hints.insert(HINT_APPROVAL);
     }
     TaskProfile {
         category: category.id.clone(),
         category_name: category.name.clone(),
         domain: category.domain.clone(),
         risk,
-        hints: hints.into_iter().collect(),
+        hints: hints.into_iter().map(str::to_owned).collect(),
         confidence,
         alternatives,
         matched,
@@ -451,5 +489,8 @@ fn shouted(title: &str) -> bool {
 }
 
 fn words(text: &str) -> Vec<&str> {
-    text.split(' ').filter(|w| !w.is_empty()).collect()
+    // Normalised text has one space between words: sized once, never regrown.
+    let mut words = Vec::with_capacity(text.bytes().filter(|&b| b == b' ').count() + 1);
+    words.extend(text.split(' ').filter(|w| !w.is_empty()));
+    words
 }

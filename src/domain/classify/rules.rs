@@ -179,8 +179,11 @@ pub(super) type WordMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<Wo
 pub(super) struct WordEntry {
     /// Terms that start with this word: (rule, term).
     pub terms: Vec<(usize, usize)>,
+    /// One-word prefix terms this word starts with, in [`Rules::prefixes`] order: resolved
+    /// once per known word, so only words the index lacks are checked against prefixes.
+    pub prefix_terms: Vec<(usize, usize)>,
     /// The word's index in the word model, if it has one.
-    pub model_token: Option<usize>,
+    pub model_token: Option<super::bayes::Feature>,
 }
 
 /// A term: words matched in sequence; the last one as a prefix when `prefix` is set.
@@ -224,10 +227,9 @@ pub struct Rules {
     /// Every word the classifier knows, looked up once per word of a task: the terms that
     /// start with it and its index in the word model.
     pub(super) words: WordMap<WordEntry>,
-    /// One-word prefix terms by the prefix's first character: (prefix, rule, term). A word is
+    /// One-word prefix terms by the prefix's first byte: (prefix, rule, term). A word is
     /// checked against the few prefixes that start like it, not against all of them.
-    pub(super) prefixes:
-        HashMap<char, Vec<(String, usize, usize)>, std::hash::BuildHasherDefault<WordHasher>>,
+    pub(super) prefixes: Vec<Vec<(String, usize, usize)>>,
     /// The word model, trained for these rules on the corpus's tuning part.
     pub(super) model: super::bayes::WordModel,
 }
@@ -439,16 +441,12 @@ impl Rules {
         }
 
         let mut words: WordMap<WordEntry> = WordMap::default();
-        let mut prefixes: HashMap<
-            char,
-            Vec<(String, usize, usize)>,
-            std::hash::BuildHasherDefault<WordHasher>,
-        > = HashMap::default();
+        let mut prefixes: Vec<Vec<(String, usize, usize)>> = vec![Vec::new(); 256];
         for (r, rule) in rules.iter().enumerate() {
             for (t, term) in rule.terms.iter().enumerate() {
                 if term.prefix && term.words.len() == 1 {
-                    let first = term.words[0].chars().next().unwrap_or_default();
-                    prefixes.entry(first).or_default().push((term.words[0].clone(), r, t));
+                    let first = term.words[0].as_bytes().first().copied().unwrap_or_default();
+                    prefixes[usize::from(first)].push((term.words[0].clone(), r, t));
                 } else {
                     words.entry(term.words[0].clone()).or_default().terms.push((r, t));
                 }
@@ -469,6 +467,19 @@ impl Rules {
         };
         rules.model = super::bayes::WordModel::train(&mut rules);
         Ok(rules)
+    }
+
+    /// Resolves, for every word in the index, the prefix terms it starts with (after the word
+    /// model has registered its vocabulary).
+    pub(super) fn resolve_prefixes(&mut self) {
+        for (word, entry) in &mut self.words {
+            entry.prefix_terms = self.prefixes
+                [usize::from(word.as_bytes().first().copied().unwrap_or_default())]
+            .iter()
+            .filter(|(prefix, _, _)| word.starts_with(prefix.as_str()))
+            .map(|&(_, r, t)| (r, t))
+            .collect();
+        }
     }
 
     /// Returns the category with this id.

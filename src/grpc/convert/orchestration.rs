@@ -71,8 +71,8 @@ impl From<&TaskProfile> for pb::TaskProfile {
                 .iter()
                 .map(|m| pb::RuleMatch {
                     rule_id: m.rule_id.clone(),
-                    kind: m.kind.clone(),
-                    target: m.target.clone(),
+                    kind: m.kind.to_string(),
+                    target: m.target.to_string(),
                     field: m.field.as_str().to_owned(),
                     evidence: m.evidence.clone(),
                     score: m.score,
