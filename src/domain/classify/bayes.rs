@@ -10,7 +10,7 @@
 //! rules' own matcher, so a custom rules file gets a model that knows its rules; the model
 //! only speaks for categories that the corpus and the rules both define.
 
-use super::{MatchField, Rules, normalise, words};
+use super::{MatchField, Normalised, Rules};
 
 /// The most the scorer adds to one category (a strong rule weighs 3–5, the title counts half
 /// as much again): it decides between the categories the rules leave close.
@@ -93,12 +93,12 @@ impl WordModel {
         for entry in rules.words.values_mut() {
             entry.model_token = None;
         }
-        let texts: Vec<(String, String)> =
-            tuning.iter().map(|l| (normalise(l.title), normalise(l.description))).collect();
+        let texts: Vec<(Normalised, Normalised)> =
+            tuning.iter().map(|l| (Normalised::new(l.title), Normalised::new(l.description))).collect();
         let mut names: Vec<String> = Vec::new();
         for (title, description) in &texts {
             for text in [title, description] {
-                for word in words(text) {
+                for word in text.words() {
                     let entry = rules.words.entry(word.to_owned()).or_default();
                     if entry.model_token.is_none() {
                         entry.model_token = Some(names.len() as Feature);
@@ -133,7 +133,7 @@ impl WordModel {
         for (labelled, (title, description)) in tuning.iter().zip(&texts) {
             let Ok(c) = model.categories.binary_search(&labelled.category) else { continue };
             documents[c] += 1;
-            let fields = [(MatchField::Title, words(title)), (MatchField::Description, words(description))];
+            let fields = [(MatchField::Title, title.words()), (MatchField::Description, description.words())];
             for feature in model.features(rules, &fields) {
                 counts[feature as usize * k + c] += 1;
                 totals[c] += 1;
@@ -255,8 +255,8 @@ mod tests {
             corpus()
                 .filter(|l| l.held_out == held_out)
                 .flat_map(|l| {
-                    let text = normalise(&format!("{} {}", l.title, l.description));
-                    words(&text).into_iter().map(str::to_owned).collect::<Vec<_>>()
+                    let text = Normalised::new(&format!("{} {}", l.title, l.description));
+                    text.words().into_iter().map(str::to_owned).collect::<Vec<_>>()
                 })
                 .collect()
         };

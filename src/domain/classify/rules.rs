@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{RiskLevel, normalise};
+use super::{Normalised, RiskLevel};
 use crate::domain::model::TrustLevel;
 
 /// The rules embedded in the binary, used unless `--rules` names a file.
@@ -248,8 +248,7 @@ fn parse_term(raw: &str) -> Result<Term, String> {
     if body.contains('*') {
         return Err(format!("term \"{raw}\": `*` is allowed only at the end"));
     }
-    let words: Vec<String> =
-        normalise(body).split(' ').filter(|w| !w.is_empty()).map(str::to_owned).collect();
+    let words: Vec<String> = Normalised::new(body).words().into_iter().map(str::to_owned).collect();
     if words.is_empty() {
         return Err(format!("term \"{raw}\" has no letters or digits"));
     }
