@@ -6,7 +6,7 @@
 //! categories' rule scores, and the features that spoke most for its choice (words, or rule
 //! ids) are reported in `matched_rules`, so a decision stays explainable.
 //!
-//! Training happens once per compiled rules (~10–16 ms for ~1 800 tasks) with the
+//! Training happens once per compiled rules (~10–16 ms for ~2 200 tasks) with the
 //! rules' own matcher, so a custom rules file gets a model that knows its rules; the model
 //! only speaks for categories that the corpus and the rules both define.
 

@@ -281,7 +281,8 @@ fn nothing_matched_falls_back_with_zero_confidence() {
 #[test]
 fn prefix_terms_match_word_starts_only() {
     let rules = rules();
-    assert_eq!(classify(&task("Deployment failed", ""), &rules).category, "bug_fix");
+    let prefixed = classify(&task("Deployment of the new release", ""), &rules);
+    assert!(prefixed.matched.iter().any(|m| m.evidence == "deployment"), "{:?}", prefixed.matched);
     let unrelated = classify(&task("Redeploy nothing", ""), &rules);
     assert!(unrelated.matched.iter().all(|m| m.evidence != "redeploy"), "{:?}", unrelated.matched);
 }
@@ -405,33 +406,73 @@ fn the_corpus_is_large_enough_and_well_formed() {
     assert!(corpus.iter().filter(|l| l.held_out).count() >= 75);
 }
 
+/// Whether `term` matches anywhere in one normalised text.
+fn term_in(term: &rules::Term, text: &str) -> bool {
+    let words = words(text);
+    (0..words.len()).any(|start| term_at(term, &words, start))
+}
+
+/// The normalised titles and descriptions of one part of the corpus, per task.
+fn part_texts(held_out: bool) -> Vec<(bayes::Labelled, [String; 2])> {
+    corpus()
+        .into_iter()
+        .filter(|l| l.held_out == held_out)
+        .map(|l| (l, [normalise(l.title), normalise(l.description)]))
+        .collect()
+}
+
 /// "No rule is written against the held-out part", as far as a test can tell: every term that
 /// matches a held-out task also matches a tuning task (a term only the held-out part uses could
 /// only have come from reading it).
 #[test]
 fn no_rule_term_is_evidenced_by_the_held_out_part_alone() {
     let rules = rules();
-    let texts = |held_out: bool| -> Vec<String> {
-        corpus()
-            .iter()
-            .filter(|l| l.held_out == held_out)
-            .flat_map(|l| [normalise(l.title), normalise(l.description)])
-            .collect()
-    };
-    let (tuning, held_out) = (texts(false), texts(true));
-    let matches = |term: &rules::Term, text: &String| {
-        let words = words(text);
-        (0..words.len()).any(|start| term_at(term, &words, start))
+    let (tuning, held_out) = (part_texts(false), part_texts(true));
+    let used = |term: &rules::Term, part: &[(bayes::Labelled, [String; 2])]| {
+        part.iter().any(|(_, texts)| texts.iter().any(|t| term_in(term, t)))
     };
     let mut unevidenced = Vec::new();
     for rule in &rules.rules {
         for term in &rule.terms {
-            if held_out.iter().any(|t| matches(term, t)) && !tuning.iter().any(|t| matches(term, t)) {
+            if used(term, &held_out) && !used(term, &tuning) {
                 unevidenced.push(format!("{}: {:?}", rule.id, term.words.join(" ")));
             }
         }
     }
     assert!(unevidenced.is_empty(), "terms only held-out tasks use:\n{}", unevidenced.join("\n"));
+}
+
+/// A category term the labelled tasks contradict does not stay: every term that matches at
+/// least 4 tuning tasks points to its rule's category in at least a quarter of them (the
+/// corpus has nine categories, so a quarter is twice chance). Terms below it ("users",
+/// "clients", "csv", "report", "failed", ...) added weight to the wrong category more often
+/// than not; removing them raised the cross-validated category accuracy.
+#[test]
+fn no_category_term_points_elsewhere_in_most_tuning_tasks() {
+    let rules = rules();
+    let tuning = part_texts(false);
+    let mut contradicted = Vec::new();
+    for rule in &rules.rules {
+        let RuleEffect::Category { category, .. } = rule.effect else { continue };
+        let id = rules.categories[category].id.as_str();
+        for term in &rule.terms {
+            let hits: Vec<&str> = tuning
+                .iter()
+                .filter(|(_, texts)| texts.iter().any(|t| term_in(term, t)))
+                .map(|(l, _)| l.category)
+                .collect();
+            let agree = hits.iter().filter(|c| **c == id).count();
+            if hits.len() >= 4 && agree * 4 < hits.len() {
+                contradicted.push(format!(
+                    "{}: {:?} ({agree} of {})",
+                    rule.id,
+                    term.words.join(" "),
+                    hits.len()
+                ));
+            }
+        }
+    }
+    assert!(contradicted.is_empty(), "terms the tuning part contradicts:\n{}", contradicted.join("\n"));
 }
 
 /// The bar: at least 90 % of the held-out tasks get their category and their risk right.
@@ -446,7 +487,7 @@ fn held_out_accuracy_is_at_least_ninety_percent() {
     }
     println!("  held-out misses: {}", misses.len());
     // The held-out misses are counted, never listed: rules are tuned on the tuning part only.
-    // The bar is 90 % for both. Risk meets it; category reaches 88.6 % (see
+    // The bar is 90 % for both. Risk meets it; category reaches 88.7 % (see
     // docs/architecture.md) and is held to 88 %, as a floor against regressions, until it
     // gets there.
     assert!(risk >= 0.9, "held-out risk accuracy below 90 % ({} misses)", misses.len());
