@@ -440,10 +440,13 @@ impl Store {
     /// that no sink still needs (every recently configured sink's cursor is past them and no
     /// delivery of them is pending). Returns (deliveries, events) removed.
     pub async fn purge_outbound(&self, cutoff: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+        // One transaction: nobody sees a delivery gone while the event it alone kept is still
+        // there (a redelivery in between would bring back a delivery for a purged event).
+        let txn = self.begin_write().await?;
         let deliveries = outbound_delivery::Entity::delete_many()
             .filter(outbound_delivery::Column::State.ne(DeliveryState::Pending.as_str()))
             .filter(outbound_delivery::Column::UpdatedAt.lt(cutoff))
-            .exec(&self.db)
+            .exec(&txn)
             .await?
             .rows_affected;
         let min_cursor: Option<i64> = outbound_sink::Entity::find()
@@ -451,7 +454,7 @@ impl Store {
             .column_as(outbound_sink::Column::Cursor.min(), "cursor")
             .filter(outbound_sink::Column::ConfiguredAt.gte(cutoff))
             .into_tuple::<Option<i64>>()
-            .one(&self.db)
+            .one(&txn)
             .await?
             .flatten();
         let min_pending: Option<i64> = outbound_delivery::Entity::find()
@@ -459,7 +462,7 @@ impl Store {
             .column_as(outbound_delivery::Column::EventSeq.min(), "seq")
             .filter(outbound_delivery::Column::State.eq(DeliveryState::Pending.as_str()))
             .into_tuple::<Option<i64>>()
-            .one(&self.db)
+            .one(&txn)
             .await?
             .flatten();
         let mut bound = min_cursor.unwrap_or(i64::MAX);
@@ -475,7 +478,8 @@ impl Store {
             .filter(outbound_event::Column::Seq.lte(bound))
             .filter(outbound_event::Column::OccurredAt.lt(cutoff))
             .filter(outbound_event::Column::Seq.not_in_subquery(delivered_seqs));
-        let events = delete.exec(&self.db).await?.rows_affected;
+        let events = delete.exec(&txn).await?.rows_affected;
+        txn.commit().await?;
         Ok((deliveries, events))
     }
 }

@@ -34,6 +34,9 @@ async fn latest_seen_count(app: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_bound_calls_are_refused_at_once_while_probes_still_answer() {
     let app = spawn_app_with(AppOptions { max_in_flight: 2, ..AppOptions::default() }).await;
+    // A read that finishes after a FRESH read was asked answers it: let any read the replica
+    // started on its own finish first (a FRESH read waits for it), so the two below are held.
+    topology(&app, pb::ReadMode::Fresh).await.expect("a fresh read before the hold");
     app.failpoints.enable(HOLD_RUNTIME_READS);
     // Two FRESH reads take both slots: one inside the held runtime read, one waiting for it.
     let mut held = Vec::new();
