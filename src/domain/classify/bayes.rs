@@ -52,7 +52,7 @@ pub fn corpus() -> impl Iterator<Item = Labelled> {
 pub(super) type Feature = u32;
 
 /// The trained scorer. Feature indexes: the word index's `model_token`s for words, then one
-/// per category rule (see [`WordModel::rule_feature`]).
+/// per category rule (`rule_features`).
 #[derive(Debug, Clone, Default)]
 pub struct WordModel {
     /// The corpus's categories, sorted.

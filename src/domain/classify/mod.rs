@@ -246,7 +246,6 @@ fn find_matches(
     for (field, words) in fields {
         for start in 0..words.len() {
             let word = words[start];
-            let first = usize::from(word.as_bytes().first().copied().unwrap_or_default());
             let entry = rules.words.get(word);
             if *field != MatchField::Labels
                 && let Some(token) = entry.and_then(|e| e.model_token)
@@ -271,7 +270,7 @@ fn find_matches(
             // against the prefixes that start with the same byte.
             match entry {
                 Some(entry) => entry.terms.iter().chain(&entry.prefix_terms).copied().for_each(&mut consider),
-                None => rules.prefixes[first]
+                None => rules.prefixes[rules::prefix_slot(word)]
                     .iter()
                     .filter(|(p, _, _)| word.starts_with(p.as_str()))
                     .for_each(|&(_, r, t)| consider((r, t))),

@@ -240,6 +240,11 @@ fn is_slug(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
+/// The slot of [`Rules::prefixes`] a word's prefix terms are filed under: its first byte.
+pub(super) fn prefix_slot(word: &str) -> usize {
+    usize::from(word.as_bytes().first().copied().unwrap_or_default())
+}
+
 fn parse_term(raw: &str) -> Result<Term, String> {
     let (body, prefix) = match raw.strip_suffix('*') {
         Some(body) => (body, true),
@@ -444,8 +449,7 @@ impl Rules {
         for (r, rule) in rules.iter().enumerate() {
             for (t, term) in rule.terms.iter().enumerate() {
                 if term.prefix && term.words.len() == 1 {
-                    let first = term.words[0].as_bytes().first().copied().unwrap_or_default();
-                    prefixes[usize::from(first)].push((term.words[0].clone(), r, t));
+                    prefixes[prefix_slot(&term.words[0])].push((term.words[0].clone(), r, t));
                 } else {
                     words.entry(term.words[0].clone()).or_default().terms.push((r, t));
                 }
@@ -472,12 +476,11 @@ impl Rules {
     /// model has registered its vocabulary).
     pub(super) fn resolve_prefixes(&mut self) {
         for (word, entry) in &mut self.words {
-            entry.prefix_terms = self.prefixes
-                [usize::from(word.as_bytes().first().copied().unwrap_or_default())]
-            .iter()
-            .filter(|(prefix, _, _)| word.starts_with(prefix.as_str()))
-            .map(|&(_, r, t)| (r, t))
-            .collect();
+            entry.prefix_terms = self.prefixes[prefix_slot(word)]
+                .iter()
+                .filter(|(prefix, _, _)| word.starts_with(prefix.as_str()))
+                .map(|&(_, r, t)| (r, t))
+                .collect();
         }
     }
 
