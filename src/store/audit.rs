@@ -166,16 +166,20 @@ impl Store {
     /// broken link (including a head that does not match the last event).
     pub async fn verify_audit_chain(&self) -> Result<Result<i64, BrokenLink>, StoreError> {
         const BATCH: u64 = 1000;
+        // One snapshot for the walk and the head: a batch sealed between reading the last
+        // event and reading the head would otherwise look like a head past the log's end.
+        let txn = self.begin_snapshot().await?;
         let mut prev = (0i64, GENESIS_HASH.to_owned());
         loop {
             let rows = audit_event::Entity::find()
                 .filter(audit_event::Column::Seq.gt(prev.0))
                 .order_by_asc(audit_event::Column::Seq)
                 .limit(BATCH)
-                .all(&self.db)
+                .all(&txn)
                 .await?;
             let events: Vec<AuditEvent> = rows.into_iter().map(event_of).collect();
             if let Err(broken) = verify(&events, (prev.0, &prev.1)) {
+                txn.rollback().await?;
                 return Ok(Err(broken));
             }
             match events.last() {
@@ -186,7 +190,8 @@ impl Store {
                 break;
             }
         }
-        let head = audit_chain_head::Entity::find_by_id(1).one(&self.db).await?;
+        let head = audit_chain_head::Entity::find_by_id(1).one(&txn).await?;
+        txn.rollback().await?;
         match head {
             Some(head) if head.last_seq == prev.0 && head.last_hash == prev.1 => Ok(Ok(prev.0)),
             Some(head) => Ok(Err(BrokenLink {

@@ -188,6 +188,22 @@ impl Store {
         Ok(txn)
     }
 
+    /// Begins a read-only transaction whose reads all see one snapshot, for a read that spans
+    /// several statements and must not see a write land between them. Postgres needs
+    /// REPEATABLE READ for that (READ COMMITTED takes a snapshot per statement); a SQLite
+    /// transaction in WAL mode reads one snapshot from its first read on.
+    pub(crate) async fn begin_snapshot(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+        use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+        Ok(match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                self.db
+                    .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+                    .await?
+            }
+            _ => self.db.begin().await?,
+        })
+    }
+
     /// Shares a skew (milliseconds) added to every database-clock reading; tests use it to
     /// move lease time without sleeping.
     pub fn with_clock_skew(mut self, skew_ms: Arc<AtomicI64>) -> Self {

@@ -109,22 +109,15 @@ fn pending_delivery(sink: &str, seq: i64, now: DateTime<Utc>) -> outbound_delive
     }
 }
 
-/// Joins delivery rows with their events (one query for the events).
-async fn with_events<C: ConnectionTrait>(
-    conn: &C,
-    rows: Vec<outbound_delivery::Model>,
+/// Turns delivery rows joined with their events into deliveries. The join is one statement, so
+/// it sees one snapshot: a purge between two separate reads could leave a delivery read first
+/// without the event read second.
+fn with_events(
+    rows: Vec<(outbound_delivery::Model, Option<outbound_event::Model>)>,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let seqs: Vec<i64> = rows.iter().map(|row| row.event_seq).collect();
-    let events: std::collections::HashMap<i64, StoredEvent> = outbound_event::Entity::find()
-        .filter(outbound_event::Column::Seq.is_in(seqs))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|row| (row.seq, event_of(row)))
-        .collect();
     rows.into_iter()
-        .map(|row| {
-            let event = events.get(&row.event_seq).cloned().ok_or_else(|| {
+        .map(|(row, event)| {
+            let event = event.map(event_of).ok_or_else(|| {
                 StoreError::Corrupt(format!("delivery {}/{} has no event", row.sink, row.event_seq))
             })?;
             delivery_of(row, event)
@@ -258,9 +251,10 @@ impl Store {
             .filter(outbound_delivery::Column::Sink.eq(sink))
             .filter(outbound_delivery::Column::State.eq(DeliveryState::Pending.as_str()))
             .order_by_asc(outbound_delivery::Column::EventSeq)
+            .find_also_related(outbound_event::Entity)
             .one(&self.db)
             .await?;
-        Ok(with_events(&self.db, row.into_iter().collect()).await?.pop())
+        Ok(with_events(row.into_iter().collect())?.pop())
     }
 
     /// Records the outcome of an attempt on a pending delivery, under `fence`. `Ok(Err(_))`:
@@ -333,9 +327,10 @@ impl Store {
             .order_by_desc(outbound_delivery::Column::EventSeq)
             .order_by_asc(outbound_delivery::Column::Sink)
             .limit(limit)
+            .find_also_related(outbound_event::Entity)
             .all(&self.db)
             .await?;
-        with_events(&self.db, rows).await
+        with_events(rows)
     }
 
     /// Queues the event `ce_id` for `sink` again (from its first attempt), whatever became of

@@ -23,8 +23,11 @@ async fn verify(app: &TestApp) -> pb::VerifyAuditChainResponse {
 }
 
 async fn acquire(app: &TestApp, holder: &str) -> pb::Lease {
-    let request =
-        pb::AcquireLeaseRequest { name: "job/lead".into(), holder: holder.into(), duration_seconds: 30 };
+    acquire_named(app, "job/lead", holder).await
+}
+
+async fn acquire_named(app: &TestApp, name: &str, holder: &str) -> pb::Lease {
+    let request = pb::AcquireLeaseRequest { name: name.into(), holder: holder.into(), duration_seconds: 30 };
     app.control()
         .await
         .acquire_lease(with_token(request, &agent_token(holder)))
@@ -138,6 +141,40 @@ async fn events_can_be_filtered_and_paged() {
     let later =
         events(&app, pb::ListAuditEventsRequest { since_time: Some(future), ..Default::default() }).await;
     assert!(later.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_chain_verifies_intact_while_other_callers_write_and_seal() {
+    // Each verification seals first, so two verifiers and a writer keep sealing batches while
+    // the others walk the chain: a walk must not mistake a batch sealed under it for a break.
+    let app = spawn_app().await;
+    let writer = async {
+        for round in 0..150 {
+            let holder = format!("contender-{}", round % 3);
+            let lease = acquire_named(&app, &format!("job/{round}"), &holder).await;
+            let release = pb::ReleaseLeaseRequest {
+                name: format!("job/{round}"),
+                holder: holder.clone(),
+                fencing_token: lease.fencing_token,
+            };
+            app.control().await.release_lease(with_token(release, &agent_token(&holder))).await.unwrap();
+        }
+    };
+    let verifier = || async {
+        let mut checks = Vec::new();
+        for _ in 0..150 {
+            checks.push(verify(&app).await);
+        }
+        checks
+    };
+    let ((), first, second) = tokio::join!(writer, verifier(), verifier());
+    for check in first.iter().chain(&second) {
+        assert!(check.intact, "{check:?}");
+    }
+    let last = verify(&app).await;
+    assert!(last.intact, "{last:?}");
+    assert_eq!(last.events_checked, 300, "every acquire and release, once");
     app.stop().await;
 }
 

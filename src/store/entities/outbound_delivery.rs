@@ -19,6 +19,21 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// The event delivered. No foreign key in the schema: retention deletes a delivery and the
+    /// event it alone kept in one transaction, and readers join the two in one statement.
+    #[sea_orm(
+        belongs_to = "super::outbound_event::Entity",
+        from = "Column::EventSeq",
+        to = "super::outbound_event::Column::Seq"
+    )]
+    Event,
+}
+
+impl Related<super::outbound_event::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Event.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}
