@@ -112,7 +112,7 @@ fn pending_delivery(sink: &str, seq: i64, now: DateTime<Utc>) -> outbound_delive
 /// Turns delivery rows joined with their events into deliveries. The join is one statement, so
 /// it sees one snapshot: a purge between two separate reads could leave a delivery read first
 /// without the event read second.
-fn with_events(
+fn deliveries_of(
     rows: Vec<(outbound_delivery::Model, Option<outbound_event::Model>)>,
 ) -> Result<Vec<Delivery>, StoreError> {
     rows.into_iter()
@@ -254,7 +254,7 @@ impl Store {
             .find_also_related(outbound_event::Entity)
             .one(&self.db)
             .await?;
-        Ok(with_events(row.into_iter().collect())?.pop())
+        Ok(deliveries_of(row.into_iter().collect())?.pop())
     }
 
     /// Records the outcome of an attempt on a pending delivery, under `fence`. `Ok(Err(_))`:
@@ -330,7 +330,7 @@ impl Store {
             .find_also_related(outbound_event::Entity)
             .all(&self.db)
             .await?;
-        with_events(rows)
+        deliveries_of(rows)
     }
 
     /// Queues the event `ce_id` for `sink` again (from its first attempt), whatever became of
