@@ -8,6 +8,7 @@
 //!   escalating word matched, and HIGH risk always asks for an independent review.
 
 mod bayes;
+mod hash;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -138,6 +139,10 @@ const RAISE: [&str; 4] = ["+0", "+1", "+2", "+3"];
 const LOWER: [&str; 4] = ["-0", "-1", "-2", "-3"];
 /// Bonus for a category named by the caller's domain hint.
 const DOMAIN_HINT_WEIGHT: f64 = 2.0;
+/// Most words of one task the word model reads through their letter trigrams when it does not
+/// know them: each costs a row of log-likelihoods, and 20 KB of made-up words would otherwise
+/// cost ~36 times their size (real tasks have a handful).
+const MAX_UNKNOWN_WORDS: usize = 256;
 /// Hints every HIGH or CRITICAL task gets.
 pub const HINT_REVIEW: &str = "needs_independent_review";
 /// Hint every CRITICAL task gets.
@@ -233,13 +238,23 @@ pub fn validate_task(task: &TaskInput, rules: &Rules) -> Result<(), Vec<FieldVio
     if violations.is_empty() { Ok(()) } else { Err(violations) }
 }
 
-/// The first place each rule matched, and the word model's tokens among the words of the
-/// title and the description (one index lookup per word serves both).
-fn find_matches(
-    rules: &Rules,
-    fields: &[(MatchField, Vec<&str>)],
-) -> (Vec<Option<(MatchField, String)>>, Vec<bayes::Feature>) {
+/// What one pass over a task's words found.
+struct Matches<'t> {
+    /// The first place each rule matched, by rule: the field and the matched words.
+    found: Vec<Option<(MatchField, String)>>,
+    /// The word model's tokens among the words of the title and the description (repeats
+    /// kept: title words count twice).
+    model_tokens: Vec<bayes::Feature>,
+    /// The words of the title and the description the model never saw, with how often each
+    /// counts (the model reads them through their letter trigrams).
+    unknown: Vec<(&'t str, u32)>,
+}
+
+/// Matches a task's fields against the rules and the word model (one index lookup per word
+/// serves both).
+fn find_matches<'t>(rules: &Rules, fields: &[(MatchField, Vec<&'t str>)]) -> Matches<'t> {
     let mut found: Vec<Option<(MatchField, String)>> = vec![None; rules.rules.len()];
+    let mut unknown = Vec::new();
     // Room for every word twice (title words count twice) and every rule: no regrowth.
     let mut model_tokens =
         Vec::with_capacity(2 * fields.iter().map(|(_, w)| w.len()).sum::<usize>() + 2 * rules.rules.len());
@@ -247,13 +262,13 @@ fn find_matches(
         for start in 0..words.len() {
             let word = words[start];
             let entry = rules.words.get(word);
-            if *field != MatchField::Labels
-                && let Some(token) = entry.and_then(|e| e.model_token)
-            {
-                model_tokens.push(token);
-                if *field == MatchField::Title {
-                    // The title says what the work is: its words count twice.
-                    model_tokens.push(token);
+            if *field != MatchField::Labels {
+                // The title says what the work is: its words count twice.
+                let times = if *field == MatchField::Title { 2 } else { 1 };
+                match entry.and_then(|e| e.model_token) {
+                    Some(token) => model_tokens.extend(std::iter::repeat_n(token, times)),
+                    None if unknown.len() < MAX_UNKNOWN_WORDS => unknown.push((word, times as u32)),
+                    None => {}
                 }
             }
             let mut consider = |(r, t): (usize, usize)| {
@@ -289,7 +304,7 @@ fn find_matches(
             found[r] = Some((field, evidence));
         }
     }
-    (found, model_tokens)
+    Matches { found, model_tokens, unknown }
 }
 
 /// True when `term` matches `words` from `start` on.
@@ -335,7 +350,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
     fields.push((MatchField::Title, title.words()));
     fields.extend(labels.iter().map(|l| (MatchField::Labels, l.words())));
     fields.push((MatchField::Description, description.words()));
-    let (found, mut model_tokens) = find_matches(rules, &fields);
+    let Matches { found, mut model_tokens, unknown } = find_matches(rules, &fields);
     rules.model.add_rule_features(&found, &mut model_tokens);
 
     let mut scores = vec![0.0f64; rules.categories.len()];
@@ -395,7 +410,8 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
 
     // The word model backs the rules up (only for categories these rules define, so custom
     // rule files with other categories are untouched).
-    if let Some(posterior) = rules.model.posterior(&model_tokens) {
+    let unknown_rows = rules.model.unknown_rows(&unknown);
+    if let Some(posterior) = rules.model.posterior(&model_tokens, &unknown, &unknown_rows) {
         let model = rules.model.categories();
         let mut best: Option<(usize, f64)> = None;
         for (m, probability) in posterior.iter().enumerate() {
@@ -407,7 +423,7 @@ pub fn classify(task: &TaskInput, rules: &Rules) -> TaskProfile {
             }
         }
         if let Some((m, added)) = best {
-            let evidence = rules.model.top_features(&model_tokens, m, 5);
+            let evidence = rules.model.top_features(&model_tokens, &unknown, &unknown_rows, m, 5);
             matched.push(RuleMatch {
                 rule_id: "bayes.words".to_owned(),
                 kind: Cow::Borrowed("category"),

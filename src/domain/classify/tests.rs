@@ -288,6 +288,22 @@ fn prefix_terms_match_word_starts_only() {
 }
 
 #[test]
+fn made_up_words_cost_a_bounded_amount_of_model_work() {
+    // The longest description, every word one the model never saw.
+    let description: String =
+        (0..MAX_DESCRIPTION / 8).map(|i| format!("zq{i:05x}")).collect::<Vec<_>>().join(" ");
+    assert!(description.len() <= MAX_DESCRIPTION);
+    let rules = rules();
+    let text = Normalised::new(&description);
+    let matches = find_matches(&rules, &[(MatchField::Description, text.words())]);
+    assert_eq!(matches.unknown.len(), MAX_UNKNOWN_WORDS);
+    // It still classifies, deterministically.
+    let first = classify(&task("fix the login page", &description), &rules);
+    assert_eq!(first, classify(&task("fix the login page", &description), &rules));
+    assert_eq!(first.category, "bug_fix");
+}
+
+#[test]
 fn bad_tasks_are_refused_with_field_violations() {
     let rules = rules();
     let empty = validate_task(&task("  ...  ", ""), &rules).unwrap_err();
@@ -499,11 +515,9 @@ fn held_out_accuracy_is_at_least_ninety_percent() {
     }
     println!("  held-out misses: {}", misses.len());
     // The held-out misses are counted, never listed: rules are tuned on the tuning part only.
-    // The bar is 90 % for both. Risk meets it; category reaches 89.1 % (see
-    // docs/architecture.md) and is held to 88 %, as a floor against regressions, until it
-    // gets there.
+    // Both figures are in docs/architecture.md (90.2 % and 92.8 % of 957 tasks).
     assert!(risk >= 0.9, "held-out risk accuracy below 90 % ({} misses)", misses.len());
-    assert!(category >= 0.88, "held-out category accuracy fell below 88 % ({} misses)", misses.len());
+    assert!(category >= 0.9, "held-out category accuracy below 90 % ({} misses)", misses.len());
 }
 
 /// Five-fold cross-validation on the tuning part (the model retrained without each fold): the
