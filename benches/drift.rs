@@ -29,6 +29,7 @@ fn team(agents: usize) -> (Vec<TopologyNode>, Vec<TopologyEdge>, Vec<Route>) {
             model: Some("anthropic/claude-sonnet-4-5".to_owned()),
             tools_profile: Some("coding".to_owned()),
             workspace: format!("/srv/openclaw/workspace-{}", id(i)),
+            pins: Default::default(),
         })
         .collect();
     let mut edges = Vec::new();

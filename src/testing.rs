@@ -13,8 +13,9 @@ pub fn agent_id(index: usize) -> String {
 }
 
 /// Returns a valid `openclaw.json` for `agents` agents: the first `clique` may message each
-/// other (visibility `all`), every agent may spawn the next two, every agent has one telegram
-/// route, and every third agent is sandboxed.
+/// other (visibility `all`; sandboxed sessions are not clamped to their spawn tree), every agent
+/// may spawn the next two, every agent has one telegram route, and every third agent is
+/// sandboxed.
 pub fn team_config(agents: usize, clique: usize) -> String {
     let mut entries = serde_json::Map::new();
     for index in 0..agents {
@@ -37,7 +38,14 @@ pub fn team_config(agents: usize, clique: usize) -> String {
         })
         .collect();
     let config = json!({
-        "agents": { "ownership": "explicit", "defaults": { "subagents": { "maxSpawnDepth": 2 } }, "entries": entries },
+        "agents": {
+            "ownership": "explicit",
+            "defaults": {
+                "subagents": { "maxSpawnDepth": 2 },
+                "sandbox": { "sessionToolsVisibility": "all" },
+            },
+            "entries": entries,
+        },
         "tools": { "sessions": { "visibility": "all" }, "agentToAgent": { "enabled": true, "allow": allow } },
         "bindings": bindings,
     });

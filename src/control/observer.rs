@@ -182,7 +182,7 @@ impl ObservationService {
         let topology = derive_topology(&inventory);
         let now = self.ctx.clock.now();
         let desired = self.ctx.store.latest_desired().await?;
-        let differences = diff(desired.as_ref().map(|d| &d.topology), &topology, &inventory.findings);
+        let differences = diff(desired.as_ref().map(|d| &d.topology), &topology, &inventory);
         let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
         let transitions_of = |items: &BTreeMap<String, TrackedItem>, outcome: &ObserveOutcome| {
             outcome

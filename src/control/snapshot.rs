@@ -174,6 +174,7 @@ impl Snapshot {
             Arc::new(build_catalog(
                 state.desired.as_ref().map(|d| (d.generation, &d.topology)),
                 state.observation.as_ref().map(|o| &o.topology),
+                state.observation.as_ref().map(|o| &o.inventory),
             ))
         };
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).catalog = Some(catalog.clone());

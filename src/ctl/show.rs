@@ -131,6 +131,7 @@ fn domain_topology(topology: &pb::Topology) -> crate::domain::Topology {
             model: None,
             tools_profile: None,
             workspace: String::new(),
+            pins: Default::default(),
         })
         .collect();
     let edges = topology

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::inventory::Inventory;
 use super::model::TrustLevel;
+use super::permissions::{AgentAccess, InboundRoute};
 use super::topology::{EdgeKind, Topology, TopologyNode};
 
 /// One agent of the federation.
@@ -31,6 +33,39 @@ pub struct CatalogAgent {
     pub observed_trust: Option<TrustLevel>,
     /// The runtime grants more than the desired trust.
     pub trust_widened: bool,
+    /// What the runtime resolves for the agent (default when it is not observed).
+    pub access: CatalogAccess,
+}
+
+/// The resolved permissions a catalog entry shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct CatalogAccess {
+    pub effective_tools: Vec<String>,
+    pub session_visibility: String,
+    pub sandbox_mode: String,
+    pub workspace_access: String,
+    pub elevated: bool,
+    pub elevated_allow_from: Vec<String>,
+    /// Empty when the agent has no `exec`.
+    pub exec_host: String,
+    pub woken_by: Vec<String>,
+    pub inbound: Vec<InboundRoute>,
+}
+
+impl From<&AgentAccess> for CatalogAccess {
+    fn from(access: &AgentAccess) -> Self {
+        Self {
+            effective_tools: access.effective_tools.clone(),
+            session_visibility: access.session_visibility.clone(),
+            sandbox_mode: access.sandbox.mode.clone(),
+            workspace_access: access.sandbox.workspace_access.clone(),
+            elevated: access.elevated.usable,
+            elevated_allow_from: access.elevated.allow_from.clone(),
+            exec_host: if access.exec.available { access.exec.host.clone() } else { String::new() },
+            woken_by: access.wakeups.iter().map(|w| w.detail.clone()).collect(),
+            inbound: access.inbound.clone(),
+        }
+    }
 }
 
 /// The catalog with the state it was built from.
@@ -46,8 +81,13 @@ pub struct AgentCatalog {
 }
 
 /// Builds the catalog from the latest desired revision (generation, topology) and the latest
-/// observed topology. Desired settings win; permissions and routes are what the runtime grants.
-pub fn build_catalog(desired: Option<(i64, &Topology)>, observed: Option<&Topology>) -> AgentCatalog {
+/// observation (its topology and inventory). Desired settings win; permissions and routes are
+/// what the runtime grants.
+pub fn build_catalog(
+    desired: Option<(i64, &Topology)>,
+    observed: Option<&Topology>,
+    inventory: Option<&Inventory>,
+) -> AgentCatalog {
     let wanted: BTreeMap<&str, &TopologyNode> =
         desired.iter().flat_map(|(_, t)| t.nodes.iter()).map(|n| (n.agent_id.as_str(), n)).collect();
     let actual: BTreeMap<&str, &TopologyNode> =
@@ -86,6 +126,7 @@ pub fn build_catalog(desired: Option<(i64, &Topology)>, observed: Option<&Topolo
                 desired_trust: wanted.get(id).map(|n| n.trust),
                 observed_trust: actual.get(id).map(|n| n.trust),
                 trust_widened: matches!((wanted.get(id), actual.get(id)), (Some(w), Some(a)) if a.trust > w.trust),
+                access: inventory.and_then(|i| i.agent(id)).map(|a| CatalogAccess::from(&a.access)).unwrap_or_default(),
             }
         })
         .collect();
@@ -114,6 +155,7 @@ mod tests {
             model: None,
             tools_profile: None,
             workspace: String::new(),
+            pins: Default::default(),
         }
     }
 
@@ -122,8 +164,8 @@ mod tests {
         let desired = Topology::new(vec![node("b"), node("a")], vec![], vec![]);
         let edges = vec![TopologyEdge { from: "a".into(), to: "c".into(), kind: EdgeKind::Send }];
         let observed = Topology::new(vec![node("c"), node("a")], edges, vec![]);
-        let first = build_catalog(Some((2, &desired)), Some(&observed));
-        let again = build_catalog(Some((2, &desired)), Some(&observed));
+        let first = build_catalog(Some((2, &desired)), Some(&observed), None);
+        let again = build_catalog(Some((2, &desired)), Some(&observed), None);
         assert_eq!(first, again);
         assert_eq!(first.digest.len(), 64);
         let ids: Vec<_> = first.agents.iter().map(|a| (a.agent_id.as_str(), a.desired, a.observed)).collect();
@@ -136,12 +178,12 @@ mod tests {
     #[test]
     fn a_runtime_trust_above_the_desired_one_is_flagged_and_changes_the_digest() {
         let desired = Topology::new(vec![node("a")], vec![], vec![]);
-        let same = build_catalog(Some((1, &desired)), Some(&desired));
+        let same = build_catalog(Some((1, &desired)), Some(&desired), None);
         assert!(!same.agents[0].trust_widened);
         let mut wider = node("a");
         wider.trust = TrustLevel::Elevated;
         let observed = Topology::new(vec![wider], vec![], vec![]);
-        let widened = build_catalog(Some((1, &desired)), Some(&observed));
+        let widened = build_catalog(Some((1, &desired)), Some(&observed), None);
         let agent = &widened.agents[0];
         assert_eq!(
             (agent.desired_trust, agent.observed_trust),
@@ -153,14 +195,14 @@ mod tests {
         let mut narrower = node("a");
         narrower.trust = TrustLevel::Restricted;
         let tighter =
-            build_catalog(Some((1, &desired)), Some(&Topology::new(vec![narrower], vec![], vec![])));
+            build_catalog(Some((1, &desired)), Some(&Topology::new(vec![narrower], vec![], vec![])), None);
         assert!(!tighter.agents[0].trust_widened, "tighter than desired is not a widening");
     }
 
     #[test]
     fn the_digest_changes_with_the_state() {
-        let a = build_catalog(None, Some(&Topology::new(vec![node("a")], vec![], vec![])));
-        let b = build_catalog(None, Some(&Topology::new(vec![node("b")], vec![], vec![])));
+        let a = build_catalog(None, Some(&Topology::new(vec![node("a")], vec![], vec![])), None);
+        let b = build_catalog(None, Some(&Topology::new(vec![node("b")], vec![], vec![])), None);
         assert_ne!(a.digest, b.digest);
     }
 }

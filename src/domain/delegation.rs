@@ -435,6 +435,7 @@ mod revocation_tests {
             model: None,
             tools_profile: None,
             workspace: String::new(),
+            pins: Default::default(),
         }
     }
 

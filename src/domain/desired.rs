@@ -12,7 +12,7 @@ use super::expressibility::{express, nearest_narrower};
 use super::inventory::RouteMatch;
 use super::model::TrustLevel;
 use super::openclaw::is_valid_agent_id;
-use super::topology::{EdgeKind, Route, Topology, TopologyEdge, TopologyNode};
+use super::topology::{EdgeKind, PermissionPins, Route, TeamPins, Topology, TopologyEdge, TopologyNode};
 
 /// Most agents a desired topology may hold.
 pub const MAX_AGENTS: usize = 2_000;
@@ -47,6 +47,7 @@ pub struct NodeInput {
     pub model: String,
     pub tools_profile: String,
     pub workspace: String,
+    pub pins: PermissionPins,
 }
 
 impl From<&TopologyNode> for NodeInput {
@@ -58,6 +59,7 @@ impl From<&TopologyNode> for NodeInput {
             model: node.model.clone().unwrap_or_default(),
             tools_profile: node.tools_profile.clone().unwrap_or_default(),
             workspace: node.workspace.clone(),
+            pins: node.pins.clone(),
         }
     }
 }
@@ -68,6 +70,7 @@ pub struct DesiredInput {
     pub nodes: Vec<NodeInput>,
     pub edges: Vec<TopologyEdge>,
     pub routes: Vec<Route>,
+    pub team: TeamPins,
 }
 
 impl From<&Topology> for DesiredInput {
@@ -77,6 +80,7 @@ impl From<&Topology> for DesiredInput {
             nodes: topology.nodes.iter().map(NodeInput::from).collect(),
             edges: topology.edges.clone(),
             routes: topology.routes.clone(),
+            team: topology.team.clone(),
         }
     }
 }
@@ -199,6 +203,10 @@ pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViola
         }
     }
 
+    for (i, node) in input.nodes.iter().enumerate() {
+        violations.extend(pin_violations(&format!("topology.nodes[{i}].pins"), &node.pins));
+    }
+    violations.extend(team_violations(input));
     if violations.is_empty() {
         violations.extend(send_violations(&input.edges));
     }
@@ -215,9 +223,89 @@ pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViola
             model: optional(&node.model),
             tools_profile: optional(&node.tools_profile),
             workspace: node.workspace.clone(),
+            pins: node.pins.clone(),
         })
         .collect();
-    Ok(Topology::new(nodes, input.edges.clone(), input.routes.clone()))
+    Ok(Topology::with_team(nodes, input.edges.clone(), input.routes.clone(), input.team.clone()))
+}
+
+/// Most entries a pinned tool list may hold.
+pub const MAX_PINNED_TOOLS: usize = 200;
+
+fn pin_violations(field: &str, pins: &PermissionPins) -> Vec<FieldViolation> {
+    let mut out = Vec::new();
+    for (name, list) in [("tools_allow", &pins.tools_allow), ("tools_deny", &pins.tools_deny)] {
+        let Some(list) = list else { continue };
+        if list.len() > MAX_PINNED_TOOLS {
+            out.push(FieldViolation::new(
+                format!("{field}.{name}"),
+                format!("at most {MAX_PINNED_TOOLS} entries"),
+            ));
+        }
+        for (j, entry) in list.iter().enumerate() {
+            if entry.trim().is_empty() || entry.len() > MAX_TEXT {
+                out.push(FieldViolation::new(format!("{field}.{name}.tools[{j}]"), "must be 1..256 bytes"));
+            }
+        }
+    }
+    let choices = [
+        ("sandbox_mode", &pins.sandbox_mode, &["off", "non-main", "all"][..]),
+        ("workspace_access", &pins.workspace_access, &["none", "ro", "rw"][..]),
+    ];
+    for (name, value, allowed) in choices {
+        if let Some(value) = value
+            && !allowed.contains(&value.as_str())
+        {
+            out.push(FieldViolation::new(
+                format!("{field}.{name}"),
+                format!("must be one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    if let Some(elevated) = &pins.elevated {
+        if !elevated.enabled && !elevated.allow_from.is_empty() {
+            out.push(FieldViolation::new(
+                format!("{field}.elevated.allow_from"),
+                "must be empty when elevated is off",
+            ));
+        }
+        if elevated.allow_from.len() > MAX_PINNED_TOOLS {
+            out.push(FieldViolation::new(
+                format!("{field}.elevated.allow_from"),
+                format!("at most {MAX_PINNED_TOOLS} entries"),
+            ));
+        }
+        for (j, sender) in elevated.allow_from.iter().enumerate() {
+            let well_formed = sender.len() <= MAX_TEXT
+                && sender
+                    .split_once(':')
+                    .is_some_and(|(channel, who)| !channel.is_empty() && !who.is_empty());
+            if !well_formed {
+                out.push(FieldViolation::new(
+                    format!("{field}.elevated.allow_from[{j}]"),
+                    "must be <channel>:<sender>",
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn team_violations(input: &DesiredInput) -> Vec<FieldViolation> {
+    let Some(visibility) = &input.team.sessions_visibility else { return Vec::new() };
+    let mut out = Vec::new();
+    if !["self", "tree", "agent", "all"].contains(&visibility.as_str()) {
+        out.push(FieldViolation::new(
+            "topology.team.sessions_visibility",
+            "must be self, tree, agent or all",
+        ));
+    } else if visibility != "all" && input.edges.iter().any(|e| e.kind == EdgeKind::Send) {
+        out.push(FieldViolation::new(
+            "topology.team.sessions_visibility",
+            "SEND edges need visibility all (OpenClaw refuses cross-agent sends below it)",
+        ));
+    }
+    out
 }
 
 fn route_violations(field: &str, route: &RouteMatch) -> Vec<FieldViolation> {
@@ -312,7 +400,7 @@ mod tests {
     }
 
     fn input(ids: &[&str], edges: Vec<TopologyEdge>) -> DesiredInput {
-        DesiredInput { nodes: ids.iter().map(|id| node(id)).collect(), edges, routes: Vec::new() }
+        DesiredInput { nodes: ids.iter().map(|id| node(id)).collect(), edges, ..DesiredInput::default() }
     }
 
     fn fields(violations: &[FieldViolation]) -> Vec<&str> {

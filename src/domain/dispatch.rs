@@ -246,11 +246,12 @@ mod tests {
             model: None,
             tools_profile: None,
             workspace: format!("workspace-{id}"),
+            pins: Default::default(),
         }
     }
 
     fn desired(nodes: Vec<TopologyNode>) -> Topology {
-        Topology { nodes, edges: vec![], routes: vec![], revision: "r".into() }
+        Topology { nodes, edges: vec![], routes: vec![], team: Default::default(), revision: "r".into() }
     }
 
     fn facts<'a>(

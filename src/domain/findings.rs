@@ -22,6 +22,8 @@ pub enum FindingKind {
     RejectedWritePresent,
     OwnershipMissing,
     DuplicateAgentId,
+    ToolTableMissing,
+    OpenDmToPrivilegedAgent,
 }
 
 impl FindingKind {
@@ -42,6 +44,8 @@ impl FindingKind {
             Self::RejectedWritePresent => "rejected_write_present",
             Self::OwnershipMissing => "ownership_missing",
             Self::DuplicateAgentId => "duplicate_agent_id",
+            Self::ToolTableMissing => "tool_table_missing",
+            Self::OpenDmToPrivilegedAgent => "open_dm_to_privileged_agent",
         }
     }
 
@@ -60,7 +64,9 @@ impl FindingKind {
             Self::WorkspaceMissing
             | Self::StaleAllowAgents
             | Self::StaleAgentToAgentAllow
-            | Self::RejectedWritePresent => Severity::Warning,
+            | Self::RejectedWritePresent
+            | Self::ToolTableMissing => Severity::Warning,
+            Self::OpenDmToPrivilegedAgent => Severity::Critical,
             Self::LegacySessionStore => Severity::Info,
         }
     }

@@ -23,6 +23,7 @@ pub mod openclaw;
 pub mod outbound;
 pub mod page_token;
 pub mod patch;
+pub mod permissions;
 pub mod persistent;
 pub mod picture;
 pub mod reconcile;

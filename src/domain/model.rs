@@ -14,8 +14,9 @@ pub enum Severity {
 }
 
 /// The bound on what the runtime may grant an agent. Ordered from least to most privilege.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub enum TrustLevel {
+    #[default]
     Restricted,
     Standard,
     Elevated,

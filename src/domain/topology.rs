@@ -1,24 +1,17 @@
 //! The agent graph and its derivation from an observed inventory.
 //!
 //! # Guarantees
-//! - SEND A→B iff `tools.sessions.visibility == "all"`, `tools.agentToAgent.enabled`, A and B
-//!   both match `tools.agentToAgent.allow` (empty or `*` matches everyone, globs
-//!   case-insensitive), A ≠ B, and A does not deny `sessions_send`.
-//! - SPAWN A→B iff B is in A's effective `subagents.allowAgents` (`*` = every configured agent),
-//!   A ≠ B, and not (A sandboxed `all` and B sandbox `off`). Self-spawn is implicit, not an edge.
+//! - SEND and SPAWN edges are exactly the ones [`crate::domain::permissions`] resolves for
+//!   each agent's main session (OpenClaw's own rules, checked against a live Gateway); this
+//!   module only lays them out as a graph. Self-edges are implicit, never edges.
 //! - `revision` is the sha256 of a canonical, sorted encoding: equal graphs, equal revisions.
-//!
-//! # Caveats
-//! Tool allow-lists and profiles that omit `sessions_send` are not modelled; the derived SEND
-//! set can therefore be wider than what the runtime allows, never narrower, so a widening is
-//! never hidden from drift detection.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::glob;
 use super::inventory::{Inventory, RouteMatch};
-use super::model::{SandboxMode, TrustLevel};
+use super::model::TrustLevel;
 
 /// The permission an edge grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -48,6 +41,56 @@ pub struct TopologyNode {
     pub model: Option<String>,
     pub tools_profile: Option<String>,
     pub workspace: String,
+    /// Permissions a desired topology pins (observed graphs leave them unset).
+    #[serde(default)]
+    pub pins: PermissionPins,
+}
+
+/// Permissions a desired team pins for one agent; `None` means "any value".
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct PermissionPins {
+    /// The agent's own `tools.allow`, exactly.
+    pub tools_allow: Option<Vec<String>>,
+    /// Entries the agent's own `tools.deny` must hold.
+    pub tools_deny: Option<Vec<String>>,
+    /// `sandbox.mode`: `off`, `non-main` or `all`.
+    pub sandbox_mode: Option<String>,
+    /// `sandbox.workspaceAccess`: `none`, `ro` or `rw`.
+    pub workspace_access: Option<String>,
+    /// Elevated exec: off, or on for exactly these senders.
+    pub elevated: Option<ElevatedPin>,
+}
+
+impl PermissionPins {
+    /// Whether nothing is pinned.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A pinned elevated-exec setting.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct ElevatedPin {
+    pub enabled: bool,
+    /// `<channel>:<sender>` entries (`*` = anyone on that channel).
+    pub allow_from: Vec<String>,
+}
+
+/// Team-wide permissions a desired topology pins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct TeamPins {
+    /// `tools.agentToAgent.allow` must name the team's agents (never empty or `*`), so an agent
+    /// added to the runtime later does not join the clique on its own.
+    pub closed_agent_to_agent: bool,
+    /// `tools.sessions.visibility`.
+    pub sessions_visibility: Option<String>,
+}
+
+impl TeamPins {
+    /// Whether nothing is pinned.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A directed permission between two different agents.
@@ -71,20 +114,33 @@ pub struct Topology {
     pub nodes: Vec<TopologyNode>,
     pub edges: Vec<TopologyEdge>,
     pub routes: Vec<Route>,
+    /// Team-wide pins of a desired topology (observed graphs leave them unset).
+    #[serde(default)]
+    pub team: TeamPins,
     pub revision: String,
 }
 
 impl Topology {
     /// Creates a graph in canonical order (sorted, deduplicated) with its revision.
-    pub fn new(mut nodes: Vec<TopologyNode>, mut edges: Vec<TopologyEdge>, mut routes: Vec<Route>) -> Self {
+    pub fn new(nodes: Vec<TopologyNode>, edges: Vec<TopologyEdge>, routes: Vec<Route>) -> Self {
+        Self::with_team(nodes, edges, routes, TeamPins::default())
+    }
+
+    /// Creates a graph with team-wide pins.
+    pub fn with_team(
+        mut nodes: Vec<TopologyNode>,
+        mut edges: Vec<TopologyEdge>,
+        mut routes: Vec<Route>,
+        team: TeamPins,
+    ) -> Self {
         nodes.sort();
         nodes.dedup();
         edges.sort();
         edges.dedup();
         routes.sort();
         routes.dedup();
-        let revision = revision_of(&nodes, &edges, &routes);
-        Self { nodes, edges, routes, revision }
+        let revision = revision_of(&nodes, &edges, &routes, &team);
+        Self { nodes, edges, routes, team, revision }
     }
 
     /// Returns the edges of one kind.
@@ -94,7 +150,8 @@ impl Topology {
 }
 
 /// Returns the sha256 hex of the canonical encoding: one JSON array per line, in sorted order.
-fn revision_of(nodes: &[TopologyNode], edges: &[TopologyEdge], routes: &[Route]) -> String {
+/// Pins add lines only when set, so graphs without pins keep the revisions they always had.
+fn revision_of(nodes: &[TopologyNode], edges: &[TopologyEdge], routes: &[Route], team: &TeamPins) -> String {
     let mut hasher = Sha256::new();
     let mut line = |fields: &[&str]| {
         // JSON string encoding escapes separators, so distinct graphs never collide textually.
@@ -119,6 +176,13 @@ fn revision_of(nodes: &[TopologyNode], edges: &[TopologyEdge], routes: &[Route])
     for route in routes {
         line(&["route", &route.route.key(), &route.agent_id]);
     }
+    for node in nodes.iter().filter(|n| !n.pins.is_empty()) {
+        let pins = serde_json::to_string(&node.pins).unwrap_or_default();
+        line(&["pins", &node.agent_id, &pins]);
+    }
+    if !team.is_empty() {
+        line(&["team", &serde_json::to_string(team).unwrap_or_default()]);
+    }
     hex::encode(hasher.finalize())
 }
 
@@ -139,29 +203,16 @@ pub fn derive_topology(inventory: &Inventory) -> Topology {
             model: agent.model.clone(),
             tools_profile: agent.tools.profile.clone(),
             workspace: agent.workspace.clone(),
+            pins: PermissionPins::default(),
         })
         .collect();
 
     let mut edges = Vec::new();
-    let a2a = &inventory.agent_to_agent;
-    if a2a.enabled && a2a.sessions_visibility == "all" {
-        let in_clique =
-            |id: &str| a2a.allow.is_empty() || a2a.allow.iter().any(|pattern| glob::matches(pattern, id));
-        let clique: Vec<_> = inventory.agents.iter().filter(|a| in_clique(&a.id)).collect();
-        for from in clique.iter().filter(|a| !denies_sessions_send(&a.tools.deny)) {
-            for to in clique.iter().filter(|b| b.id != from.id) {
-                edges.push(TopologyEdge { from: from.id.clone(), to: to.id.clone(), kind: EdgeKind::Send });
-            }
-        }
-    }
     for from in &inventory.agents {
-        let any = from.allow_agents.iter().any(|id| id == "*");
-        for to in &inventory.agents {
-            let listed = any || from.allow_agents.contains(&to.id);
-            let sandbox_blocks = from.sandbox_mode == SandboxMode::All && to.sandbox_mode == SandboxMode::Off;
-            if listed && to.id != from.id && !sandbox_blocks {
-                edges.push(TopologyEdge { from: from.id.clone(), to: to.id.clone(), kind: EdgeKind::Spawn });
-            }
+        let sends = from.access.may_send_to.iter().map(|to| (to, EdgeKind::Send));
+        let spawns = from.access.may_spawn.iter().map(|to| (to, EdgeKind::Spawn));
+        for (to, kind) in sends.chain(spawns) {
+            edges.push(TopologyEdge { from: from.id.clone(), to: to.clone(), kind });
         }
     }
 

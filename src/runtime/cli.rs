@@ -11,7 +11,8 @@
 //! - `openclaw config patch` has no base hash, so there is a short window between the hash
 //!   check and the write (the gateway's `config.patch` RPC closes it; not used yet).
 //! - The CLI refuses to drop roster entries through a patch, so removed agents are deleted with
-//!   `openclaw agents delete --force` first (which also moves their workspace to the trash).
+//!   `openclaw agents delete --force` (which also moves their workspace to the trash) — after
+//!   the patch, which has already narrowed every list that names them.
 //! - The CLI refuses to load an invalid config, so repair plans are written directly (atomic
 //!   rename, `.bak` kept) after jhf-warp's own structural dry run, then validated by the CLI.
 
@@ -33,6 +34,7 @@ use crate::domain::inventory::{
 };
 use crate::domain::openclaw::{ConfigIssue, parse_config};
 use crate::domain::patch::PatchShape;
+use crate::domain::patch::gateway::without_roster_deletions;
 
 /// How long one CLI command may take (agent deletion takes ~12 s on a small machine).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -459,6 +461,22 @@ head -c {cap} -- "$p""#,
         if patch.repair {
             self.write_config(&patched_text(&current.raw, patch.merge_patch)?).await?;
         } else {
+            // The narrowing patch goes first and the deletions after it: `agents delete` prunes
+            // the agent from `tools.agentToAgent.allow`, and a list it empties means "every
+            // pair" to OpenClaw. With the patch first, the allow list already names only the
+            // agents that stay, so no deletion can open it (and a refused patch deletes nothing).
+            let merge_patch = without_roster_deletions(patch.merge_patch, patch.remove_agents);
+            if merge_patch.as_object().is_none_or(|patch| !patch.is_empty()) {
+                let command =
+                    self.cli(&format!("config patch --stdin{}", Self::replace_args(patch.replace_paths)));
+                let out = self
+                    .shell
+                    .run(&command, Some(merge_patch.to_string().as_bytes()), COMMAND_TIMEOUT)
+                    .await?;
+                if !out.success() {
+                    return Err(out.failure());
+                }
+            }
             for agent in patch.remove_agents {
                 let out = self
                     .shell
@@ -471,15 +489,6 @@ head -c {cap} -- "$p""#,
                 if !out.success() {
                     return Err(out.failure());
                 }
-            }
-            let command =
-                self.cli(&format!("config patch --stdin{}", Self::replace_args(patch.replace_paths)));
-            let out = self
-                .shell
-                .run(&command, Some(patch.merge_patch.to_string().as_bytes()), COMMAND_TIMEOUT)
-                .await?;
-            if !out.success() {
-                return Err(out.failure());
             }
         }
         self.create_workspaces(patch.create_workspaces).await?;

@@ -242,17 +242,40 @@ async fn the_agent_catalog_is_byte_identical_for_the_same_state() {
     let ids: Vec<&str> = first.agents.iter().map(|a| a.agent_id.as_str()).collect();
     assert_eq!(ids, ["lead", "research", "writer"]);
     assert_eq!(first.agents[0].may_spawn, ["research", "writer"]);
+    // What each agent can do, as OpenClaw resolves it (checked against a live Gateway in
+    // real_permissions.rs): research keeps the minimal profile plus sessions_send; the
+    // sandboxed writer also loses `gateway` to the sandbox tool layer.
+    let (research, writer) = (&first.agents[1], &first.agents[2]);
+    assert_eq!(research.effective_tools, ["gateway", "session_status", "sessions_send"]);
+    assert_eq!((research.sandbox_mode.as_str(), research.session_visibility.as_str()), ("non-main", "all"));
+    assert_eq!(writer.effective_tools, ["session_status", "sessions_send"]);
+    assert_eq!((writer.sandbox_mode.as_str(), writer.workspace_access.as_str()), ("all", "none"));
+    assert!(first.agents.iter().all(|a| !a.elevated && a.elevated_allow_from.is_empty()));
+    assert_eq!(first.agents[0].exec_host, "gateway");
+    assert_eq!(first.agents[0].woken_by, ["heartbeat every 30m"], "lead is the system agent");
+    assert_eq!(first.agents[0].inbound.len(), 1);
+    assert_eq!(first.agents[0].inbound[0].dm_policy, "pairing");
     assert!(first.agents.iter().all(|a| a.desired && a.observed));
     assert!(first.agents.iter().all(|a| a.desired_trust == a.observed_trust && !a.trust_widened));
 
-    // The runtime widens the writer (no sandbox = elevated): the catalog tells the truth.
-    app.edit_runtime_config("trio", |text| text.replace(r#"sandbox: { mode: "all" },"#, ""));
+    // The runtime widens the writer (coding, no sandbox: exec on the host = elevated): the
+    // catalog tells the truth.
+    app.edit_runtime_config("trio", |text| {
+        text.replace(
+            r#"name: "Writer",
+        tools: { profile: "minimal", alsoAllow: ["sessions_send"] },
+        sandbox: { mode: "all" },"#,
+            r#"name: "Writer", tools: { profile: "coding" },"#,
+        )
+    });
     observed(&app).await;
     let widened = fetch().await;
     let writer = widened.agents.iter().find(|a| a.agent_id == "writer").unwrap();
     assert_eq!(writer.desired_trust, pb::TrustLevel::Restricted as i32);
     assert_eq!(writer.observed_trust, pb::TrustLevel::Elevated as i32);
     assert!(writer.trust_widened);
+    assert_eq!(writer.exec_host, "gateway");
+    assert!(writer.effective_tools.iter().any(|t| t == "exec"));
     assert_ne!(widened.digest, first.digest);
     assert_eq!(widened.encode_to_vec(), fetch().await.encode_to_vec(), "still deterministic");
     app.stop().await;

@@ -9,14 +9,18 @@
 //! - Comparison is semantic (on the normalised graph), never textual.
 
 pub mod filter;
+mod permissions;
 pub mod summary;
 pub mod tracker;
+
+pub use permissions::permission_items;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::findings::Finding;
+use super::inventory::Inventory;
 use super::model::Severity;
 use super::topology::{Route, Topology, TopologyEdge, TopologyNode};
 
@@ -32,11 +36,13 @@ pub enum DriftKind {
     RouteUnexpected,
     TrustWidened,
     RuntimeFinding,
+    PermissionWidened,
+    PermissionChanged,
 }
 
 impl DriftKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::AgentMissing,
         Self::AgentUnexpected,
         Self::AgentChanged,
@@ -46,6 +52,8 @@ impl DriftKind {
         Self::RouteUnexpected,
         Self::TrustWidened,
         Self::RuntimeFinding,
+        Self::PermissionWidened,
+        Self::PermissionChanged,
     ];
 
     /// Returns the UPPER_SNAKE name used in keys.
@@ -60,6 +68,8 @@ impl DriftKind {
             Self::RouteUnexpected => "ROUTE_UNEXPECTED",
             Self::TrustWidened => "TRUST_WIDENED",
             Self::RuntimeFinding => "RUNTIME_FINDING",
+            Self::PermissionWidened => "PERMISSION_WIDENED",
+            Self::PermissionChanged => "PERMISSION_CHANGED",
         }
     }
 }
@@ -271,6 +281,13 @@ pub fn heal_target(desired: &Topology, observed: &Topology, acting_on: &BTreeSet
         if acts(DriftKind::TrustWidened, id) && have.trust > want.trust {
             have.trust = want.trust;
         }
+        let pin_keys = ["tools_allow", "tools_deny", "sandbox_mode", "workspace_access", "elevated"];
+        if pin_keys.iter().any(|what| {
+            let subject = format!("{id}:{what}");
+            acts(DriftKind::PermissionWidened, &subject) || acts(DriftKind::PermissionChanged, &subject)
+        }) {
+            have.pins = want.pins.clone();
+        }
         if acts(DriftKind::AgentChanged, id) {
             if want.model.is_some() {
                 have.model.clone_from(&want.model);
@@ -323,7 +340,11 @@ pub fn heal_target(desired: &Topology, observed: &Topology, acting_on: &BTreeSet
             routes.push(route.clone());
         }
     }
-    Topology::new(nodes.into_values().collect(), edges, routes)
+    let team_acted = ["team:agent_to_agent", "team:sessions_visibility"]
+        .iter()
+        .any(|s| acts(DriftKind::PermissionWidened, s) || acts(DriftKind::PermissionChanged, s));
+    let team = if team_acted { desired.team.clone() } else { observed.team.clone() };
+    Topology::with_team(nodes.into_values().collect(), edges, routes, team)
 }
 
 /// Returns the runtime findings as drift items (`RUNTIME_FINDING/<finding key>`).
@@ -341,10 +362,14 @@ pub fn finding_items(findings: &[Finding]) -> Vec<DriftDifference> {
         .collect()
 }
 
-/// Returns every difference: topology drift when a desired topology exists, plus findings.
-pub fn diff(desired: Option<&Topology>, observed: &Topology, findings: &[Finding]) -> Vec<DriftDifference> {
+/// Returns every difference: topology and pinned-permission drift when a desired topology
+/// exists, plus the runtime's findings.
+pub fn diff(desired: Option<&Topology>, observed: &Topology, inventory: &Inventory) -> Vec<DriftDifference> {
     let mut items = desired.map(|desired| diff_topologies(desired, observed)).unwrap_or_default();
-    items.extend(finding_items(findings));
+    if let Some(desired) = desired {
+        items.extend(permission_items(desired, inventory));
+    }
+    items.extend(finding_items(&inventory.findings));
     items.sort();
     items.dedup_by(|a, b| a.key == b.key);
     items

@@ -12,6 +12,7 @@ fn node(id: &str, trust: TrustLevel) -> TopologyNode {
         model: None,
         tools_profile: None,
         workspace: String::new(),
+        pins: Default::default(),
     }
 }
 
@@ -131,7 +132,9 @@ fn changed_settings_list_the_fields_and_ignore_unspecified_ones() {
 #[test]
 fn runtime_findings_become_items_with_their_severity() {
     let finding = Finding::new(FindingKind::WorkspaceMissing, "ops", "/x", "gone");
-    let items = diff(None, &trio(), &[finding]);
+    let inventory = crate::domain::inventory::build_inventory("{}", &Default::default());
+    let inventory = crate::domain::inventory::Inventory { findings: vec![finding], ..inventory };
+    let items = diff(None, &trio(), &inventory);
     assert_eq!(keys(&items), ["RUNTIME_FINDING/workspace_missing/ops"]);
     assert_eq!(items[0].severity, Severity::Warning);
 }

@@ -11,11 +11,11 @@ use serde_json::{Map, Value};
 
 use super::model::{AgentToAgent, Binding, InventoryAgent, RuntimeFacts, SessionStore};
 use crate::domain::findings::{Finding, FindingKind};
-use crate::domain::glob;
 use crate::domain::model::SandboxMode;
 use crate::domain::openclaw::{
     ConfigIssue, ConfigParseError, ParsedConfig, RETIRED_ROOT_KEYS, string_list, value_at,
 };
+use crate::domain::permissions::{CatalogSource, ToolCatalog};
 
 /// What finding detection looks at.
 pub struct FindingInputs<'a> {
@@ -25,6 +25,7 @@ pub struct FindingInputs<'a> {
     pub bindings: &'a [Binding],
     pub agent_to_agent: &'a AgentToAgent,
     pub facts: &'a RuntimeFacts,
+    pub catalog: &'a ToolCatalog,
 }
 
 /// Returns the single finding of a config that could not be parsed.
@@ -80,8 +81,10 @@ pub fn detect(inputs: &FindingInputs<'_>) -> Vec<Finding> {
             ));
         }
     }
+    permission_findings(inputs, &mut found);
     for name in &inputs.agent_to_agent.allow {
-        if !glob::is_pattern(name) && !known.contains(name.to_ascii_lowercase().as_str()) {
+        let name = name.trim();
+        if !name.is_empty() && !name.contains('*') && !known.contains(name.to_ascii_lowercase().as_str()) {
             found.push(Finding::new(
                 FindingKind::StaleAgentToAgentAllow,
                 name.to_ascii_lowercase(),
@@ -101,6 +104,47 @@ pub fn detect(inputs: &FindingInputs<'_>) -> Vec<Finding> {
     found.sort();
     found.dedup_by(|a, b| a.key == b.key);
     found
+}
+
+/// Findings about what agents may do: a tool table that does not fit the runtime's version,
+/// privileged agents anyone can message.
+fn permission_findings(inputs: &FindingInputs<'_>, found: &mut Vec<Finding>) {
+    if let CatalogSource::NearestTable { runtime_version, table_version } = &inputs.catalog.source {
+        let runtime = runtime_version.as_deref().unwrap_or("unknown");
+        found.push(Finding::new(
+            FindingKind::ToolTableMissing,
+            format!("{runtime}->{table_version}"),
+            "openclaw --version",
+            format!(
+                "jhf-warp has no tool table for OpenClaw {runtime}; effective tools, SEND and SPAWN were resolved \
+                 with the table of {table_version}"
+            ),
+        ));
+    }
+    for agent in inputs.agents {
+        let access = &agent.access;
+        let privileged = access.exec.on_host() || access.elevated.usable;
+        for route in access.inbound.iter().filter(|r| r.open_dm()) {
+            if privileged {
+                found.push(Finding::new(
+                    FindingKind::OpenDmToPrivilegedAgent,
+                    format!("{}:{}/{}", agent.id, route.channel, route.account),
+                    format!("channels.{}", route.channel),
+                    format!(
+                        "anyone may message agent \"{}\" through {} account {} (dmPolicy open), and it {}",
+                        agent.id,
+                        route.channel,
+                        route.account,
+                        if access.exec.on_host() {
+                            "runs commands on the host"
+                        } else {
+                            "may use elevated exec"
+                        }
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 fn roster_findings(parsed: &ParsedConfig, found: &mut Vec<Finding>) {

@@ -14,8 +14,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::model::{RosterShape, SandboxMode, TrustLevel};
+use super::model::{RosterShape, SandboxMode};
 use super::openclaw::{self, ConfigIssue, ConfigParseError, ParsedConfig, string_list, value_at};
+use super::permissions::{self, AgentAccess, Resolution, RosterAgent, ToolCatalog};
 use model::join;
 
 pub use model::*;
@@ -123,26 +124,35 @@ pub fn build_inventory(raw: &str, facts: &RuntimeFacts) -> Inventory {
             .map(|entry| entry.settings.clone())
             .unwrap_or_default()
     };
-    let mut agents: Vec<InventoryAgent> = resolve_agents(&parsed, &facts.layout)
+    let resolved_agents = resolve_agents(&parsed, &facts.layout);
+    let settings: Vec<Map<String, Value>> = resolved_agents.iter().map(|a| settings_of(&a.id)).collect();
+    let catalog = facts
+        .tool_catalog
+        .clone()
+        .unwrap_or_else(|| ToolCatalog::for_version(facts.openclaw_version.as_deref()));
+    let resolution = resolve_permissions(&parsed, &resolved_agents, &settings, &catalog, facts);
+    let mut agents: Vec<InventoryAgent> = resolved_agents
         .into_iter()
-        .map(|resolved| {
-            let settings = settings_of(&resolved.id);
+        .zip(settings.iter())
+        .zip(resolution.agents.iter().map(|(_, access)| access.clone()))
+        .map(|((resolved, settings), access)| {
             let workspace_exists = facts.existing_workspaces.contains(&resolved.workspace);
             let session_activity = facts.session_stores.get(&resolved.id).cloned().unwrap_or_default();
             agent_from_settings(
                 resolved,
-                &settings,
+                settings,
                 defaults,
                 global_tools,
                 workspace_exists,
                 session_activity,
+                access,
             )
         })
         .collect();
     agents.sort_by(|a, b| a.id.cmp(&b.id));
 
     let bindings = read_bindings(&parsed.root);
-    let agent_to_agent = read_agent_to_agent(global_tools);
+    let agent_to_agent = read_agent_to_agent(global_tools, &resolution);
     let subagent_limits = read_subagent_limits(defaults);
     let findings = detect::detect(&detect::FindingInputs {
         parsed: &parsed,
@@ -151,6 +161,7 @@ pub fn build_inventory(raw: &str, facts: &RuntimeFacts) -> Inventory {
         bindings: &bindings,
         agent_to_agent: &agent_to_agent,
         facts,
+        catalog: &catalog,
     });
     Inventory {
         openclaw_version: facts.openclaw_version.clone(),
@@ -165,7 +176,32 @@ pub fn build_inventory(raw: &str, facts: &RuntimeFacts) -> Inventory {
         agent_to_agent,
         subagent_limits,
         findings,
+        tool_catalog: Some(catalog.source.clone()),
     }
+}
+
+/// Runs the permission resolution over the valid roster.
+fn resolve_permissions(
+    parsed: &ParsedConfig,
+    agents: &[ResolvedAgent],
+    settings: &[Map<String, Value>],
+    catalog: &ToolCatalog,
+    facts: &RuntimeFacts,
+) -> Resolution {
+    let roster: Vec<RosterAgent<'_>> = agents
+        .iter()
+        .zip(settings)
+        .map(|(agent, settings)| RosterAgent { id: &agent.id, settings })
+        .collect();
+    let default_agent = agents.iter().find(|a| a.is_default).map(|a| a.id.as_str());
+    permissions::resolve(&permissions::Input {
+        root: &parsed.root,
+        roster: &roster,
+        has_roster: parsed.shape != RosterShape::None,
+        default_agent,
+        catalog,
+        cron_jobs: facts.cron_jobs.as_deref(),
+    })
 }
 
 fn unreadable_inventory(hash: String, facts: &RuntimeFacts, err: &ConfigParseError) -> Inventory {
@@ -180,9 +216,10 @@ fn unreadable_inventory(hash: String, facts: &RuntimeFacts, err: &ConfigParseErr
         config_issues: vec![issue],
         agents: Vec::new(),
         bindings: Vec::new(),
-        agent_to_agent: AgentToAgent { sessions_visibility: "tree".to_owned(), ..Default::default() },
+        agent_to_agent: AgentToAgent::default(),
         subagent_limits: read_subagent_limits(&Map::new()),
         default_agent_id: None,
+        tool_catalog: None,
     }
 }
 
@@ -193,35 +230,22 @@ fn agent_from_settings(
     global_tools: &Map<String, Value>,
     workspace_exists: bool,
     session_activity: SessionActivity,
+    access: AgentAccess,
 ) -> InventoryAgent {
     let own_or_default = |key: &str| settings.get(key).or_else(|| defaults.get(key));
     let (model, model_fallbacks) = read_model(own_or_default("model"));
     let own_tools = settings.get("tools").and_then(Value::as_object);
-    let default_tools = defaults.get("tools").and_then(Value::as_object);
-    let tool_value =
-        |key: &str| own_tools.and_then(|t| t.get(key)).or_else(|| default_tools.and_then(|t| t.get(key)));
-    let mut deny: Vec<String> = Vec::new();
-    for scope in [Some(global_tools), default_tools, own_tools].into_iter().flatten() {
-        for name in string_list(scope.get("deny")) {
-            if !deny.contains(&name) {
-                deny.push(name);
-            }
-        }
-    }
+    let own_list = |key: &str| string_list(own_tools.and_then(|t| t.get(key)));
     let tools = ToolPolicy {
-        profile: tool_value("profile")
+        profile: own_tools
+            .and_then(|t| t.get("profile"))
             .or_else(|| global_tools.get("profile"))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        allow: string_list(tool_value("allow")),
-        deny,
-        also_allow: string_list(tool_value("alsoAllow")),
+        allow: own_list("allow"),
+        deny: own_list("deny"),
+        also_allow: own_list("alsoAllow"),
     };
-    let elevated = [own_tools, default_tools, Some(global_tools)]
-        .into_iter()
-        .flatten()
-        .find_map(|scope| scope.get("elevated").and_then(|e| e.get("enabled")).and_then(Value::as_bool))
-        .unwrap_or(false);
     let sandbox_mode = own_or_default("sandbox")
         .and_then(|s| s.get("mode"))
         .map(|mode| SandboxMode::parse(mode.as_str().unwrap_or("")))
@@ -229,6 +253,7 @@ fn agent_from_settings(
     let allow_agents = settings
         .get("subagents")
         .and_then(|s| s.get("allowAgents"))
+        .filter(|v| !v.is_null())
         .or_else(|| defaults.get("subagents").and_then(|s| s.get("allowAgents")));
     let identity = settings.get("identity").and_then(Value::as_object);
     let identity_field =
@@ -239,9 +264,9 @@ fn agent_from_settings(
         model,
         model_fallbacks,
         skills: string_list(settings.get("skills")),
-        effective_trust: TrustLevel::covering(&sandbox_mode, elevated),
+        effective_trust: access.trust,
         sandbox_mode,
-        elevated,
+        elevated: access.elevated.usable,
         allow_agents: string_list(allow_agents).into_iter().map(|id| id.to_ascii_lowercase()).collect(),
         identity: AgentIdentity {
             name: identity_field("name"),
@@ -255,6 +280,7 @@ fn agent_from_settings(
         workspace: resolved.workspace,
         agent_dir: resolved.agent_dir,
         is_default: resolved.is_default,
+        access,
     }
 }
 
@@ -301,17 +327,11 @@ fn read_bindings(root: &Map<String, Value>) -> Vec<Binding> {
         .collect()
 }
 
-fn read_agent_to_agent(tools: &Map<String, Value>) -> AgentToAgent {
-    let a2a = tools.get("agentToAgent");
+fn read_agent_to_agent(tools: &Map<String, Value>, resolution: &Resolution) -> AgentToAgent {
     AgentToAgent {
-        enabled: a2a.and_then(|a| a.get("enabled")).and_then(Value::as_bool).unwrap_or(false),
-        allow: string_list(a2a.and_then(|a| a.get("allow"))),
-        sessions_visibility: tools
-            .get("sessions")
-            .and_then(|s| s.get("visibility"))
-            .and_then(Value::as_str)
-            .unwrap_or("tree")
-            .to_owned(),
+        enabled: resolution.agent_to_agent.enabled,
+        allow: string_list(tools.get("agentToAgent").and_then(|a| a.get("allow"))),
+        sessions_visibility: resolution.visibility_setting.clone(),
     }
 }
 
@@ -320,8 +340,9 @@ fn read_subagent_limits(defaults: &Map<String, Value>) -> SubagentLimits {
     let limit = |key: &str, fallback: i64| {
         subagents.and_then(|s| s.get(key)).and_then(Value::as_i64).unwrap_or(fallback)
     };
+    // Defaults from OpenClaw 2026.9.6 (`sessions-spawn-tool-*.mjs`, docs/tools/subagents).
     SubagentLimits {
-        max_spawn_depth: limit("maxSpawnDepth", 1),
+        max_spawn_depth: limit("maxSpawnDepth", 5),
         max_children_per_agent: limit("maxChildrenPerAgent", 5),
         max_concurrent: limit("maxConcurrent", 8),
     }

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::findings::Finding;
 use crate::domain::model::{RosterShape, SandboxMode, TrustLevel};
 use crate::domain::openclaw::ConfigIssue;
+use crate::domain::permissions::{AgentAccess, CatalogSource, CronJob, ToolCatalog};
 
 /// Everything the runtime adapter learned besides the config text.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +30,11 @@ pub struct RuntimeFacts {
     /// Why the adapter did not read the config (larger than its cap, not a regular file): the
     /// inventory then reports it unreadable instead of parsing anything.
     pub config_refused: Option<String>,
+    /// The runtime's own tool catalog (a Gateway's `tools.catalog`); `None` means "use the
+    /// table for the runtime's version".
+    pub tool_catalog: Option<ToolCatalog>,
+    /// Cron jobs as the runtime lists them; `None` when it could not say.
+    pub cron_jobs: Option<Vec<CronJob>>,
 }
 
 /// Where an installation's files live on its host.
@@ -133,6 +139,9 @@ pub struct InventoryAgent {
     pub session_activity: SessionActivity,
     pub is_default: bool,
     pub effective_trust: TrustLevel,
+    /// What the agent may do and who reaches it, resolved as OpenClaw resolves it.
+    #[serde(default)]
+    pub access: AgentAccess,
 }
 
 /// The match of a binding.
@@ -185,10 +194,11 @@ pub struct Binding {
     pub comment: Option<String>,
 }
 
-/// Agent-to-agent messaging settings.
+/// Agent-to-agent messaging settings, with OpenClaw's defaults filled in (enabled, `all`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AgentToAgent {
     pub enabled: bool,
+    /// `tools.agentToAgent.allow` as written; empty matches every agent.
     pub allow: Vec<String>,
     pub sessions_visibility: String,
 }
@@ -219,6 +229,9 @@ pub struct Inventory {
     /// Sorted by key.
     pub findings: Vec<Finding>,
     pub default_agent_id: Option<String>,
+    /// Where the tool catalog the permissions were resolved with came from.
+    #[serde(default)]
+    pub tool_catalog: Option<CatalogSource>,
 }
 
 impl Inventory {

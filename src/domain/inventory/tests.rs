@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::domain::findings::FindingKind;
+use crate::domain::model::TrustLevel;
 use crate::domain::openclaw::parse_config;
 use crate::domain::topology::{EdgeKind, derive_topology};
 
@@ -28,6 +29,7 @@ fn facts(raw: &str, missing_workspaces: &[&str]) -> RuntimeFacts {
         config_path: "/srv/oc/openclaw.json".to_owned(),
         layout: layout(),
         existing_workspaces,
+        openclaw_version: Some(crate::domain::permissions::TABLE_VERSION.to_owned()),
         ..RuntimeFacts::default()
     }
 }
@@ -72,7 +74,12 @@ fn trio_agents_carry_their_effective_settings() {
     let research = inventory.agent("research").unwrap();
     assert_eq!(research.workspace, "/srv/oc/workspace-research");
     assert_eq!(research.model.as_deref(), Some("claude-cli/claude-sonnet-4-6"), "inherits defaults");
-    assert_eq!(research.effective_trust, TrustLevel::Standard);
+    assert_eq!(
+        research.effective_trust,
+        TrustLevel::Restricted,
+        "non-main leaves its main session unsandboxed, but minimal + sessions_send neither runs \
+         nor writes anything"
+    );
     assert_eq!(inventory.agent("writer").unwrap().effective_trust, TrustLevel::Restricted);
 }
 
@@ -120,7 +127,7 @@ fn studio12_trust_follows_sandbox_and_elevated_grants() {
     let trust = |id: &str| inventory.agent(id).unwrap().effective_trust;
     assert_eq!(trust("support"), TrustLevel::Restricted);
     assert_eq!(trust("security"), TrustLevel::Restricted);
-    assert_eq!(trust("qa"), TrustLevel::Standard);
+    assert_eq!(trust("qa"), TrustLevel::Elevated, "non-main: the main session runs exec on the host");
     assert_eq!(trust("devops"), TrustLevel::Elevated);
 }
 
@@ -245,7 +252,9 @@ fn drifted_reports_every_problem_as_a_finding() {
 #[test]
 fn drifted_graph_ignores_stale_ids_and_unknown_binding_targets() {
     let topology = derive_topology(&inventory(DRIFTED));
-    assert_eq!(topology.edges_of(EdgeKind::Send).count(), 6);
+    let sends = edge_pairs(&topology, EdgeKind::Send);
+    assert_eq!(sends.len(), 4, "ops's allow list holds no sessions_send: {sends:?}");
+    assert!(sends.iter().all(|(from, _)| from != "ops"));
     let spawns = edge_pairs(&topology, EdgeKind::Spawn);
     assert_eq!(spawns, BTreeSet::from([("lead".to_owned(), "ops".to_owned())]));
     assert_eq!(topology.routes.len(), 1);

@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 use super::apply::object_at;
 use super::{PatchPlan, PlanContext, PlanError, PlanKind, finish, merge};
 use crate::domain::findings::FindingKind;
-use crate::domain::glob;
 use crate::domain::inventory::SessionStore;
 use crate::domain::model::{RosterShape, SandboxMode};
 use crate::domain::openclaw::{RETIRED_ROOT_KEYS, parse_config, string_list};
@@ -101,12 +100,19 @@ pub fn plan_repair(ctx: &PlanContext<'_>) -> Result<PatchPlan, PlanError> {
         let allow = string_list(a2a.get("allow"));
         let kept: Vec<String> = allow
             .iter()
-            .filter(|name| glob::is_pattern(name) || valid.contains(&name.to_ascii_lowercase()))
+            .filter(|name| name.contains('*') || valid.contains(&name.trim().to_ascii_lowercase()))
             .cloned()
             .collect();
         if kept.len() != allow.len() {
-            a2a.insert("allow".to_owned(), json!(kept));
             ops.push("remove unknown agents from tools.agentToAgent.allow".to_owned());
+            if kept.is_empty() {
+                // An emptied list means "every pair" to OpenClaw: close it instead.
+                a2a.insert("enabled".to_owned(), json!(false));
+                ops.push(
+                    "disable agent-to-agent messaging (its allow list named only unknown agents)".to_owned(),
+                );
+            }
+            a2a.insert("allow".to_owned(), json!(kept));
         }
     }
     if tools.is_empty() && !parsed.root.contains_key("tools") {

@@ -51,6 +51,7 @@ fn trio_minus_writer_plus_qa(observed: &Topology) -> Topology {
         model: None,
         tools_profile: Some("minimal".into()),
         workspace: String::new(),
+        pins: Default::default(),
     });
     let mut edges: Vec<TopologyEdge> =
         observed.edges.iter().filter(|e| e.from != "writer" && e.to != "writer").cloned().collect();
@@ -178,9 +179,12 @@ fn trust_bounds_tighten_the_sandbox_and_never_loosen_it() {
     let ctx = PlanContext { raw_config: TRIO, inventory: &inventory, shape: PatchShape::Entries };
     let plan = plan_apply(&ctx, 2, &desired).unwrap();
     let entries = &plan.merge_patch["agents"]["entries"];
-    assert_eq!(entries["lead"]["sandbox"]["mode"], "all");
-    assert_eq!(entries["research"]["sandbox"]["mode"], "all");
+    assert_eq!(entries["lead"]["sandbox"]["mode"], "all", "coding unsandboxed runs exec on the host");
+    assert!(entries.get("research").is_none(), "research runs and writes nothing: {}", plan.merge_patch);
     assert!(entries.get("writer").is_none(), "writer is already sandboxed: {}", plan.merge_patch);
+    assert_eq!(plan.operations.iter().filter(|op| op.contains("trust")).count(), 1, "{:?}", plan.operations);
+    let (after, _) = outcome(TRIO, &plan);
+    assert!(after.agents.iter().all(|a| a.access.trust == TrustLevel::Restricted));
 }
 
 #[test]
@@ -231,4 +235,78 @@ fn drifted_repair_fixes_every_config_problem_without_restoring_backups() {
     assert!(plan.warnings.iter().any(|w| w.contains("never restores")));
     assert!(plan.warnings.iter().any(|w| w.contains("legacy session store")));
     assert_eq!(plan.merge_patch["agents"]["entries"]["qa"]["sandbox"]["mode"], "all");
+}
+
+const OPEN_TEAM: &str = r#"{
+  agents: { ownership: "explicit", entries: { lead: {}, research: {}, writer: {} } },
+  tools: { agentToAgent: { allow: ["research", "writer"] } },
+}"#;
+
+#[test]
+fn removing_the_last_agents_of_an_allow_list_closes_it_instead_of_opening_it() {
+    let inventory = inventory_of(OPEN_TEAM, &[]);
+    assert_eq!(derive_topology(&inventory).edges_of(EdgeKind::Send).count(), 2);
+    let lead = inventory.agent("lead").unwrap();
+    let node = TopologyNode {
+        agent_id: "lead".into(),
+        role: "lead".into(),
+        trust: lead.effective_trust,
+        model: None,
+        tools_profile: None,
+        workspace: String::new(),
+        pins: Default::default(),
+    };
+    let desired = Topology::new(vec![node], vec![], vec![]);
+    let ctx = PlanContext { raw_config: OPEN_TEAM, inventory: &inventory, shape: PatchShape::Entries };
+    let plan = plan_apply(&ctx, 2, &desired).unwrap();
+    assert_eq!(plan.merge_patch["tools"]["agentToAgent"]["enabled"], false, "{}", plan.merge_patch);
+    let (after, topology) = outcome(OPEN_TEAM, &plan);
+    assert_eq!(topology.edges.len(), 0);
+    assert!(!after.agent_to_agent.enabled);
+}
+
+#[test]
+fn a_config_without_a_tools_block_gets_an_explicit_clique() {
+    let raw = r#"{ agents: { ownership: "explicit", entries: { a: {}, b: {}, c: {} } } }"#;
+    let inventory = inventory_of(raw, &[]);
+    assert_eq!(
+        derive_topology(&inventory).edges_of(EdgeKind::Send).count(),
+        6,
+        "OpenClaw's default is every pair"
+    );
+    let mut desired = derive_topology(&inventory);
+    desired.edges.retain(|e| e.kind != EdgeKind::Send || (e.from != "c" && e.to != "c"));
+    let desired = Topology::new(desired.nodes, desired.edges, desired.routes);
+    let ctx = PlanContext { raw_config: raw, inventory: &inventory, shape: PatchShape::Entries };
+    let plan = plan_apply(&ctx, 2, &desired).unwrap();
+    assert_eq!(plan.merge_patch["tools"]["agentToAgent"]["allow"], serde_json::json!(["a", "b"]));
+    let (_, topology) = outcome(raw, &plan);
+    assert!(crate::domain::drift::diff_topologies(&desired, &topology).is_empty());
+}
+
+#[test]
+fn pinned_permissions_are_written_and_then_hold() {
+    let inventory = inventory_of(TRIO, &[]);
+    let mut desired = derive_topology(&inventory);
+    for node in &mut desired.nodes {
+        if node.agent_id == "lead" {
+            node.pins.tools_deny = Some(vec!["browser".into(), "exec".into()]);
+            node.pins.workspace_access = Some("ro".into());
+            node.pins.elevated =
+                Some(crate::domain::topology::ElevatedPin { enabled: false, allow_from: vec![] });
+        }
+    }
+    let desired = Topology::new(desired.nodes, desired.edges, desired.routes);
+    let before = crate::domain::drift::permission_items(&desired, &inventory);
+    assert!(before.iter().any(|d| d.key == "PERMISSION_WIDENED/lead:tools_deny"), "{before:?}");
+    let ctx = PlanContext { raw_config: TRIO, inventory: &inventory, shape: PatchShape::Entries };
+    let plan = plan_apply(&ctx, 2, &desired).unwrap();
+    let (after, _) = outcome(TRIO, &plan);
+    assert!(crate::domain::drift::permission_items(&desired, &after).is_empty());
+    assert!(!after.agent("lead").unwrap().access.effective_tools.contains(&"exec".to_owned()));
+    assert!(
+        plan.expected_resolved.iter().any(|k| k == "PERMISSION_WIDENED/lead:tools_deny"),
+        "{:?}",
+        plan.expected_resolved
+    );
 }

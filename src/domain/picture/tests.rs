@@ -9,6 +9,7 @@ fn node(id: &str, trust: TrustLevel) -> TopologyNode {
         model: None,
         tools_profile: None,
         workspace: String::new(),
+        pins: Default::default(),
     }
 }
 

@@ -373,6 +373,7 @@ fn build_topology(input: &SetupInput<'_>, members: &[Member]) -> Result<Topology
             model: input.models.get(role_spec.tier).cloned().unwrap_or_default(),
             tools_profile: role_spec.tools_profile.to_owned(),
             workspace: String::new(),
+            pins: Default::default(),
         });
     }
     let mut edges: Vec<TopologyEdge> = base.map(|b| b.edges.clone()).unwrap_or_default();
@@ -418,7 +419,8 @@ fn build_topology(input: &SetupInput<'_>, members: &[Member]) -> Result<Topology
         }
     }
     let routes = base.map(|b| b.routes.clone()).unwrap_or_default();
-    let topology = validate_desired(&DesiredInput { nodes, edges, routes })?;
+    let team = base.map(|b| b.team.clone()).unwrap_or_default();
+    let topology = validate_desired(&DesiredInput { nodes, edges, routes, team })?;
     let depth = spawn_depth(&topology);
     if depth > input.limits.max_spawn_depth {
         return Err(violation(

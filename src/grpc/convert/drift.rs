@@ -23,6 +23,8 @@ impl From<DriftKind> for pb::DriftKind {
             DriftKind::RouteUnexpected => Self::RouteUnexpected,
             DriftKind::TrustWidened => Self::TrustWidened,
             DriftKind::RuntimeFinding => Self::RuntimeFinding,
+            DriftKind::PermissionWidened => Self::PermissionWidened,
+            DriftKind::PermissionChanged => Self::PermissionChanged,
         }
     }
 }

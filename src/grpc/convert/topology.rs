@@ -8,7 +8,9 @@ use crate::domain::desired::{DesiredInput, DesiredRevision, FieldViolation, Node
 use crate::domain::findings::{Finding, FindingKind};
 use crate::domain::inventory::{Binding, Inventory, InventoryAgent, RouteMatch, SessionStore};
 use crate::domain::observation::ObservationRecord;
-use crate::domain::topology::{EdgeKind, Route, Topology, TopologyEdge};
+use crate::domain::topology::{
+    EdgeKind, ElevatedPin, PermissionPins, Route, TeamPins, Topology, TopologyEdge,
+};
 use crate::domain::{RosterShape, SandboxMode, TrustLevel};
 use crate::pb::v1 as pb;
 
@@ -60,6 +62,8 @@ impl From<FindingKind> for pb::FindingKind {
             FindingKind::RejectedWritePresent => Self::RejectedWritePresent,
             FindingKind::OwnershipMissing => Self::OwnershipMissing,
             FindingKind::DuplicateAgentId => Self::DuplicateAgentId,
+            FindingKind::ToolTableMissing => Self::ToolTableMissing,
+            FindingKind::OpenDmToPrivilegedAgent => Self::OpenDmToPrivilegedAgent,
         }
     }
 }
@@ -239,6 +243,7 @@ impl From<&Topology> for pb::Topology {
                     model: text(&node.model),
                     tools_profile: text(&node.tools_profile),
                     workspace: node.workspace.clone(),
+                    pins: (!node.pins.is_empty()).then(|| pins_to_pb(&node.pins)),
                 })
                 .collect(),
             edges: value.edges.iter().map(Into::into).collect(),
@@ -251,7 +256,41 @@ impl From<&Topology> for pb::Topology {
                 })
                 .collect(),
             revision: value.revision.clone(),
+            team: (!value.team.is_empty()).then(|| pb::TeamPins {
+                closed_agent_to_agent: value.team.closed_agent_to_agent,
+                sessions_visibility: text(&value.team.sessions_visibility),
+            }),
         }
+    }
+}
+
+fn pins_to_pb(pins: &PermissionPins) -> pb::PermissionPins {
+    let list =
+        |tools: &Option<Vec<String>>| tools.as_ref().map(|tools| pb::ToolList { tools: tools.clone() });
+    pb::PermissionPins {
+        tools_allow: list(&pins.tools_allow),
+        tools_deny: list(&pins.tools_deny),
+        sandbox_mode: text(&pins.sandbox_mode),
+        workspace_access: text(&pins.workspace_access),
+        elevated: pins
+            .elevated
+            .as_ref()
+            .map(|e| pb::ElevatedPin { enabled: e.enabled, allow_from: e.allow_from.clone() }),
+    }
+}
+
+fn pins_from_pb(pins: Option<&pb::PermissionPins>) -> PermissionPins {
+    let Some(pins) = pins else { return PermissionPins::default() };
+    let optional = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    PermissionPins {
+        tools_allow: pins.tools_allow.as_ref().map(|l| l.tools.clone()),
+        tools_deny: pins.tools_deny.as_ref().map(|l| l.tools.clone()),
+        sandbox_mode: optional(&pins.sandbox_mode),
+        workspace_access: optional(&pins.workspace_access),
+        elevated: pins
+            .elevated
+            .as_ref()
+            .map(|e| ElevatedPin { enabled: e.enabled, allow_from: e.allow_from.clone() }),
     }
 }
 
@@ -290,6 +329,26 @@ impl From<&AgentCatalog> for pb::GetAgentCatalogResponse {
                     desired_trust: agent.desired_trust.map(pb::TrustLevel::from).unwrap_or_default().into(),
                     observed_trust: agent.observed_trust.map(pb::TrustLevel::from).unwrap_or_default().into(),
                     trust_widened: agent.trust_widened,
+                    effective_tools: agent.access.effective_tools.clone(),
+                    session_visibility: agent.access.session_visibility.clone(),
+                    sandbox_mode: agent.access.sandbox_mode.clone(),
+                    workspace_access: agent.access.workspace_access.clone(),
+                    elevated: agent.access.elevated,
+                    elevated_allow_from: agent.access.elevated_allow_from.clone(),
+                    exec_host: agent.access.exec_host.clone(),
+                    woken_by: agent.access.woken_by.clone(),
+                    inbound: agent
+                        .access
+                        .inbound
+                        .iter()
+                        .map(|route| pb::InboundReach {
+                            channel: route.channel.clone(),
+                            account: route.account.clone(),
+                            dm_policy: route.dm_policy.clone(),
+                            group_policy: route.group_policy.clone(),
+                            bound: route.bound,
+                        })
+                        .collect(),
                 })
                 .collect(),
             digest: value.digest.clone(),
@@ -326,6 +385,7 @@ impl TryFrom<&pb::Topology> for DesiredInput {
                 model: node.model.clone(),
                 tools_profile: node.tools_profile.clone(),
                 workspace: node.workspace.clone(),
+                pins: pins_from_pb(node.pins.as_ref()),
             });
         }
         for (i, edge) in value.edges.iter().enumerate() {
@@ -352,6 +412,13 @@ impl TryFrom<&pb::Topology> for DesiredInput {
                 continue;
             };
             input.routes.push(Route { route: matcher.into(), agent_id: route.agent_id.clone() });
+        }
+        if let Some(team) = &value.team {
+            input.team = TeamPins {
+                closed_agent_to_agent: team.closed_agent_to_agent,
+                sessions_visibility: (!team.sessions_visibility.is_empty())
+                    .then(|| team.sessions_visibility.clone()),
+            };
         }
         if violations.is_empty() { Ok(input) } else { Err(violations) }
     }
