@@ -65,7 +65,7 @@ async fn measure(agents: usize) -> Row {
     assert_eq!(inventory.agents.len(), agents, "every agent observed");
     let (derive_diff, (topology, differences)) = fastest(|| async {
         let topology = derive_topology(&inventory);
-        let differences = diff(Some(&topology), &topology, &inventory.findings);
+        let differences = diff(Some(&topology), &topology, &inventory);
         (topology, differences)
     })
     .await;

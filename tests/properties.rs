@@ -16,7 +16,7 @@ use jhf_warp::domain::expressibility::{SendEdge, express, nearest_narrower};
 use jhf_warp::domain::inventory::{RouteMatch, StateLayout};
 use jhf_warp::domain::openclaw::MAX_CONFIG_DEPTH;
 use jhf_warp::domain::page_token::{MAX_TOKEN_BYTES, PageTokenCodec};
-use jhf_warp::domain::topology::{Route, TopologyEdge};
+use jhf_warp::domain::topology::{PermissionPins, Route, TopologyEdge};
 use jhf_warp::domain::{EdgeKind, FindingKind, RuntimeFacts, TrustLevel, build_inventory, derive_topology};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -423,7 +423,7 @@ fn plausible_desired() -> impl Strategy<Value = DesiredInput> {
                     }
                 }
             }
-            DesiredInput { nodes, edges: edges.into_iter().collect(), routes: Vec::new() }
+            DesiredInput { nodes, edges: edges.into_iter().collect(), ..DesiredInput::default() }
         })
 }
 
@@ -434,14 +434,31 @@ fn desired_input() -> impl Strategy<Value = DesiredInput> {
         TrustLevel::Elevated,
     ]));
     let text = prop_oneof![4 => "[a-z/~._-]{0,20}", 1 => ".{0,300}"];
-    let node = (agent_id(), text.clone(), trust, text.clone(), text.clone(), text.clone()).prop_map(
-        |(agent_id, role, trust, model, tools_profile, workspace)| NodeInput {
+    let choice = |values: &[&'static str]| {
+        prop::option::of(prop::sample::select(values.to_vec()).prop_map(str::to_owned))
+    };
+    let pins = (
+        prop::option::of(prop::collection::vec(text.clone(), 0..4)),
+        prop::option::of(prop::collection::vec(text.clone(), 0..4)),
+        choice(&["off", "non-main", "all", "sometimes"]),
+        choice(&["none", "ro", "rw", "write"]),
+    )
+        .prop_map(|(tools_allow, tools_deny, sandbox_mode, workspace_access)| PermissionPins {
+            tools_allow,
+            tools_deny,
+            sandbox_mode,
+            workspace_access,
+            elevated: None,
+        });
+    let node = (agent_id(), text.clone(), trust, text.clone(), text.clone(), text.clone(), pins).prop_map(
+        |(agent_id, role, trust, model, tools_profile, workspace, pins)| NodeInput {
             agent_id,
             role,
             trust,
             model,
             tools_profile,
             workspace,
+            pins,
         },
     );
     let kind = prop::sample::select(vec![EdgeKind::Send, EdgeKind::Spawn]);
@@ -470,5 +487,10 @@ fn desired_input() -> impl Strategy<Value = DesiredInput> {
         prop::collection::vec(edge, 0..40),
         prop::collection::vec(route, 0..6),
     )
-        .prop_map(|(nodes, edges, routes)| DesiredInput { nodes, edges, routes })
+        .prop_map(|(nodes, edges, routes)| DesiredInput {
+            nodes,
+            edges,
+            routes,
+            ..DesiredInput::default()
+        })
 }

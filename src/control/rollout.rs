@@ -577,7 +577,7 @@ impl RolloutService {
             PlanKind::Repair => None,
         };
         let present: Vec<String> =
-            diff(desired.as_ref().map(|d| &d.topology), &observed.observation.topology, &inventory)
+            diff(desired.as_ref().map(|d| &d.topology), &observed.observation.topology, inventory)
                 .into_iter()
                 .map(|d| d.key)
                 .filter(|key| plan.expected_resolved.contains(key))

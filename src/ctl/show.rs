@@ -168,7 +168,23 @@ pub async fn picture(
         Err(status) => return Err(status.into()),
     };
     let (desired, observed) = (desired.as_ref().map(domain_topology), observed.as_ref().map(domain_topology));
-    let drawn = picture::build(desired.as_ref(), observed.as_ref(), source);
+    let mut drawn = picture::build(desired.as_ref(), observed.as_ref(), source);
+    if source != picture::Source::Desired {
+        let catalog = clients.topology().get_agent_catalog(pb::GetAgentCatalogRequest {}).await?.into_inner();
+        let reach = catalog
+            .agents
+            .iter()
+            .map(|agent| {
+                let reach = picture::Reach {
+                    woken_by: agent.woken_by.clone(),
+                    inbound: agent.inbound.iter().map(|r| format!("{}/{}", r.channel, r.account)).collect(),
+                    open_dm: agent.inbound.iter().any(|r| r.dm_policy == "open"),
+                };
+                (agent.agent_id.clone(), reach)
+            })
+            .collect();
+        drawn = drawn.with_reach(&reach);
+    }
     let text = match format {
         super::TopologyFormat::Mermaid => picture::mermaid(&drawn),
         super::TopologyFormat::Dot => picture::dot(&drawn),

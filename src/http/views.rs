@@ -70,8 +70,13 @@ pub async fn topology_svg(State(views): State<Views>, Query(query): Query<Source
         }
     };
     let (desired, observed) = views.desired.current();
-    let picture =
+    let mut picture =
         picture::build(desired.as_ref().map(|d| &d.topology), observed.as_ref().map(|o| &o.topology), source);
+    if source != Source::Desired
+        && let Some(observed) = &observed
+    {
+        picture = picture.with_reach(&picture::reach_of(&observed.inventory));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],

@@ -35,6 +35,7 @@ use crate::domain::inventory::{
 use crate::domain::openclaw::{ConfigIssue, parse_config};
 use crate::domain::patch::PatchShape;
 use crate::domain::patch::gateway::without_roster_deletions;
+use crate::domain::permissions::CronJob;
 
 /// How long one CLI command may take (agent deletion takes ~12 s on a small machine).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -71,7 +72,13 @@ pub struct CliRuntime {
     version: Option<String>,
     read_only_reason: Option<String>,
     limits: RuntimeLimits,
+    /// The last `openclaw cron list` answer and when it was asked (it needs a running Gateway
+    /// and costs a Node start-up, so it is asked at most every [`CRON_REFRESH`]).
+    cron: std::sync::Mutex<Option<(std::time::Instant, Option<Vec<CronJob>>)>>,
 }
+
+/// How often a CLI runtime asks for its cron jobs.
+const CRON_REFRESH: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for CliRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +130,7 @@ impl CliRuntime {
             version: None,
             read_only_reason: None,
             limits,
+            cron: std::sync::Mutex::new(None),
         };
         let version = runtime
             .shell
@@ -356,6 +364,28 @@ write_safely "$real" openclaw.json
         Self::confined_result(self.shell.run_script(&script, READ_TIMEOUT).await?).map(drop)
     }
 
+    /// Cron jobs as `openclaw cron list --all --json` prints them (it asks the installation's
+    /// Gateway); `None` when there is no Gateway to ask, remembered for [`CRON_REFRESH`].
+    async fn cron_jobs(&self) -> Option<Vec<CronJob>> {
+        if let Some((at, jobs)) = self.cron.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            && at.elapsed() < CRON_REFRESH
+        {
+            return jobs;
+        }
+        let out =
+            self.shell.run(&self.cli("cron list --all --json --timeout 5000"), None, READ_TIMEOUT).await;
+        let jobs =
+            out.ok().filter(CommandOutput::success).and_then(|out| json_document(&out.stdout)).map(|doc| {
+                let rows = doc.get("jobs").cloned().unwrap_or(doc);
+                rows.as_array()
+                    .map(|rows| rows.iter().filter_map(CronJob::from_json).collect())
+                    .unwrap_or_default()
+            });
+        *self.cron.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), jobs.clone()));
+        jobs
+    }
+
     fn replace_args(paths: &[String]) -> String {
         paths.iter().map(|p| format!(" --replace-path {}", quote(p))).collect()
     }
@@ -393,6 +423,7 @@ impl RuntimeAdapter for CliRuntime {
         facts.openclaw_version = self.version.clone();
         if self.read_only_reason.is_none() {
             facts.cli_issues = Some(self.validate().await?);
+            facts.cron_jobs = self.cron_jobs().await;
         }
         Ok(build_inventory(&config.raw, &facts))
     }

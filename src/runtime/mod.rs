@@ -1,4 +1,4 @@
-//! Reading (and, later, patching) the real OpenClaw runtime.
+//! Reading and changing the real OpenClaw runtime.
 //!
 //! An adapter gathers the raw config text and the filesystem facts the domain needs, then
 //! hands them to [`crate::domain::build_inventory`]; all interpretation lives in the domain.
@@ -25,7 +25,7 @@ use crate::domain::patch::PatchShape;
 pub use address::{RuntimeAddress, RuntimeAddressError};
 pub use cli::CliRuntime;
 pub use fixture::FixtureRuntime;
-pub use gateway::{DEVICE_KEY_FILE, GatewayRuntime};
+pub use gateway::{DEVICE_KEY_FILE, DeviceKey, GatewayClient, GatewayRuntime};
 pub use shell::{HostShell, LocalShell, SshShell};
 
 /// Why the runtime could not be read. Messages never carry config content.

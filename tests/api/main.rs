@@ -19,6 +19,7 @@ mod persistent;
 mod process;
 mod real_cli;
 mod real_gateway;
+mod real_permissions;
 mod reconcile;
 mod reflection;
 mod replicas;

@@ -17,15 +17,15 @@ use crate::helpers::{
 use crate::real_cli::{cli_json, follow_slowly, openclaw_bin};
 use crate::rollout::{plan, start, trio_minus_writer_plus_qa};
 
-const GATEWAY_TOKEN: &str = "gateway-test-token-0123456789";
+pub const GATEWAY_TOKEN: &str = "gateway-test-token-0123456789";
 /// A literal secret in the config (the Gateway redacts it in `config.get`).
 const LITERAL_SECRET: &str = "123456:LITERAL-bot-token-value";
 
 /// A Gateway process group, killed when dropped.
-struct Gateway {
+pub struct Gateway {
     child: Child,
-    port: u16,
-    state: PathBuf,
+    pub port: u16,
+    pub state: PathBuf,
     home: PathBuf,
     bin: String,
     _dir: tempfile::TempDir,
@@ -43,24 +43,33 @@ impl Gateway {
     /// Starts a Gateway on a copy of the trio's config (with a literal bot token for the lead)
     /// and waits until it answers.
     async fn start(bin: &str) -> Self {
+        Self::start_in(bin, |state| {
+            let fixture = crate::helpers::fixtures_dir().join("trio/state");
+            // The config and the workspaces; the fixture's agent dirs hold placeholder databases
+            // a Gateway refuses to migrate.
+            for entry in std::fs::read_dir(&fixture).unwrap() {
+                let entry = entry.unwrap();
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with("workspace-") {
+                    crate::real_cli::copy_tree(&entry.path(), &state.join(&name));
+                }
+            }
+            let config = std::fs::read_to_string(fixture.join("openclaw.json"))
+                .unwrap()
+                .replace(r#"botToken: "${TG_LEAD}""#, &format!(r#"botToken: "{LITERAL_SECRET}""#));
+            std::fs::write(state.join("openclaw.json"), config).unwrap();
+        })
+        .await
+    }
+
+    /// Starts a Gateway on a state dir `prepare` fills (offline: no update checks, no model
+    /// catalog refresh) and waits until it listens.
+    pub async fn start_in(bin: &str, prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (state, home) = (dir.path().join("state"), dir.path().join("home"));
         std::fs::create_dir_all(&home).unwrap();
-        let fixture = crate::helpers::fixtures_dir().join("trio/state");
         std::fs::create_dir_all(&state).unwrap();
-        // The config and the workspaces; the fixture's agent dirs hold placeholder databases a
-        // Gateway refuses to migrate.
-        for entry in std::fs::read_dir(&fixture).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with("workspace-") {
-                crate::real_cli::copy_tree(&entry.path(), &state.join(&name));
-            }
-        }
-        let config = std::fs::read_to_string(fixture.join("openclaw.json"))
-            .unwrap()
-            .replace(r#"botToken: "${TG_LEAD}""#, &format!(r#"botToken: "{LITERAL_SECRET}""#));
-        std::fs::write(state.join("openclaw.json"), config).unwrap();
+        prepare(&state);
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -79,6 +88,7 @@ impl Gateway {
             ])
             .env("HOME", &home)
             .env("OPENCLAW_STATE_DIR", &state)
+            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
             .env("TG_RESEARCH", "222:research")
             .env("TG_WRITER", "333:writer")
             .stdin(Stdio::null())
@@ -135,7 +145,7 @@ impl Gateway {
         assert_eq!(answer["ok"], true, "{answer}");
     }
 
-    async fn app(&self) -> TestApp {
+    pub async fn app(&self) -> TestApp {
         let app = spawn_app_unready(
             AppOptions {
                 runtime: Some(format!("gateway:ws://127.0.0.1:{}", self.port)),

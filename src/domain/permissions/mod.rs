@@ -170,7 +170,7 @@ pub struct Resolution {
     pub agents: Vec<(String, AgentAccess)>,
 }
 
-fn object<'a>(value: Option<&'a Value>) -> Option<&'a Map<String, Value>> {
+fn object(value: Option<&Value>) -> Option<&Map<String, Value>> {
     value.and_then(Value::as_object)
 }
 

@@ -179,12 +179,11 @@ pub fn inbound_routes(
                     break;
                 }
             }
-            if !whole_account_bound {
-                if let Some(default) = default_agent.filter(|d| agents.contains(d)) {
-                    if !targets.iter().any(|(a, _)| a == default) {
-                        targets.push((default.to_owned(), false));
-                    }
-                }
+            if !whole_account_bound
+                && let Some(default) = default_agent.filter(|d| agents.contains(d))
+                && !targets.iter().any(|(a, _)| a == default)
+            {
+                targets.push((default.to_owned(), false));
             }
             for (agent_id, bound) in targets {
                 routes.push(InboundRoute {

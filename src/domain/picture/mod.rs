@@ -69,6 +69,35 @@ pub struct PictureNode {
     pub presence: Presence,
     /// The runtime grants more than the desired trust.
     pub widened: bool,
+    /// Who reaches or wakes it (observed runtimes only).
+    pub reach: Reach,
+}
+
+/// What reaches an agent from outside the team: wake-ups without a person, and channel
+/// accounts whose messages land at it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reach {
+    /// e.g. `heartbeat every 30m`, `cron job "digest" every 1d`.
+    pub woken_by: Vec<String>,
+    /// e.g. `telegram/lead`.
+    pub inbound: Vec<String>,
+    /// Some route lets anyone start a direct conversation with it (`dmPolicy: "open"`).
+    pub open_dm: bool,
+}
+
+impl Reach {
+    /// A one-line summary (`⏰ 2 · ✉ telegram/lead (open DM)`), empty when nothing reaches it.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.woken_by.is_empty() {
+            parts.push(format!("⏰ {}", self.woken_by.len()));
+        }
+        if !self.inbound.is_empty() {
+            let open = if self.open_dm { " (open DM)" } else { "" };
+            parts.push(format!("✉ {}{open}", self.inbound.join(", ")));
+        }
+        parts.join(" · ")
+    }
 }
 
 /// A permission as drawn.
@@ -125,7 +154,7 @@ pub fn build(desired: Option<&Topology>, observed: Option<&Topology>, source: So
                 }
                 (None, None) => (Presence::Both, String::new(), TrustLevel::Restricted, false),
             };
-            PictureNode { id: id.clone(), role, trust, presence, widened }
+            PictureNode { id: id.clone(), role, trust, presence, widened, reach: Reach::default() }
         })
         .collect();
     let edge_set = |t: Option<&Topology>| -> BTreeSet<(String, String, EdgeKind)> {
@@ -147,6 +176,35 @@ pub fn build(desired: Option<&Topology>, observed: Option<&Topology>, source: So
         .collect();
     edges.sort();
     Picture { nodes, edges }
+}
+
+impl Picture {
+    /// Adds what reaches each agent (by id) to the picture.
+    pub fn with_reach(mut self, reach: &BTreeMap<String, Reach>) -> Self {
+        for node in &mut self.nodes {
+            if let Some(found) = reach.get(&node.id) {
+                node.reach = found.clone();
+            }
+        }
+        self
+    }
+}
+
+/// What reaches each agent of an inventory.
+pub fn reach_of(inventory: &crate::domain::inventory::Inventory) -> BTreeMap<String, Reach> {
+    inventory
+        .agents
+        .iter()
+        .map(|agent| {
+            let access = &agent.access;
+            let reach = Reach {
+                woken_by: access.wakeups.iter().map(|w| w.detail.clone()).collect(),
+                inbound: access.inbound.iter().map(|r| format!("{}/{}", r.channel, r.account)).collect(),
+                open_dm: access.inbound.iter().any(|r| r.open_dm()),
+            };
+            (agent.id.clone(), reach)
+        })
+        .collect()
 }
 
 #[cfg(test)]

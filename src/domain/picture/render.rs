@@ -35,6 +35,10 @@ pub fn mermaid(picture: &Picture) -> String {
         if node.widened {
             label.push_str("<br/>⚠ trust widened");
         }
+        let reach = node.reach.summary();
+        if !reach.is_empty() {
+            label.push_str(&format!("<br/>{}", escape(&reach)));
+        }
         let _ = writeln!(out, "  {}[\"{label}\"]", ids[node.id.as_str()]);
     }
     let mut styles = Vec::new();
@@ -83,6 +87,10 @@ pub fn dot(picture: &Picture) -> String {
         let mut label = format!("{}\\n{}", node.id, subtitle(&node.role, trust_name(node.trust)));
         if node.widened {
             label.push_str("\\n⚠ trust widened");
+        }
+        let reach = node.reach.summary();
+        if !reach.is_empty() {
+            label.push_str(&format!("\\n{reach}"));
         }
         let style = match node.presence {
             Presence::Missing => format!(", color=\"{MISSING}\", style=\"rounded,dashed\""),
@@ -193,6 +201,8 @@ pub fn svg(picture: &Picture) -> String {
 .node.unexpected rect{{stroke:{UNEXPECTED};fill:#fff7ed}}
 .node.widened rect{{stroke:{UNEXPECTED};stroke-width:3}}
 .node text.badge{{font:600 10px sans-serif;fill:{UNEXPECTED}}}
+.node text.reach{{font:10px sans-serif;fill:#4b5563}}
+.node text.reach.open{{fill:{MISSING};font-weight:600}}
 .edge{{fill:none;stroke-width:1.6}}
 .edge.send{{stroke:{SEND}}}
 .edge.spawn{{stroke:{SPAWN};stroke-width:2.2}}
@@ -255,6 +265,25 @@ pub fn svg(picture: &Picture) -> String {
                 r#"<text class="badge" x="{:.1}" y="{:.1}" text-anchor="end">⚠ trust widened</text>"#,
                 at.x + at.width,
                 at.y - 4.0
+            );
+        }
+        let reach = node.reach.summary();
+        if !reach.is_empty() {
+            let _ = write!(
+                out,
+                r#"<text class="reach{}" x="{:.1}" y="{:.1}"><title>{}</title>{}</text>"#,
+                if node.reach.open_dm { " open" } else { "" },
+                at.x,
+                at.y + NODE_HEIGHT + 13.0,
+                xml(&node
+                    .reach
+                    .woken_by
+                    .iter()
+                    .chain(&node.reach.inbound)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")),
+                xml(&reach),
             );
         }
         out.push_str("</g>");

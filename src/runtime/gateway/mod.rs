@@ -45,10 +45,14 @@ use crate::domain::inventory::{
 use crate::domain::openclaw::ConfigIssue;
 use crate::domain::patch::PatchShape;
 use crate::domain::patch::gateway::{restore_change, without_roster_deletions};
+use crate::domain::permissions::{CronJob, ToolCatalog};
 
 /// Pages of `sessions.list` read per observation (500 rows each).
 const SESSION_PAGES: usize = 20;
 const SESSION_PAGE_ROWS: u64 = 500;
+/// Pages of `cron.list` read per observation (200 jobs each).
+const CRON_PAGES: usize = 10;
+const CRON_PAGE_ROWS: u64 = 200;
 /// How long a write may take (agent deletion moves files; ~4 s on a small machine).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -59,6 +63,9 @@ pub struct GatewayRuntime {
     limits: RuntimeLimits,
     timeout: Duration,
     layout: Mutex<StateLayout>,
+    /// The Gateway's `tools.catalog`, with the config hash it was read at (it changes with
+    /// the config's plugins, so a new config hash reads it again).
+    catalog: Mutex<Option<(String, ToolCatalog)>>,
 }
 
 impl std::fmt::Debug for GatewayRuntime {
@@ -96,6 +103,7 @@ impl GatewayRuntime {
             limits,
             timeout,
             layout: Mutex::new(StateLayout::default()),
+            catalog: Mutex::new(None),
         })
     }
 
@@ -232,6 +240,53 @@ impl GatewayRuntime {
             .unwrap_or_default())
     }
 
+    /// The Gateway's own tool catalog (ids, sections, default profiles), read once per config
+    /// hash; `None` when it cannot say (the version table is used then).
+    async fn tool_catalog(&self, hash: &str, version: Option<&str>) -> Option<ToolCatalog> {
+        let cached = self.catalog.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((_, catalog)) = cached.filter(|(at, _)| at == hash) {
+            return Some(catalog);
+        }
+        match self.call("tools.catalog", json!({}), self.timeout).await {
+            Ok(answer) => {
+                let catalog = ToolCatalog::from_gateway(&answer, version)?;
+                *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((hash.to_owned(), catalog.clone()));
+                Some(catalog)
+            }
+            Err(error) => {
+                tracing::warn!(runtime = %self.address, error = %error, "tools.catalog failed; using the version table");
+                None
+            }
+        }
+    }
+
+    /// Cron jobs from `cron.list` (bounded pages, disabled ones included); `None` when the
+    /// Gateway cannot say.
+    async fn cron_jobs(&self) -> Option<Vec<CronJob>> {
+        let mut jobs = Vec::new();
+        let mut offset = 0u64;
+        for _ in 0..CRON_PAGES {
+            let params = json!({"includeDisabled": true, "limit": CRON_PAGE_ROWS, "offset": offset});
+            let page = match self.call("cron.list", params, self.timeout).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(runtime = %self.address, error = %error, "cron.list failed");
+                    return None;
+                }
+            };
+            let rows = page.get("jobs").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            jobs.extend(rows.iter().filter_map(CronJob::from_json));
+            match page.get("nextOffset").and_then(Value::as_u64) {
+                Some(next) if page.get("hasMore").and_then(Value::as_bool) == Some(true) && next > offset => {
+                    offset = next
+                }
+                _ => break,
+            }
+        }
+        Some(jobs)
+    }
+
     /// Session activity per agent from `sessions.list` (bounded pages).
     async fn sessions(&self) -> Result<BTreeMap<String, SessionActivity>, RuntimeError> {
         let mut activity: BTreeMap<String, SessionActivity> = BTreeMap::new();
@@ -350,6 +405,9 @@ impl RuntimeAdapter for GatewayRuntime {
             facts.cli_issues = Some(Vec::new());
             facts.existing_workspaces = self.workspaces().await?.into_values().collect();
             facts.session_stores = self.sessions().await?;
+            let version = facts.openclaw_version.clone();
+            facts.tool_catalog = self.tool_catalog(&config_hash(&snapshot.raw), version.as_deref()).await;
+            facts.cron_jobs = self.cron_jobs().await;
         } else {
             // The Gateway lists nothing useful while its config is invalid; its issues are
             // the runtime's own word on the text.
