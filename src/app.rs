@@ -182,7 +182,7 @@ impl App {
 
         let telemetry = crate::telemetry::Telemetry::new();
         let runtime: Arc<dyn crate::runtime::RuntimeAdapter> =
-            Arc::new(crate::telemetry::MeasuredRuntime::new(
+            Arc::new(crate::runtime::MeasuredRuntime::new(
                 loaders::prepare_runtime(&args, &data_dir).await?,
                 telemetry.clone(),
             ));

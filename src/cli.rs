@@ -1,14 +1,39 @@
-//! Running the subcommands.
+//! The command line: its root (`jhf-warp <subcommand>`) and running the subcommands.
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 use crate::app::{App, shutdown_signal};
-use crate::config::{Cli, Command};
+use crate::config::{HealthcheckArgs, LogArgs, ServeArgs, StoreArgs};
 use crate::store::{Store, StoreOptions};
+
+/// jhf-warp: orchestration control plane for teams of OpenClaw agents.
+#[derive(Debug, Parser)]
+#[command(name = "jhf-warp", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC API and the HTTP shim on one port.
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(StoreArgs),
+    /// The operator CLI: a client of a running server.
+    Ctl(Box<crate::ctl::CtlArgs>),
+    /// Exit 0 when the server's `/ready` answers 200 (container health checks, no curl needed).
+    Healthcheck(HealthcheckArgs),
+}
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    crate::telemetry::init(&cli.log);
+    crate::telemetry::init(&cli.log.log_filter, cli.log.log_format);
     if matches!(cli.command, Command::Ctl(_) | Command::Healthcheck(_)) {
         return run_client(cli.command);
     }

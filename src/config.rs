@@ -1,35 +1,13 @@
-//! Command line and environment configuration. Every flag also reads a `JHF_WARP_*`
-//! variable; `jhf-warp --help` and `jhf-warp serve --help` are the reference.
+//! The server's configuration: every flag of `serve`, `migrate` and `healthcheck` (the root
+//! command line is in `cli.rs`). Every flag also reads a `JHF_WARP_*` variable;
+//! `jhf-warp --help` and `jhf-warp serve --help` are the reference.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Args;
 
 use crate::runtime::RuntimeAddress;
-
-/// jhf-warp: orchestration control plane for teams of OpenClaw agents.
-#[derive(Debug, Parser)]
-#[command(name = "jhf-warp", version, about)]
-pub struct Cli {
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// What to do.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the gRPC API and the HTTP shim on one port.
-    Serve(Box<ServeArgs>),
-    /// Apply database migrations and exit.
-    Migrate(StoreArgs),
-    /// The operator CLI: a client of a running server.
-    Ctl(Box<crate::ctl::CtlArgs>),
-    /// Exit 0 when the server's `/ready` answers 200 (container health checks, no curl needed).
-    Healthcheck(HealthcheckArgs),
-}
 
 /// `jhf-warp healthcheck`.
 #[derive(Debug, Clone, Args)]
@@ -53,14 +31,7 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 /// Where data lives.
 #[derive(Debug, Clone, Args)]
@@ -337,12 +308,12 @@ impl DriftArgs {
 impl ServeArgs {
     /// Returns the defaults (flags and `JHF_WARP_*` variables applied), for embedding and tests.
     pub fn from_env() -> Result<Self, clap::Error> {
-        #[derive(Parser)]
+        #[derive(clap::Parser)]
         struct Wrapper {
             #[command(flatten)]
             args: ServeArgs,
         }
-        Wrapper::try_parse_from(["jhf-warp"]).map(|wrapper| wrapper.args)
+        <Wrapper as clap::Parser>::try_parse_from(["jhf-warp"]).map(|wrapper| wrapper.args)
     }
 
     /// Returns the fixtures directory to use.
@@ -361,6 +332,7 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
     use clap::CommandFactory;
 
     #[test]

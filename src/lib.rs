@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod delivery;
 pub mod domain;
 pub mod grpc;
 pub mod http;

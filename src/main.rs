@@ -3,5 +3,5 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    jhf_warp::cli::run(jhf_warp::config::Cli::parse())
+    jhf_warp::cli::run(jhf_warp::cli::Cli::parse())
 }

@@ -145,7 +145,7 @@ pub fn outbound_settings(args: &ServeArgs) -> Result<crate::control::OutboundSet
             if text.len() > 1 << 20 {
                 return Err(fail(format!("{}: larger than 1 MiB", path.display())));
             }
-            let secret = |entry: &crate::control::outbound::SinkEntry| -> Result<Vec<u8>, String> {
+            let secret = |entry: &crate::delivery::SinkEntry| -> Result<Vec<u8>, String> {
                 let text = match (&entry.secret_file, &entry.secret_env) {
                     (Some(file), None) => crate::auth::read_secret_file(file).map_err(|e| e.to_string())?,
                     (None, Some(var)) => std::env::var(var)
@@ -160,12 +160,12 @@ pub fn outbound_settings(args: &ServeArgs) -> Result<crate::control::OutboundSet
                 Ok(text.trim().as_bytes().to_vec())
             };
             let trust = || client_tls(events.event_ca_file.as_deref(), "https:// sinks", "--event-ca-file");
-            crate::control::outbound::parse_sinks(&text, secret, trust)
+            crate::delivery::parse_sinks(&text, secret, trust)
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?
         }
     };
     for sink in &sinks {
-        tracing::info!(sink = %sink.name, url = %sink.url, "outbound event sink");
+        tracing::info!(sink = %sink.name, url = %sink.url(), "outbound event sink");
     }
     Ok(crate::control::OutboundSettings {
         sinks,

@@ -101,14 +101,14 @@ pub fn build(
         .layer(axum::middleware::from_fn_with_state(auth, crate::grpc::auth::enforce))
         // Every admitted call gets its span, log line and metrics (auth refusals included).
         .layer(axum::middleware::from_fn_with_state(
-            crate::telemetry::ObserveState::new(
+            crate::grpc::observe::ObserveState::new(
                 services.ctx.telemetry.clone(),
                 methods
                     .iter()
                     .map(|m| m.path.clone())
                     .chain(crate::http::ROUTES.iter().map(|r| (*r).to_owned())),
             ),
-            crate::telemetry::observe,
+            crate::grpc::observe::observe,
         ))
         // Outermost: a shed request costs neither authentication nor a handler.
         .layer(axum::middleware::from_fn_with_state(InFlight::new(max_in_flight), shed::admit));

@@ -146,16 +146,10 @@ impl Tls {
 
     /// Checks the files every `period` until `stop`.
     pub async fn watch(self: Arc<Self>, period: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {
-                    self.reload_if_changed();
-                }
-            }
-        }
+        crate::control::every::every(period, &stop, async || {
+            self.reload_if_changed();
+        })
+        .await;
     }
 
     /// Turns accepted TCP connections into TLS ones. Each handshake runs in its own task; a

@@ -74,17 +74,10 @@ impl AuditService {
     /// Seals pending events every `period` until `stop`. Every replica runs it: sealers take
     /// turns on the chain head, so the chain is the same whichever replica seals.
     pub async fn run_sealer(&self, period: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            if let Err(error) = self.seal().await {
-                tracing::warn!(%error, "sealing audit events failed; will retry");
-            }
-        }
+        super::every::every(period, &stop, async || {
+            super::every::log_failure("sealing audit events", self.seal().await.map(drop));
+        })
+        .await;
     }
 
     /// Lists events oldest first, filtered.

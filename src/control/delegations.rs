@@ -2,7 +2,6 @@
 //! backfill from the runtime's SPAWN relations.
 
 use super::Ctx;
-use super::desired::request_id_reused;
 use super::paging::{finish_page, page_request};
 use super::{AppError, AuditContext, ObservationService};
 use crate::domain::TrustLevel;
@@ -173,7 +172,7 @@ impl DelegationService {
                 self.replayed(&ids).await
             }
             DelegationOutcome::Replayed(ids) => self.replayed(&ids).await,
-            DelegationOutcome::RequestIdReused => Err(request_id_reused()),
+            DelegationOutcome::RequestIdReused => Err(AppError::request_id_reused()),
             DelegationOutcome::Refused(reason) => Err(refused(reason)),
         }
     }

@@ -102,7 +102,7 @@ impl DesiredTopologyService {
             PutDesiredOutcome::EtagMismatch { current } => {
                 Err(etag_mismatch(current.as_deref(), &request.etag))
             }
-            PutDesiredOutcome::RequestIdReused => Err(request_id_reused()),
+            PutDesiredOutcome::RequestIdReused => Err(AppError::request_id_reused()),
         }
     }
 
@@ -201,9 +201,4 @@ fn etag_mismatch(current: Option<&str>, given: &str) -> AppError {
         subject: "desired-topology".to_owned(),
         description,
     }
-}
-
-/// The error for a request id reused with another payload.
-pub fn request_id_reused() -> AppError {
-    AppError::invalid("request_id", "this request_id was already used with a different payload")
 }

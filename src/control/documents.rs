@@ -7,11 +7,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Ctx;
-use super::desired::request_id_reused;
 use super::paging::{finish_page, numeric_cursor, page_request};
 use super::{AppError, AuditContext};
 use crate::domain::idempotency::{IdempotencyKey, Prior};
-use crate::store::{Doc, DocOutcome, DocWrite, StoreError};
+use crate::store::{Doc, DocOutcome, DocWrite, decode_json, encode_json};
 
 /// A stored document with its etag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,17 +19,13 @@ pub struct Versioned<T> {
     pub etag: String,
 }
 
-pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> AppError {
-    AppError::Store(StoreError::Corrupt(format!("{what}: {e}")))
-}
-
 pub(super) fn decode<T: DeserializeOwned>(doc: &Doc, what: &str) -> Result<Versioned<T>, AppError> {
-    let value = serde_json::from_str(&doc.body).map_err(|e| corrupt(what, e))?;
+    let value = decode_json(&doc.body, what)?;
     Ok(Versioned { value, etag: doc.generation.to_string() })
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Result<String, AppError> {
-    serde_json::to_string(value).map_err(|e| corrupt("encode", e))
+    Ok(encode_json(value, "a document")?)
 }
 
 pub(super) fn expected(etag: &str) -> Result<i64, AppError> {
@@ -103,10 +98,8 @@ impl Documents {
             DocOutcome::Stored(generations) => {
                 generations.into_iter().zip(writes.into_iter().map(|w| w.body)).collect()
             }
-            DocOutcome::Replayed(json) => {
-                serde_json::from_str(&json).map_err(|e| corrupt("idempotency response", e))?
-            }
-            DocOutcome::RequestIdReused => return Err(request_id_reused()),
+            DocOutcome::Replayed(json) => decode_json(&json, "idempotency response")?,
+            DocOutcome::RequestIdReused => return Err(AppError::request_id_reused()),
             DocOutcome::Conflict { kind, id, current } => {
                 let given = writes.iter().find(|w| w.id == id).and_then(|w| w.expected_generation);
                 return Err(stale(kind, &id, &given.map(|g| g.to_string()).unwrap_or_default(), current));
@@ -122,7 +115,7 @@ impl Documents {
         stored: &Versioned<String>,
         what: &str,
     ) -> Result<Versioned<T>, AppError> {
-        let value = serde_json::from_str(&stored.value).map_err(|e| corrupt(what, e))?;
+        let value = decode_json(&stored.value, what)?;
         Ok(Versioned { value, etag: stored.etag.clone() })
     }
 

@@ -3,7 +3,6 @@
 
 use super::AuditContext;
 use super::Ctx;
-use super::desired::request_id_reused;
 use super::events::DriftEvent;
 use super::observer::Observed;
 use super::paging::{finish_page, page_request};
@@ -13,7 +12,7 @@ use std::sync::Arc;
 
 use crate::domain::drift::summary::DriftSummary;
 use crate::domain::drift::tracker::TrackedItem;
-use crate::domain::idempotency::{IdempotencyKey, Prior};
+use crate::domain::idempotency::IdempotencyKey;
 use crate::store::AcknowledgeOutcome;
 
 const LIST_SCOPE: &str = "ListDriftItems";
@@ -111,7 +110,7 @@ impl DriftMonitor {
             }
             AcknowledgeOutcome::Replayed(item) => Ok(item),
             AcknowledgeOutcome::NotFound => Err(AppError::NotFound { resource: format!("drift item {key}") }),
-            AcknowledgeOutcome::RequestIdReused => Err(request_id_reused()),
+            AcknowledgeOutcome::RequestIdReused => Err(AppError::request_id_reused()),
         }
     }
 
@@ -125,20 +124,12 @@ impl DriftMonitor {
         if validate_only {
             return Ok(result_of(self.observations.observe(false).await?));
         }
-        match self.ctx.store.idempotency_prior(idempotency).await? {
-            Prior::Replay(stored) => {
-                return serde_json::from_str(&stored).map_err(|e| {
-                    AppError::Store(crate::store::StoreError::Corrupt(format!("ObserveNow replay: {e}")))
-                });
-            }
-            Prior::Conflict => return Err(request_id_reused()),
-            Prior::Unseen => {}
+        if let Some(answer) = self.ctx.replayed(idempotency).await? {
+            return Ok(answer);
         }
         let audit = caller.event(format!("runtime/{}", self.runtime()), "observed the runtime on request");
         let result = result_of(self.observations.observe_audited(&audit).await?);
-        let stored = serde_json::to_string(&result)
-            .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
-        self.ctx.store.remember_response(idempotency, stored, self.ctx.clock.now()).await?;
+        self.ctx.store.remember_answer(idempotency, &result, self.ctx.clock.now()).await?;
         Ok(result)
     }
 

@@ -74,6 +74,16 @@ impl AppError {
         Self::InvalidArgument { violations: vec![FieldViolation::new(field, description)] }
     }
 
+    /// The refusal of a request id used before with another payload.
+    pub fn request_id_reused() -> Self {
+        Self::invalid("request_id", "this request_id was already used with a different payload")
+    }
+
+    /// A bug: a state the code should never reach (details logged, not returned).
+    pub fn bug(detail: impl Into<String>) -> Self {
+        Self::Internal { detail: detail.into() }
+    }
+
     /// Returns the table entry of this error.
     pub fn code(&self) -> ErrorCode {
         match self {

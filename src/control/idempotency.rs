@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use super::desired::request_id_reused;
 use super::{AppError, Ctx};
-use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::idempotency::{IdempotencyKey, Prior};
 use crate::store::Claim;
 
 /// A claim not completed within this time belongs to a call whose replica died; the next retry
@@ -65,7 +64,7 @@ impl Calls {
             match self.ctx.store.claim(key, self.ctx.clock.now(), CLAIM_STALE_AFTER).await? {
                 Claim::Fresh => return Ok(true),
                 Claim::Replay(_) => return Ok(false),
-                Claim::Conflict => return Err(request_id_reused()),
+                Claim::Conflict => return Err(AppError::request_id_reused()),
                 Claim::InProgress if tokio::time::Instant::now() >= deadline => {
                     return Err(AppError::Busy {
                         reason: "REQUEST_IN_PROGRESS",
@@ -79,6 +78,30 @@ impl Calls {
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
             }
+        }
+    }
+}
+
+impl Ctx {
+    /// The first answer to `key`, when this call is a retry: `Some(answer)` to return it,
+    /// `None` for a call never seen; a request id used with another payload is refused.
+    pub async fn replayed<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<T>, AppError> {
+        match self.store.prior_answer(key).await? {
+            Prior::Replay(answer) => Ok(Some(answer)),
+            Prior::Conflict => Err(AppError::request_id_reused()),
+            Prior::Unseen => Ok(None),
+        }
+    }
+
+    /// The stored text (an id) of the first call of `key`, as [`Ctx::replayed`].
+    pub async fn replayed_id(&self, key: &IdempotencyKey) -> Result<Option<String>, AppError> {
+        match self.store.idempotency_prior(key).await? {
+            Prior::Replay(id) => Ok(Some(id)),
+            Prior::Conflict => Err(AppError::request_id_reused()),
+            Prior::Unseen => Ok(None),
         }
     }
 }

@@ -73,35 +73,34 @@ fn holder_of<'a>(requested: &str, caller: &'a AuditContext) -> Result<&'a str, A
     })
 }
 
+/// Who changes a lease, which decides what the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseUse {
+    /// An API caller: every change but a renewal is audited, and so are refusals.
+    Api,
+    /// This replica's leader election: changes are audited, refusals not (followers try every
+    /// tick).
+    Replica,
+    /// A work lease this replica takes for every batch of work (the runtime, the observer):
+    /// only taking it over from another holder is audited.
+    Work,
+}
+
 impl LeaseService {
     /// Creates the service.
     pub fn new(ctx: &Ctx) -> Self {
         Self { ctx: ctx.clone() }
     }
 
-    /// Changes a lease. Acquisitions, take-overs and releases are audited for `caller`; a change
-    /// that only extends the expiry (a renewal, or re-acquiring one's own live lease) is not
-    /// (Kubernetes audit policies exclude lease renewals for the same reason: thousands a day,
-    /// no new information). A refusal is audited with outcome REFUSED when `audit_refusal`.
+    /// Changes a lease; what is audited for `caller` follows `by` (see [`LeaseUse`]). A change
+    /// that only extends the expiry (a renewal, or re-acquiring one's own live lease) is never
+    /// audited (Kubernetes audit policies exclude lease renewals for the same reason: thousands
+    /// a day, no new information).
     async fn change(
         &self,
         name: &str,
         caller: &AuditContext,
-        audit_refusal: bool,
-        verb: &str,
-        change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
-    ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change_audited(name, caller, audit_refusal, false, verb, change).await
-    }
-
-    /// [`Self::change`]; with `takeovers_only`, only a change of holder away from another
-    /// holder is audited (work leases a replica takes for every batch of work).
-    async fn change_audited(
-        &self,
-        name: &str,
-        caller: &AuditContext,
-        audit_refusal: bool,
-        takeovers_only: bool,
+        by: LeaseUse,
         verb: &str,
         change: impl FnOnce(&Lease, DateTime<Utc>) -> Result<Lease, LeaseError>,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
@@ -111,7 +110,7 @@ impl LeaseService {
                 return None;
             }
             let takeover = current.holder.is_some() && next.holder.is_some() && current.holder != next.holder;
-            if takeovers_only && !takeover {
+            if by == LeaseUse::Work && !takeover {
                 return None;
             }
             let holder = next.holder.as_deref().unwrap_or("nobody");
@@ -139,7 +138,7 @@ impl LeaseService {
                 Ok((lease, now))
             }
             Err(refusal) => {
-                if audit_refusal {
+                if by == LeaseUse::Api {
                     let mut event =
                         caller.event(format!("lease/{name}"), format!("{verb} refused: {refusal}"));
                     event.outcome = "REFUSED".to_owned();
@@ -185,52 +184,25 @@ impl LeaseService {
         check_name(name)?;
         let holder = holder_of(holder, caller)?;
         self.check_may_hold(name, caller).await?;
-        self.change(name, caller, true, "acquire", |current, now| {
+        self.change(name, caller, LeaseUse::Api, "acquire", |current, now| {
             lease::acquire(current, holder, duration_secs, now)
         })
         .await
     }
 
-    /// Tries to take a lease for this replica (leader election): an acquisition is audited, a
-    /// refusal is not (followers try every tick).
-    pub async fn try_acquire_for_replica(
+    /// Takes (or renews) a lease for this replica: leader election ([`LeaseUse::Replica`]) or a
+    /// work lease ([`LeaseUse::Work`]).
+    pub async fn acquire_for(
         &self,
+        by: LeaseUse,
         name: &str,
         holder: &str,
         duration_secs: i64,
         caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change(name, caller, false, "acquire", |current, now| {
+        let verb = if by == LeaseUse::Work { "take over" } else { "acquire" };
+        self.change(name, caller, by, verb, |current, now| {
             lease::acquire(current, holder, duration_secs, now)
-        })
-        .await
-    }
-
-    /// Takes a work lease for this replica (the runtime and observer leases, taken for every
-    /// batch of work): only taking it over from another holder is audited.
-    pub async fn take_work_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_secs: i64,
-        caller: &AuditContext,
-    ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change_audited(name, caller, false, true, "take over", |current, now| {
-            lease::acquire(current, holder, duration_secs, now)
-        })
-        .await
-    }
-
-    /// Releases a work lease of this replica (not audited).
-    pub async fn release_work_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        token: i64,
-        caller: &AuditContext,
-    ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change_audited(name, caller, false, true, "release", |current, now| {
-            lease::release(current, holder, token, now)
         })
         .await
     }
@@ -248,32 +220,21 @@ impl LeaseService {
         check_name(name)?;
         let holder = holder_of(holder, caller)?;
         self.check_may_hold(name, caller).await?;
-        self.renew_checked(name, holder, token, duration_secs, caller, true).await
+        self.renew_for(LeaseUse::Api, name, holder, token, duration_secs, caller).await
     }
 
-    /// Renews this replica's own lease; a refusal is not audited (the replica steps down).
-    pub async fn renew_for_replica(
+    /// Renews a lease held by `holder` with `token` (for this replica, a refusal means it
+    /// steps down). A renewal only extends a live lease, so it first tries the one-statement
+    /// path (at the database's own speed); anything else — a stale token, an expired lease —
+    /// goes through the transactional path, which refuses with the reason.
+    pub async fn renew_for(
         &self,
+        by: LeaseUse,
         name: &str,
         holder: &str,
         token: i64,
         duration_secs: i64,
         caller: &AuditContext,
-    ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.renew_checked(name, holder, token, duration_secs, caller, false).await
-    }
-
-    /// A renewal only extends a live lease, so it first tries the one-statement path (at the
-    /// database's own speed); anything else — a stale token, an expired lease — goes through
-    /// the transactional path, which refuses with the reason.
-    async fn renew_checked(
-        &self,
-        name: &str,
-        holder: &str,
-        token: i64,
-        duration_secs: i64,
-        caller: &AuditContext,
-        audit_refusal: bool,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
         lease::check_duration(duration_secs).map_err(refused)?;
         if let Some((renewed, now)) =
@@ -282,7 +243,7 @@ impl LeaseService {
             self.ctx.snapshot.put_lease(renewed.clone(), now, self.ctx.store.clock_skew());
             return Ok((renewed, now));
         }
-        self.change(name, caller, audit_refusal, "renew", |current, now| {
+        self.change(name, caller, by, "renew", |current, now| {
             lease::renew(current, holder, token, duration_secs, now)
         })
         .await
@@ -301,22 +262,21 @@ impl LeaseService {
         if lease::RESERVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
             self.check_may_hold(name, caller).await?;
         }
-        self.change(name, caller, true, "release", |current, now| lease::release(current, holder, token, now))
-            .await
+        self.release_for(LeaseUse::Api, name, holder, token, caller).await
     }
 
-    /// Releases this replica's own lease (on the way out, so another replica takes over).
-    pub async fn release_for_replica(
+    /// Releases a lease held by `holder` with `token` (for this replica: on the way out, so
+    /// another replica takes over at once).
+    pub async fn release_for(
         &self,
+        by: LeaseUse,
         name: &str,
         holder: &str,
         token: i64,
         caller: &AuditContext,
     ) -> Result<(Lease, DateTime<Utc>), AppError> {
-        self.change(name, caller, false, "release", |current, now| {
-            lease::release(current, holder, token, now)
-        })
-        .await
+        self.change(name, caller, by, "release", |current, now| lease::release(current, holder, token, now))
+            .await
     }
 
     /// Records a control agent's cycle report, fenced by its lease token. Reporting a cycle id

@@ -2,7 +2,6 @@
 //! domain, the store and the runtime adapter; transports (`grpc/`, `http/`) call them.
 
 mod audit;
-pub mod clock;
 mod context;
 mod delegations;
 mod desired;
@@ -10,17 +9,14 @@ mod dispatch;
 mod documents;
 mod drift;
 mod error;
-pub mod events;
-pub mod failpoints;
-mod idempotency;
-mod ids;
+pub mod idempotency;
+mod infra;
 mod learning;
 mod leases;
 mod metrics;
 mod observer;
 pub mod outbound;
 pub mod ownership;
-mod paging;
 mod persistent;
 mod readiness;
 mod reconcile;
@@ -30,8 +26,12 @@ mod rollout;
 mod scheduler;
 mod services;
 mod setup;
-pub mod snapshot;
 mod watchdog;
+
+// The replica's machinery the use cases share (clock, ids, paging, failpoints, the periodic
+// loop, the event bus and the in-memory snapshot) lives in `infra/`, apart from the use cases.
+pub use infra::{clock, events, every, failpoints, snapshot};
+use infra::{ids, paging};
 
 pub use audit::{AuditContext, AuditService, ChainCheck};
 pub use context::Ctx;
@@ -43,7 +43,7 @@ pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};
 pub use idempotency::Calls;
 pub use learning::LearningService;
-pub use leases::LeaseService;
+pub use leases::{LeaseService, LeaseUse};
 pub use metrics::{MetricsService, MetricsSnapshot, severity_label};
 pub use observer::{ObservationService, Observed, ObserverSettings};
 pub use outbound::{OutboundService, OutboundSettings};
@@ -51,7 +51,7 @@ pub use persistent::PersistentService;
 pub use readiness::{ComponentState, Readiness, ReadinessSnapshot, watch_store};
 pub use reconcile::{CycleOutcome, CycleRequest, ReconcileService};
 pub use revocation::{RevocationOutcome, RevocationPreview, RevocationService};
-pub use rollout::{CreateRolloutRequest, RolloutService};
+pub use rollout::{CreateRolloutRequest, HealPlan, RolloutService};
 pub use scheduler::{LeaderSettings, ReconcileLeader, ScheduleService, UpdateScheduleRequest};
 pub use services::{ServiceSettings, Services};
 pub use setup::{

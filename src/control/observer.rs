@@ -318,8 +318,7 @@ impl ObservationService {
         // Long enough to outlast a slow read between two ticks; renewed in the background.
         let lease = (interval * 3).clamp(Duration::from_secs(15), Duration::from_secs(3600));
         let mut held: Option<KeptLease> = None;
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = super::every::ticker(interval);
         ticker.tick().await;
         // Push observation: a runtime that announces config changes is read at once (after a
         // short debounce, so a burst of writes costs one read); the ticker stays the safety net.

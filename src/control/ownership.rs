@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{AppError, AuditContext, LeaseService};
+use super::{AppError, AuditContext, LeaseService, LeaseUse};
 use crate::domain::access::Role;
 use crate::store::Fence;
 
@@ -96,7 +96,7 @@ impl KeptLease {
     ) -> Result<Option<Self>, AppError> {
         let secs = duration.as_secs().max(3) as i64;
         let began = Instant::now();
-        let lease = match leases.take_work_lease(name, holder, secs, caller).await {
+        let lease = match leases.acquire_for(LeaseUse::Work, name, holder, secs, caller).await {
             Ok((lease, _)) => lease,
             Err(AppError::FailedPrecondition { .. }) => return Ok(None),
             Err(error) => return Err(error),
@@ -134,7 +134,8 @@ impl KeptLease {
             return;
         }
         let Fence { lease, holder, token } = &self.fence;
-        if let Err(error) = self.leases.release_work_lease(lease, holder, *token, &self.caller).await {
+        if let Err(error) = self.leases.release_for(LeaseUse::Work, lease, holder, *token, &self.caller).await
+        {
             tracing::warn!(lease = %lease, %error, "releasing a replica lease failed; it expires on its own");
         }
     }
@@ -157,7 +158,8 @@ async fn renew_until_lost(
     loop {
         tokio::time::sleep(every).await;
         let began = Instant::now();
-        match leases.renew_for_replica(&fence.lease, &fence.holder, fence.token, secs, &caller).await {
+        match leases.renew_for(LeaseUse::Work, &fence.lease, &fence.holder, fence.token, secs, &caller).await
+        {
             Ok(_) => *state.anchored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = began,
             Err(AppError::FailedPrecondition { description, .. }) => {
                 tracing::warn!(lease = %fence.lease, %description, "replica lease lost");

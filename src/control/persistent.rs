@@ -15,13 +15,6 @@ use crate::store::DocWrite;
 const AGENT: &str = "persistent_agent";
 const WORKSPACE: &str = "workspace";
 
-fn agent_state(lifecycle: AgentLifecycle) -> &'static str {
-    match lifecycle {
-        AgentLifecycle::Active => "ACTIVE",
-        AgentLifecycle::Retired => "RETIRED",
-    }
-}
-
 /// Persistent agents and their workspace records.
 #[derive(Clone)]
 pub struct PersistentService {
@@ -88,14 +81,14 @@ impl PersistentService {
                         kind: AGENT,
                         id: agent_id.to_owned(),
                         expected_generation: None,
-                        state: "ACTIVE".into(),
+                        state: AgentLifecycle::Active.as_str().into(),
                         body: encode(&agent)?,
                     },
                     DocWrite {
                         kind: WORKSPACE,
                         id: agent_id.to_owned(),
                         expected_generation: None,
-                        state: "IN_USE".into(),
+                        state: WorkspaceLifecycle::InUse.as_str().into(),
                         body: encode(&workspace)?,
                     },
                 ],
@@ -126,7 +119,7 @@ impl PersistentService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Versioned<PersistentAgent>>, String), AppError> {
-        self.docs.list(AGENT, lifecycle.map(agent_state), page_size, page_token).await
+        self.docs.list(AGENT, lifecycle.map(AgentLifecycle::as_str), page_size, page_token).await
     }
 
     /// Lists workspace records in creation order, with their agents' retirement times.
@@ -187,7 +180,7 @@ impl PersistentService {
                     kind: AGENT,
                     id: agent_id.to_owned(),
                     expected_generation: Some(generation),
-                    state: "ACTIVE".into(),
+                    state: AgentLifecycle::Active.as_str().into(),
                     body: encode(&next)?,
                 }],
                 Write {
@@ -251,14 +244,14 @@ impl PersistentService {
                         kind: AGENT,
                         id: agent_id.to_owned(),
                         expected_generation: Some(generation),
-                        state: "RETIRED".into(),
+                        state: AgentLifecycle::Retired.as_str().into(),
                         body: encode(&retired)?,
                     },
                     DocWrite {
                         kind: WORKSPACE,
                         id: agent_id.to_owned(),
                         expected_generation: Some(workspace_generation),
-                        state: "RETAINED".into(),
+                        state: WorkspaceLifecycle::Retained.as_str().into(),
                         body: encode(&retained)?,
                     },
                 ],
@@ -298,10 +291,7 @@ impl PersistentService {
             require_etag(WORKSPACE, agent_id, etag, &current.etag)?;
             return Ok((Versioned { value: next, etag: current.etag }, retired_at));
         }
-        let state = match next.lifecycle {
-            WorkspaceLifecycle::InUse => "IN_USE",
-            WorkspaceLifecycle::Retained => "RETAINED",
-        };
+        let state = next.lifecycle.as_str();
         let stored = self
             .docs
             .write(

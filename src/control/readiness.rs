@@ -119,8 +119,7 @@ pub async fn watch_store(
     period: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = super::every::ticker(period);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::Ctx;
 use super::observer::ReadCause;
 use super::paging::{finish_page, numeric_cursor, page_request};
-use super::{AppError, AuditContext, CreateRolloutRequest, ObservationService, RolloutService};
+use super::{AppError, AuditContext, CreateRolloutRequest, HealPlan, ObservationService, RolloutService};
 use crate::domain::drift::tracker::TrackedItem;
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::patch::PlanKind;
+use crate::domain::patch::{PatchPlan, PlanKind};
 use crate::domain::reconcile::{
     HealAttempt, HealDecision, ReconcileMode, RunState, SchedulerRun, actionable, heal_decision,
 };
@@ -24,6 +24,34 @@ pub const TRIGGER_MANUAL: &str = "MANUAL";
 /// Trigger of a cycle started by the periodic loop.
 pub const TRIGGER_SCHEDULED: &str = "SCHEDULED";
 const LOST_LEADERSHIP: &str = "stopped: this replica lost the reconciler lease";
+
+/// How a cycle ended: the run's final state and message.
+type Ended = (RunState, String);
+
+/// Why a cycle's steps stopped before the end: a decision the run records, or an error.
+enum Stop {
+    Ended(Ended),
+    Failed(AppError),
+}
+
+impl Stop {
+    fn skipped(message: impl Into<String>) -> Self {
+        Self::Ended((RunState::Skipped, message.into()))
+    }
+}
+
+impl From<AppError> for Stop {
+    fn from(error: AppError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+fn stop_if_cancelled(cancel: &CancellationToken) -> Result<(), Stop> {
+    if cancel.is_cancelled() {
+        return Err(Stop::Ended((RunState::Failed, LOST_LEADERSHIP.to_owned())));
+    }
+    Ok(())
+}
 
 /// One cycle to run.
 pub struct CycleRequest {
@@ -173,12 +201,53 @@ impl ReconcileService {
         Ok(abandoned)
     }
 
+    /// Runs the cycle's steps and records how it ended on `run`.
     async fn cycle(
         &self,
         run: &mut SchedulerRun,
         caller: &AuditContext,
         cancel: &CancellationToken,
     ) -> Result<(), AppError> {
+        let (state, message) = match self.steps(run, caller, cancel).await {
+            Ok(ended) | Err(Stop::Ended(ended)) => ended,
+            Err(Stop::Failed(error)) => return Err(error),
+        };
+        run.state = state;
+        run.message = message;
+        Ok(())
+    }
+
+    /// observe → (PLAN, HEAL) plan → (HEAL) roll out; every step may end the cycle early.
+    async fn steps(
+        &self,
+        run: &mut SchedulerRun,
+        caller: &AuditContext,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, Stop> {
+        let items = self.observe(run).await?;
+        if run.mode == ReconcileMode::Observe {
+            return Ok((RunState::Succeeded, format!("observed: {} open drift item(s)", run.open_items)));
+        }
+        // Generations start at 1: 0 means no desired topology was ever written.
+        if run.desired_generation == 0 {
+            return Err(Stop::skipped("no desired topology"));
+        }
+        if run.mode == ReconcileMode::Heal {
+            self.hold_heal(run, &items).await?;
+        }
+        stop_if_cancelled(cancel)?;
+        let plan = self.plan(run, &items).await?;
+        run.plan_id = Some(plan.id.clone());
+        if run.mode == ReconcileMode::Plan || plan.is_empty() {
+            return Ok((RunState::Succeeded, format!("planned {} operation(s)", plan.operations.len())));
+        }
+        stop_if_cancelled(cancel)?;
+        self.claim_heal_attempt(run).await?;
+        self.roll_out(run, &plan, caller, cancel).await
+    }
+
+    /// Observes the runtime and records what the cycle starts from; returns the open items.
+    async fn observe(&self, run: &mut SchedulerRun) -> Result<Vec<TrackedItem>, AppError> {
         let observed = self.observations.observe_as(true, ReadCause::Requested).await?;
         run.config_hash = observed.observation.inventory.config_hash.clone();
         let items: Vec<TrackedItem> = self
@@ -193,74 +262,41 @@ impl ReconcileService {
         run.actionable_items = actionable(&items).len() as i64;
         let desired = self.ctx.store.latest_desired().await?;
         run.desired_generation = desired.as_ref().map(|d| d.generation).unwrap_or(0);
-        if run.mode == ReconcileMode::Observe {
-            run.state = RunState::Succeeded;
-            run.message = format!("observed: {} open drift item(s)", run.open_items);
-            return Ok(());
+        Ok(items)
+    }
+
+    /// The HEAL guards of DESIGN §3 (confirmed, not flapping, not attempted in a row).
+    async fn hold_heal(&self, run: &SchedulerRun, items: &[TrackedItem]) -> Result<(), Stop> {
+        let attempts = self.heal_attempts().await?;
+        match heal_decision(items, &attempts, run.desired_generation, &run.config_hash, self.ctx.clock.now())
+        {
+            HealDecision::Hold(reason) => Err(Stop::skipped(reason)),
+            HealDecision::Heal => Ok(()),
         }
-        if desired.is_none() {
-            run.state = RunState::Skipped;
-            run.message = "no desired topology".to_owned();
-            return Ok(());
+    }
+
+    /// HEAL changes only what is confirmed (and not flapping); PLAN shows the whole way.
+    async fn plan(&self, run: &SchedulerRun, items: &[TrackedItem]) -> Result<PatchPlan, Stop> {
+        if run.mode != ReconcileMode::Heal {
+            return Ok(self.rollouts.plan(PlanKind::Apply).await?.0);
         }
-        if run.mode == ReconcileMode::Heal {
-            let attempts = self.heal_attempts().await?;
-            if let HealDecision::Hold(reason) = heal_decision(
-                &items,
-                &attempts,
-                run.desired_generation,
-                &run.config_hash,
-                self.ctx.clock.now(),
-            ) {
-                run.state = RunState::Skipped;
-                run.message = reason;
-                return Ok(());
-            }
-        }
-        if cancel.is_cancelled() {
-            run.state = RunState::Failed;
-            run.message = LOST_LEADERSHIP.to_owned();
-            return Ok(());
-        }
-        // HEAL changes only what is confirmed (and not flapping); PLAN shows the whole way.
-        let planned = if run.mode == ReconcileMode::Heal {
-            let acting_on: BTreeSet<String> = actionable(&items).iter().map(|i| i.key().to_owned()).collect();
-            self.rollouts.plan_heal(&acting_on).await
-        } else {
-            self.rollouts.plan(PlanKind::Apply).await
-        };
-        let plan = match planned {
-            Ok((plan, _)) => plan,
-            Err(AppError::FailedPrecondition { reason: "PLAN_UNSUPPORTED", description, .. })
-                if run.mode == ReconcileMode::Heal =>
-            {
-                run.state = RunState::Skipped;
-                run.message = format!("the confirmed items alone cannot be applied yet: {description}");
-                return Ok(());
-            }
-            Err(error) => return Err(error),
-        };
-        run.plan_id = Some(plan.id.clone());
-        if run.mode == ReconcileMode::Heal && plan.is_empty() {
+        let acting_on: BTreeSet<String> = actionable(items).iter().map(|i| i.key().to_owned()).collect();
+        match self.rollouts.plan_heal(&acting_on).await? {
             // The confirmed items are already gone from the runtime (the tracker resolves them
             // after enough absent observations).
-            run.state = RunState::Skipped;
-            run.message =
-                "nothing to change: the runtime already has what the confirmed items ask".to_owned();
-            return Ok(());
+            HealPlan::Ready(plan) if plan.is_empty() => {
+                Err(Stop::skipped("nothing to change: the runtime already has what the confirmed items ask"))
+            }
+            HealPlan::Ready(plan) => Ok(*plan),
+            HealPlan::Unsupported(why) => {
+                Err(Stop::skipped(format!("the confirmed items alone cannot be applied yet: {why}")))
+            }
         }
-        if run.mode == ReconcileMode::Plan || plan.is_empty() {
-            run.state = RunState::Succeeded;
-            run.message = format!("planned {} operation(s)", plan.operations.len());
-            return Ok(());
-        }
-        if cancel.is_cancelled() {
-            run.state = RunState::Failed;
-            run.message = LOST_LEADERSHIP.to_owned();
-            return Ok(());
-        }
-        // Once per (desired generation, config hash), decided by a stored key: a cycle racing
-        // this one (a manual HEAL beside a scheduled one) cannot roll out for it too.
+    }
+
+    /// Once per (desired generation, config hash), decided by a stored key: a cycle racing
+    /// this one (a manual HEAL beside a scheduled one) cannot roll out for it too.
+    async fn claim_heal_attempt(&self, run: &mut SchedulerRun) -> Result<(), Stop> {
         let first = self
             .ctx
             .store
@@ -271,16 +307,25 @@ impl ReconcileService {
                 &run.cycle_id,
                 self.ctx.clock.now(),
             )
-            .await?;
+            .await
+            .map_err(AppError::from)?;
         if !first {
-            run.state = RunState::Skipped;
-            run.message = format!(
+            return Err(Stop::skipped(format!(
                 "already attempted once for desired generation {} and config hash {}",
                 run.desired_generation, run.config_hash
-            );
-            return Ok(());
+            )));
         }
         run.heal_attempted = true;
+        Ok(())
+    }
+
+    async fn roll_out(
+        &self,
+        run: &mut SchedulerRun,
+        plan: &PatchPlan,
+        caller: &AuditContext,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, Stop> {
         let request = CreateRolloutRequest {
             plan_id: plan.id.clone(),
             dry_run: false,
@@ -295,14 +340,13 @@ impl ReconcileService {
         run.rollout_id = Some(rollout.id.clone());
         let finished = self.rollouts.wait_until_final(&rollout.id, ROLLOUT_WAIT, cancel).await?;
         run.heal_succeeded = finished.state == RolloutState::Succeeded;
-        run.state = if run.heal_succeeded { RunState::Succeeded } else { RunState::Failed };
-        run.message = format!(
+        let message = format!(
             "rollout {} {}{}",
             finished.id,
             finished.state.as_str(),
             finished.error.map(|e| format!(": {e}")).unwrap_or_default()
         );
-        Ok(())
+        Ok((if run.heal_succeeded { RunState::Succeeded } else { RunState::Failed }, message))
     }
 
     /// Previous HEAL attempts, newest first.

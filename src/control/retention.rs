@@ -47,15 +47,8 @@ pub async fn sweep(ctx: &Ctx, retention: Retention) -> Result<(), super::AppErro
 /// Sweeps every `period` until `stop` (the first sweep right away, so a replica that restarts
 /// often still purges).
 pub async fn run_loop(ctx: Ctx, retention: Retention, period: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        if let Err(error) = sweep(&ctx, retention).await {
-            tracing::warn!(%error, "retention sweep failed; will retry");
-        }
-    }
+    super::every::every(period, &stop, async || {
+        super::every::log_failure("retention sweep", sweep(&ctx, retention).await.map(drop));
+    })
+    .await;
 }

@@ -15,9 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
-use super::desired::request_id_reused;
 use super::reconcile::{CycleOutcome, CycleRequest, TRIGGER_SCHEDULED};
-use super::{AppError, AuditContext, LeaseService, ReconcileService};
+use super::{AppError, AuditContext, LeaseService, LeaseUse, ReconcileService};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::reconcile::ReconcileMode;
 use crate::domain::schedule::{RECONCILER_LEASE, Schedule, scheduled_cycle, validate_schedule};
@@ -128,7 +127,7 @@ impl ScheduleService {
                 Ok(schedule)
             }
             UpdateScheduleOutcome::Replayed(schedule) => Ok(schedule),
-            UpdateScheduleOutcome::RequestIdReused => Err(request_id_reused()),
+            UpdateScheduleOutcome::RequestIdReused => Err(AppError::request_id_reused()),
             UpdateScheduleOutcome::EtagMismatch { current } => Err(stale_etag(&request.etag, &current)),
         }
     }
@@ -211,68 +210,16 @@ impl ReconcileLeader {
                 cycle = None;
             }
             leadership = match leadership.take() {
-                Some(mut held) => {
-                    let mut refused = false;
-                    if held.anchored.elapsed() >= renew_every {
-                        let began = Instant::now();
-                        match self
-                            .leases
-                            .renew_for_replica(
-                                RECONCILER_LEASE,
-                                &holder,
-                                held.token,
-                                self.settings.lease_secs,
-                                &caller,
-                            )
-                            .await
-                        {
-                            Ok(_) => held.anchored = began,
-                            Err(AppError::FailedPrecondition { description, .. }) => {
-                                tracing::warn!(%description, "reconciler lease renewal refused; stepping down");
-                                refused = true;
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "reconciler lease renewal failed; will retry")
-                            }
-                        }
-                    }
-                    if refused || held.anchored.elapsed() >= valid_for {
-                        tracing::warn!(holder = %holder, "lost reconcile leadership; cycles stop");
-                        if let Some((_, cancel)) = &cycle {
-                            cancel.cancel();
-                        }
-                        None
-                    } else {
-                        Some(held)
-                    }
-                }
-                None => {
-                    let began = Instant::now();
-                    match self
-                        .leases
-                        .try_acquire_for_replica(RECONCILER_LEASE, &holder, self.settings.lease_secs, &caller)
-                        .await
+                Some(held) => {
+                    let kept = self.keep_leadership(held, renew_every, valid_for, &caller).await;
+                    if kept.is_none()
+                        && let Some((_, cancel)) = &cycle
                     {
-                        Ok((lease, _)) => {
-                            tracing::info!(holder = %holder, fencing_token = lease.token, "took reconcile leadership");
-                            match self.reconcile.abandon_orphaned_runs(&caller.actor).await {
-                                Ok(0) => {}
-                                Ok(n) => {
-                                    tracing::warn!(runs = n, "marked cycles of the previous leader as failed")
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%error, "could not resolve the previous leader's cycles")
-                                }
-                            }
-                            Some(Leadership { token: lease.token, anchored: began })
-                        }
-                        Err(AppError::FailedPrecondition { .. }) => None,
-                        Err(error) => {
-                            tracing::warn!(%error, "reconciler lease acquisition failed; will retry");
-                            None
-                        }
+                        cancel.cancel();
                     }
+                    kept
                 }
+                None => self.take_leadership(&caller).await,
             };
             if let (Some(held), None) = (&leadership, &cycle) {
                 match self.start_due_cycle(held.token, &caller).await {
@@ -286,10 +233,79 @@ impl ReconcileLeader {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         if let Some(held) = leadership
-            && let Err(error) =
-                self.leases.release_for_replica(RECONCILER_LEASE, &holder, held.token, &caller).await
+            && let Err(error) = self
+                .leases
+                .release_for(LeaseUse::Replica, RECONCILER_LEASE, &holder, held.token, &caller)
+                .await
         {
             tracing::warn!(%error, "releasing the reconciler lease failed; it expires on its own");
+        }
+    }
+
+    /// Renews the lease when a third of it has passed; `None` once leadership is lost (the
+    /// renewal was refused, or no renewal succeeded within two thirds of the lease).
+    async fn keep_leadership(
+        &self,
+        mut held: Leadership,
+        renew_every: Duration,
+        valid_for: Duration,
+        caller: &AuditContext,
+    ) -> Option<Leadership> {
+        let holder = &self.settings.replica_id;
+        let mut refused = false;
+        if held.anchored.elapsed() >= renew_every {
+            let began = Instant::now();
+            match self
+                .leases
+                .renew_for(
+                    LeaseUse::Replica,
+                    RECONCILER_LEASE,
+                    holder,
+                    held.token,
+                    self.settings.lease_secs,
+                    caller,
+                )
+                .await
+            {
+                Ok(_) => held.anchored = began,
+                Err(AppError::FailedPrecondition { description, .. }) => {
+                    tracing::warn!(%description, "reconciler lease renewal refused; stepping down");
+                    refused = true;
+                }
+                Err(error) => tracing::warn!(%error, "reconciler lease renewal failed; will retry"),
+            }
+        }
+        if refused || held.anchored.elapsed() >= valid_for {
+            tracing::warn!(holder = %holder, "lost reconcile leadership; cycles stop");
+            return None;
+        }
+        Some(held)
+    }
+
+    /// Tries to take the reconciler lease; a new leader first resolves the cycles its
+    /// predecessor left running.
+    async fn take_leadership(&self, caller: &AuditContext) -> Option<Leadership> {
+        let holder = &self.settings.replica_id;
+        let began = Instant::now();
+        match self
+            .leases
+            .acquire_for(LeaseUse::Replica, RECONCILER_LEASE, holder, self.settings.lease_secs, caller)
+            .await
+        {
+            Ok((lease, _)) => {
+                tracing::info!(holder = %holder, fencing_token = lease.token, "took reconcile leadership");
+                match self.reconcile.abandon_orphaned_runs(&caller.actor).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(runs = n, "marked cycles of the previous leader as failed"),
+                    Err(error) => tracing::warn!(%error, "could not resolve the previous leader's cycles"),
+                }
+                Some(Leadership { token: lease.token, anchored: began })
+            }
+            Err(AppError::FailedPrecondition { .. }) => None,
+            Err(error) => {
+                tracing::warn!(%error, "reconciler lease acquisition failed; will retry");
+                None
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use super::{
 use crate::domain::TrustLevel;
 use crate::domain::classify::{TaskInput, TaskProfile};
 use crate::domain::desired::{DesiredInput, DesiredRevision};
-use crate::domain::idempotency::{IdempotencyKey, Prior};
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::patch::PlanKind;
 use crate::domain::persistent::PersistentAgent;
 use crate::domain::rollout::{Rollout, RolloutState};
@@ -178,9 +178,10 @@ impl SetupService {
     }
 
     async fn store_preview(&self, preview: &StoredPreview) -> Result<(), AppError> {
-        let json = serde_json::to_string(preview)
-            .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
-        self.ctx.store.put_setup_preview(&preview.id, preview.created_at, preview.expires_at, json).await?;
+        self.ctx
+            .store
+            .put_setup_preview(&preview.id, preview.created_at, preview.expires_at, preview)
+            .await?;
         Ok(())
     }
 
@@ -266,11 +267,8 @@ impl SetupService {
         if id.is_empty() || id.len() > 64 {
             return Err(AppError::invalid("id", "a preview id from PreviewSetup is required"));
         }
-        let json = self.ctx.store.setup_preview(id, self.ctx.clock.now()).await?.ok_or_else(|| {
-            AppError::NotFound { resource: format!("setup preview {id} (it may have expired)") }
-        })?;
-        serde_json::from_str(&json).map_err(|e| {
-            AppError::Store(crate::store::StoreError::Corrupt(format!("setup preview {id}: {e}")))
+        self.ctx.store.setup_preview(id, self.ctx.clock.now()).await?.ok_or_else(|| AppError::NotFound {
+            resource: format!("setup preview {id} (it may have expired)"),
         })
     }
 
@@ -308,10 +306,7 @@ impl SetupService {
         }
         let key = request.idempotency.derived("rollout");
         // A retry finds the first rollout even though the runtime has converged since.
-        let first = match self.ctx.store.idempotency_prior(&key).await? {
-            Prior::Replay(id) => Some(id),
-            Prior::Unseen | Prior::Conflict => None,
-        };
+        let first = self.ctx.replayed_id(&key).await.ok().flatten();
         let rollout_id = match first {
             Some(id) => Some(id),
             None => {

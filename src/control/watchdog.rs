@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Ctx;
 use super::ScheduleService;
 use super::{AppError, AuditContext, ObservationService};
-use crate::domain::idempotency::{IdempotencyKey, Prior};
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::watchdog::{
     ReconcileFacts, WatchdogInputs, WatchdogObservation, WatchdogThresholds, evaluate, merge,
     reconcile_lateness,
@@ -112,16 +112,8 @@ impl WatchdogService {
         validate_only: bool,
     ) -> Result<WatchdogObservation, AppError> {
         // A retry gets the first answer, even after the observation cleared.
-        match self.ctx.store.idempotency_prior(idempotency).await? {
-            Prior::Replay(answer) => {
-                return serde_json::from_str(&answer).map_err(|e| {
-                    AppError::Store(crate::store::StoreError::Corrupt(format!(
-                        "watchdog acknowledgement: {e}"
-                    )))
-                });
-            }
-            Prior::Conflict => return Err(super::desired::request_id_reused()),
-            Prior::Unseen => {}
+        if let Some(answer) = self.ctx.replayed(idempotency).await? {
+            return Ok(answer);
         }
         let _one = self.serialize.lock().await;
         let mut tracked = self.ctx.store.watchdog_observations(self.runtime()).await?;
@@ -135,15 +127,14 @@ impl WatchdogService {
         observation.acknowledged_by = Some(caller.actor.clone());
         let audit =
             caller.event(format!("watchdog/{key}"), format!("acknowledged watchdog observation {key}"));
-        let answer = serde_json::to_string(&*observation)
-            .map_err(|e| AppError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
+        let answer = observation.clone();
         self.ctx
             .store
             .save_watchdog_observations(
                 self.runtime(),
                 &[observation],
                 self.ctx.clock.now(),
-                Some((&audit, idempotency, answer)),
+                Some((&audit, idempotency, &answer)),
             )
             .await?;
         Ok(observation.clone())
@@ -151,17 +142,9 @@ impl WatchdogService {
 
     /// Evaluates every `interval` until stopped.
     pub async fn run_loop(&self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {
-                    if let Err(error) = self.evaluate_now().await {
-                        tracing::warn!(%error, "watchdog evaluation failed");
-                    }
-                }
-            }
-        }
+        super::every::every(interval, &stop, async || {
+            super::every::log_failure("watchdog evaluation", self.evaluate_now().await.map(drop));
+        })
+        .await;
     }
 }

@@ -130,9 +130,39 @@ pub fn check_counts(nodes: usize, edges: usize, routes: usize) -> Result<(), Vec
 pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViolation>> {
     check_counts(input.nodes.len(), input.edges.len(), input.routes.len())?;
     let mut violations = Vec::new();
-
-    let mut ids = BTreeSet::new();
+    let ids = node_violations(&input.nodes, &mut violations);
+    edge_violations(&input.edges, &ids, &mut violations);
+    route_list_violations(&input.routes, &ids, &mut violations);
     for (i, node) in input.nodes.iter().enumerate() {
+        violations.extend(pin_violations(&format!("topology.nodes[{i}].pins"), &node.pins));
+    }
+    violations.extend(team_violations(input));
+    if violations.is_empty() {
+        violations.extend(send_violations(&input.edges));
+    }
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    let nodes = input
+        .nodes
+        .iter()
+        .map(|node| TopologyNode {
+            agent_id: node.agent_id.clone(),
+            role: node.role.clone(),
+            trust: node.trust.unwrap_or(TrustLevel::Restricted),
+            model: optional(&node.model),
+            tools_profile: optional(&node.tools_profile),
+            workspace: node.workspace.clone(),
+            pins: node.pins.clone(),
+        })
+        .collect();
+    Ok(Topology::with_team(nodes, input.edges.clone(), input.routes.clone(), input.team.clone()))
+}
+
+/// Checks every node's id and text fields; returns the valid ids.
+fn node_violations<'a>(nodes: &'a [NodeInput], violations: &mut Vec<FieldViolation>) -> BTreeSet<&'a str> {
+    let mut ids = BTreeSet::new();
+    for (i, node) in nodes.iter().enumerate() {
         let field = format!("topology.nodes[{i}]");
         if !is_valid_agent_id(&node.agent_id) || node.agent_id != node.agent_id.to_ascii_lowercase() {
             violations.push(FieldViolation::new(
@@ -162,9 +192,12 @@ pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViola
             }
         }
     }
+    ids
+}
 
+fn edge_violations(edges: &[TopologyEdge], ids: &BTreeSet<&str>, violations: &mut Vec<FieldViolation>) {
     let mut seen_edges = BTreeSet::new();
-    for (i, edge) in input.edges.iter().enumerate() {
+    for (i, edge) in edges.iter().enumerate() {
         let field = format!("topology.edges[{i}]");
         for (name, id) in [("from_agent_id", &edge.from), ("to_agent_id", &edge.to)] {
             if !ids.contains(id.as_str()) {
@@ -184,9 +217,11 @@ pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViola
             violations.push(FieldViolation::new(field, "duplicate edge"));
         }
     }
+}
 
+fn route_list_violations(routes: &[Route], ids: &BTreeSet<&str>, violations: &mut Vec<FieldViolation>) {
     let mut seen_routes: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, route) in input.routes.iter().enumerate() {
+    for (i, route) in routes.iter().enumerate() {
         let field = format!("topology.routes[{i}]");
         violations.extend(route_violations(&field, &route.route));
         if !ids.contains(route.agent_id.as_str()) {
@@ -202,31 +237,6 @@ pub fn validate_desired(input: &DesiredInput) -> Result<Topology, Vec<FieldViola
             ));
         }
     }
-
-    for (i, node) in input.nodes.iter().enumerate() {
-        violations.extend(pin_violations(&format!("topology.nodes[{i}].pins"), &node.pins));
-    }
-    violations.extend(team_violations(input));
-    if violations.is_empty() {
-        violations.extend(send_violations(&input.edges));
-    }
-    if !violations.is_empty() {
-        return Err(violations);
-    }
-    let nodes = input
-        .nodes
-        .iter()
-        .map(|node| TopologyNode {
-            agent_id: node.agent_id.clone(),
-            role: node.role.clone(),
-            trust: node.trust.unwrap_or(TrustLevel::Restricted),
-            model: optional(&node.model),
-            tools_profile: optional(&node.tools_profile),
-            workspace: node.workspace.clone(),
-            pins: node.pins.clone(),
-        })
-        .collect();
-    Ok(Topology::with_team(nodes, input.edges.clone(), input.routes.clone(), input.team.clone()))
 }
 
 /// Most entries a pinned tool list may hold.

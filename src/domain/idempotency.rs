@@ -24,13 +24,13 @@ impl IdempotencyKey {
     }
 }
 
-/// What is already known about a request id.
+/// What is already known about a request id (`T`: the stored response, raw or decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prior {
+pub enum Prior<T = String> {
     /// Never seen: execute the request.
     Unseen,
     /// Seen with the same payload: answer with the stored response.
-    Replay(String),
+    Replay(T),
     /// Seen with a different payload: refuse.
     Conflict,
 }

@@ -35,6 +35,16 @@ pub enum AgentLifecycle {
     Retired,
 }
 
+impl AgentLifecycle {
+    /// The stored state name (`ACTIVE`, `RETIRED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Retired => "RETIRED",
+        }
+    }
+}
+
 /// A persistent domain agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistentAgent {
@@ -71,6 +81,16 @@ pub enum WorkspaceLifecycle {
     InUse,
     /// Its agent is retired; kept under the retention policy.
     Retained,
+}
+
+impl WorkspaceLifecycle {
+    /// The stored state name (`IN_USE`, `RETAINED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InUse => "IN_USE",
+            Self::Retained => "RETAINED",
+        }
+    }
 }
 
 /// The workspace record of a persistent agent.

@@ -185,8 +185,28 @@ pub fn reconcile_lateness(inputs: &WatchdogInputs<'_>) -> Option<TimeDelta> {
 
 /// Returns everything worth an operator's attention now, sorted by key.
 pub fn evaluate(inputs: &WatchdogInputs<'_>) -> Vec<WatchdogFinding> {
-    let now = inputs.now;
     let mut out = Vec::new();
+    expired_leases(inputs, &mut out);
+    stuck_rollouts(inputs, &mut out);
+    if let Some(error) = inputs.runtime_error {
+        out.push(finding(
+            WatchdogKind::RuntimeUnreachable,
+            Severity::Error,
+            inputs.runtime,
+            format!("the last read of {} failed", inputs.runtime),
+            &[("error", error.to_owned())],
+        ));
+    }
+    if let Some((record, inventory)) = inputs.latest {
+        observation_findings(inputs, record, inventory, &mut out);
+    }
+    reconcile_overdue_finding(inputs, &mut out);
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// Leases past their expiry (by the database clock) that nobody released.
+fn expired_leases(inputs: &WatchdogInputs<'_>, out: &mut Vec<WatchdogFinding>) {
     for lease in inputs.leases {
         if let (Some(holder), Some(expires)) = (&lease.holder, lease.expires_at)
             && expires <= inputs.db_now
@@ -204,8 +224,11 @@ pub fn evaluate(inputs: &WatchdogInputs<'_>) -> Vec<WatchdogFinding> {
             ));
         }
     }
+}
+
+fn stuck_rollouts(inputs: &WatchdogInputs<'_>, out: &mut Vec<WatchdogFinding>) {
     for rollout in inputs.unfinished_rollouts {
-        if now - rollout.updated_at >= inputs.thresholds.stuck_rollout {
+        if inputs.now - rollout.updated_at >= inputs.thresholds.stuck_rollout {
             out.push(finding(
                 WatchdogKind::StuckRollout,
                 Severity::Error,
@@ -220,76 +243,72 @@ pub fn evaluate(inputs: &WatchdogInputs<'_>) -> Vec<WatchdogFinding> {
             ));
         }
     }
-    if let Some(error) = inputs.runtime_error {
+}
+
+/// What the newest observation shows: it is overdue, the config is invalid, agents are idle.
+fn observation_findings(
+    inputs: &WatchdogInputs<'_>,
+    record: &ObservationRecord,
+    inventory: &Inventory,
+    out: &mut Vec<WatchdogFinding>,
+) {
+    let now = inputs.now;
+    if now - record.last_seen_at >= inputs.thresholds.observation_overdue {
         out.push(finding(
-            WatchdogKind::RuntimeUnreachable,
-            Severity::Error,
+            WatchdogKind::ObservationOverdue,
+            Severity::Warning,
             inputs.runtime,
-            format!("the last read of {} failed", inputs.runtime),
-            &[("error", error.to_owned())],
+            format!("{} was last observed at {}", inputs.runtime, record.last_seen_at.to_rfc3339()),
+            &[("last_seen_at", record.last_seen_at.to_rfc3339())],
         ));
     }
-    match inputs.latest {
-        None => {}
-        Some((record, inventory)) => {
-            if now - record.last_seen_at >= inputs.thresholds.observation_overdue {
-                out.push(finding(
-                    WatchdogKind::ObservationOverdue,
-                    Severity::Warning,
-                    inputs.runtime,
-                    format!("{} was last observed at {}", inputs.runtime, record.last_seen_at.to_rfc3339()),
-                    &[("last_seen_at", record.last_seen_at.to_rfc3339())],
-                ));
-            }
-            if !inventory.config_valid {
-                let paths: Vec<&str> = inventory.config_issues.iter().map(|i| i.path.as_str()).collect();
-                out.push(finding(
-                    WatchdogKind::ConfigInvalid,
-                    Severity::Error,
-                    inputs.runtime,
-                    format!("the runtime config of {} is invalid", inputs.runtime),
-                    &[("issues", paths.join(", ")), ("config_hash", record.config_hash.clone())],
-                ));
-            }
-            for agent in &inventory.agents {
-                let Some(last) =
-                    agent.session_activity.last_active_ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-                else {
-                    continue;
-                };
-                if now - last >= inputs.thresholds.stale_activity {
-                    out.push(finding(
-                        WatchdogKind::StaleAgentActivity,
-                        Severity::Info,
-                        &agent.id,
-                        format!("agent {} has had no session activity since {}", agent.id, last.to_rfc3339()),
-                        &[("last_active_at", last.to_rfc3339())],
-                    ));
-                }
-            }
+    if !inventory.config_valid {
+        let paths: Vec<&str> = inventory.config_issues.iter().map(|i| i.path.as_str()).collect();
+        out.push(finding(
+            WatchdogKind::ConfigInvalid,
+            Severity::Error,
+            inputs.runtime,
+            format!("the runtime config of {} is invalid", inputs.runtime),
+            &[("issues", paths.join(", ")), ("config_hash", record.config_hash.clone())],
+        ));
+    }
+    for agent in &inventory.agents {
+        let Some(last) =
+            agent.session_activity.last_active_ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        else {
+            continue;
+        };
+        if now - last >= inputs.thresholds.stale_activity {
+            out.push(finding(
+                WatchdogKind::StaleAgentActivity,
+                Severity::Info,
+                &agent.id,
+                format!("agent {} has had no session activity since {}", agent.id, last.to_rfc3339()),
+                &[("last_active_at", last.to_rfc3339())],
+            ));
         }
     }
-    if let (Some(late), Some(facts)) = (reconcile_lateness(inputs), &inputs.reconcile) {
-        let last = facts.last_scheduled_start.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".to_owned());
-        out.push(finding(
-            WatchdogKind::ReconcileOverdue,
-            Severity::Error,
+}
+
+fn reconcile_overdue_finding(inputs: &WatchdogInputs<'_>, out: &mut Vec<WatchdogFinding>) {
+    let (Some(late), Some(facts)) = (reconcile_lateness(inputs), &inputs.reconcile) else { return };
+    let last = facts.last_scheduled_start.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".to_owned());
+    out.push(finding(
+        WatchdogKind::ReconcileOverdue,
+        Severity::Error,
+        inputs.runtime,
+        format!(
+            "no scheduled reconcile cycle of {} started for {} s past its due time (every {} s; last {last})",
             inputs.runtime,
-            format!(
-                "no scheduled reconcile cycle of {} started for {} s past its due time (every {} s; last {last})",
-                inputs.runtime,
-                late.num_seconds(),
-                facts.schedule.interval_secs
-            ),
-            &[
-                ("last_scheduled_start", last.clone()),
-                ("interval_seconds", facts.schedule.interval_secs.to_string()),
-                ("mode", facts.schedule.mode.as_str().to_owned()),
-            ],
-        ));
-    }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    out
+            late.num_seconds(),
+            facts.schedule.interval_secs
+        ),
+        &[
+            ("last_scheduled_start", last.clone()),
+            ("interval_seconds", facts.schedule.interval_secs.to_string()),
+            ("mode", facts.schedule.mode.as_str().to_owned()),
+        ],
+    ));
 }
 
 #[cfg(test)]

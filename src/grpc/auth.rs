@@ -96,7 +96,7 @@ pub async fn enforce(State(state): State<AuthState>, mut request: Request, next:
         let message = format!("role {} may not call {class} methods", principal.role.as_str());
         return refusal(&request, AppError::PermissionDenied { reason: "ROLE_NOT_PERMITTED", message });
     }
-    if let Some(note) = request.extensions().get::<Arc<crate::telemetry::CallNote>>() {
+    if let Some(note) = request.extensions().get::<Arc<crate::grpc::observe::CallNote>>() {
         let _ = note.principal.set(principal.name.clone());
         tracing::Span::current().record("principal", principal.name.as_str());
     }

@@ -77,7 +77,7 @@ fn method<T>(request: &Request<T>) -> Result<(String, String), Status> {
 pub fn caller_with_id<T>(request: &Request<T>, request_id: &str) -> Result<AuditContext, Status> {
     let (service, name) = method(request)?;
     if !request_id.is_empty()
-        && let Some(note) = request.extensions().get::<std::sync::Arc<crate::telemetry::CallNote>>()
+        && let Some(note) = request.extensions().get::<std::sync::Arc<crate::grpc::observe::CallNote>>()
     {
         // Bounded: a request id is validated (≤ 128 characters) before it gets here or is
         // the server's own cycle id.

@@ -1,5 +1,6 @@
 //! gRPC transport: thin tonic handlers (validate → call an app service → convert), the auth
-//! layer driven by the descriptor's auth classes, health and reflection.
+//! layer driven by the descriptor's auth classes, the per-call span, log line and metrics,
+//! health and reflection.
 
 pub mod auth;
 mod call;
@@ -9,6 +10,7 @@ pub mod descriptor;
 mod drift;
 pub mod health;
 mod meta;
+pub mod observe;
 mod orchestration;
 pub mod panics;
 pub mod shed;

@@ -5,10 +5,6 @@ use serde_json::{Value, json};
 
 /// Returns the OpenAPI document of the shim routes.
 pub fn document() -> Value {
-    let component = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
-    let ok = |description: &str, schema: &str| json!({ "description": description, "content": { "application/json": { "schema": component(schema) } } });
-    let string = json!({ "type": "string" });
-    let boolean = json!({ "type": "boolean" });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -17,69 +13,93 @@ pub fn document() -> Value {
             "description": "Probe and discovery routes of jhf-warp. Bodies are the proto3 JSON (proto field names) of jhf.warp.v1 messages. The full API is gRPC on the same port (server reflection enabled).",
             "license": { "name": "AGPL-3.0-only" }
         },
-        "paths": {
-            "/health": { "get": {
-                "summary": "Liveness: 200 while the process answers.",
-                "responses": { "200": ok("alive", "LivenessStatus") }
-            }},
-            "/ready": { "get": {
-                "summary": "Readiness: 200 when store and runtime are ready and shutdown has not begun, else 503.",
-                "responses": { "200": ok("ready", "GetReadinessResponse"), "503": ok("not ready", "GetReadinessResponse") }
-            }},
-            "/version": { "get": {
-                "summary": "Version of the running build.",
-                "responses": { "200": ok("version", "GetVersionResponse") }
-            }},
-            "/api/v1/version": { "get": {
-                "summary": "Version of the running build (versioned path).",
-                "responses": { "200": ok("version", "GetVersionResponse") }
-            }},
-            "/fabric-manifest.json": { "get": {
-                "summary": "Fabric manifest: services, methods, auth classes and port policy.",
-                "responses": { "200": ok("manifest", "GetManifestResponse") }
-            }},
-            "/metrics": { "get": {
-                "summary": "Metrics (OpenMetrics 1.0 text): the store's gauges gathered at scrape time, then RPC, runtime and rollout series. Needs a bearer token of any role (READ); 401/403 otherwise.",
-                "security": [{ "bearer": [] }],
-                "responses": {
-                    "200": { "description": "metrics", "content": { "application/openmetrics-text": {} } },
-                    "401": { "description": "no or invalid token" },
-                    "503": { "description": "the store cannot be read" }
-                }
-            }},
-            "/ui": { "get": {
-                "summary": "Read-only web view (one self-contained page): the team picture, drift items, recent rollouts. The page holds no data; it reads the /v1 routes with a READ token the person pastes (kept in session storage, sent as a header).",
-                "responses": { "200": { "description": "HTML page", "content": { "text/html": {} } } }
-            }},
-            "/v1/topology": { "get": {
-                "summary": "The latest stored observation (GetTopology, READ_MODE_STORED). READ.",
-                "security": [{ "bearer": [] }],
-                "responses": { "200": ok("observed topology", "GetTopologyResponse") }
-            }},
-            "/v1/topology.svg": { "get": {
-                "summary": "The team as SVG: ?source=observed|desired|overlay (default overlay; drift marked: missing dashed red, unexpected orange, widened trust). READ.",
-                "security": [{ "bearer": [] }],
-                "parameters": [{ "name": "source", "in": "query", "schema": { "type": "string", "enum": ["observed", "desired", "overlay"] } }],
-                "responses": { "200": { "description": "SVG", "content": { "image/svg+xml": {} } }, "400": { "description": "unknown source (google.rpc.Status)" } }
-            }},
-            "/v1/drift/items": { "get": {
-                "summary": "Drift items (ListDriftItems; ?filter=…&page_token=…). READ.",
-                "security": [{ "bearer": [] }],
-                "responses": { "200": ok("drift items", "ListDriftItemsResponse") }
-            }},
-            "/v1/rollouts": { "get": {
-                "summary": "The 20 most recent rollouts with their steps (ListRollouts). READ.",
-                "security": [{ "bearer": [] }],
-                "responses": { "200": ok("rollouts", "ListRolloutsResponse") }
-            }},
-            "/openapi.json": { "get": {
-                "summary": "This document.",
-                "responses": { "200": { "description": "OpenAPI 3.1 document", "content": { "application/json": {} } } }
-            }}
-        },
+        "paths": paths(),
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
+            "schemas": schemas()
+        }
+    })
+}
+
+/// A JSON reference to one of the document's schemas.
+fn component(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// A JSON response described by one of the document's schemas.
+fn ok(description: &str, schema: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": component(schema) } } })
+}
+
+/// The shim's routes.
+fn paths() -> Value {
+    json!({
+        "/health": { "get": {
+            "summary": "Liveness: 200 while the process answers.",
+            "responses": { "200": ok("alive", "LivenessStatus") }
+        }},
+        "/ready": { "get": {
+            "summary": "Readiness: 200 when store and runtime are ready and shutdown has not begun, else 503.",
+            "responses": { "200": ok("ready", "GetReadinessResponse"), "503": ok("not ready", "GetReadinessResponse") }
+        }},
+        "/version": { "get": {
+            "summary": "Version of the running build.",
+            "responses": { "200": ok("version", "GetVersionResponse") }
+        }},
+        "/api/v1/version": { "get": {
+            "summary": "Version of the running build (versioned path).",
+            "responses": { "200": ok("version", "GetVersionResponse") }
+        }},
+        "/fabric-manifest.json": { "get": {
+            "summary": "Fabric manifest: services, methods, auth classes and port policy.",
+            "responses": { "200": ok("manifest", "GetManifestResponse") }
+        }},
+        "/metrics": { "get": {
+            "summary": "Metrics (OpenMetrics 1.0 text): the store's gauges gathered at scrape time, then RPC, runtime and rollout series. Needs a bearer token of any role (READ); 401/403 otherwise.",
+            "security": [{ "bearer": [] }],
+            "responses": {
+                "200": { "description": "metrics", "content": { "application/openmetrics-text": {} } },
+                "401": { "description": "no or invalid token" },
+                "503": { "description": "the store cannot be read" }
+            }
+        }},
+        "/ui": { "get": {
+            "summary": "Read-only web view (one self-contained page): the team picture, drift items, recent rollouts. The page holds no data; it reads the /v1 routes with a READ token the person pastes (kept in session storage, sent as a header).",
+            "responses": { "200": { "description": "HTML page", "content": { "text/html": {} } } }
+        }},
+        "/v1/topology": { "get": {
+            "summary": "The latest stored observation (GetTopology, READ_MODE_STORED). READ.",
+            "security": [{ "bearer": [] }],
+            "responses": { "200": ok("observed topology", "GetTopologyResponse") }
+        }},
+        "/v1/topology.svg": { "get": {
+            "summary": "The team as SVG: ?source=observed|desired|overlay (default overlay; drift marked: missing dashed red, unexpected orange, widened trust). READ.",
+            "security": [{ "bearer": [] }],
+            "parameters": [{ "name": "source", "in": "query", "schema": { "type": "string", "enum": ["observed", "desired", "overlay"] } }],
+            "responses": { "200": { "description": "SVG", "content": { "image/svg+xml": {} } }, "400": { "description": "unknown source (google.rpc.Status)" } }
+        }},
+        "/v1/drift/items": { "get": {
+            "summary": "Drift items (ListDriftItems; ?filter=…&page_token=…). READ.",
+            "security": [{ "bearer": [] }],
+            "responses": { "200": ok("drift items", "ListDriftItemsResponse") }
+        }},
+        "/v1/rollouts": { "get": {
+            "summary": "The 20 most recent rollouts with their steps (ListRollouts). READ.",
+            "security": [{ "bearer": [] }],
+            "responses": { "200": ok("rollouts", "ListRolloutsResponse") }
+        }},
+        "/openapi.json": { "get": {
+            "summary": "This document.",
+            "responses": { "200": { "description": "OpenAPI 3.1 document", "content": { "application/json": {} } } }
+        }}
+    })
+}
+
+/// The response bodies' schemas.
+fn schemas() -> Value {
+    let string = json!({ "type": "string" });
+    let boolean = json!({ "type": "boolean" });
+    json!({
             "LivenessStatus": { "type": "object", "properties": { "status": string } },
             "ComponentReadiness": { "type": "object", "properties": { "name": string, "ready": boolean, "detail": string } },
             "GetReadinessResponse": { "type": "object", "properties": {
@@ -110,6 +130,5 @@ pub fn document() -> Value {
             "GetTopologyResponse": { "type": "object", "description": "jhf.warp.v1.GetTopologyResponse (see proto/jhf/warp/v1/topology.proto)" },
             "ListDriftItemsResponse": { "type": "object", "description": "jhf.warp.v1.ListDriftItemsResponse (see proto/jhf/warp/v1/drift.proto)" },
             "ListRolloutsResponse": { "type": "object", "description": "jhf.warp.v1.ListRolloutsResponse (see proto/jhf/warp/v1/drift.proto)" }
-        }}
     })
 }

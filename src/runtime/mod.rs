@@ -11,6 +11,7 @@ mod cli;
 mod files;
 mod fixture;
 mod gateway;
+mod measured;
 mod shell;
 mod state_dir;
 
@@ -26,6 +27,7 @@ pub use address::{RuntimeAddress, RuntimeAddressError};
 pub use cli::CliRuntime;
 pub use fixture::FixtureRuntime;
 pub use gateway::{DEVICE_KEY_FILE, DeviceKey, GatewayClient, GatewayRuntime};
+pub use measured::MeasuredRuntime;
 pub use shell::{HostShell, LocalShell, SshShell};
 
 /// Why the runtime could not be read. Messages never carry config content.

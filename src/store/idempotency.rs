@@ -145,6 +145,36 @@ impl super::Store {
         Ok(())
     }
 
+    /// Returns the first answer to `key`, decoded (a stored answer that does not decode is
+    /// corruption, reported here, not by the use case).
+    pub async fn prior_answer<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Prior<T>, StoreError> {
+        Ok(match self.idempotency_prior(key).await? {
+            Prior::Replay(json) => Prior::Replay(serde_json::from_str(&json).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the stored answer of request {} ({}): {e}",
+                    key.request_id, key.scope
+                ))
+            })?),
+            Prior::Conflict => Prior::Conflict,
+            Prior::Unseen => Prior::Unseen,
+        })
+    }
+
+    /// Stores `answer` (as JSON) for a call whose effect was not transactional with it.
+    pub async fn remember_answer<T: serde::Serialize>(
+        &self,
+        key: &IdempotencyKey,
+        answer: &T,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(answer).map_err(|e| StoreError::Corrupt(format!("an answer: {e}")))?;
+        self.remember_response(key, json, now).await
+    }
+
     /// Stores the response of a call whose effect was not transactional with it (completing
     /// its claim).
     pub async fn remember_response(

@@ -239,6 +239,17 @@ impl Store {
     }
 }
 
+/// Decodes a JSON value the store holds (a document body, a stored answer); one that does not
+/// decode is corruption.
+pub fn decode_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Encodes a value the store will hold as JSON.
+pub fn encode_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

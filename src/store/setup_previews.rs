@@ -13,8 +13,10 @@ impl Store {
         id: &str,
         created_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-        preview_json: String,
+        preview: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
+        let preview_json = serde_json::to_string(preview)
+            .map_err(|e| StoreError::Corrupt(format!("setup preview {id}: {e}")))?;
         setup_preview::Entity::delete_many()
             .filter(setup_preview::Column::ExpiresAt.lte(created_at))
             .exec(&self.db)
@@ -31,8 +33,17 @@ impl Store {
     }
 
     /// Returns a preview's JSON unless it expired by `now`.
-    pub async fn setup_preview(&self, id: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+    pub async fn setup_preview<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<T>, StoreError> {
         let row = setup_preview::Entity::find_by_id(id.to_owned()).one(&self.db).await?;
-        Ok(row.filter(|row| row.expires_at > now).map(|row| row.preview_json))
+        row.filter(|row| row.expires_at > now)
+            .map(|row| {
+                serde_json::from_str(&row.preview_json)
+                    .map_err(|e| StoreError::Corrupt(format!("setup preview {id}: {e}")))
+            })
+            .transpose()
     }
 }

@@ -40,7 +40,7 @@ impl Store {
         runtime: &str,
         observations: &[&WatchdogObservation],
         now: DateTime<Utc>,
-        caused_by: Option<(&NewAuditEvent, &IdempotencyKey, String)>,
+        caused_by: Option<(&NewAuditEvent, &IdempotencyKey, &WatchdogObservation)>,
     ) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         let mut raised = Vec::new();
@@ -85,6 +85,8 @@ impl Store {
                 .await?;
         }
         if let Some((event, key, answer)) = caused_by {
+            let answer =
+                serde_json::to_string(answer).map_err(|e| StoreError::Corrupt(format!("an answer: {e}")))?;
             super::idempotency::remember(&txn, key, answer, now).await?;
             super::audit::append(self, &txn, event).await?;
         }

@@ -1,18 +1,28 @@
-//! Telemetry: logging setup (an env filter and a text or JSON formatter on stderr), the
-//! process metrics (RPCs, runtime operations, rollouts) and the per-RPC span and log line.
+//! Telemetry: logging setup (an env filter and a text or JSON formatter on stderr) and the
+//! process metrics (RPCs, runtime operations, rollouts). A leaf: it knows nothing of the rest
+//! of the service — the RPC layer that records calls lives in `grpc::observe`, the runtime
+//! wrapper that times operations in `runtime::measured`.
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogArgs, LogFormat};
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
-/// Installs the global subscriber; a bad filter falls back to `info` and says so.
-pub fn init(args: &LogArgs) {
-    let (filter, bad_filter) = match EnvFilter::try_new(&args.log_filter) {
+/// Installs the global subscriber for `filter` (an `EnvFilter` directive); a bad filter falls
+/// back to `info` and says so.
+pub fn init(filter: &str, format: LogFormat) {
+    let (filter, bad_filter) = match EnvFilter::try_new(filter) {
         Ok(filter) => (filter, None),
         Err(err) => (EnvFilter::new("info"), Some(err.to_string())),
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let installed = match args.log_format {
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
@@ -21,10 +31,6 @@ pub fn init(args: &LogArgs) {
     }
 }
 
-mod measured;
 mod metrics;
-mod rpc;
 
-pub use measured::MeasuredRuntime;
 pub use metrics::Telemetry;
-pub use rpc::{CallNote, ObserveState, observe};

@@ -237,6 +237,204 @@ fn parse_terms(place: &str, raw: &[String], problems: &mut Vec<String>) -> Vec<T
         .collect()
 }
 
+fn parse_categories(file: &[CategoryFile], problems: &mut Vec<String>) -> Vec<Category> {
+    let mut categories = Vec::new();
+    let mut ids = BTreeSet::new();
+    for (i, c) in file.iter().enumerate() {
+        let place = format!("category[{i}] \"{}\"", c.id);
+        if !is_slug(&c.id) {
+            problems.push(format!("{place}: id must be 1..64 of [a-z0-9_.-]"));
+        }
+        if !ids.insert(c.id.clone()) {
+            problems.push(format!("{place}: duplicate id"));
+        }
+        if c.name.trim().is_empty() || !is_slug(&c.domain) {
+            problems.push(format!("{place}: needs a name and a domain of [a-z0-9_.-]"));
+        }
+        let base_risk = RiskLevel::parse(&c.base_risk).unwrap_or_else(|| {
+            problems.push(format!("{place}: base_risk \"{}\" is not LOW|MEDIUM|HIGH|CRITICAL", c.base_risk));
+            RiskLevel::Low
+        });
+        let max_risk = match c.max_risk.as_deref().map(RiskLevel::parse) {
+            None => RiskLevel::Critical,
+            Some(Some(level)) if level >= base_risk => level,
+            Some(_) => {
+                problems.push(format!("{place}: max_risk must be a risk level not below base_risk"));
+                RiskLevel::Critical
+            }
+        };
+        for hint in &c.hints {
+            if !is_slug(hint) {
+                problems.push(format!("{place}: hint \"{hint}\" must be of [a-z0-9_.-]"));
+            }
+        }
+        categories.push(Category {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            domain: c.domain.clone(),
+            base_risk,
+            max_risk,
+            hints: c.hints.clone(),
+            roles: c.roles.clone(),
+        });
+    }
+    if categories.is_empty() {
+        problems.push("at least one [[category]] is needed".to_owned());
+    }
+    categories
+}
+
+/// Builds the rule list in file order (category rules, then risk rules, then hint rules; a
+/// risk rule's `all_of` names risk rules listed before it), checking ids across all three.
+struct RuleBuilder<'a> {
+    categories: &'a [Category],
+    problems: &'a mut Vec<String>,
+    ids: BTreeSet<String>,
+    rules: Vec<Rule>,
+}
+
+impl<'a> RuleBuilder<'a> {
+    fn new(categories: &'a [Category], problems: &'a mut Vec<String>) -> Self {
+        Self { categories, problems, ids: BTreeSet::new(), rules: Vec::new() }
+    }
+
+    fn build(mut self, file: &RulesFile) -> Vec<Rule> {
+        for (i, r) in file.rule.iter().enumerate() {
+            self.category_rule(&format!("rule[{i}] \"{}\"", r.id), r);
+        }
+        for (i, r) in file.risk.iter().enumerate() {
+            self.risk_rule(&format!("risk[{i}] \"{}\"", r.id), r);
+        }
+        for (i, r) in file.hint.iter().enumerate() {
+            self.hint_rule(&format!("hint[{i}] \"{}\"", r.id), r);
+        }
+        self.rules
+    }
+
+    fn check_id(&mut self, place: &str, id: &str) {
+        if !is_slug(id) {
+            self.problems.push(format!("{place}: id must be 1..64 of [a-z0-9_.-]"));
+        }
+        if !self.ids.insert(id.to_owned()) {
+            self.problems.push(format!("{place}: duplicate rule id"));
+        }
+    }
+
+    fn category_rule(&mut self, place: &str, r: &CategoryRuleFile) {
+        self.check_id(place, &r.id);
+        let category = self.categories.iter().position(|c| c.id == r.category).unwrap_or_else(|| {
+            self.problems.push(format!("{place}: unknown category \"{}\"", r.category));
+            0
+        });
+        if !(r.weight.is_finite() && r.weight > 0.0 && r.weight <= 100.0) {
+            self.problems.push(format!("{place}: weight must be in (0, 100]"));
+        }
+        let terms = parse_terms(place, &r.terms, self.problems);
+        self.rules.push(Rule {
+            id: r.id.clone(),
+            effect: RuleEffect::Category { category, weight: r.weight },
+            terms,
+            all_of: Vec::new(),
+        });
+    }
+
+    fn risk_rule(&mut self, place: &str, r: &RiskRuleFile) {
+        self.check_id(place, &r.id);
+        if !(1..=3).contains(&r.steps) {
+            self.problems.push(format!("{place}: steps must be 1..3"));
+        }
+        let effect = match r.effect.as_str() {
+            "escalate" => RuleEffect::Escalate { steps: r.steps, uncapped: r.uncapped },
+            "deescalate" => RuleEffect::Deescalate { steps: r.steps },
+            other => {
+                self.problems.push(format!("{place}: effect \"{other}\" is not escalate|deescalate"));
+                RuleEffect::Escalate { steps: 0, uncapped: false }
+            }
+        };
+        let mut all_of = Vec::new();
+        for id in &r.all_of {
+            match self.rules.iter().position(|rule| &rule.id == id && rule.is_risk()) {
+                Some(index) => all_of.push(index),
+                None => self
+                    .problems
+                    .push(format!("{place}: all_of names \"{id}\", not a risk rule listed before")),
+            }
+        }
+        let terms = if r.terms.is_empty() && !all_of.is_empty() {
+            Vec::new()
+        } else {
+            parse_terms(place, &r.terms, self.problems)
+        };
+        self.rules.push(Rule { id: r.id.clone(), effect, terms, all_of });
+    }
+
+    fn hint_rule(&mut self, place: &str, r: &HintRuleFile) {
+        self.check_id(place, &r.id);
+        if !is_slug(&r.hint) {
+            self.problems.push(format!("{place}: hint \"{}\" must be of [a-z0-9_.-]", r.hint));
+        }
+        let terms = parse_terms(place, &r.terms, self.problems);
+        self.rules.push(Rule {
+            id: r.id.clone(),
+            effect: RuleEffect::Hint { hint: r.hint.clone() },
+            terms,
+            all_of: Vec::new(),
+        });
+    }
+}
+
+/// The lowest trust a dispatch at each risk level needs (defaults, then the file's overrides).
+fn parse_dispatch(file: Option<&HashMap<String, String>>, problems: &mut Vec<String>) -> [TrustLevel; 4] {
+    let mut dispatch_trust =
+        [TrustLevel::Restricted, TrustLevel::Restricted, TrustLevel::Standard, TrustLevel::Elevated];
+    for (level, trust) in file.into_iter().flatten() {
+        let Some(level) = RiskLevel::parse(level) else {
+            problems.push(format!("dispatch: \"{level}\" is not LOW|MEDIUM|HIGH|CRITICAL"));
+            continue;
+        };
+        match trust.as_str() {
+            "RESTRICTED" => dispatch_trust[level as usize] = TrustLevel::Restricted,
+            "STANDARD" => dispatch_trust[level as usize] = TrustLevel::Standard,
+            "ELEVATED" => dispatch_trust[level as usize] = TrustLevel::Elevated,
+            other => problems.push(format!(
+                "dispatch.{}: \"{other}\" is not RESTRICTED|STANDARD|ELEVATED",
+                level.as_str()
+            )),
+        }
+    }
+    dispatch_trust
+}
+
+fn check_models(models: &std::collections::BTreeMap<String, String>, problems: &mut Vec<String>) {
+    for (tier, model) in models {
+        if !["premium", "standard", "economy"].contains(&tier.as_str()) {
+            problems.push(format!("models: tier \"{tier}\" is not premium|standard|economy"));
+        }
+        if model.trim().is_empty() || model.len() > 256 {
+            problems.push(format!("models.{tier}: needs a model id of at most 256 bytes"));
+        }
+    }
+}
+
+/// The index from a term's first word to the terms starting with it, and the one-word prefix
+/// terms filed by their first byte.
+type TermIndex = (WordMap<WordEntry>, Vec<Vec<(String, usize, usize)>>);
+
+fn term_index(rules: &[Rule]) -> TermIndex {
+    let mut words: WordMap<WordEntry> = WordMap::default();
+    let mut prefixes: Vec<Vec<(String, usize, usize)>> = vec![Vec::new(); 256];
+    for (r, rule) in rules.iter().enumerate() {
+        for (t, term) in rule.terms.iter().enumerate() {
+            if term.prefix && term.words.len() == 1 {
+                prefixes[prefix_slot(&term.words[0])].push((term.words[0].clone(), r, t));
+            } else {
+                words.entry(term.words[0].clone()).or_default().terms.push((r, t));
+            }
+        }
+    }
+    (words, prefixes)
+}
+
 impl Rules {
     /// Returns the embedded default rules.
     pub fn default_rules() -> Self {
@@ -244,7 +442,7 @@ impl Rules {
         Self::parse(DEFAULT_RULES).unwrap_or_else(|error| panic!("embedded rules are invalid: {error}"))
     }
 
-    /// Parses and validates a rules file.
+    /// Parses and validates a rules file: every problem is reported, not just the first.
     pub fn parse(text: &str) -> Result<Self, RulesError> {
         let file: RulesFile =
             toml::from_str(text).map_err(|e| RulesError { problems: vec![e.message().to_owned()] })?;
@@ -255,168 +453,19 @@ impl Rules {
         if !(0.0..=10.0).contains(&file.title_bonus) {
             problems.push("title_bonus must be between 0 and 10".to_owned());
         }
-        let mut categories = Vec::new();
-        let mut ids = BTreeSet::new();
-        for (i, c) in file.category.iter().enumerate() {
-            let place = format!("category[{i}] \"{}\"", c.id);
-            if !is_slug(&c.id) {
-                problems.push(format!("{place}: id must be 1..64 of [a-z0-9_.-]"));
-            }
-            if !ids.insert(c.id.clone()) {
-                problems.push(format!("{place}: duplicate id"));
-            }
-            if c.name.trim().is_empty() || !is_slug(&c.domain) {
-                problems.push(format!("{place}: needs a name and a domain of [a-z0-9_.-]"));
-            }
-            let base_risk = RiskLevel::parse(&c.base_risk).unwrap_or_else(|| {
-                problems
-                    .push(format!("{place}: base_risk \"{}\" is not LOW|MEDIUM|HIGH|CRITICAL", c.base_risk));
-                RiskLevel::Low
-            });
-            let max_risk = match c.max_risk.as_deref().map(RiskLevel::parse) {
-                None => RiskLevel::Critical,
-                Some(Some(level)) if level >= base_risk => level,
-                Some(_) => {
-                    problems.push(format!("{place}: max_risk must be a risk level not below base_risk"));
-                    RiskLevel::Critical
-                }
-            };
-            for hint in &c.hints {
-                if !is_slug(hint) {
-                    problems.push(format!("{place}: hint \"{hint}\" must be of [a-z0-9_.-]"));
-                }
-            }
-            categories.push(Category {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                domain: c.domain.clone(),
-                base_risk,
-                max_risk,
-                hints: c.hints.clone(),
-                roles: c.roles.clone(),
-            });
-        }
-        if categories.is_empty() {
-            problems.push("at least one [[category]] is needed".to_owned());
-        }
+        let categories = parse_categories(&file.category, &mut problems);
         let fallback = categories.iter().position(|c| c.id == file.fallback_category).unwrap_or_else(|| {
             problems.push(format!("fallback_category \"{}\" is not a category", file.fallback_category));
             0
         });
-
-        let mut rules = Vec::new();
-        let mut rule_ids = BTreeSet::new();
-        let mut check_id = |place: &str, id: &str, problems: &mut Vec<String>| {
-            if !is_slug(id) {
-                problems.push(format!("{place}: id must be 1..64 of [a-z0-9_.-]"));
-            }
-            if !rule_ids.insert(id.to_owned()) {
-                problems.push(format!("{place}: duplicate rule id"));
-            }
-        };
-        for (i, r) in file.rule.iter().enumerate() {
-            let place = format!("rule[{i}] \"{}\"", r.id);
-            check_id(&place, &r.id, &mut problems);
-            let category = categories.iter().position(|c| c.id == r.category).unwrap_or_else(|| {
-                problems.push(format!("{place}: unknown category \"{}\"", r.category));
-                0
-            });
-            if !(r.weight.is_finite() && r.weight > 0.0 && r.weight <= 100.0) {
-                problems.push(format!("{place}: weight must be in (0, 100]"));
-            }
-            let terms = parse_terms(&place, &r.terms, &mut problems);
-            rules.push(Rule {
-                id: r.id.clone(),
-                effect: RuleEffect::Category { category, weight: r.weight },
-                terms,
-                all_of: Vec::new(),
-            });
-        }
-        for (i, r) in file.risk.iter().enumerate() {
-            let place = format!("risk[{i}] \"{}\"", r.id);
-            check_id(&place, &r.id, &mut problems);
-            if !(1..=3).contains(&r.steps) {
-                problems.push(format!("{place}: steps must be 1..3"));
-            }
-            let effect = match r.effect.as_str() {
-                "escalate" => RuleEffect::Escalate { steps: r.steps, uncapped: r.uncapped },
-                "deescalate" => RuleEffect::Deescalate { steps: r.steps },
-                other => {
-                    problems.push(format!("{place}: effect \"{other}\" is not escalate|deescalate"));
-                    RuleEffect::Escalate { steps: 0, uncapped: false }
-                }
-            };
-            let mut all_of = Vec::new();
-            for id in &r.all_of {
-                match rules.iter().position(|rule: &Rule| &rule.id == id && rule.is_risk()) {
-                    Some(index) => all_of.push(index),
-                    None => problems
-                        .push(format!("{place}: all_of names \"{id}\", not a risk rule listed before")),
-                }
-            }
-            let terms = if r.terms.is_empty() && !all_of.is_empty() {
-                Vec::new()
-            } else {
-                parse_terms(&place, &r.terms, &mut problems)
-            };
-            rules.push(Rule { id: r.id.clone(), effect, terms, all_of });
-        }
-        for (i, r) in file.hint.iter().enumerate() {
-            let place = format!("hint[{i}] \"{}\"", r.id);
-            check_id(&place, &r.id, &mut problems);
-            if !is_slug(&r.hint) {
-                problems.push(format!("{place}: hint \"{}\" must be of [a-z0-9_.-]", r.hint));
-            }
-            let terms = parse_terms(&place, &r.terms, &mut problems);
-            rules.push(Rule {
-                id: r.id.clone(),
-                effect: RuleEffect::Hint { hint: r.hint.clone() },
-                terms,
-                all_of: Vec::new(),
-            });
-        }
-
-        let mut dispatch_trust =
-            [TrustLevel::Restricted, TrustLevel::Restricted, TrustLevel::Standard, TrustLevel::Elevated];
-        for (level, trust) in file.dispatch.iter().flatten() {
-            let Some(level) = RiskLevel::parse(level) else {
-                problems.push(format!("dispatch: \"{level}\" is not LOW|MEDIUM|HIGH|CRITICAL"));
-                continue;
-            };
-            match trust.as_str() {
-                "RESTRICTED" => dispatch_trust[level as usize] = TrustLevel::Restricted,
-                "STANDARD" => dispatch_trust[level as usize] = TrustLevel::Standard,
-                "ELEVATED" => dispatch_trust[level as usize] = TrustLevel::Elevated,
-                other => problems.push(format!(
-                    "dispatch.{}: \"{other}\" is not RESTRICTED|STANDARD|ELEVATED",
-                    level.as_str()
-                )),
-            }
-        }
+        let rules = RuleBuilder::new(&categories, &mut problems).build(&file);
+        let dispatch_trust = parse_dispatch(file.dispatch.as_ref(), &mut problems);
         let models = file.models.unwrap_or_default();
-        for (tier, model) in &models {
-            if !["premium", "standard", "economy"].contains(&tier.as_str()) {
-                problems.push(format!("models: tier \"{tier}\" is not premium|standard|economy"));
-            }
-            if model.trim().is_empty() || model.len() > 256 {
-                problems.push(format!("models.{tier}: needs a model id of at most 256 bytes"));
-            }
-        }
+        check_models(&models, &mut problems);
         if !problems.is_empty() {
             return Err(RulesError { problems });
         }
-
-        let mut words: WordMap<WordEntry> = WordMap::default();
-        let mut prefixes: Vec<Vec<(String, usize, usize)>> = vec![Vec::new(); 256];
-        for (r, rule) in rules.iter().enumerate() {
-            for (t, term) in rule.terms.iter().enumerate() {
-                if term.prefix && term.words.len() == 1 {
-                    prefixes[prefix_slot(&term.words[0])].push((term.words[0].clone(), r, t));
-                } else {
-                    words.entry(term.words[0].clone()).or_default().terms.push((r, t));
-                }
-            }
-        }
+        let (words, prefixes) = term_index(&rules);
         let digest = Sha256::digest(text.as_bytes());
         let mut rules = Self {
             categories,

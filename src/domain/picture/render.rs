@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::layout::{MARGIN, NODE_HEIGHT, Placed, lay_out};
-use super::{Picture, PictureEdge, Presence, trust_name};
+use super::{Picture, PictureEdge, PictureNode, Presence, trust_name};
 use crate::domain::topology::EdgeKind;
 
 const MISSING: &str = "#dc2626";
@@ -184,9 +184,21 @@ pub fn svg(picture: &Picture) -> String {
     let layout = lay_out(picture, &labels);
     let legend_width: f64 = LEGEND.iter().map(|(label, ..)| legend_step(label)).sum::<f64>() + 2.0 * MARGIN;
     let (width, height) = (layout.width.max(legend_width), layout.height + LEGEND_HEIGHT);
-    let index: std::collections::BTreeMap<&str, usize> =
-        picture.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
     let mut out = String::new();
+    svg_head(&mut out, picture, width, height);
+    svg_edges(&mut out, picture, &layout.placed);
+    out.push_str("<g class=\"agents\">");
+    for ((node, at), (_, sub)) in picture.nodes.iter().zip(&layout.placed).zip(&labels) {
+        svg_node(&mut out, node, at, sub);
+    }
+    out.push_str("</g>");
+    svg_legend(&mut out, layout.height + 14.0);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The root element, title, style sheet and arrow markers.
+fn svg_head(out: &mut String, picture: &Picture, width: f64, height: f64) {
     let _ = write!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="agent team">"#
@@ -220,6 +232,11 @@ pub fn svg(picture: &Picture) -> String {
         );
     }
     out.push_str("</defs>");
+}
+
+fn svg_edges(out: &mut String, picture: &Picture, placed: &[Placed]) {
+    let index: std::collections::BTreeMap<&str, usize> =
+        picture.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
     out.push_str(r#"<g class="permissions">"#);
     for edge in &picture.edges {
         let (Some(&from), Some(&to)) = (index.get(edge.from.as_str()), index.get(edge.to.as_str())) else {
@@ -236,63 +253,58 @@ pub fn svg(picture: &Picture) -> String {
             edge.presence.class(),
             xml(&edge.from),
             xml(&edge.to),
-            edge_path(edge, &layout.placed[from], &layout.placed[to]),
+            edge_path(edge, &placed[from], &placed[to]),
             xml(&edge.from),
             kind_name(edge.kind),
             xml(&edge.to),
         );
     }
-    out.push_str("</g><g class=\"agents\">");
-    for (i, node) in picture.nodes.iter().enumerate() {
-        let at = layout.placed[i];
-        let classes = format!("node {}{}", node.presence.class(), if node.widened { " widened" } else { "" });
-        let (cx, _) = at.center();
+    out.push_str("</g>");
+}
+
+/// One agent's box: id, subtitle (role · trust), the widened badge and what reaches it.
+fn svg_node(out: &mut String, node: &PictureNode, at: &Placed, sub: &str) {
+    let classes = format!("node {}{}", node.presence.class(), if node.widened { " widened" } else { "" });
+    let (cx, _) = at.center();
+    let _ = write!(
+        out,
+        r#"<g class="{classes}" data-agent="{id}"><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="8"/><text x="{cx:.1}" y="{t1:.1}" text-anchor="middle">{id}</text><text class="sub" x="{cx:.1}" y="{t2:.1}" text-anchor="middle">{sub}</text>"#,
+        id = xml(&node.id),
+        x = at.x,
+        y = at.y,
+        w = at.width,
+        h = NODE_HEIGHT,
+        t1 = at.y + 19.0,
+        t2 = at.y + 36.0,
+        sub = xml(sub),
+    );
+    if node.widened {
         let _ = write!(
             out,
-            r#"<g class="{classes}" data-agent="{id}"><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="8"/><text x="{cx:.1}" y="{t1:.1}" text-anchor="middle">{id}</text><text class="sub" x="{cx:.1}" y="{t2:.1}" text-anchor="middle">{sub}</text>"#,
-            id = xml(&node.id),
-            x = at.x,
-            y = at.y,
-            w = at.width,
-            h = NODE_HEIGHT,
-            t1 = at.y + 19.0,
-            t2 = at.y + 36.0,
-            sub = xml(&labels[i].1),
+            r#"<text class="badge" x="{:.1}" y="{:.1}" text-anchor="end">⚠ trust widened</text>"#,
+            at.x + at.width,
+            at.y - 4.0
         );
-        if node.widened {
-            let _ = write!(
-                out,
-                r#"<text class="badge" x="{:.1}" y="{:.1}" text-anchor="end">⚠ trust widened</text>"#,
-                at.x + at.width,
-                at.y - 4.0
-            );
-        }
-        let reach = node.reach.summary();
-        if !reach.is_empty() {
-            let _ = write!(
-                out,
-                r#"<text class="reach{}" x="{:.1}" y="{:.1}"><title>{}</title>{}</text>"#,
-                if node.reach.open_dm { " open" } else { "" },
-                at.x,
-                at.y + NODE_HEIGHT + 13.0,
-                xml(&node
-                    .reach
-                    .woken_by
-                    .iter()
-                    .chain(&node.reach.inbound)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")),
-                xml(&reach),
-            );
-        }
-        out.push_str("</g>");
+    }
+    let reach = node.reach.summary();
+    if !reach.is_empty() {
+        let sources: Vec<String> = node.reach.woken_by.iter().chain(&node.reach.inbound).cloned().collect();
+        let _ = write!(
+            out,
+            r#"<text class="reach{}" x="{:.1}" y="{:.1}"><title>{}</title>{}</text>"#,
+            if node.reach.open_dm { " open" } else { "" },
+            at.x,
+            at.y + NODE_HEIGHT + 13.0,
+            xml(&sources.join("; ")),
+            xml(&reach),
+        );
     }
     out.push_str("</g>");
-    // Legend.
-    let y = layout.height + 14.0;
+}
+
+fn svg_legend(out: &mut String, y: f64) {
     let mut x = MARGIN;
-    let _ = write!(out, r#"<g class="legend">"#);
+    out.push_str(r#"<g class="legend">"#);
     for (label, color, stroke, dash) in LEGEND {
         let _ = write!(
             out,
@@ -303,6 +315,5 @@ pub fn svg(picture: &Picture) -> String {
         );
         x += legend_step(label);
     }
-    out.push_str("</g></svg>\n");
-    out
+    out.push_str("</g>");
 }

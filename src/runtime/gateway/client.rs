@@ -254,43 +254,7 @@ type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Duplex>>;
 
 /// Opens the socket and completes the handshake; returns the Gateway's version.
 async fn connect(inner: &Inner) -> Result<(Socket, Option<String>), Failure> {
-    let request = {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        inner.url.as_str().into_client_request().map_err(|e| connecting(format!("bad gateway url: {e}")))?
-    };
-    let host = request.uri().host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    let port = request.uri().port_u16().unwrap_or(if inner.tls.is_some() { 443 } else { 80 });
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| connecting("TCP connect timed out"))?
-        .map_err(|e| connecting(format!("cannot connect: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Duplex> = match &inner.tls {
-        Some(config) => {
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| connecting(format!("bad TLS server name {host}: {e}")))?;
-            let tls = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
-            )
-            .await
-            .map_err(|_| connecting("TLS handshake timed out"))?
-            .map_err(|e| connecting(format!("TLS handshake failed: {e}")))?;
-            Box::new(tls)
-        }
-        None => Box::new(tcp),
-    };
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES));
-    let (mut socket, _) = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config)),
-    )
-    .await
-    .map_err(|_| connecting("WebSocket upgrade timed out"))?
-    .map_err(|e| connecting(format!("WebSocket upgrade failed: {e}")))?;
-
+    let mut socket = open_socket(inner).await?;
     let challenge = next_json(&mut socket).await?;
     let payload = challenge.get("payload").cloned().unwrap_or_default();
     let (Some("connect.challenge"), Some(nonce), Some(ts)) = (
@@ -300,46 +264,8 @@ async fn connect(inner: &Inner) -> Result<(Socket, Option<String>), Failure> {
     ) else {
         return Err(connecting("the gateway sent no valid connect.challenge"));
     };
-    let signed = SignedConnect {
-        client_id: CLIENT_ID,
-        client_mode: CLIENT_MODE,
-        role: "operator",
-        scopes: &SCOPES,
-        signed_at_ms: ts,
-        token: &inner.token,
-        nonce,
-        platform: std::env::consts::OS,
-    };
-    let connect = json!({
-        "type": "req",
-        "id": "connect",
-        "method": "connect",
-        "params": {
-            "minProtocol": 4,
-            "maxProtocol": 4,
-            "client": {
-                "id": CLIENT_ID,
-                "displayName": "jhf-warp",
-                "version": env!("CARGO_PKG_VERSION"),
-                "platform": std::env::consts::OS,
-                "mode": CLIENT_MODE,
-            },
-            "role": "operator",
-            "scopes": SCOPES,
-            "caps": ["agent-kind"],
-            "auth": {"token": inner.token},
-            "userAgent": concat!("jhf-warp/", env!("CARGO_PKG_VERSION")),
-            "device": {
-                "id": inner.device.id(),
-                "publicKey": inner.device.public_key(),
-                "signature": inner.device.sign(&signed),
-                "signedAt": ts,
-                "nonce": nonce,
-            },
-        },
-    });
     socket
-        .send(Message::text(connect.to_string()))
+        .send(Message::text(connect_request(inner, nonce, ts).to_string()))
         .await
         .map_err(|e| connecting(format!("send failed: {e}")))?;
     let hello = loop {
@@ -371,6 +297,90 @@ async fn connect(inner: &Inner) -> Result<(Socket, Option<String>), Failure> {
     }
     let version = payload.pointer("/server/version").and_then(Value::as_str).map(str::to_owned);
     Ok((socket, version))
+}
+
+/// TCP (then TLS for `wss://`) and the WebSocket upgrade, each step under its own timeout.
+async fn open_socket(inner: &Inner) -> Result<Socket, Failure> {
+    let request = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        inner.url.as_str().into_client_request().map_err(|e| connecting(format!("bad gateway url: {e}")))?
+    };
+    let host = request.uri().host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let port = request.uri().port_u16().unwrap_or(if inner.tls.is_some() { 443 } else { 80 });
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| connecting("TCP connect timed out"))?
+        .map_err(|e| connecting(format!("cannot connect: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Duplex> = match &inner.tls {
+        Some(config) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| connecting(format!("bad TLS server name {host}: {e}")))?;
+            let tls = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| connecting("TLS handshake timed out"))?
+            .map_err(|e| connecting(format!("TLS handshake failed: {e}")))?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let (socket, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)),
+    )
+    .await
+    .map_err(|_| connecting("WebSocket upgrade timed out"))?
+    .map_err(|e| connecting(format!("WebSocket upgrade failed: {e}")))?;
+    Ok(socket)
+}
+
+/// The `connect` request answering the challenge: the shared token, and this device's
+/// signature over the challenge's nonce and time.
+fn connect_request(inner: &Inner, nonce: &str, ts: i64) -> Value {
+    let signed = SignedConnect {
+        client_id: CLIENT_ID,
+        client_mode: CLIENT_MODE,
+        role: "operator",
+        scopes: &SCOPES,
+        signed_at_ms: ts,
+        token: &inner.token,
+        nonce,
+        platform: std::env::consts::OS,
+    };
+    json!({
+        "type": "req",
+        "id": "connect",
+        "method": "connect",
+        "params": {
+            "minProtocol": 4,
+            "maxProtocol": 4,
+            "client": {
+                "id": CLIENT_ID,
+                "displayName": "jhf-warp",
+                "version": env!("CARGO_PKG_VERSION"),
+                "platform": std::env::consts::OS,
+                "mode": CLIENT_MODE,
+            },
+            "role": "operator",
+            "scopes": SCOPES,
+            "caps": ["agent-kind"],
+            "auth": {"token": inner.token},
+            "userAgent": concat!("jhf-warp/", env!("CARGO_PKG_VERSION")),
+            "device": {
+                "id": inner.device.id(),
+                "publicKey": inner.device.public_key(),
+                "signature": inner.device.sign(&signed),
+                "signedAt": ts,
+                "nonce": nonce,
+            },
+        },
+    })
 }
 
 /// Maps a refused `connect` to a state an operator can act on.

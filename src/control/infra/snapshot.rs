@@ -23,8 +23,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::AppError;
 use super::events::{DriftEvent, EventBus, TopologyEvent};
+use crate::control::AppError;
 use crate::domain::catalog::{AgentCatalog, build_catalog};
 use crate::domain::desired::DesiredRevision;
 use crate::domain::drift::summary::{DriftSummary, summarize};
@@ -81,6 +81,22 @@ struct RolloutsSeen {
 const ROLLOUTS_REMEMBERED: usize = 1024;
 /// Slack for replicas whose clocks differ when reading rollouts changed since a time.
 const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(5);
+
+impl State {
+    /// Takes a tracker state read from the store unless an older one than the loaded state
+    /// (never back in time); returns the state it replaced.
+    fn replace_drift(
+        &mut self,
+        version: (i64, Option<DateTime<Utc>>),
+        items: &BTreeMap<String, TrackedItem>,
+    ) -> Option<Arc<BTreeMap<String, TrackedItem>>> {
+        if version.0 < self.versions.drift.0 {
+            return None;
+        }
+        self.versions.drift = version;
+        Some(std::mem::replace(&mut self.drift, Arc::new(items.clone())))
+    }
+}
 
 impl RolloutsSeen {
     /// Records a version; true when it is newer than any published before.
@@ -297,78 +313,17 @@ impl Snapshot {
     /// Re-reads one part from the store, publishing what changed to this replica's watchers.
     async fn reload_topic(&self, store: &Store, events: &EventBus, topic: Topic) -> Result<(), AppError> {
         match topic {
-            Topic::Observation => {
-                let latest = store.latest_observation(&self.runtime).await?.map(Arc::new);
-                let items = store.drift_items(&self.runtime).await?;
-                let drift_version = store.drift_version(&self.runtime).await?;
-                let changed_topology = latest.as_ref().map(|o| o.topology.revision.clone())
-                    != self.observation().map(|o| o.topology.revision.clone());
-                // The store is read before this write: a newer observation this replica put in
-                // meanwhile (its own commit) must not be replaced by the older read. The drift
-                // transitions are those of the state actually replaced, so a change this
-                // replica already published is not published again.
-                let mut applied = false;
-                let mut replaced = None;
-                self.write(|state| {
-                    let version = latest.as_ref().map(|o| (o.record.id, o.record.seen_count));
-                    if version >= state.versions.observation {
-                        state.versions.observation = version;
-                        state.observation = latest.clone();
-                        applied = true;
-                    }
-                    if drift_version.0 >= state.versions.drift.0 {
-                        state.versions.drift = drift_version;
-                        replaced = Some(std::mem::replace(&mut state.drift, Arc::new(items.clone())));
-                    }
-                });
-                if let Some(before) = replaced {
-                    publish_transitions(events, &before, &items);
-                }
-                if applied
-                    && changed_topology
-                    && let Some(observation) = latest
-                {
-                    events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
-                }
-            }
+            Topic::Observation => self.reload_observation(store, events).await?,
             Topic::Drift => {
                 let items = store.drift_items(&self.runtime).await?;
                 let drift_version = store.drift_version(&self.runtime).await?;
                 let mut replaced = None;
-                self.write(|state| {
-                    // Never back to an older tracker state than one already loaded.
-                    if drift_version.0 >= state.versions.drift.0 {
-                        state.versions.drift = drift_version;
-                        replaced = Some(std::mem::replace(&mut state.drift, Arc::new(items.clone())));
-                    }
-                });
+                self.write(|state| replaced = state.replace_drift(drift_version, &items));
                 if let Some(before) = replaced {
                     publish_transitions(events, &before, &items);
                 }
             }
-            Topic::Desired => {
-                let latest = store.latest_desired().await?;
-                let newer = match (&latest, self.desired()) {
-                    (Some(latest), Some(current)) => latest.generation != current.generation,
-                    (latest, current) => latest.is_some() != current.is_some(),
-                };
-                let mut applied = false;
-                self.write(|state| {
-                    // Generations only grow: an older read never replaces a newer revision.
-                    let generation = latest.as_ref().map(|d| d.generation);
-                    if generation >= state.versions.desired {
-                        state.versions.desired = generation;
-                        state.desired = latest.clone().map(Arc::new);
-                        applied = true;
-                    }
-                });
-                if applied
-                    && newer
-                    && let Some(revision) = latest
-                {
-                    events.publish_topology(TopologyEvent::Desired(revision));
-                }
-            }
+            Topic::Desired => self.reload_desired(store, events).await?,
             Topic::Schedule => {
                 let schedule = store.schedule(&self.runtime).await?;
                 self.write(|state| {
@@ -388,24 +343,86 @@ impl Snapshot {
                 let last = store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
                 self.write(|state| state.last_scheduled_start = last);
             }
-            Topic::Rollout => {
-                let since = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since;
-                let Some(since) = since else {
-                    // First load: nothing is being watched yet; follow changes from now on.
-                    let now = store.now().await?;
-                    self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since =
-                        Some(now);
-                    return Ok(());
-                };
-                let changed = store.rollouts_changed_since(&self.runtime, since - CLOCK_SLACK, 500).await?;
-                let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-                for rollout in changed {
-                    let seen = &mut state.rollouts;
-                    seen.since = seen.since.max(Some(rollout.updated_at));
-                    if seen.saw(&rollout.id, rollout.version) {
-                        events.publish_rollout(rollout);
-                    }
-                }
+            Topic::Rollout => self.reload_rollouts(store, events).await?,
+        }
+        Ok(())
+    }
+
+    /// The newest observation and the drift tracker's items (an observation changes both).
+    async fn reload_observation(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
+        let latest = store.latest_observation(&self.runtime).await?.map(Arc::new);
+        let items = store.drift_items(&self.runtime).await?;
+        let drift_version = store.drift_version(&self.runtime).await?;
+        let changed_topology = latest.as_ref().map(|o| o.topology.revision.clone())
+            != self.observation().map(|o| o.topology.revision.clone());
+        // The store is read before this write: a newer observation this replica put in
+        // meanwhile (its own commit) must not be replaced by the older read. The drift
+        // transitions are those of the state actually replaced, so a change this replica
+        // already published is not published again.
+        let mut applied = false;
+        let mut replaced = None;
+        self.write(|state| {
+            let version = latest.as_ref().map(|o| (o.record.id, o.record.seen_count));
+            if version >= state.versions.observation {
+                state.versions.observation = version;
+                state.observation = latest.clone();
+                applied = true;
+            }
+            replaced = state.replace_drift(drift_version, &items);
+        });
+        if let Some(before) = replaced {
+            publish_transitions(events, &before, &items);
+        }
+        if applied
+            && changed_topology
+            && let Some(observation) = latest
+        {
+            events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
+        }
+        Ok(())
+    }
+
+    async fn reload_desired(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
+        let latest = store.latest_desired().await?;
+        let newer = match (&latest, self.desired()) {
+            (Some(latest), Some(current)) => latest.generation != current.generation,
+            (latest, current) => latest.is_some() != current.is_some(),
+        };
+        let mut applied = false;
+        self.write(|state| {
+            // Generations only grow: an older read never replaces a newer revision.
+            let generation = latest.as_ref().map(|d| d.generation);
+            if generation >= state.versions.desired {
+                state.versions.desired = generation;
+                state.desired = latest.clone().map(Arc::new);
+                applied = true;
+            }
+        });
+        if applied
+            && newer
+            && let Some(revision) = latest
+        {
+            events.publish_topology(TopologyEvent::Desired(revision));
+        }
+        Ok(())
+    }
+
+    /// Publishes the rollouts changed since the last look (each version once).
+    async fn reload_rollouts(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
+        let since = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since;
+        let Some(since) = since else {
+            // First load: nothing is being watched yet; follow changes from now on.
+            let now = store.now().await?;
+            self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since = Some(now);
+            return Ok(());
+        };
+        let changed = store.rollouts_changed_since(&self.runtime, since - CLOCK_SLACK, 500).await?;
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for rollout in changed {
+            let seen = &mut state.rollouts;
+            seen.since = seen.since.max(Some(rollout.updated_at));
+            if seen.saw(&rollout.id, rollout.version) {
+                events.publish_rollout(rollout);
             }
         }
         Ok(())
@@ -452,8 +469,7 @@ impl Snapshot {
     /// lost connection) and re-checks versions every `recheck`.
     pub async fn follow(&self, store: Store, events: EventBus, recheck: Duration, stop: CancellationToken) {
         let mut feed = None;
-        let mut ticker = tokio::time::interval(recheck);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = super::every::ticker(recheck);
         loop {
             if feed.is_none() {
                 feed = match store.change_feed().await {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::AppError;
+use crate::control::AppError;
 
 /// Returns `bytes` random bytes as hex; a failing OS RNG is an internal error (fail closed).
 pub fn random_hex(bytes: usize) -> Result<String, AppError> {

@@ -1,6 +1,6 @@
 //! Cursor paging shared by the List methods: one extra row tells whether another page exists.
 
-use super::AppError;
+use crate::control::AppError;
 use crate::domain::page_token::{PageTokenCodec, effective_page_size};
 
 /// A decoded page request.

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::Telemetry;
+use super::{
+    ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode, WorkspaceFile,
+};
 use crate::domain::Inventory;
 use crate::domain::inventory::StateLayout;
 use crate::domain::patch::PatchShape;
-use crate::runtime::{
-    ConfigText, DryRunReport, PatchRequest, RuntimeAdapter, RuntimeError, RuntimeMode, WorkspaceFile,
-};
+use crate::telemetry::Telemetry;
 
 /// `inner`, measured.
 pub struct MeasuredRuntime {

@@ -20,7 +20,7 @@ use http_body::Frame;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::Telemetry;
+use crate::telemetry::Telemetry;
 
 /// What the handler learns about a call that the layer reports.
 #[derive(Debug, Default)]

@@ -1,0 +1,11 @@
+//! The replica's machinery the use cases share: the clock, ids, page tokens, failpoints, the
+//! periodic loop, the event bus and the in-memory snapshot of hot state. No use case lives
+//! here.
+
+pub mod clock;
+pub mod events;
+pub mod every;
+pub mod failpoints;
+pub mod ids;
+pub mod paging;
+pub mod snapshot;
