@@ -2,7 +2,8 @@
 //! the desired topology, starts rollouts and contends for a lease while the replicas heal on a
 //! schedule, and a killer SIGKILLs a random replica every few seconds and starts it again. At
 //! the end the invariants are printed and asserted:
-//! - no rollout reached two final states or moved against the state machine;
+//! - no client saw a rollout move against the state machine or reach two final states (the
+//!   states its WatchRollout streams and GetRollout polls answered, in the order seen);
 //! - every sample of the runtime's config hash is some rollout's base or target (no
 //!   half-applied change);
 //! - every acknowledged mutation has exactly one audit event, and the chain verifies;
@@ -243,6 +244,9 @@ struct Driver {
     last_generation: AtomicU64,
     stop: AtomicBool,
     sequence: AtomicU64,
+    /// Rollout states as clients saw them (WatchRollout events and GetRollout polls), in the
+    /// order they were seen, by rollout id.
+    seen: Mutex<BTreeMap<String, Vec<i32>>>,
 }
 
 impl Driver {
@@ -318,8 +322,57 @@ impl Driver {
                 }
             })
             .await;
-            if created.is_ok() {
+            if let Ok(created) = created {
                 self.ack("jhf.warp.v1.DriftService/CreateRollout", &request_id);
+                if let Some(rollout) = created.into_inner().rollout {
+                    self.see(&rollout.id, rollout.state);
+                    self.follow(&rollout.id).await;
+                }
+            }
+        }
+    }
+
+    fn see(&self, id: &str, state: i32) {
+        let mut seen = self.seen.lock().unwrap();
+        let history = seen.entry(id.to_owned()).or_default();
+        if history.last() != Some(&state) {
+            history.push(state);
+        }
+    }
+
+    /// Follows a rollout as a client would, until it is final or the chaos ends: its
+    /// WatchRollout stream (re-opened on another replica when one is killed), and a GetRollout
+    /// poll whenever the stream is down.
+    async fn follow(&self, id: &str) {
+        let finals = [pb::RolloutState::Succeeded, pb::RolloutState::Failed, pb::RolloutState::RolledBack]
+            .map(|s| s as i32);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let polled = call(&self.addrs, &self.codes, |channel| async move {
+                let request = with_token(pb::GetRolloutRequest { rollout_id: id.to_owned() }, READER_TOKEN);
+                DriftServiceClient::new(channel).get_rollout(request).await
+            })
+            .await;
+            let Some(rollout) = polled.ok().and_then(|r| r.into_inner().rollout) else { continue };
+            self.see(id, rollout.state);
+            if finals.contains(&rollout.state) {
+                return;
+            }
+            let addr = &self.addrs[rand_index(self.addrs.len())];
+            let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await else {
+                continue;
+            };
+            let request = with_token(pb::WatchRolloutRequest { rollout_id: id.to_owned() }, READER_TOKEN);
+            let Ok(stream) = DriftServiceClient::new(channel).watch_rollout(request).await else { continue };
+            let mut stream = stream.into_inner();
+            while let Ok(Ok(Some(event))) =
+                tokio::time::timeout(Duration::from_secs(5), stream.message()).await
+            {
+                let Some(rollout) = event.rollout else { continue };
+                self.see(id, rollout.state);
+                if finals.contains(&rollout.state) {
+                    return;
+                }
             }
         }
     }
@@ -495,34 +548,60 @@ async fn all_audit_events(addrs: &[String], codes: &Codes) -> Vec<pb::AuditEvent
     }
 }
 
-/// Checks a rollout's steps against the state machine: each step is a transition it allows,
-/// and at most one final state is reached (a manual rollback is the only way out of
-/// SUCCEEDED; the driver never asks for one).
-fn state_machine_violation(rollout: &pb::Rollout) -> Option<String> {
+/// The transitions of a rollout's state machine that the chaos driver can cause (a manual
+/// rollback, the only way out of SUCCEEDED, is never asked for).
+fn next_states(state: pb::RolloutState) -> &'static [pb::RolloutState] {
     use pb::RolloutState as S;
-    let allowed = |from: i32, to: i32| {
-        let (Ok(from), Ok(to)) = (S::try_from(from), S::try_from(to)) else { return false };
-        matches!(
-            (from, to),
-            (S::Pending, S::Applying | S::Succeeded | S::Failed)
-                | (S::Applying, S::Verifying | S::Failed | S::RollingBack)
-                | (S::Verifying, S::Succeeded | S::RollingBack | S::Failed)
-                | (S::RollingBack, S::RolledBack | S::Failed)
-        ) || from == to
-    };
-    let finals = [S::Succeeded as i32, S::Failed as i32, S::RolledBack as i32];
-    let mut state = S::Pending as i32;
-    let mut final_steps = 0;
-    for step in &rollout.steps {
-        if !allowed(state, step.state) {
-            return Some(format!("{}: {:?} → {:?}", rollout.id, S::try_from(state), S::try_from(step.state)));
-        }
-        if finals.contains(&step.state) && step.state != state {
-            final_steps += 1;
-        }
-        state = step.state;
+    match state {
+        S::Pending => &[S::Applying, S::Succeeded, S::Failed],
+        S::Applying => &[S::Verifying, S::Failed, S::RollingBack],
+        S::Verifying => &[S::Succeeded, S::RollingBack, S::Failed],
+        S::RollingBack => &[S::RolledBack, S::Failed],
+        _ => &[],
     }
-    (final_steps > 1).then(|| format!("{}: {final_steps} final states", rollout.id))
+}
+
+/// Whether `to` can follow `from` through zero or more transitions.
+fn reachable(from: pb::RolloutState, to: pb::RolloutState) -> bool {
+    let mut frontier = vec![from];
+    let mut visited = BTreeSet::new();
+    while let Some(state) = frontier.pop() {
+        if state == to {
+            return true;
+        }
+        if visited.insert(state as i32) {
+            frontier.extend(next_states(state));
+        }
+    }
+    false
+}
+
+/// Checks the states clients saw of one rollout, in the order they saw them (a client may miss
+/// states in between, never see them out of order): each state must be reachable from the one
+/// seen before it, so a state seen after a final one — or an earlier state after a later one
+/// — is a violation.
+fn seen_history_violation(id: &str, history: &[i32]) -> Option<String> {
+    let states: Vec<pb::RolloutState> =
+        history.iter().map(|s| pb::RolloutState::try_from(*s).unwrap_or_default()).collect();
+    states
+        .windows(2)
+        .find(|pair| !reachable(pair[0], pair[1]))
+        .map(|pair| format!("{id}: clients saw {:?} after {:?} (history {states:?})", pair[1], pair[0]))
+}
+
+#[test]
+fn the_state_checker_refuses_a_history_clients_could_not_have_seen() {
+    use pb::RolloutState as S;
+    let ok = [S::Pending, S::Applying, S::Verifying, S::Succeeded].map(|s| s as i32);
+    assert_eq!(seen_history_violation("ro-1", &ok), None);
+    let skipped = [S::Pending, S::Succeeded].map(|s| s as i32);
+    assert_eq!(seen_history_violation("ro-2", &skipped), None, "a poll may miss the states between");
+    let flipped = [S::Pending, S::Verifying, S::Applying].map(|s| s as i32);
+    assert!(seen_history_violation("ro-3", &flipped).is_some(), "VERIFYING then APPLYING runs backwards");
+    let reopened = [S::Applying, S::Succeeded, S::Applying].map(|s| s as i32);
+    assert!(seen_history_violation("ro-4", &reopened).is_some(), "a final state is final");
+    let two_finals = [S::Applying, S::Failed, S::RolledBack].map(|s| s as i32);
+    assert!(seen_history_violation("ro-5", &two_finals).is_some(), "one final state each");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -568,6 +647,7 @@ async fn three_replicas_under_sigkill_keep_every_invariant() {
         last_generation: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         sequence: AtomicU64::new(0),
+        seen: Mutex::default(),
     });
     let observed = call(&driver.addrs, &driver.codes, |channel| async move {
         TopologyServiceClient::new(channel)
@@ -752,9 +832,23 @@ async fn three_replicas_under_sigkill_keep_every_invariant() {
     sampling.store(true, Ordering::SeqCst);
     let (samples, sampled) = sampler.join().unwrap();
 
-    // Rollouts: one final state each, along the state machine.
+    // Rollouts: one final state each, along the state machine — as clients saw them, and in
+    // the final answer of every rollout the driver did not see to its end.
     let rollouts = all_rollouts(&driver.addrs, &driver.codes).await;
-    let violations: Vec<String> = rollouts.iter().filter_map(state_machine_violation).collect();
+    let mut histories = std::mem::take(&mut *driver.seen.lock().unwrap());
+    for rollout in &rollouts {
+        let history = histories.entry(rollout.id.clone()).or_default();
+        if history.last() != Some(&rollout.state) {
+            history.push(rollout.state);
+        }
+    }
+    let violations: Vec<String> =
+        histories.iter().filter_map(|(id, history)| seen_history_violation(id, history)).collect();
+    println!(
+        "rollout states seen by clients: {} rollouts, {} state changes observed",
+        histories.len(),
+        histories.values().map(|h| h.len().saturating_sub(1)).sum::<usize>()
+    );
     let mut known: BTreeSet<String> = BTreeSet::from([initial_hash]);
     for rollout in &rollouts {
         known.insert(rollout.base_hash.clone());

@@ -22,7 +22,7 @@ const ROLLOUT_WAIT: Duration = Duration::from_secs(240);
 pub fn openclaw_bin() -> Option<String> {
     let bin = std::env::var("JHF_WARP_TEST_OPENCLAW_BIN").ok().filter(|b| !b.is_empty());
     if bin.is_none() {
-        eprintln!("LEFT OUT: real-CLI test (set JHF_WARP_TEST_OPENCLAW_BIN; .ci/run does)");
+        crate::helpers::left_out("real-CLI test (set JHF_WARP_TEST_OPENCLAW_BIN; .ci/run does)");
     }
     bin
 }
@@ -207,8 +207,8 @@ fn ssh_target() -> Option<(String, PathBuf, PathBuf)> {
     match (target, identity, known_hosts) {
         (Some(target), Some(identity), Some(known_hosts)) => Some((target, identity, known_hosts)),
         _ => {
-            eprintln!(
-                "LEFT OUT: ssh test (set JHF_WARP_TEST_SSH, _IDENTITY, _KNOWN_HOSTS; .ci/run starts an sshd)"
+            crate::helpers::left_out(
+                "ssh test (set JHF_WARP_TEST_SSH, _IDENTITY, _KNOWN_HOSTS; .ci/run starts an sshd)",
             );
             None
         }
