@@ -1,4 +1,5 @@
 use super::*;
+use bayes::Part;
 
 fn task(title: &str, description: &str) -> TaskInput {
     TaskInput { title: title.into(), description: description.into(), ..TaskInput::default() }
@@ -366,7 +367,7 @@ fn normalise_keeps_letters_and_digits_only() {
     assert_eq!(normalise("doesn't"), "doesn t");
 }
 
-/// The labelled corpus (`fixtures/classification/corpus.tsv`): every 4th task is held out.
+/// The labelled corpus (`fixtures/classification/corpus.tsv`), each task in its part.
 fn corpus() -> Vec<bayes::Labelled> {
     bayes::corpus().collect()
 }
@@ -402,12 +403,12 @@ fn score<'a>(
     (categories, risks, misses)
 }
 
-/// (category accuracy, risk accuracy, misses) of one part of the corpus.
-fn accuracy(held_out: bool) -> (f64, f64, Vec<String>) {
-    let part: Vec<bayes::Labelled> = corpus().into_iter().filter(|l| l.held_out == held_out).collect();
-    let (categories, risks, misses) = score(&rules(), &part);
-    let n = part.len().max(1) as f64;
-    (categories as f64 / n, risks as f64 / n, misses)
+/// (category accuracy, risk accuracy, misses, tasks) of one part of the corpus.
+fn accuracy(part: Part) -> (f64, f64, Vec<String>, usize) {
+    let tasks: Vec<bayes::Labelled> = corpus().into_iter().filter(|l| l.part == part).collect();
+    let (categories, risks, misses) = score(&rules(), &tasks);
+    let n = tasks.len().max(1) as f64;
+    (categories as f64 / n, risks as f64 / n, misses, tasks.len())
 }
 
 #[test]
@@ -419,7 +420,23 @@ fn the_corpus_is_large_enough_and_well_formed() {
         assert!(rules.categories.iter().any(|c| c.id == labelled.category), "{}", labelled.category);
         assert!(RiskLevel::parse(labelled.risk).is_some(), "{}", labelled.risk);
     }
-    assert!(corpus.iter().filter(|l| l.held_out).count() >= 75);
+    assert_eq!(corpus.len(), bayes::corpus_lines(), "every task line names its part");
+    assert!(corpus.iter().filter(|l| l.part == Part::HeldOut).count() >= 75);
+}
+
+/// The held-out part stays frozen: it is the 950 tasks it was when frozen, and none of them
+/// repeats a tuning task's title (seven that did were removed when it was frozen; a repeat
+/// would score what the model memorised).
+#[test]
+fn the_held_out_part_is_frozen_and_repeats_no_tuning_title() {
+    let corpus = corpus();
+    let held: Vec<&bayes::Labelled> = corpus.iter().filter(|l| l.part == Part::HeldOut).collect();
+    assert_eq!(held.len(), 950, "the held-out part changed");
+    let tuning: std::collections::HashSet<String> =
+        corpus.iter().filter(|l| l.part == Part::Tuning).map(|l| l.title.trim().to_lowercase()).collect();
+    let repeats: Vec<&str> =
+        held.iter().filter(|l| tuning.contains(&l.title.trim().to_lowercase())).map(|l| l.title).collect();
+    assert!(repeats.is_empty(), "held-out tasks repeating a tuning title: {repeats:?}");
 }
 
 /// Whether `term` matches anywhere in one normalised text.
@@ -429,10 +446,10 @@ fn term_in(term: &rules::Term, text: &str) -> bool {
 }
 
 /// The normalised titles and descriptions of one part of the corpus, per task.
-fn part_texts(held_out: bool) -> Vec<(bayes::Labelled, [String; 2])> {
+fn part_texts(part: Part) -> Vec<(bayes::Labelled, [String; 2])> {
     corpus()
         .into_iter()
-        .filter(|l| l.held_out == held_out)
+        .filter(|l| l.part == part)
         .map(|l| (l, [normalise(l.title), normalise(l.description)]))
         .collect()
 }
@@ -446,7 +463,7 @@ fn part_texts(held_out: bool) -> Vec<(bayes::Labelled, [String; 2])> {
 #[test]
 fn no_rule_term_is_evidenced_by_the_held_out_part_alone() {
     let rules = rules();
-    let (tuning, held_out) = (part_texts(false), part_texts(true));
+    let (tuning, held_out) = (part_texts(Part::Tuning), part_texts(Part::HeldOut));
     let used = |term: &rules::Term, part: &[(bayes::Labelled, [String; 2])]| {
         part.iter().any(|(_, texts)| texts.iter().any(|t| term_in(term, t)))
     };
@@ -478,7 +495,7 @@ fn no_rule_term_is_evidenced_by_the_held_out_part_alone() {
 #[test]
 fn no_category_term_points_elsewhere_in_most_tuning_tasks() {
     let rules = rules();
-    let tuning = part_texts(false);
+    let tuning = part_texts(Part::Tuning);
     let mut contradicted = Vec::new();
     for rule in &rules.rules {
         let RuleEffect::Category { category, .. } = rule.effect else { continue };
@@ -503,19 +520,28 @@ fn no_category_term_points_elsewhere_in_most_tuning_tasks() {
     assert!(contradicted.is_empty(), "terms the tuning part contradicts:\n{}", contradicted.join("\n"));
 }
 
-/// The bar: at least 90 % of the held-out tasks get their category and their risk right.
+/// The bar: at least 90 % of the held-out tasks get their category and their risk right. The
+/// floor is the bar, not the figure reached, and the held-out part is not used to choose
+/// between rules or models: its misses are counted, never listed. A blind batch (none at the
+/// moment) is scored here before it joins the tuning part, so its figure is on record first.
 #[test]
 fn held_out_accuracy_is_at_least_ninety_percent() {
-    let (tune_category, tune_risk, tune_misses) = accuracy(false);
-    let (category, risk, misses) = accuracy(true);
+    let (tune_category, tune_risk, tune_misses, _) = accuracy(Part::Tuning);
+    let (category, risk, misses, held) = accuracy(Part::HeldOut);
+    let (blind_category, blind_risk, _, blind) = accuracy(Part::Blind);
     println!("tuning part:   category {:.1} %, risk {:.1} %", tune_category * 100.0, tune_risk * 100.0);
-    println!("held-out part: category {:.1} %, risk {:.1} %", category * 100.0, risk * 100.0);
+    println!("held-out part: category {:.1} %, risk {:.1} % of {held}", category * 100.0, risk * 100.0);
+    if blind > 0 {
+        println!(
+            "blind batch:   category {:.1} %, risk {:.1} % of {blind}",
+            blind_category * 100.0,
+            blind_risk * 100.0
+        );
+    }
     for miss in &tune_misses {
         println!("  tuning miss {miss}");
     }
     println!("  held-out misses: {}", misses.len());
-    // The held-out misses are counted, never listed: rules are tuned on the tuning part only.
-    // Both figures are in docs/architecture.md (90.2 % and 92.8 % of 957 tasks).
     assert!(risk >= 0.9, "held-out risk accuracy below 90 % ({} misses)", misses.len());
     assert!(category >= 0.9, "held-out category accuracy below 90 % ({} misses)", misses.len());
 }
@@ -526,12 +552,13 @@ fn held_out_accuracy_is_at_least_ninety_percent() {
 #[test]
 #[ignore = "a tuning aid: prints figures and misses, asserts nothing"]
 fn cross_validation_on_the_tuning_part() {
-    // The fold of each tuning task, by corpus index (None: held out).
+    // The fold of each tuning task, by corpus index (None: another part).
     let mut fold = Vec::new();
     let mut tuning_seen = 0;
     for labelled in corpus() {
-        fold.push((!labelled.held_out).then_some(tuning_seen % 5));
-        tuning_seen += usize::from(!labelled.held_out);
+        let tuning = labelled.part == Part::Tuning;
+        fold.push(tuning.then_some(tuning_seen % 5));
+        tuning_seen += usize::from(tuning);
     }
     let (mut categories, mut risks) = (0, 0);
     for k in 0..5 {
