@@ -60,6 +60,20 @@ async fn ctl_applies_a_team_file_and_follows_a_rollout_to_its_end() {
         assert!(shown.contains(step), "missing {step:?} in:\n{shown}");
     }
 
+    // Now the runtime has what is desired: the plan is empty, and in JSON too nothing is created.
+    let empty = ctl(&app, OPERATOR_TOKEN, &["--output", "json", "rollout", "create"]).await;
+    assert!(empty.status.success(), "{}", text(&empty));
+    let answer: serde_json::Value = serde_json::from_slice(&empty.stdout).unwrap();
+    assert_eq!(answer["created"], false, "{answer}");
+    let rollouts = app
+        .drift()
+        .await
+        .list_rollouts(with_token(pb::ListRolloutsRequest::default(), READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rollouts.rollouts.len(), 1, "only the first rollout exists: {:?}", rollouts.rollouts);
+
     let status = ctl(&app, READER_TOKEN, &["--output", "json", "status"]).await;
     assert!(status.status.success(), "{}", text(&status));
     let document: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
