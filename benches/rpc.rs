@@ -318,13 +318,17 @@ fn read_calls() -> Vec<(&'static str, Call)> {
     vec![
         ("GetTopology(STORED)", |c| {
             Box::pin(async move {
-                let request = pb::GetTopologyRequest { read_mode: pb::ReadMode::Stored as i32 };
+                let request =
+                    pb::GetTopologyRequest { runtime: String::new(), read_mode: pb::ReadMode::Stored as i32 };
                 Topology::new(c).get_topology(authorized(request)).await.map(drop)
             })
         }),
         ("GetInventory(STORED)", |c| {
             Box::pin(async move {
-                let request = pb::GetInventoryRequest { read_mode: pb::ReadMode::Stored as i32 };
+                let request = pb::GetInventoryRequest {
+                    runtime: String::new(),
+                    read_mode: pb::ReadMode::Stored as i32,
+                };
                 Topology::new(c).get_inventory(authorized(request)).await.map(drop)
             })
         }),
@@ -338,12 +342,18 @@ fn read_calls() -> Vec<(&'static str, Call)> {
         }),
         ("GetAgentCatalog", |c| {
             Box::pin(async move {
-                Topology::new(c).get_agent_catalog(authorized(pb::GetAgentCatalogRequest {})).await.map(drop)
+                Topology::new(c)
+                    .get_agent_catalog(authorized(pb::GetAgentCatalogRequest { runtime: String::new() }))
+                    .await
+                    .map(drop)
             })
         }),
         ("GetDriftSummary", |c| {
             Box::pin(async move {
-                Drift::new(c).get_drift_summary(authorized(pb::GetDriftSummaryRequest {})).await.map(drop)
+                Drift::new(c)
+                    .get_drift_summary(authorized(pb::GetDriftSummaryRequest { runtime: String::new() }))
+                    .await
+                    .map(drop)
             })
         }),
         ("ListDriftItems(first page)", |c| {
@@ -356,7 +366,10 @@ fn read_calls() -> Vec<(&'static str, Call)> {
         }),
         ("GetSchedule", |c| {
             Box::pin(async move {
-                Control::new(c).get_schedule(authorized(pb::GetScheduleRequest {})).await.map(drop)
+                Control::new(c)
+                    .get_schedule(authorized(pb::GetScheduleRequest { runtime: String::new() }))
+                    .await
+                    .map(drop)
             })
         }),
         ("GetLease", |c| {
@@ -375,7 +388,10 @@ async fn seed(server: &Server) {
     use pb::topology_service_client::TopologyServiceClient as Topology;
     let channel = server.channels(1).await.remove(0);
     let observed = Topology::new(channel.clone())
-        .get_topology(authorized(pb::GetTopologyRequest { read_mode: pb::ReadMode::Fresh as i32 }))
+        .get_topology(authorized(pb::GetTopologyRequest {
+            runtime: String::new(),
+            read_mode: pb::ReadMode::Fresh as i32,
+        }))
         .await
         .expect("observe")
         .into_inner()
@@ -386,13 +402,18 @@ async fn seed(server: &Server) {
     desired.edges.retain(|edge| edge.from_agent_id != "writer" && edge.to_agent_id != "writer");
     desired.routes.retain(|route| route.agent_id != "writer");
     let put = pb::PutDesiredTopologyRequest {
+        runtime: String::new(),
         topology: Some(desired),
         etag: String::new(),
         request_id: "bench-seed".to_owned(),
         validate_only: false,
     };
     Topology::new(channel.clone()).put_desired_topology(authorized(put)).await.expect("desired");
-    let observe = pb::ObserveNowRequest { request_id: "bench-observe".to_owned(), validate_only: false };
+    let observe = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: "bench-observe".to_owned(),
+        validate_only: false,
+    };
     pb::drift_service_client::DriftServiceClient::new(channel.clone())
         .observe_now(authorized(observe))
         .await

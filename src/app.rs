@@ -26,8 +26,12 @@ use crate::config::ServeArgs;
 use crate::control::clock::{Clock, SystemClock};
 use crate::control::events::EventBus;
 use crate::control::failpoints::Failpoints;
+use crate::control::fleet::registry::{RegistryService, RuntimesSource};
+use crate::control::fleet::rollouts::FleetRollouts;
+use crate::control::fleet::{Fleet, RuntimeFactory};
 use crate::control::snapshot::Snapshot;
-use crate::control::{Classifier, Ctx, Readiness, Services};
+use crate::control::{Classifier, Ctx, Globals, Readiness};
+use crate::domain::fleet::DEFAULT_RUNTIME;
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::descriptor;
 
@@ -73,6 +77,8 @@ pub enum StartupError {
     Tls(#[from] tls::TlsError),
     #[error("event sinks: {0}")]
     Sinks(String),
+    #[error("{0}")]
+    Runtimes(String),
 }
 
 /// A built, not yet running service.
@@ -81,7 +87,7 @@ pub struct App {
     local_addr: SocketAddr,
     router: axum::Router,
     health: HealthReporter,
-    services: Services,
+    api: crate::grpc::Api,
     generated_token_path: Option<PathBuf>,
     shutdown_grace: Duration,
     intervals: background::Intervals,
@@ -181,46 +187,58 @@ impl App {
         let local_addr = listener.local_addr().map_err(bind_error)?;
 
         let telemetry = crate::telemetry::Telemetry::new();
-        let runtime: Arc<dyn crate::runtime::RuntimeAdapter> =
-            Arc::new(crate::runtime::MeasuredRuntime::new(
-                loaders::prepare_runtime(&args, &data_dir).await?,
-                telemetry.clone(),
-            ));
-        let warnings =
-            loaders::standing_warnings(&args.runtime, runtime.as_ref(), identity_registry.is_some());
-        let readiness = Readiness::new(warnings);
+        let readiness = Readiness::new(loaders::standing_warnings(&args, identity_registry.is_some()));
         let store = loaders::open_store(&args, hooks.db_clock_skew_ms, &readiness).await?;
         let page_key = store.server_secret("page_token", crate::random::random_hex(32)?).await?;
-        let snapshot = Snapshot::new(runtime.address());
         let ctx = Ctx {
             store,
             clock: hooks.clock,
             events: EventBus::default(),
             page_tokens: PageTokenCodec::new(page_key.into_bytes()),
             readiness,
-            runtime,
+            runtime: Arc::new(crate::runtime::UnavailableRuntime::none()),
+            runtime_name: Arc::from(""),
+            leases: crate::control::lease_cache::LeaseCache::default(),
             failpoints: hooks.failpoints,
-            snapshot,
-            telemetry,
+            snapshot: Snapshot::new(""),
+            telemetry: telemetry.clone(),
         };
-        ctx.snapshot
-            .reload(&ctx.store, &ctx.events)
-            .await
-            .map_err(|e| StartupError::Snapshot(e.to_string()))?;
-        let services = Services::new(&ctx, loaders::service_settings(&args, classifier, identity_registry)?);
+        ctx.leases.reload(&ctx.store).await.map_err(|e| StartupError::Snapshot(e.to_string()))?;
+        let (global_settings, runtime_settings) =
+            loaders::service_settings(&args, classifier, identity_registry)?;
+        let globals = Globals::new(&ctx, global_settings);
+        let factory: Arc<dyn RuntimeFactory> =
+            Arc::new(loaders::AdapterFactory::new(&args, &data_dir, telemetry));
+        let fleet = Fleet::new(globals, runtime_settings, factory.clone());
+        let source = match &args.runtimes_file {
+            Some(path) => RuntimesSource::File(path.clone()),
+            None => RuntimesSource::Single(Box::new(loaders::single_runtime(&args))),
+        };
+        let registry = RegistryService::new(fleet.clone(), factory, source);
+        registry.load().await.map_err(|e| StartupError::Runtimes(e.to_string()))?;
+        if args.runtimes_file.is_none()
+            && let Some(reason) =
+                fleet.cell(DEFAULT_RUNTIME).and_then(|cell| cell.services.ctx.runtime.read_only_reason())
+        {
+            fleet.ctx().readiness.add_warning(format!("runtime adapter is read-only: {reason}"));
+        }
+        let fleet_rollouts = FleetRollouts::new(fleet.clone());
         // Before serving: an event written by the first request must find its sinks' cursors.
-        services.outbound.register_sinks().await?;
+        fleet.globals().outbound.register_sinks().await?;
         let stop = CancellationToken::new();
-        let transport = routes::build(&services, methods, tokens, &stop, args.serving.max_in_flight)?;
+        let api = crate::grpc::Api { fleet: fleet.clone(), registry, fleet_rollouts: fleet_rollouts.clone() };
+        let transport = routes::build(&api, methods, tokens, &stop, args.serving.max_in_flight)?;
         Ok(Self {
             listener,
             local_addr,
             router: transport.router,
             health: transport.health,
-            services,
+            api,
             generated_token_path,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             intervals: background::Intervals {
+                lease: Duration::from_secs(args.reconcile.reconciler_lease_secs),
+                runtimes_file: Duration::from_secs(2),
                 observe: Duration::from_secs(args.observe_interval_secs),
                 watchdog: Duration::from_secs(args.watchdog_interval_secs),
                 store_probe: Duration::from_secs(args.serving.store_probe_secs),
@@ -255,11 +273,10 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let loops =
-            background::spawn(&self.services, self.intervals, self.retention, self.run_leader, &self.stop);
+        let loops = background::spawn(&self.api, self.intervals, self.retention, self.run_leader, &self.stop);
         let signal = shutdown::begin_on(
             shutdown,
-            self.services.ctx.readiness.clone(),
+            self.api.fleet.ctx().readiness.clone(),
             self.health.clone(),
             self.stop.clone(),
         );
@@ -285,7 +302,7 @@ impl App {
             () = shutdown::grace_elapsed(self.stop.clone(), self.shutdown_grace) => {}
         }
         shutdown::stop_loops(loops, LOOPS_DRAIN).await;
-        if let Err(error) = self.services.ctx.store.clone().close().await {
+        if let Err(error) = self.api.fleet.ctx().store.clone().close().await {
             tracing::warn!(%error, "closing the store failed");
         }
         tracing::info!("stopped");

@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// or `gateway:ws://host:port` (`wss://` for TLS).
     #[arg(long, env = "JHF_WARP_RUNTIME", default_value = "fixture:trio")]
     pub runtime: RuntimeAddress,
+    /// A fleet: YAML file listing the runtimes to manage (name, address, token_file|token_env,
+    /// labels, observe_interval_seconds, paused); reread when it changes and on SIGHUP. With it,
+    /// `--runtime` is not used.
+    #[arg(long, env = "JHF_WARP_RUNTIMES_FILE")]
+    pub runtimes_file: Option<PathBuf>,
     /// Directory holding the fixture trees; default `fixtures/openclaw` (of the working dir, else of the source tree).
     #[arg(long, env = "JHF_WARP_FIXTURES_DIR")]
     pub fixtures_dir: Option<PathBuf>,

@@ -262,7 +262,10 @@ impl Driver {
         let mut with_qa = true;
         while !self.stop.load(Ordering::Relaxed) {
             let current = call(&self.addrs, &self.codes, |channel| async move {
-                let request = with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN);
+                let request = with_token(
+                    pb::GetDesiredTopologyRequest { runtime: String::new(), generation: 0 },
+                    READER_TOKEN,
+                );
                 TopologyServiceClient::new(channel).get_desired_topology(request).await
             })
             .await;
@@ -271,6 +274,7 @@ impl Driver {
                 .unwrap_or_default();
             let request_id = self.id("desired");
             let request = pb::PutDesiredTopologyRequest {
+                runtime: String::new(),
                 topology: Some(trio_desired(&initial, with_qa)),
                 etag,
                 request_id: request_id.clone(),
@@ -299,8 +303,10 @@ impl Driver {
         while !self.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let planned = call(&self.addrs, &self.codes, |channel| async move {
-                let request =
-                    with_token(pb::PlanPatchRequest { kind: pb::PlanKind::Apply.into() }, READER_TOKEN);
+                let request = with_token(
+                    pb::PlanPatchRequest { runtime: String::new(), kind: pb::PlanKind::Apply.into() },
+                    READER_TOKEN,
+                );
                 DriftServiceClient::new(channel).plan_patch(request).await
             })
             .await;
@@ -310,6 +316,7 @@ impl Driver {
             }
             let request_id = self.id("rollout");
             let request = pb::CreateRolloutRequest {
+                runtime: String::new(),
                 plan_id: plan.id,
                 dry_run: false,
                 request_id: request_id.clone(),
@@ -349,7 +356,10 @@ impl Driver {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
             let polled = call(&self.addrs, &self.codes, |channel| async move {
-                let request = with_token(pb::GetRolloutRequest { rollout_id: id.to_owned() }, READER_TOKEN);
+                let request = with_token(
+                    pb::GetRolloutRequest { runtime: String::new(), rollout_id: id.to_owned() },
+                    READER_TOKEN,
+                );
                 DriftServiceClient::new(channel).get_rollout(request).await
             })
             .await;
@@ -362,7 +372,10 @@ impl Driver {
             let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await else {
                 continue;
             };
-            let request = with_token(pb::WatchRolloutRequest { rollout_id: id.to_owned() }, READER_TOKEN);
+            let request = with_token(
+                pb::WatchRolloutRequest { runtime: String::new(), rollout_id: id.to_owned() },
+                READER_TOKEN,
+            );
             let Ok(stream) = DriftServiceClient::new(channel).watch_rollout(request).await else { continue };
             let mut stream = stream.into_inner();
             while let Ok(Ok(Some(event))) =
@@ -503,7 +516,11 @@ async fn all_rollouts(addrs: &[String], codes: &Codes) -> Vec<pb::Rollout> {
     let mut out = Vec::new();
     let mut page_token = String::new();
     loop {
-        let request = pb::ListRolloutsRequest { page_size: 1000, page_token: page_token.clone() };
+        let request = pb::ListRolloutsRequest {
+            runtime: String::new(),
+            page_size: 1000,
+            page_token: page_token.clone(),
+        };
         let page =
             call(addrs, codes, |channel| {
                 let request = request.clone();
@@ -708,7 +725,10 @@ async fn three_replicas_under_sigkill_keep_every_invariant() {
     let mut final_rollouts = 0;
     let converged = loop {
         let planned = call(&driver.addrs, &driver.codes, |channel| async move {
-            let request = with_token(pb::PlanPatchRequest { kind: pb::PlanKind::Apply.into() }, READER_TOKEN);
+            let request = with_token(
+                pb::PlanPatchRequest { runtime: String::new(), kind: pb::PlanKind::Apply.into() },
+                READER_TOKEN,
+            );
             DriftServiceClient::new(channel).plan_patch(request).await
         })
         .await;
@@ -723,6 +743,7 @@ async fn three_replicas_under_sigkill_keep_every_invariant() {
         {
             let request_id = driver.id("final-rollout");
             let request = pb::CreateRolloutRequest {
+                runtime: String::new(),
                 plan_id: plan.id,
                 dry_run: false,
                 request_id: request_id.clone(),
@@ -742,7 +763,10 @@ async fn three_replicas_under_sigkill_keep_every_invariant() {
         }
         let summary = call(&driver.addrs, &driver.codes, |channel| async move {
             DriftServiceClient::new(channel)
-                .get_drift_summary(with_token(pb::GetDriftSummaryRequest {}, READER_TOKEN))
+                .get_drift_summary(with_token(
+                    pb::GetDriftSummaryRequest { runtime: String::new() },
+                    READER_TOKEN,
+                ))
                 .await
         })
         .await
@@ -766,7 +790,11 @@ async fn three_replicas_under_sigkill_keep_every_invariant() {
         }
         if Instant::now() > deadline {
             let runs = call(&driver.addrs, &driver.codes, |channel| async move {
-                let request = pb::ListSchedulerRunsRequest { page_size: 5, page_token: String::new() };
+                let request = pb::ListSchedulerRunsRequest {
+                    runtime: String::new(),
+                    page_size: 5,
+                    page_token: String::new(),
+                };
                 ControlServiceClient::new(channel)
                     .list_scheduler_runs(with_token(request, READER_TOKEN))
                     .await
@@ -1045,6 +1073,7 @@ async fn a_postgres_outage_under_load_answers_unavailable_and_loses_nothing_ackn
                     ..Default::default()
                 });
                 let request = pb::PutDesiredTopologyRequest {
+                    runtime: String::new(),
                     topology: Some(topology),
                     etag: etag.clone(),
                     request_id: request_id.clone(),
@@ -1075,7 +1104,10 @@ async fn a_postgres_outage_under_load_answers_unavailable_and_loses_nothing_ackn
                             let current = call(&addrs, &Codes::default(), |channel| async move {
                                 TopologyServiceClient::new(channel)
                                     .get_desired_topology(with_token(
-                                        pb::GetDesiredTopologyRequest { generation: 0 },
+                                        pb::GetDesiredTopologyRequest {
+                                            runtime: String::new(),
+                                            generation: 0,
+                                        },
                                         READER_TOKEN,
                                     ))
                                     .await
@@ -1123,7 +1155,7 @@ async fn a_postgres_outage_under_load_answers_unavailable_and_loses_nothing_ackn
         let stored = call(&addrs, &Codes::default(), |channel| async move {
             TopologyServiceClient::new(channel)
                 .get_desired_topology(with_token(
-                    pb::GetDesiredTopologyRequest { generation: *generation },
+                    pb::GetDesiredTopologyRequest { runtime: String::new(), generation: *generation },
                     READER_TOKEN,
                 ))
                 .await

@@ -20,6 +20,7 @@ mod m20261127_000013_create_documents;
 mod m20261201_000014_create_audit_pending;
 mod m20261202_000015_replicas;
 mod m20261202_000016_create_outbox;
+mod m20261208_000017_fleet;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_create_audit_pending::Migration),
             Box::new(m20261202_000015_replicas::Migration),
             Box::new(m20261202_000016_create_outbox::Migration),
+            Box::new(m20261208_000017_fleet::Migration),
         ]
     }
 }

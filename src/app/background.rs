@@ -1,16 +1,17 @@
-//! The background loops of a replica: rollout recovery then the observation loop, the database
-//! probe behind readiness, the watchdog, and (when it takes part in leader election) the
-//! reconcile leader. Each stops on the shared
-//! token and runs in its own span.
+//! The background loops of a replica: the database probe behind readiness, the fleet follower
+//! (change feed and re-check), the balancer (which runs each owned runtime's observation,
+//! rollout worker, watchdog and reconcile loop), the runtimes file watch, the fleet rollout
+//! driver, the audit sealer, retention and the outbox. Each stops on the shared token and runs
+//! in its own span.
 
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::control::{self, Services};
-use crate::grpc::panics::catch_panic;
+use crate::control;
+use crate::control::supervise::supervise;
+use crate::grpc::Api;
 
 /// How often pending audit events are sealed into the chain (the window in which a committed
 /// event is not yet chained; readers of the log seal first, so they never see the window).
@@ -19,6 +20,10 @@ const AUDIT_SEAL_PERIOD: Duration = Duration::from_millis(500);
 /// How often the loops run.
 #[derive(Debug, Clone, Copy)]
 pub struct Intervals {
+    /// Duration of the replica leases (membership, ownership, the fleet rollout driver).
+    pub lease: Duration,
+    /// How often the runtimes file is checked for changes.
+    pub runtimes_file: Duration,
     pub observe: Duration,
     pub watchdog: Duration,
     pub store_probe: Duration,
@@ -26,119 +31,62 @@ pub struct Intervals {
     pub retention_sweep: Duration,
 }
 
-/// Runs a loop until `stop`. A panic inside it is logged and the loop starts again after a
-/// backoff (1 s, doubling to 60 s): one bad evaluation must not end a replica's observation,
-/// sealing or leadership for good.
-fn supervise<F, Fut>(name: &'static str, stop: &CancellationToken, make: F) -> JoinHandle<()>
-where
-    F: Fn(CancellationToken) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let stop = stop.child_token();
-    let supervised = async move {
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            match catch_panic(make(stop.clone())).await {
-                Ok(()) => return,
-                Err(panic) => {
-                    tracing::error!(%panic, backoff_secs = backoff.as_secs(), "background loop panicked; restarting");
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(60));
-        }
-    };
-    tokio::spawn(supervised.instrument(tracing::info_span!("loop", name)))
-}
-
-/// Starts every loop; returns their tasks, which shutdown waits for before it closes the store
-/// (the leader and the rollout worker release their leases on the way out, so another replica
-/// takes over at once).
+/// Starts every loop of the replica: the deployment-wide ones here, and (through the balancer)
+/// each owned runtime's; returns their tasks, which shutdown waits for before it closes the
+/// store (the balancer stops every owned runtime's work and releases its leases on the way
+/// out, so other replicas take over at once).
 pub fn spawn(
-    services: &Services,
+    api: &Api,
     intervals: Intervals,
     retention: control::retention::Retention,
     run_leader: bool,
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let (observer, leases, replica) =
-        (services.observations.clone(), services.leases.clone(), services.replica_id.clone());
-    tasks.push(supervise("observation", stop, move |stop| {
-        let (observer, leases, replica) = (observer.clone(), leases.clone(), replica.clone());
-        async move { observer.run_loop(intervals.observe, leases, replica, stop).await }
-    }));
-    let rollouts = services.rollouts.clone();
-    tasks.push(supervise("rollout_worker", stop, move |stop| {
-        let rollouts = rollouts.clone();
-        async move { rollouts.run_worker(stop).await }
-    }));
-    let (store, readiness) = (services.ctx.store.clone(), services.ctx.readiness.clone());
+    let fleet = api.fleet.clone();
+    let globals = fleet.globals().clone();
+    let (store, readiness) = (globals.ctx.store.clone(), globals.ctx.readiness.clone());
     tasks.push(supervise("store_probe", stop, move |stop| {
         control::watch_store(store.clone(), readiness.clone(), intervals.store_probe, stop)
     }));
-    let (snapshot, store, events) =
-        (services.ctx.snapshot.clone(), services.ctx.store.clone(), services.ctx.events.clone());
-    tasks.push(supervise("snapshot", stop, move |stop| {
-        snapshot.clone().follow_owned(store.clone(), events.clone(), intervals.snapshot_recheck, stop)
+    let (followed, fleet_rollouts) = (fleet.clone(), api.fleet_rollouts.clone());
+    tasks.push(supervise("fleet_follower", stop, move |stop| {
+        control::fleet::follow(followed.clone(), intervals.snapshot_recheck, fleet_rollouts.clone(), stop)
     }));
-    let audit = services.audit.clone();
+    let balanced = fleet.clone();
+    let settings = control::fleet::balance::BalanceSettings {
+        lease: intervals.lease,
+        observe: intervals.observe,
+        watchdog: intervals.watchdog,
+        run_leader,
+    };
+    tasks.push(supervise("balancer", stop, move |stop| {
+        control::fleet::balance::run(balanced.clone(), settings, stop)
+    }));
+    let registry = api.registry.clone();
+    tasks.push(supervise("runtimes_file", stop, move |stop| {
+        let registry = registry.clone();
+        async move { registry.watch(intervals.runtimes_file, stop).await }
+    }));
+    let driver = api.fleet_rollouts.clone();
+    tasks.push(supervise("fleet_rollouts", stop, move |stop| {
+        let driver = driver.clone();
+        async move { driver.run_driver(intervals.lease, stop).await }
+    }));
+    let audit = globals.audit.clone();
     tasks.push(supervise("audit_sealer", stop, move |stop| {
         let audit = audit.clone();
         async move { audit.run_sealer(AUDIT_SEAL_PERIOD, stop).await }
     }));
-    let ctx = services.ctx.clone();
+    let ctx = globals.ctx.clone();
     tasks.push(supervise("retention", stop, move |stop| {
         control::retention::run_loop(ctx.clone(), retention, intervals.retention_sweep, stop)
     }));
-    let watchdog = services.watchdog.clone();
-    tasks.push(supervise("watchdog", stop, move |stop| {
-        let watchdog = watchdog.clone();
-        async move { watchdog.run_loop(intervals.watchdog, stop).await }
-    }));
     let (outbound, leases, replica) =
-        (services.outbound.clone(), services.leases.clone(), services.replica_id.clone());
+        (globals.outbound.clone(), globals.leases.clone(), globals.replica_id.clone());
     tasks.push(supervise("outbound", stop, move |stop| {
         let (outbound, leases, replica) = (outbound.clone(), leases.clone(), replica.clone());
         async move { outbound.run_loop(leases, replica, stop).await }
     }));
-    if run_leader {
-        let leader = services.leader.clone();
-        tasks.push(supervise("reconcile_leader", stop, move |stop| {
-            let leader = leader.clone();
-            async move { leader.run(stop).await }
-        }));
-    }
     tasks
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_panicking_loop_is_restarted_after_a_backoff() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let stop = CancellationToken::new();
-        let counted = runs.clone();
-        let task = supervise("test", &stop, move |stop| {
-            let runs = counted.clone();
-            async move {
-                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
-                    panic!("bad evaluation");
-                }
-                stop.cancelled().await;
-            }
-        });
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), 3, "restarted twice, then running");
-        stop.cancel();
-        task.await.unwrap();
-    }
 }

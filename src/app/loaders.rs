@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use super::StartupError;
 use crate::config::ServeArgs;
-use crate::control::{Classifier, LeaderSettings, ObserverSettings, Readiness, ServiceSettings};
+use crate::control::{
+    Classifier, GlobalSettings, LeaderSettings, ObserverSettings, Readiness, RuntimeSettings,
+};
 use crate::domain::classify::Rules;
+use crate::domain::fleet::{Credential, DEFAULT_RUNTIME, RuntimeSpec};
 use crate::domain::watchdog::WatchdogThresholds;
 use crate::runtime::{
     CliRuntime, FixtureRuntime, GatewayRuntime, LocalShell, RuntimeAdapter, RuntimeAddress, RuntimeLimits,
@@ -19,19 +22,111 @@ use crate::runtime::{
 };
 use crate::store::{Store, StoreOptions};
 
-/// Prepares the runtime adapter of `--runtime`.
-pub async fn prepare_runtime(
+/// Builds runtime adapters for the fleet from their definitions and this process's settings
+/// (the CLI path, the SSH identity, limits, the data dir, the Gateway CA).
+pub struct AdapterFactory {
+    args: ServeArgs,
+    data_dir: std::path::PathBuf,
+    telemetry: crate::telemetry::Telemetry,
+}
+
+impl AdapterFactory {
+    pub fn new(args: &ServeArgs, data_dir: &Path, telemetry: crate::telemetry::Telemetry) -> Self {
+        Self { args: args.clone(), data_dir: data_dir.to_owned(), telemetry }
+    }
+
+    /// Where a runtime keeps its files under the data dir: the data dir itself for `default`
+    /// (as before fleets), `runtimes/<name>/` for the others, so two fixture runtimes of the
+    /// same fixture never share a copy.
+    fn data_dir_of(&self, name: &str) -> std::path::PathBuf {
+        if name == DEFAULT_RUNTIME {
+            self.data_dir.clone()
+        } else {
+            self.data_dir.join("runtimes").join(name)
+        }
+    }
+
+    /// The token a credential refers to (never logged or returned).
+    fn token(&self, credential: &Credential) -> Result<String, String> {
+        let token = match credential {
+            Credential::None => {
+                return Err("a gateway runtime needs its token: token_file or token_env".to_owned());
+            }
+            Credential::File(path) => {
+                crate::auth::read_secret_file(Path::new(path)).map_err(|e| e.to_string())?.trim().to_owned()
+            }
+            // `--gateway-token`/JHF_WARP_GATEWAY_TOKEN as clap read it (flag or environment).
+            Credential::Env(var) if var == GATEWAY_TOKEN_ENV && self.args.gateway_token.is_some() => {
+                self.args.gateway_token.clone().unwrap_or_default().trim().to_owned()
+            }
+            Credential::Env(var) => std::env::var(var)
+                .map_err(|_| format!("the environment variable {var} is not set"))?
+                .trim()
+                .to_owned(),
+        };
+        if token.is_empty() {
+            return Err("the token is empty".to_owned());
+        }
+        Ok(token)
+    }
+}
+
+/// The variable `--runtime`'s gateway token comes from when no token file is given.
+const GATEWAY_TOKEN_ENV: &str = "JHF_WARP_GATEWAY_TOKEN";
+
+#[async_trait::async_trait]
+impl crate::control::fleet::RuntimeFactory for AdapterFactory {
+    async fn build(&self, spec: &RuntimeSpec) -> Result<Arc<dyn RuntimeAdapter>, String> {
+        let address = spec.parsed_address().map_err(|e| e.to_string())?;
+        let data_dir = self.data_dir_of(&spec.name);
+        if data_dir != self.data_dir {
+            private_data_dir(&data_dir).map_err(|e| e.to_string())?;
+        }
+        let token = match address {
+            RuntimeAddress::Gateway { .. } => Some(self.token(&spec.credential)?),
+            _ => None,
+        };
+        let adapter = prepare_runtime(&self.args, &spec.address, &address, token, &data_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(crate::runtime::MeasuredRuntime::new(adapter, self.telemetry.clone())))
+    }
+
+    fn check_credential(&self, spec: &RuntimeSpec) -> Result<(), String> {
+        match &spec.credential {
+            Credential::None => Ok(()),
+            credential => self.token(credential).map(drop),
+        }
+    }
+}
+
+/// The definition `--runtime` stands for (its gateway token from `--gateway-token-file` or
+/// the environment).
+pub fn single_runtime(args: &ServeArgs) -> RuntimeSpec {
+    let credential = match (&args.runtime, &args.gateway_token_file) {
+        (RuntimeAddress::Gateway { .. }, Some(path)) => Credential::File(path.display().to_string()),
+        (RuntimeAddress::Gateway { .. }, None) => Credential::Env(GATEWAY_TOKEN_ENV.to_owned()),
+        _ => Credential::None,
+    };
+    crate::control::fleet::registry::single_runtime(&args.runtime.to_string(), credential)
+}
+
+/// Prepares one runtime adapter.
+async fn prepare_runtime(
     args: &ServeArgs,
+    address_text: &str,
+    address: &RuntimeAddress,
+    token: Option<String>,
     data_dir: &Path,
 ) -> Result<Arc<dyn RuntimeAdapter>, StartupError> {
-    let address = args.runtime.to_string();
+    let address_text = address_text.to_owned();
     let limits = RuntimeLimits {
         config_max_bytes: args.max_config_bytes,
         workspace_roots: args.workspace_roots.clone(),
     };
     let cli = |mode, shell, state_dir: &Option<String>| {
         CliRuntime::connect(
-            address.clone(),
+            address_text.clone(),
             mode,
             shell,
             state_dir.clone(),
@@ -39,11 +134,11 @@ pub async fn prepare_runtime(
             limits.clone(),
         )
     };
-    let runtime: Arc<dyn RuntimeAdapter> = match &args.runtime {
+    let runtime: Arc<dyn RuntimeAdapter> = match address {
         RuntimeAddress::Fixture { name } => {
             let fixture =
                 FixtureRuntime::prepare(&args.fixtures_dir(), name, data_dir, limits.clone()).await?;
-            tracing::info!(runtime = %address, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
+            tracing::info!(runtime = %address_text, state_dir = %fixture.state_dir().display(), "runtime adapter ready");
             Arc::new(fixture)
         }
         RuntimeAddress::Local { state_dir } => {
@@ -63,35 +158,19 @@ pub async fn prepare_runtime(
             Arc::new(cli(RuntimeMode::Ssh, shell, state_dir).await?)
         }
         RuntimeAddress::Gateway { url } => Arc::new(GatewayRuntime::start(
-            address.clone(),
+            address_text.clone(),
             url.clone(),
-            gateway_token(args)?,
+            token.unwrap_or_default(),
             data_dir,
-            args.runtime.gateway_tls().then(|| gateway_tls(args)).transpose()?,
+            address.gateway_tls().then(|| gateway_tls(args)).transpose()?,
             limits,
             Duration::from_secs(args.runtime_timeout_secs),
         )?),
     };
     if let Some(reason) = runtime.read_only_reason() {
-        tracing::warn!(runtime = %address, %reason, "runtime adapter is read-only");
+        tracing::warn!(runtime = %address_text, %reason, "runtime adapter is read-only");
     }
     Ok(runtime)
-}
-
-/// The Gateway's shared token: `--gateway-token-file` (owner-only) or `JHF_WARP_GATEWAY_TOKEN`.
-fn gateway_token(args: &ServeArgs) -> Result<String, StartupError> {
-    let token = match (&args.gateway_token_file, &args.gateway_token) {
-        (Some(path), _) => crate::auth::read_secret_file(path)?.trim().to_owned(),
-        (None, Some(token)) => token.trim().to_owned(),
-        (None, None) => String::new(),
-    };
-    if token.is_empty() {
-        return Err(StartupError::Runtime(crate::runtime::RuntimeError::Setup {
-            detail: "a gateway runtime needs its token: --gateway-token-file or JHF_WARP_GATEWAY_TOKEN"
-                .to_owned(),
-        }));
-    }
-    Ok(token)
 }
 
 /// TLS trust for `gateway:wss://`: the system's roots plus `--gateway-ca-file`.
@@ -253,19 +332,15 @@ pub fn load_identity_registry(path: Option<&Path>) -> Result<Option<BTreeSet<Str
 }
 
 /// Warnings readiness carries for as long as the process runs.
-pub fn standing_warnings(
-    address: &RuntimeAddress,
-    runtime: &dyn RuntimeAdapter,
-    has_identity_registry: bool,
-) -> Vec<String> {
+pub fn standing_warnings(args: &ServeArgs, has_identity_registry: bool) -> Vec<String> {
     let mut warnings = Vec::new();
-    if let RuntimeAddress::Fixture { name } = address {
+    if args.runtimes_file.is_none()
+        && let RuntimeAddress::Fixture { name } = &args.runtime
+    {
         warnings.push(format!(
-            "runtime adapter in fixture mode ({address}): reading a copy of fixtures/openclaw/{name}, not a real OpenClaw installation"
+            "runtime adapter in fixture mode ({}): reading a copy of fixtures/openclaw/{name}, not a real OpenClaw installation",
+            args.runtime
         ));
-    }
-    if let Some(reason) = runtime.read_only_reason() {
-        warnings.push(format!("runtime adapter is read-only: {reason}"));
     }
     if !has_identity_registry {
         warnings.push(
@@ -275,18 +350,25 @@ pub fn standing_warnings(
     warnings
 }
 
-/// Maps the command line onto the services' settings.
+/// Maps the command line onto the services' settings: the deployment-wide ones and those every
+/// runtime's services share.
 pub fn service_settings(
     args: &ServeArgs,
     classifier: Classifier,
     identity_registry: Option<BTreeSet<String>>,
-) -> Result<ServiceSettings, StartupError> {
+) -> Result<(GlobalSettings, RuntimeSettings), StartupError> {
     let replica_id = match &args.reconcile.replica_id {
         Some(id) => id.clone(),
         None => format!("{}-{}", std::process::id(), crate::random::random_hex(4)?),
     };
-    tracing::info!(replica_id = %replica_id, "reconcile leader election: holder name of this replica");
-    Ok(ServiceSettings {
+    tracing::info!(replica_id = %replica_id, "holder name of this replica in the replica leases");
+    let globals = GlobalSettings {
+        replica_id: replica_id.clone(),
+        identity_registry,
+        classifier,
+        outbound: outbound_settings(args)?,
+    };
+    let runtimes = RuntimeSettings {
         observer: ObserverSettings {
             tracker_min_gap: chrono::TimeDelta::seconds(args.observe_interval_secs as i64),
             history_limit: args.observation_history,
@@ -304,8 +386,6 @@ pub fn service_settings(
         leader: LeaderSettings { replica_id, lease_secs: args.reconcile.reconciler_lease_secs as i64 },
         runtime_lease: std::time::Duration::from_secs(args.reconcile.runtime_lease_secs),
         setup_preview_ttl: chrono::TimeDelta::seconds(args.setup_preview_ttl_secs.min(7 * 86_400) as i64),
-        identity_registry,
-        classifier,
-        outbound: outbound_settings(args)?,
-    })
+    };
+    Ok((globals, runtimes))
 }

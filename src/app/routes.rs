@@ -8,7 +8,7 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::TokenStore;
-use crate::control::Services;
+use crate::grpc::Api;
 use crate::grpc::auth::AuthState;
 use crate::grpc::descriptor::ApiMethod;
 use crate::grpc::shed::{self, InFlight};
@@ -33,16 +33,16 @@ pub struct Transport {
     pub health: HealthReporter,
 }
 
-/// Builds the router of every service over `services`; `stop` ends watch streams;
+/// Builds the router of every service over `api`; `stop` ends watch streams;
 /// `max_in_flight` bounds the requests admitted at once (probes are never refused).
 pub fn build(
-    services: &Services,
+    api: &Api,
     methods: &'static [ApiMethod],
     tokens: TokenStore,
     stop: &CancellationToken,
     max_in_flight: u32,
 ) -> Result<Transport, ReflectionError> {
-    let readiness = &services.ctx.readiness;
+    let readiness = &api.fleet.ctx().readiness;
     let (health, health_service) = tonic_health::server::health_reporter();
     crate::grpc::spawn_health_publisher(readiness, health.clone());
     let auth = AuthState::new(methods, Arc::new(tokens));
@@ -72,28 +72,29 @@ pub fn build(
         .add_service(reflection_v1alpha)
         .add_service(bounded!(v1::meta_service_server::MetaServiceServer::new(meta.clone())))
         .add_service(bounded!(v1::topology_service_server::TopologyServiceServer::new(
-            TopologyServiceImpl::new(services, stop.clone(),)
+            TopologyServiceImpl::new(api, stop.clone())
         )))
         .add_service(bounded!(v1::drift_service_server::DriftServiceServer::new(DriftServiceImpl::new(
-            services,
+            api,
             stop.clone(),
         ))))
         .add_service(bounded!(v1::control_service_server::ControlServiceServer::new(
-            ControlServiceImpl::new(services)
+            ControlServiceImpl::new(api, stop.clone(),)
         )))
         .add_service(bounded!(v1::orchestration_service_server::OrchestrationServiceServer::new(
-            OrchestrationServiceImpl::new(services),
+            OrchestrationServiceImpl::new(api),
         )));
     let router = routes
         .routes()
         .into_axum_router()
         .merge(crate::http::router(
             meta,
-            services.metrics.clone(),
+            crate::control::MetricsService::new(api.fleet.clone()),
             crate::http::Views {
-                topology: TopologyServiceImpl::new(services, stop.clone()),
-                drift: DriftServiceImpl::new(services, stop.clone()),
-                desired: services.desired.clone(),
+                topology: TopologyServiceImpl::new(api, stop.clone()),
+                drift: DriftServiceImpl::new(api, stop.clone()),
+                control: ControlServiceImpl::new(api, stop.clone()),
+                fleet: api.fleet.clone(),
             },
         ))
         .fallback(crate::http::fallback)
@@ -102,7 +103,7 @@ pub fn build(
         // Every admitted call gets its span, log line and metrics (auth refusals included).
         .layer(axum::middleware::from_fn_with_state(
             crate::grpc::observe::ObserveState::new(
-                services.ctx.telemetry.clone(),
+                api.fleet.ctx().telemetry.clone(),
                 methods
                     .iter()
                     .map(|m| m.path.clone())

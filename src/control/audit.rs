@@ -22,6 +22,23 @@ pub struct AuditContext {
 
 impl AuditContext {
     /// Returns the event recording a successful change of `resource`.
+    /// The event recording a successful change of `resource` of `runtime`: resources of the
+    /// runtime `default` keep the names they had before fleets (`desired-topology/3`), others
+    /// are prefixed (`runtimes/<name>/desired-topology/3`).
+    pub fn event_in(
+        &self,
+        runtime: &str,
+        resource: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> NewAuditEvent {
+        let resource = resource.into();
+        if runtime == crate::domain::fleet::DEFAULT_RUNTIME {
+            self.event(resource, summary)
+        } else {
+            self.event(format!("runtimes/{runtime}/{resource}"), summary)
+        }
+    }
+
     pub fn event(&self, resource: impl Into<String>, summary: impl Into<String>) -> NewAuditEvent {
         NewAuditEvent {
             actor: self.actor.clone(),

@@ -8,6 +8,7 @@ use super::Readiness;
 use super::clock::Clock;
 use super::events::EventBus;
 use super::failpoints::Failpoints;
+use super::lease_cache::LeaseCache;
 use super::snapshot::Snapshot;
 use crate::domain::page_token::PageTokenCodec;
 use crate::runtime::RuntimeAdapter;
@@ -26,8 +27,13 @@ pub struct Ctx {
     pub page_tokens: PageTokenCodec,
     /// Readiness per component, published to health, `/ready` and `GetReadiness`.
     pub readiness: Readiness,
-    /// The OpenClaw runtime this replica manages.
+    /// The runtime these services manage (deployment-wide services get
+    /// [`crate::runtime::NoRuntime`] and never touch it).
     pub runtime: Arc<dyn RuntimeAdapter>,
+    /// The runtime's name: the key of its rows, leases and events.
+    pub runtime_name: Arc<str>,
+    /// The leases as this replica last saw them, shared by every runtime.
+    pub leases: LeaseCache,
     /// Test failpoints (none enabled in production).
     pub failpoints: Failpoints,
     /// The in-memory view of hot state the read RPCs answer from.
@@ -37,8 +43,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Returns the configured runtime address, e.g. `fixture:trio`.
-    pub fn runtime_address(&self) -> &str {
-        self.runtime.address()
+    /// The runtime's name, e.g. `default`.
+    pub fn runtime_name(&self) -> &str {
+        &self.runtime_name
+    }
+
+    /// The same context for another runtime: its adapter, name, snapshot and event bus (the
+    /// store, clock, caches and settings stay shared).
+    pub fn for_runtime(&self, name: &str, runtime: Arc<dyn RuntimeAdapter>) -> Self {
+        Self {
+            runtime,
+            runtime_name: Arc::from(name),
+            snapshot: Snapshot::new(name),
+            events: EventBus::default(),
+            ..self.clone()
+        }
     }
 }

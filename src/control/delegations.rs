@@ -86,7 +86,7 @@ impl DelegationService {
     }
 
     async fn replayed(&self, ids: &[String]) -> Result<Vec<DelegationView>, AppError> {
-        let all = self.ctx.store.delegations().await?;
+        let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
         Ok(ids.iter().filter_map(|id| all.iter().find(|g| &g.id == id)).map(|g| view(&all, g)).collect())
     }
 
@@ -130,11 +130,12 @@ impl DelegationService {
             .map_err(|e| e.to_string())
         };
         if request.validate_only {
-            let all = self.ctx.store.delegations().await?;
+            let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
             check(&all).map_err(refused)?;
             return Ok(DelegationView { standing: Standing::Active, chain: Vec::new(), grant });
         }
-        let audit = caller.event(
+        let audit = caller.event_in(
+            self.ctx.runtime_name(),
             format!("delegation/{}", grant.id),
             format!(
                 "granted [{}] from {} to {} at {}",
@@ -147,7 +148,7 @@ impl DelegationService {
         let outcome = self
             .ctx
             .store
-            .change_delegations(&request.idempotency, now, |all| {
+            .change_delegations(self.ctx.runtime_name(), &request.idempotency, now, |all| {
                 check(all)?;
                 Ok(DelegationChange {
                     inserts: vec![grant.clone()],
@@ -179,7 +180,7 @@ impl DelegationService {
 
     /// Every grant as stored.
     pub async fn all(&self) -> Result<Vec<Delegation>, AppError> {
-        Ok(self.ctx.store.delegations().await?)
+        Ok(self.ctx.store.delegations(self.ctx.runtime_name()).await?)
     }
 
     /// Revokes a grant and every grant derived from it; the audit event lists the whole cascade
@@ -220,7 +221,7 @@ impl DelegationService {
                 })
                 .collect())
         };
-        let all = self.ctx.store.delegations().await?;
+        let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
         if !all.iter().any(|g| g.id == id) {
             return Err(AppError::NotFound { resource: format!("delegation {id}") });
         }
@@ -237,17 +238,17 @@ impl DelegationService {
                 .map(|g| view(&after, g))
                 .collect());
         }
-        let outcome = self
-            .ctx
-            .store
-            .change_delegations(idempotency, now, |all| {
-                let updates = revoke(all)?;
-                let cascade: Vec<&str> = updates.iter().map(|g| g.id.as_str()).collect();
-                let edges: Vec<String> = falling_edges
-                    .iter()
-                    .map(|e| format!("{}->{}:{}", e.from, e.to, e.kind.as_str()))
-                    .collect();
-                let audit = caller.event(
+        let outcome =
+            self.ctx
+                .store
+                .change_delegations(self.ctx.runtime_name(), idempotency, now, |all| {
+                    let updates = revoke(all)?;
+                    let cascade: Vec<&str> = updates.iter().map(|g| g.id.as_str()).collect();
+                    let edges: Vec<String> = falling_edges
+                        .iter()
+                        .map(|e| format!("{}->{}:{}", e.from, e.to, e.kind.as_str()))
+                        .collect();
+                    let audit = caller.event_in(self.ctx.runtime_name(),
                     format!("delegation/{id}"),
                     format!(
                         "revoked {id} and {} derived grant(s) [{}]; desired edges that fall: [{}]: {reason}",
@@ -256,25 +257,26 @@ impl DelegationService {
                         edges.join(", ")
                     ),
                 );
-                // Nothing newly revoked (already revoked): nothing to tell.
-                let events = if updates.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![crate::domain::outbound::delegation_revoked(
-                        id,
-                        &cascade,
-                        &reason,
-                        &caller.actor,
-                        &edges,
-                    )]
-                };
-                Ok(DelegationChange { inserts: Vec::new(), updates, audit: Some(audit), events })
-            })
-            .await?;
+                    // Nothing newly revoked (already revoked): nothing to tell.
+                    let events = if updates.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![crate::domain::outbound::delegation_revoked(
+                            self.ctx.runtime_name(),
+                            id,
+                            &cascade,
+                            &reason,
+                            &caller.actor,
+                            &edges,
+                        )]
+                    };
+                    Ok(DelegationChange { inserts: Vec::new(), updates, audit: Some(audit), events })
+                })
+                .await?;
         let mut affected = self.settle(outcome).await?;
         if affected.is_empty() {
             // Already revoked: report the cascade as it stands.
-            let all = self.ctx.store.delegations().await?;
+            let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
             affected = revocation_cascade(&all, id)
                 .iter()
                 .filter_map(|target| all.iter().find(|g| &g.id == target))
@@ -293,7 +295,7 @@ impl DelegationService {
     ) -> Result<(Vec<DelegationView>, String), AppError> {
         let scope = format!("{LIST_SCOPE}:{agent}");
         let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
-        let all = self.ctx.store.delegations().await?;
+        let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
         let rows: Vec<DelegationView> = all
             .iter()
             .filter(|g| agent.is_empty() || g.grantor == agent || g.delegate == agent)
@@ -306,7 +308,7 @@ impl DelegationService {
 
     /// Returns one grant's standing and ancestry.
     pub async fn get(&self, id: &str) -> Result<DelegationView, AppError> {
-        let all = self.ctx.store.delegations().await?;
+        let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
         let grant = all
             .iter()
             .find(|g| g.id == id)
@@ -349,7 +351,7 @@ impl DelegationService {
                 .collect()
         };
         if validate_only {
-            let all = self.ctx.store.delegations().await?;
+            let all = self.ctx.store.delegations(self.ctx.runtime_name()).await?;
             let planned = build(backfill_missing(&all, &edges));
             return Ok(planned
                 .iter()
@@ -363,10 +365,11 @@ impl DelegationService {
         let outcome = self
             .ctx
             .store
-            .change_delegations(idempotency, now, |all| {
+            .change_delegations(self.ctx.runtime_name(), idempotency, now, |all| {
                 let inserts = build(backfill_missing(all, &edges));
                 let audit = (!inserts.is_empty()).then(|| {
-                    caller.event(
+                    caller.event_in(
+                        self.ctx.runtime_name(),
                         "delegations/backfill",
                         format!("backfilled {} grant(s) from SPAWN relations", inserts.len()),
                     )

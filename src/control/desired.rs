@@ -64,7 +64,7 @@ impl DesiredTopologyService {
         }
         let now = self.ctx.clock.now();
         if request.validate_only {
-            let latest = self.ctx.store.latest_desired().await?;
+            let latest = self.ctx.store.latest_desired(self.ctx.runtime_name()).await?;
             check_etag(latest.as_ref().map(|d| d.etag.as_str()), &request.etag)?;
             let generation = latest.map(|d| d.generation).unwrap_or(0) + 1;
             let desired = DesiredRevision {
@@ -76,7 +76,8 @@ impl DesiredTopologyService {
             };
             return Ok(PutResult { desired, validate_only: true });
         }
-        let audit = caller.event(
+        let audit = caller.event_in(
+            self.ctx.runtime_name(),
             "desired-topology",
             format!(
                 "stored a desired topology: {} agents, {} edges, {} routes, revision {}",
@@ -89,7 +90,15 @@ impl DesiredTopologyService {
         let outcome = self
             .ctx
             .store
-            .put_desired(&request.etag, &topology, &caller.actor, &request.idempotency, now, &audit)
+            .put_desired(
+                self.ctx.runtime_name(),
+                &request.etag,
+                &topology,
+                &caller.actor,
+                &request.idempotency,
+                now,
+                &audit,
+            )
             .await?;
         match outcome {
             PutDesiredOutcome::Stored(desired) => {
@@ -114,7 +123,7 @@ impl DesiredTopologyService {
         let found = if generation == 0 {
             self.ctx.snapshot.desired().map(|d| (*d).clone())
         } else {
-            self.ctx.store.desired_at(generation).await?
+            self.ctx.store.desired_at(self.ctx.runtime_name(), generation).await?
         };
         found.ok_or_else(|| AppError::NotFound {
             resource: if generation == 0 {
@@ -138,7 +147,7 @@ impl DesiredTopologyService {
     ) -> Result<(Vec<DesiredRevision>, String), AppError> {
         let page = page_request(&self.ctx.page_tokens, LIST_SCOPE, page_size, page_token)?;
         let before = numeric_cursor(page.cursor)?;
-        let rows = self.ctx.store.list_desired(before, page.size + 1).await?;
+        let rows = self.ctx.store.list_desired(self.ctx.runtime_name(), before, page.size + 1).await?;
         Ok(finish_page(&self.ctx.page_tokens, LIST_SCOPE, rows, page.size, |r| r.generation.to_string()))
     }
 

@@ -87,8 +87,8 @@ impl DispatchService {
                 (category, risk.unwrap_or(category.base_risk), None)
             }
         };
-        let runtime = self.observations.runtime_address();
-        let desired = self.ctx.store.latest_desired().await?;
+        let runtime = self.observations.runtime_name();
+        let desired = self.ctx.store.latest_desired(self.ctx.runtime_name()).await?;
         let latest = self.observations.latest_stored_opt();
         let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
         let observations: Vec<_> =
@@ -107,7 +107,7 @@ impl DispatchService {
         if let (Some(caller), Some(target)) = (acting_agent, preview.target_agent_id.clone())
             && caller != target
             && !crate::domain::delegation::has_right(
-                &self.ctx.store.delegations().await?,
+                &self.ctx.store.delegations(self.ctx.runtime_name()).await?,
                 caller,
                 &target,
                 "dispatch",

@@ -38,7 +38,7 @@ impl DriftMonitor {
     }
 
     fn runtime(&self) -> &str {
-        self.observations.runtime_address()
+        self.observations.runtime_name()
     }
 
     /// Returns the summary of the stored state (from the snapshot).
@@ -96,7 +96,11 @@ impl DriftMonitor {
             return Err(AppError::invalid("key", "required"));
         }
         let now = self.ctx.clock.now();
-        let audit = caller.event(format!("drift-item/{key}"), format!("acknowledged drift item {key}"));
+        let audit = caller.event_in(
+            self.runtime(),
+            format!("drift-item/{key}"),
+            format!("acknowledged drift item {key}"),
+        );
         match self
             .ctx
             .store

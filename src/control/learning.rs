@@ -12,6 +12,28 @@ use crate::store::DocWrite;
 
 const PROPOSAL: &str = "learning_proposal";
 
+/// Lists learning proposals in creation order (they belong to the deployment, not a runtime).
+pub async fn list_learning_proposals(
+    ctx: &Ctx,
+    state: Option<ProposalState>,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<LearningProposal>, String), AppError> {
+    list_proposals(&Documents::new(ctx), state, page_size, page_token).await
+}
+
+async fn list_proposals(
+    docs: &Documents,
+    state: Option<ProposalState>,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<LearningProposal>, String), AppError> {
+    let (values, next) = docs
+        .list::<LearningProposal>(PROPOSAL, state.map(ProposalState::as_str), page_size, page_token)
+        .await?;
+    Ok((values.into_iter().map(|v| v.value).collect(), next))
+}
+
 /// Learning proposals.
 #[derive(Clone)]
 pub struct LearningService {
@@ -83,11 +105,7 @@ impl LearningService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<LearningProposal>, String), AppError> {
-        let (values, next) = self
-            .docs
-            .list::<LearningProposal>(PROPOSAL, state.map(ProposalState::as_str), page_size, page_token)
-            .await?;
-        Ok((values.into_iter().map(|v| v.value).collect(), next))
+        list_proposals(&self.docs, state, page_size, page_token).await
     }
 
     /// Decides a proposal; an approval produces a setup preview of the agent's files with

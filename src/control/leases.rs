@@ -134,7 +134,7 @@ impl LeaseService {
         match outcome {
             Ok(lease) => {
                 let now = at.unwrap_or_else(Utc::now);
-                self.ctx.snapshot.put_lease(lease.clone(), now, self.ctx.store.clock_skew());
+                self.ctx.leases.put(lease.clone(), now, self.ctx.store.clock_skew());
                 Ok((lease, now))
             }
             Err(refusal) => {
@@ -156,7 +156,7 @@ impl LeaseService {
         let control_agent = caller.role == Role::ControlAgent;
         // Delegations are read only when a control agent asks for another agent's lease.
         let grants = if control_agent && name.starts_with("agent/") {
-            self.ctx.store.delegations().await?
+            self.ctx.store.delegations_any().await?
         } else {
             Vec::new()
         };
@@ -240,7 +240,7 @@ impl LeaseService {
         if let Some((renewed, now)) =
             self.ctx.store.renew_lease_fast(name, holder, token, duration_secs).await?
         {
-            self.ctx.snapshot.put_lease(renewed.clone(), now, self.ctx.store.clock_skew());
+            self.ctx.leases.put(renewed.clone(), now, self.ctx.store.clock_skew());
             return Ok((renewed, now));
         }
         self.change(name, caller, by, "renew", |current, now| {
@@ -320,12 +320,12 @@ impl LeaseService {
     pub async fn get(&self, name: &str, caller: &AuditContext) -> Result<(Lease, DateTime<Utc>), AppError> {
         check_name(name)?;
         let skew = self.ctx.store.clock_skew();
-        let (lease, now) = match self.ctx.snapshot.live_lease(name, skew) {
+        let (lease, now) = match self.ctx.leases.live_lease(name, skew) {
             Some(live) => live,
             None => {
                 let (lease, now) = self.ctx.store.lease(name).await?;
                 let lease = lease.ok_or_else(|| AppError::NotFound { resource: format!("lease {name}") })?;
-                self.ctx.snapshot.put_lease(lease.clone(), now, skew);
+                self.ctx.leases.put(lease.clone(), now, skew);
                 (lease, now)
             }
         };

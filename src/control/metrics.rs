@@ -1,28 +1,41 @@
-//! What `/metrics` reports, gathered at scrape time from the store and readiness (no counters
-//! to lose on restart, and every replica reports the same cluster-wide figures).
+//! What `/metrics` reports, gathered at scrape time from the store, the fleet's snapshots and
+//! readiness (no counters to lose on restart, and every replica reports the same cluster-wide
+//! figures, each runtime's labelled with its name).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::Ctx;
-use super::{AppError, ObservationService, ScheduleService};
+use super::AppError;
 use crate::domain::model::Severity;
-use crate::domain::schedule::{RECONCILER_LEASE, Schedule};
+use crate::domain::schedule::{Schedule, reconciler_lease};
 
 /// How many recent rollouts and runs the per-state figures cover.
 const RECENT: u64 = 500;
 
-/// A point-in-time view for `/metrics`.
+/// A point-in-time view for `/metrics`: the deployment's figures, then each runtime's.
 #[derive(Debug, Clone)]
 pub struct MetricsSnapshot {
     pub ready: bool,
     /// Component → ready.
     pub components: Vec<(&'static str, bool)>,
-    /// (state, severity) → drift items.
-    pub drift_items: BTreeMap<(&'static str, &'static str), u64>,
     pub leases_total: u64,
     pub leases_held: u64,
+    /// (sink, state, deliveries) of outbound events.
+    pub outbound: crate::store::DeliveryCounts,
+    /// Runtimes in the fleet, by health.
+    pub runtimes_by_health: BTreeMap<&'static str, u64>,
+    /// Each runtime's figures (the runtime name is the only per-runtime label: bounded by the
+    /// registry).
+    pub runtimes: Vec<RuntimeMetrics>,
+}
+
+/// One runtime's figures.
+#[derive(Debug, Clone)]
+pub struct RuntimeMetrics {
+    pub runtime: String,
+    /// (state, severity) → drift items.
+    pub drift_items: BTreeMap<(&'static str, &'static str), u64>,
     /// (kind, severity) → open watchdog observations.
     pub watchdog_open: BTreeMap<(&'static str, &'static str), u64>,
     /// State → recent rollouts.
@@ -30,11 +43,10 @@ pub struct MetricsSnapshot {
     /// (trigger, state) → recent scheduler runs.
     pub runs: BTreeMap<(String, &'static str), u64>,
     pub schedule: Schedule,
+    /// Whether this replica holds the runtime's reconciler lease.
     pub is_leader: bool,
     pub last_scheduled_start: Option<DateTime<Utc>>,
     pub last_observation: Option<DateTime<Utc>>,
-    /// (sink, state, deliveries) of outbound events.
-    pub outbound: crate::store::DeliveryCounts,
 }
 
 /// Returns the lower-case name of a severity for labels.
@@ -47,77 +59,91 @@ pub fn severity_label(severity: Severity) -> &'static str {
     }
 }
 
-/// Gathers metrics.
+/// Gathers the metrics of the fleet: from the cells' snapshots and a handful of queries for
+/// the whole fleet (never one per runtime).
 #[derive(Clone)]
 pub struct MetricsService {
-    ctx: Ctx,
-    observations: ObservationService,
-    schedules: ScheduleService,
-    replica_id: String,
+    fleet: super::fleet::Fleet,
 }
 
 impl MetricsService {
-    /// The process metrics rendered after the store's gauges.
-    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
-        &self.ctx.telemetry
+    pub fn new(fleet: super::fleet::Fleet) -> Self {
+        Self { fleet }
     }
 
-    /// Creates the service; `replica_id` is this replica's holder name in `warp/reconciler`.
-    pub fn new(
-        ctx: &Ctx,
-        observations: ObservationService,
-        schedules: ScheduleService,
-        replica_id: String,
-    ) -> Self {
-        Self { ctx: ctx.clone(), observations, schedules, replica_id }
+    /// The process metrics rendered after the store's gauges.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.fleet.ctx().telemetry
     }
 
     /// Reads everything `/metrics` reports.
     pub async fn collect(&self) -> Result<MetricsSnapshot, AppError> {
-        let runtime = self.observations.runtime_address();
-        let readiness = self.ctx.readiness.snapshot();
-        let mut drift_items = BTreeMap::new();
-        for item in self.ctx.store.drift_items(runtime).await?.values() {
-            *drift_items
-                .entry((item.state.as_str(), severity_label(item.difference.severity)))
+        let ctx = self.fleet.ctx();
+        let me = &self.fleet.globals().replica_id;
+        let readiness = ctx.readiness.snapshot();
+        let (leases, db_now) = ctx.store.list_leases(None, 100_000).await?;
+        let leases_held = leases.iter().filter(|l| l.live_holder(db_now).is_some()).count() as u64;
+        let leading: std::collections::BTreeSet<&str> = leases
+            .iter()
+            .filter(|l| l.live_holder(db_now) == Some(me.as_str()))
+            .map(|l| l.name.as_str())
+            .collect();
+        let mut watchdog: BTreeMap<String, BTreeMap<(&'static str, &'static str), u64>> = BTreeMap::new();
+        for (runtime, observation) in ctx.store.open_watchdog_all().await? {
+            let key = (observation.finding.kind.slug(), severity_label(observation.finding.severity));
+            *watchdog.entry(runtime).or_default().entry(key).or_default() += 1;
+        }
+        let mut rollouts: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+        for rollout in ctx.store.recent_rollouts_any(RECENT).await? {
+            *rollouts
+                .entry(rollout.runtime.clone())
+                .or_default()
+                .entry(rollout.state.as_str())
                 .or_default() += 1;
         }
-        let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
-        let leases_held = leases.iter().filter(|l| l.live_holder(db_now).is_some()).count() as u64;
-        let is_leader = leases
-            .iter()
-            .find(|l| l.name == RECONCILER_LEASE)
-            .and_then(|l| l.live_holder(db_now))
-            .is_some_and(|holder| holder == self.replica_id);
-        let mut watchdog_open = BTreeMap::new();
-        for observation in self.ctx.store.watchdog_observations(runtime).await?.values() {
-            if observation.cleared_at.is_none() {
-                let key = (observation.finding.kind.slug(), severity_label(observation.finding.severity));
-                *watchdog_open.entry(key).or_default() += 1;
+        let mut runs: BTreeMap<String, BTreeMap<(String, &'static str), u64>> = BTreeMap::new();
+        for (runtime, run) in ctx.store.recent_runs_any(RECENT).await? {
+            *runs
+                .entry(runtime)
+                .or_default()
+                .entry((run.trigger.clone(), run.state.as_str()))
+                .or_default() += 1;
+        }
+        let mut runtimes_by_health: BTreeMap<&'static str, u64> =
+            crate::domain::fleet::RuntimeHealth::ALL.iter().map(|h| (h.as_str(), 0)).collect();
+        for view in self.fleet.views(&crate::domain::fleet::Selector::default()).await? {
+            *runtimes_by_health.entry(view.health.as_str()).or_default() += 1;
+        }
+        let mut runtimes = Vec::new();
+        for cell in self.fleet.cells() {
+            let name = cell.name().to_owned();
+            let snapshot = &cell.services.ctx.snapshot;
+            let mut drift_items = BTreeMap::new();
+            for item in snapshot.drift_items().values() {
+                *drift_items
+                    .entry((item.state.as_str(), severity_label(item.difference.severity)))
+                    .or_default() += 1;
             }
-        }
-        let mut rollouts = BTreeMap::new();
-        for rollout in self.ctx.store.list_rollouts(runtime, None, RECENT).await? {
-            *rollouts.entry(rollout.state.as_str()).or_default() += 1;
-        }
-        let mut runs = BTreeMap::new();
-        for (_, run) in self.ctx.store.list_runs(runtime, None, RECENT).await? {
-            *runs.entry((run.trigger.clone(), run.state.as_str())).or_default() += 1;
+            runtimes.push(RuntimeMetrics {
+                drift_items,
+                watchdog_open: watchdog.remove(&name).unwrap_or_default(),
+                rollouts: rollouts.remove(&name).unwrap_or_default(),
+                runs: runs.remove(&name).unwrap_or_default(),
+                schedule: cell.services.schedules.get().await?,
+                is_leader: leading.contains(reconciler_lease(&name).as_str()),
+                last_scheduled_start: snapshot.schedule().1,
+                last_observation: snapshot.observation().map(|o| o.record.last_seen_at),
+                runtime: name,
+            });
         }
         Ok(MetricsSnapshot {
             ready: readiness.ready(),
             components: readiness.components().iter().map(|(name, state)| (*name, state.ready)).collect(),
-            drift_items,
             leases_total: leases.len() as u64,
             leases_held,
-            watchdog_open,
-            rollouts,
-            runs,
-            schedule: self.schedules.get().await?,
-            is_leader,
-            last_scheduled_start: self.ctx.store.latest_scheduled_run(runtime).await?.map(|r| r.started_at),
-            last_observation: self.observations.latest_stored_opt().map(|o| o.record.last_seen_at),
-            outbound: self.ctx.store.delivery_counts().await?,
+            outbound: ctx.store.delivery_counts().await?,
+            runtimes_by_health,
+            runtimes,
         })
     }
 }

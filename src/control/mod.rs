@@ -4,16 +4,17 @@
 mod audit;
 mod context;
 mod delegations;
-mod desired;
+pub mod desired;
 mod dispatch;
 mod documents;
 mod drift;
 mod error;
+pub mod fleet;
 pub mod idempotency;
 mod infra;
 mod learning;
 mod leases;
-mod metrics;
+pub mod metrics;
 mod observer;
 pub mod outbound;
 pub mod ownership;
@@ -30,8 +31,9 @@ mod watchdog;
 
 // The replica's machinery the use cases share (clock, ids, paging, failpoints, the periodic
 // loop, the event bus and the in-memory snapshot) lives in `infra/`, apart from the use cases.
-pub use infra::{clock, events, every, failpoints, snapshot};
-use infra::{ids, paging};
+use infra::ids;
+pub(crate) use infra::paging;
+pub use infra::{clock, events, every, failpoints, lease_cache, snapshot, supervise};
 
 pub use audit::{AuditContext, AuditService, ChainCheck};
 pub use context::Ctx;
@@ -42,7 +44,7 @@ pub use documents::{Mutation, Versioned};
 pub use drift::{DriftMonitor, ObserveNowResult};
 pub use error::{AppError, ErrorCode};
 pub use idempotency::Calls;
-pub use learning::LearningService;
+pub use learning::{LearningService, list_learning_proposals};
 pub use leases::{LeaseService, LeaseUse};
 pub use metrics::{MetricsService, MetricsSnapshot, severity_label};
 pub use observer::{ObservationService, Observed, ObserverSettings};
@@ -53,7 +55,7 @@ pub use reconcile::{CycleOutcome, CycleRequest, ReconcileService};
 pub use revocation::{RevocationOutcome, RevocationPreview, RevocationService};
 pub use rollout::{CreateRolloutRequest, HealPlan, RolloutService};
 pub use scheduler::{LeaderSettings, ReconcileLeader, ScheduleService, UpdateScheduleRequest};
-pub use services::{ServiceSettings, Services};
+pub use services::{GlobalSettings, Globals, RuntimeSettings, Services};
 pub use setup::{
     ApplyOutcome, ApplyRequest, FileOutcome, FileResult, PreviewRequest, SetupService, StoredPreview,
 };

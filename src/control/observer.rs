@@ -104,9 +104,9 @@ impl ObservationService {
         self.ctx.runtime.clone()
     }
 
-    /// Returns the configured runtime address.
-    pub fn runtime_address(&self) -> &str {
-        self.ctx.runtime.address()
+    /// The name of the runtime observed (the key of its rows).
+    pub fn runtime_name(&self) -> &str {
+        self.ctx.runtime_name()
     }
 
     /// Reads the runtime now, tracks drift and records everything; returns the observation.
@@ -162,7 +162,7 @@ impl ObservationService {
         self.observe_inner(true, Some(audit), ReadCause::Requested).await
     }
 
-    #[tracing::instrument(skip(self, audit), fields(runtime = self.ctx.runtime.address()))]
+    #[tracing::instrument(skip(self, audit), fields(runtime = self.ctx.runtime_name()))]
     async fn observe_inner(
         &self,
         persist: bool,
@@ -181,7 +181,7 @@ impl ObservationService {
         };
         let topology = derive_topology(&inventory);
         let now = self.ctx.clock.now();
-        let desired = self.ctx.store.latest_desired().await?;
+        let desired = self.ctx.store.latest_desired(self.ctx.runtime_name()).await?;
         let differences = diff(desired.as_ref().map(|d| &d.topology), &topology, &inventory);
         let desired_ref = desired.as_ref().map(|d| (d.generation, d.topology.revision.as_str()));
         let transitions_of = |items: &BTreeMap<String, TrackedItem>, outcome: &ObserveOutcome| {
@@ -193,12 +193,12 @@ impl ObservationService {
         };
 
         if !persist {
-            let mut items = self.ctx.store.drift_items(self.ctx.runtime.address()).await?;
+            let mut items = self.ctx.store.drift_items(self.ctx.runtime_name()).await?;
             let outcome = observe(&mut items, &differences, now, &self.settings.tracker);
             let transitions = transitions_of(&items, &outcome);
             let record = ObservationRecord {
                 id: 0,
-                runtime: self.ctx.runtime.address().to_owned(),
+                runtime: self.ctx.runtime_name().to_owned(),
                 observed_at: now,
                 last_seen_at: now,
                 seen_count: 1,
@@ -213,7 +213,7 @@ impl ObservationService {
         }
 
         let new = NewObservation {
-            runtime: self.ctx.runtime.address(),
+            runtime: self.ctx.runtime_name(),
             inventory: &inventory,
             topology: &topology,
             observed_at: now,
@@ -248,9 +248,11 @@ impl ObservationService {
         // watch stream opened at that moment sends it as its initial state.
         self.ctx.snapshot.put_observation(shared.clone(), items, &self.ctx.events);
         self.remember_fresh(Ok(shared));
-        self.ctx
-            .readiness
-            .record_runtime_read(true, format!("observed {} ({agents} agents)", self.ctx.runtime.address()));
+        self.ctx.readiness.record_runtime_read(
+            self.ctx.runtime_name(),
+            true,
+            format!("observed {} ({agents} agents)", self.ctx.runtime_name()),
+        );
         if new_row {
             self.ctx.events.publish_topology(TopologyEvent::Observed(observation.topology.clone()));
         }
@@ -261,15 +263,19 @@ impl ObservationService {
     }
 
     fn read_failed(&self, err: RuntimeError) -> AppError {
-        tracing::warn!(runtime = self.ctx.runtime.address(), error = %err, "runtime read failed");
-        self.ctx.readiness.record_runtime_read(false, format!("last read failed: {err}"));
+        tracing::warn!(runtime = self.ctx.runtime_name(), error = %err, "runtime read failed");
+        self.ctx.readiness.record_runtime_read(
+            self.ctx.runtime_name(),
+            false,
+            format!("last read failed: {err}"),
+        );
         AppError::Runtime(err)
     }
 
     /// Returns the most recent stored observation (from the snapshot).
     pub fn latest_stored(&self) -> Result<Arc<StoredObservation>, AppError> {
         self.latest_stored_opt().ok_or_else(|| AppError::NotFound {
-            resource: format!("observation of {}", self.ctx.runtime.address()),
+            resource: format!("observation of {}", self.ctx.runtime_name()),
         })
     }
 
@@ -284,11 +290,11 @@ impl ObservationService {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<ObservationRecord>, String), AppError> {
-        let scope = format!("{LIST_SCOPE}:{}", self.ctx.runtime.address());
+        let scope = format!("{LIST_SCOPE}:{}", self.ctx.runtime_name());
         let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let before_id = numeric_cursor(page.cursor)?;
         let records =
-            self.ctx.store.list_observations(self.ctx.runtime.address(), before_id, page.size + 1).await?;
+            self.ctx.store.list_observations(self.ctx.runtime_name(), before_id, page.size + 1).await?;
         Ok(finish_page(&self.ctx.page_tokens, &scope, records, page.size, |r| r.id.to_string()))
     }
 
@@ -313,7 +319,7 @@ impl ObservationService {
             }
             delay = (delay * 2).min(Duration::from_secs(10));
         }
-        let name = runtime_lease_name(OBSERVER_LEASE_PREFIX, self.ctx.runtime.address());
+        let name = runtime_lease_name(OBSERVER_LEASE_PREFIX, self.ctx.runtime_name());
         let caller = replica_caller(&replica_id, "observer");
         // Long enough to outlast a slow read between two ticks; renewed in the background.
         let lease = (interval * 3).clamp(Duration::from_secs(15), Duration::from_secs(3600));

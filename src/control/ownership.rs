@@ -1,6 +1,6 @@
 //! Replica leases held while work runs: the runtime lease (`warp/runtime/<runtime>`) under which
 //! every change to a runtime happens, and the observer lease (`warp/observer/<runtime>`) of the
-//! one periodic observer per runtime (`<runtime>`: see [`runtime_lease_name`]).
+//! one periodic observer per runtime (`<runtime>`: the runtime's name).
 //!
 //! # Guarantees
 //! - A held lease is renewed in the background every third of its duration; it counts as held
@@ -34,18 +34,9 @@ pub const RUNTIME_LEASE_PREFIX: &str = "warp/runtime/";
 /// Prefix of the observer leases.
 pub const OBSERVER_LEASE_PREFIX: &str = "warp/observer/";
 
-/// The lease name of a runtime under `prefix`: a readable form of the address (lease names are
-/// `[a-z0-9/_.-]`) and a digest of the exact address, so two addresses never share a lease.
-pub fn runtime_lease_name(prefix: &str, address: &str) -> String {
-    use sha2::Digest;
-    let readable: String = address
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) { c } else { '-' })
-        .take(64)
-        .collect();
-    let digest = hex::encode(&sha2::Sha256::digest(address.as_bytes())[..4]);
-    format!("{prefix}{}-{digest}", readable.trim_matches('-'))
+/// The lease name of a runtime under `prefix` (runtime names are valid lease names).
+pub fn runtime_lease_name(prefix: &str, runtime: &str) -> String {
+    format!("{prefix}{runtime}")
 }
 
 /// How often a waiting replica tries a lease held elsewhere.
@@ -192,10 +183,10 @@ pub struct RuntimeGuard {
 
 impl RuntimeOwner {
     /// Creates the owner of runtime `address` for replica `holder`.
-    pub fn new(leases: LeaseService, address: &str, holder: &str, duration: Duration) -> Self {
+    pub fn new(leases: LeaseService, runtime: &str, holder: &str, duration: Duration) -> Self {
         Self {
             leases,
-            name: runtime_lease_name(RUNTIME_LEASE_PREFIX, address),
+            name: runtime_lease_name(RUNTIME_LEASE_PREFIX, runtime),
             holder: holder.to_owned(),
             duration,
             caller: replica_caller(holder, "runtime-owner"),
@@ -272,20 +263,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runtime_lease_names_are_valid_lease_names_and_distinct_per_address() {
-        let a = runtime_lease_name(RUNTIME_LEASE_PREFIX, "ssh://Ops@Host-1:22/srv/openclaw");
-        let b = runtime_lease_name(RUNTIME_LEASE_PREFIX, "ssh://ops@host-1:22/srv/openclaw");
-        assert_ne!(a, b, "addresses differing in case are different runtimes");
-        for name in [&a, &b, &runtime_lease_name(OBSERVER_LEASE_PREFIX, &"x".repeat(500))] {
+    fn runtime_lease_names_are_valid_lease_names() {
+        for runtime in ["default", "editorial-staging", &"x".repeat(40)] {
+            let name = runtime_lease_name(RUNTIME_LEASE_PREFIX, runtime);
             assert!(name.len() <= 128, "{name}");
             assert!(
                 name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"/_.-".contains(&c)),
                 "{name}"
             );
         }
-        assert!(
-            runtime_lease_name(RUNTIME_LEASE_PREFIX, "fixture:trio")
-                .starts_with("warp/runtime/fixture-trio-")
-        );
+        assert_eq!(runtime_lease_name(OBSERVER_LEASE_PREFIX, "default"), "warp/observer/default");
     }
 }

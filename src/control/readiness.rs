@@ -1,7 +1,8 @@
 //! Readiness of the service, per component, published to every interested transport
 //! (gRPC health, `/ready`, `GetReadiness`) through one watch channel.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -53,10 +54,52 @@ impl ReadinessSnapshot {
     }
 }
 
+/// What each runtime of the fleet has answered: whether it ever did, and the last detail.
+#[derive(Debug, Default)]
+struct Reads {
+    /// Runtime name → (answered at least once, last detail).
+    runtimes: BTreeMap<String, (bool, String)>,
+    /// Runtime name → whether its periodic reconcile loop keeps its schedule, and why not.
+    reconcile: BTreeMap<String, (bool, String)>,
+}
+
+impl Reads {
+    /// The `runtime` component. One runtime (the `--runtime` deployment): ready once it has
+    /// answered, as before fleets. Several: ready once any has answered, so one unreachable
+    /// Gateway never takes the whole control plane out of service (each runtime's health is in
+    /// `ListRuntimes`). None: ready.
+    fn component(&self) -> ComponentState {
+        match self.runtimes.len() {
+            0 => ComponentState::new(true, "no runtimes registered"),
+            1 => {
+                let (answered, detail) = self.runtimes.values().next().cloned().unwrap_or_default();
+                ComponentState::new(answered, detail)
+            }
+            n => {
+                let answered = self.runtimes.values().filter(|(answered, _)| *answered).count();
+                let silent: Vec<&str> = self
+                    .runtimes
+                    .iter()
+                    .filter(|(_, (answered, _))| !answered)
+                    .map(|(name, _)| name.as_str())
+                    .take(5)
+                    .collect();
+                let detail = if silent.is_empty() {
+                    format!("all {n} runtimes answered")
+                } else {
+                    format!("{answered} of {n} runtimes answered; not yet: {}", silent.join(", "))
+                };
+                ComponentState::new(answered > 0, detail)
+            }
+        }
+    }
+}
+
 /// Shared, observable readiness.
 #[derive(Clone, Debug)]
 pub struct Readiness {
     sender: Arc<watch::Sender<ReadinessSnapshot>>,
+    reads: Arc<Mutex<Reads>>,
 }
 
 impl Readiness {
@@ -69,7 +112,7 @@ impl Readiness {
             shutting_down: false,
             warnings,
         });
-        Self { sender: Arc::new(sender) }
+        Self { sender: Arc::new(sender), reads: Arc::default() }
     }
 
     /// Returns the current state.
@@ -82,25 +125,74 @@ impl Readiness {
         self.sender.subscribe()
     }
 
+    /// Adds a standing warning (one learnt after start, e.g. a read-only runtime adapter).
+    pub fn add_warning(&self, warning: impl Into<String>) {
+        let warning = warning.into();
+        self.sender.send_if_modified(|snap| {
+            if snap.warnings.contains(&warning) {
+                return false;
+            }
+            snap.warnings.push(warning);
+            true
+        });
+    }
+
     /// Marks the store ready (migrated) or not.
     pub fn set_store(&self, ready: bool, detail: impl Into<String>) {
         let state = ComponentState::new(ready, detail);
         self.sender.send_if_modified(|snap| replace(&mut snap.store, state));
     }
 
-    /// Records the outcome of a runtime read. The runtime stays ready once it has answered;
-    /// later failures only change the detail (the watchdog owns "unreachable" alerts).
-    pub fn record_runtime_read(&self, ok: bool, detail: impl Into<String>) {
+    /// Records the outcome of a read of `runtime`. A runtime stays answered once it has
+    /// answered; later failures only change the detail (the watchdog owns "unreachable").
+    pub fn record_runtime_read(&self, runtime: &str, ok: bool, detail: impl Into<String>) {
         let detail = detail.into();
-        self.sender.send_if_modified(|snap| {
-            let ready = ok || snap.runtime.ready;
-            replace(&mut snap.runtime, ComponentState::new(ready, detail))
-        });
+        let component = {
+            let mut reads = self.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let entry = reads.runtimes.entry(runtime.to_owned()).or_default();
+            *entry = (entry.0 || ok, detail);
+            reads.component()
+        };
+        self.sender.send_if_modified(|snap| replace(&mut snap.runtime, component));
     }
 
-    /// Records whether the periodic reconcile loop keeps its schedule.
-    pub fn set_reconcile(&self, ready: bool, detail: impl Into<String>) {
-        let state = ComponentState::new(ready, detail);
+    /// Sets the runtimes of the fleet (those no longer listed are forgotten).
+    pub fn set_runtimes<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let component = {
+            let mut reads = self.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let before = std::mem::take(&mut reads.runtimes);
+            for name in names {
+                let entry = before.get(name).cloned().unwrap_or((false, "no observation yet".to_owned()));
+                reads.runtimes.insert(name.to_owned(), entry);
+            }
+            reads.component()
+        };
+        self.sender.send_if_modified(|snap| replace(&mut snap.runtime, component));
+    }
+
+    /// Records whether `runtime`'s periodic reconcile loop keeps its schedule.
+    pub fn set_reconcile(&self, runtime: &str, ready: bool, detail: impl Into<String>) {
+        let state = {
+            let mut reads = self.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            reads.reconcile.insert(runtime.to_owned(), (ready, detail.into()));
+            let Reads { runtimes, reconcile } = &mut *reads;
+            reconcile.retain(|name, _| runtimes.is_empty() || runtimes.contains_key(name));
+            let late: Vec<String> = reads
+                .reconcile
+                .iter()
+                .filter(|(_, (ready, _))| !ready)
+                .map(|(name, (_, detail))| format!("{name}: {detail}"))
+                .take(5)
+                .collect();
+            match (reads.reconcile.len(), late.is_empty()) {
+                (1, _) => {
+                    let (ready, detail) = reads.reconcile.values().next().cloned().unwrap_or_default();
+                    ComponentState::new(ready, detail)
+                }
+                (n, true) => ComponentState::new(true, format!("on schedule on all {n} runtimes")),
+                (_, false) => ComponentState::new(false, late.join("; ")),
+            }
+        };
         self.sender.send_if_modified(|snap| replace(&mut snap.reconcile, state));
     }
 
@@ -160,14 +252,32 @@ mod tests {
         assert!(!readiness.snapshot().ready());
         readiness.set_store(true, "migrated");
         assert!(!readiness.snapshot().ready());
-        readiness.record_runtime_read(true, "observed");
+        readiness.set_runtimes(["default"]);
+        assert!(!readiness.snapshot().ready(), "the one runtime has not answered");
+        readiness.record_runtime_read("default", true, "observed");
         assert!(readiness.snapshot().ready());
-        readiness.record_runtime_read(false, "read failed");
+        readiness.record_runtime_read("default", false, "read failed");
         assert!(readiness.snapshot().ready(), "a failure after the first answer keeps it ready");
-        readiness.set_reconcile(false, "overdue");
+        readiness.set_reconcile("default", false, "overdue");
         assert!(readiness.snapshot().ready(), "a stalled loop is reported, not gating");
         assert!(!readiness.snapshot().components()[2].1.ready);
         readiness.begin_shutdown();
         assert!(!readiness.snapshot().ready());
+    }
+
+    #[test]
+    fn in_a_fleet_one_silent_runtime_does_not_take_the_service_out() {
+        let readiness = Readiness::new(vec![]);
+        readiness.set_store(true, "migrated");
+        readiness.set_runtimes(["a", "b", "c"]);
+        assert!(!readiness.snapshot().ready(), "nothing answered yet");
+        readiness.record_runtime_read("a", true, "observed");
+        let snapshot = readiness.snapshot();
+        assert!(snapshot.ready());
+        assert_eq!(snapshot.runtime.detail, "1 of 3 runtimes answered; not yet: b, c");
+        readiness.set_runtimes(["a"]);
+        assert_eq!(readiness.snapshot().runtime.detail, "observed", "a deregistered runtime is forgotten");
+        readiness.set_runtimes([]);
+        assert!(readiness.snapshot().ready(), "no runtimes: nothing to wait for");
     }
 }

@@ -94,7 +94,7 @@ impl ReconcileService {
     }
 
     fn runtime(&self) -> &str {
-        self.observations.runtime_address()
+        self.observations.runtime_name()
     }
 
     /// Runs one cycle on demand; the same cycle id twice returns the first run (`true` =
@@ -175,7 +175,8 @@ impl ReconcileService {
             run.state = RunState::Failed;
             run.message = error.public_message();
         }
-        let audit = caller.event(
+        let audit = caller.event_in(
+            self.runtime(),
             format!("scheduler-run/{cycle_id}"),
             format!("{} cycle {}: {} — {}", mode.as_str(), cycle_id, run.state.as_str(), run.message),
         );
@@ -260,7 +261,7 @@ impl ReconcileService {
             .collect();
         run.open_items = items.len() as i64;
         run.actionable_items = actionable(&items).len() as i64;
-        let desired = self.ctx.store.latest_desired().await?;
+        let desired = self.ctx.store.latest_desired(self.ctx.runtime_name()).await?;
         run.desired_generation = desired.as_ref().map(|d| d.generation).unwrap_or(0);
         Ok(items)
     }

@@ -19,7 +19,7 @@ use super::reconcile::{CycleOutcome, CycleRequest, TRIGGER_SCHEDULED};
 use super::{AppError, AuditContext, LeaseService, LeaseUse, ReconcileService};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::reconcile::ReconcileMode;
-use crate::domain::schedule::{RECONCILER_LEASE, Schedule, scheduled_cycle, validate_schedule};
+use crate::domain::schedule::{Schedule, reconciler_lease, scheduled_cycle, validate_schedule};
 use crate::store::{Fence, ScheduleChange, UpdateScheduleOutcome};
 
 /// Reading and changing the reconcile schedule.
@@ -43,7 +43,7 @@ pub struct UpdateScheduleRequest {
 impl ScheduleService {
     /// Creates the service; `defaults` apply until the first update.
     pub fn new(ctx: &Ctx, defaults: Schedule) -> Self {
-        Self { ctx: ctx.clone(), runtime: ctx.runtime_address().to_owned(), defaults }
+        Self { ctx: ctx.clone(), runtime: ctx.runtime_name().to_owned(), defaults }
     }
 
     /// Returns the current schedule (from the snapshot).
@@ -60,12 +60,13 @@ impl ScheduleService {
         let (stored, last) = self.ctx.snapshot.schedule();
         let schedule = stored.unwrap_or_else(|| self.defaults.clone());
         let skew = self.ctx.store.clock_skew();
-        let leader = match self.ctx.snapshot.live_lease(RECONCILER_LEASE, skew) {
+        let lease_name = reconciler_lease(&self.runtime);
+        let leader = match self.ctx.leases.live_lease(&lease_name, skew) {
             Some((lease, _)) => lease.holder,
             None => {
-                let (lease, db_now) = self.ctx.store.lease(RECONCILER_LEASE).await?;
+                let (lease, db_now) = self.ctx.store.lease(&lease_name).await?;
                 if let Some(lease) = &lease {
-                    self.ctx.snapshot.put_lease(lease.clone(), db_now, skew);
+                    self.ctx.leases.put(lease.clone(), db_now, skew);
                 }
                 lease.as_ref().and_then(|l| l.live_holder(db_now)).map(str::to_owned)
             }
@@ -235,7 +236,13 @@ impl ReconcileLeader {
         if let Some(held) = leadership
             && let Err(error) = self
                 .leases
-                .release_for(LeaseUse::Replica, RECONCILER_LEASE, &holder, held.token, &caller)
+                .release_for(
+                    LeaseUse::Replica,
+                    &reconciler_lease(self.ctx.runtime_name()),
+                    &holder,
+                    held.token,
+                    &caller,
+                )
                 .await
         {
             tracing::warn!(%error, "releasing the reconciler lease failed; it expires on its own");
@@ -259,7 +266,7 @@ impl ReconcileLeader {
                 .leases
                 .renew_for(
                     LeaseUse::Replica,
-                    RECONCILER_LEASE,
+                    &reconciler_lease(self.ctx.runtime_name()),
                     holder,
                     held.token,
                     self.settings.lease_secs,
@@ -289,7 +296,13 @@ impl ReconcileLeader {
         let began = Instant::now();
         match self
             .leases
-            .acquire_for(LeaseUse::Replica, RECONCILER_LEASE, holder, self.settings.lease_secs, caller)
+            .acquire_for(
+                LeaseUse::Replica,
+                &reconciler_lease(self.ctx.runtime_name()),
+                holder,
+                self.settings.lease_secs,
+                caller,
+            )
             .await
         {
             Ok((lease, _)) => {
@@ -331,7 +344,7 @@ impl ReconcileLeader {
             cycle_id: Some(cycle_id),
             trigger: TRIGGER_SCHEDULED,
             fence: Some(Fence {
-                lease: RECONCILER_LEASE.to_owned(),
+                lease: reconciler_lease(self.ctx.runtime_name()),
                 holder: self.settings.replica_id.clone(),
                 token,
             }),

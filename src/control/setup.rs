@@ -137,7 +137,7 @@ impl SetupService {
             None => self.classifier.classify(&request.task)?,
         };
         let category_roles = rules.category(&profile.category).map(|c| c.roles.clone()).unwrap_or_default();
-        let current = self.ctx.store.latest_desired().await?;
+        let current = self.ctx.store.latest_desired(self.ctx.runtime_name()).await?;
         let extend = request.extend_current || request.pass == SetupPass::Stabilization;
         let base = if extend { current.as_ref().map(|d| &d.topology) } else { None };
         let limits = SetupLimits {
@@ -180,7 +180,13 @@ impl SetupService {
     async fn store_preview(&self, preview: &StoredPreview) -> Result<(), AppError> {
         self.ctx
             .store
-            .put_setup_preview(&preview.id, preview.created_at, preview.expires_at, preview)
+            .put_setup_preview(
+                self.ctx.runtime_name(),
+                &preview.id,
+                preview.created_at,
+                preview.expires_at,
+                preview,
+            )
             .await?;
         Ok(())
     }
@@ -194,7 +200,7 @@ impl SetupService {
         lessons: &[String],
         about: Option<&PersistentAgent>,
     ) -> Result<StoredPreview, AppError> {
-        let current = self.ctx.store.latest_desired().await?;
+        let current = self.ctx.store.latest_desired(self.ctx.runtime_name()).await?;
         let topology = current
             .as_ref()
             .map(|d| d.topology.clone())
@@ -267,9 +273,9 @@ impl SetupService {
         if id.is_empty() || id.len() > 64 {
             return Err(AppError::invalid("id", "a preview id from PreviewSetup is required"));
         }
-        self.ctx.store.setup_preview(id, self.ctx.clock.now()).await?.ok_or_else(|| AppError::NotFound {
-            resource: format!("setup preview {id} (it may have expired)"),
-        })
+        self.ctx.store.setup_preview(self.ctx.runtime_name(), id, self.ctx.clock.now()).await?.ok_or_else(
+            || AppError::NotFound { resource: format!("setup preview {id} (it may have expired)") },
+        )
     }
 
     /// Applies a preview: a new desired revision, then optionally a rollout and the new
@@ -410,12 +416,18 @@ impl SetupService {
             .count();
         let conflicts = results.iter().filter(|r| matches!(r.outcome, FileOutcome::Conflict(_))).count();
         if written > 0 || conflicts > 0 {
-            let event = caller.event(
+            let event = caller.event_in(
+                self.ctx.runtime_name(),
                 format!("setup-preview/{}", preview.id),
                 format!("wrote {written} bootstrap file(s); {conflicts} conflict(s) left alone"),
             );
-            let applied =
-                crate::domain::outbound::setup_applied(&preview.id, written, conflicts, &caller.actor);
+            let applied = crate::domain::outbound::setup_applied(
+                self.ctx.runtime_name(),
+                &preview.id,
+                written,
+                conflicts,
+                &caller.actor,
+            );
             self.ctx.store.append_audit_with_events(&event, &[applied]).await?;
         }
         Ok(results)

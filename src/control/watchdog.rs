@@ -46,7 +46,7 @@ impl WatchdogService {
     }
 
     fn runtime(&self) -> &str {
-        self.observations.runtime_address()
+        self.observations.runtime_name()
     }
 
     /// Evaluates now and returns every tracked observation (open first, then cleared).
@@ -80,11 +80,13 @@ impl WatchdogService {
         let findings = evaluate(&inputs);
         match reconcile_lateness(&inputs) {
             Some(late) => self.ctx.readiness.set_reconcile(
+                self.runtime(),
                 false,
                 format!("overdue by {} s: no scheduled cycle started", late.num_seconds()),
             ),
-            None if schedule.paused => self.ctx.readiness.set_reconcile(true, "paused"),
+            None if schedule.paused => self.ctx.readiness.set_reconcile(self.runtime(), true, "paused"),
             None => self.ctx.readiness.set_reconcile(
+                self.runtime(),
                 true,
                 match last_scheduled_start {
                     Some(at) => format!("on schedule (last scheduled cycle {})", at.to_rfc3339()),
@@ -125,8 +127,11 @@ impl WatchdogService {
             return Ok(observation.clone());
         }
         observation.acknowledged_by = Some(caller.actor.clone());
-        let audit =
-            caller.event(format!("watchdog/{key}"), format!("acknowledged watchdog observation {key}"));
+        let audit = caller.event_in(
+            self.runtime(),
+            format!("watchdog/{key}"),
+            format!("acknowledged watchdog observation {key}"),
+        );
         let answer = observation.clone();
         self.ctx
             .store

@@ -28,6 +28,9 @@ pub struct CtlArgs {
     /// Text for people, JSON for scripts.
     #[arg(long, env = "JHF_WARP_CTL_OUTPUT", value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
+    /// The runtime a command is about (`fleet runtimes` lists them); empty: the only one.
+    #[arg(long, env = "JHF_WARP_CTL_RUNTIME", default_value = "", global = true)]
+    pub runtime: String,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -89,6 +92,87 @@ pub enum CtlCommand {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// The fleet: its runtimes, their health and drift, fleet rollouts.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FleetCommand {
+    /// Counts by health and drift, in total and by label.
+    Status {
+        /// Label selector, e.g. `env=prod,team!=ops`.
+        #[arg(long, default_value = "")]
+        selector: String,
+    },
+    /// The runtimes: owner replica, health, drift, active rollout.
+    Runtimes {
+        /// Label selector, e.g. `env=prod,team!=ops`.
+        #[arg(long, default_value = "")]
+        selector: String,
+    },
+    /// The runtimes with open drift.
+    Drift {
+        /// Label selector, e.g. `env=prod,team!=ops`.
+        #[arg(long, default_value = "")]
+        selector: String,
+    },
+    /// Fleet rollouts.
+    Rollout {
+        #[command(subcommand)]
+        command: FleetRolloutCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FleetRolloutCommand {
+    /// Applies a team file to every runtime the selector matches, in waves.
+    Create {
+        /// The team file (YAML or JSON: the proto JSON of a Topology).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Label selector of the runtimes (empty: all).
+        #[arg(long, default_value = "")]
+        selector: String,
+        /// Cumulative wave steps, e.g. `1,25%,100%` (one canary, then a quarter, then the rest).
+        #[arg(long, default_value = "")]
+        waves: String,
+        /// A wave named explicitly (repeat for each wave, in order): `--wave a,b --wave c`.
+        #[arg(long = "wave")]
+        wave: Vec<String>,
+        /// Follow it until it ends; the exit code says how.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Shows a fleet rollout.
+    Show {
+        /// The fleet rollout's id.
+        id: String,
+    },
+    /// Follows a fleet rollout until it ends.
+    Watch {
+        /// The fleet rollout's id.
+        id: String,
+    },
+    /// Lists recent fleet rollouts.
+    List,
+    /// Pauses a fleet rollout (in-flight rollouts finish; no wave starts).
+    Pause {
+        /// The fleet rollout's id.
+        id: String,
+    },
+    /// Resumes a paused fleet rollout.
+    Resume {
+        /// The fleet rollout's id.
+        id: String,
+    },
+    /// Cancels a fleet rollout.
+    Cancel {
+        /// The fleet rollout's id.
+        id: String,
     },
 }
 

@@ -93,9 +93,15 @@ impl tonic::service::Interceptor for Bearer {
 pub struct Clients {
     channel: Channel,
     bearer: Bearer,
+    runtime: String,
 }
 
 impl Clients {
+    /// The runtime the commands are about (`--runtime`; empty: the only one).
+    pub(super) fn runtime(&self) -> String {
+        self.runtime.clone()
+    }
+
     pub(super) fn meta(&self) -> pb::meta_service_client::MetaServiceClient<Authed> {
         pb::meta_service_client::MetaServiceClient::with_interceptor(
             self.channel.clone(),
@@ -159,5 +165,5 @@ pub(super) async fn connect(args: &CtlArgs) -> Result<Clients, CtlError> {
         )),
         None => Bearer(None),
     };
-    Ok(Clients { channel, bearer })
+    Ok(Clients { channel, bearer, runtime: args.runtime.clone() })
 }

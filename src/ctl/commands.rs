@@ -10,7 +10,11 @@ use crate::pb::v1 as pb;
 
 pub async fn plan(clients: &Clients, repair: bool) -> Result<pb::PatchPlan, CtlError> {
     let kind = if repair { pb::PlanKind::Repair } else { pb::PlanKind::Apply };
-    let answer = clients.drift().plan_patch(pb::PlanPatchRequest { kind: kind.into() }).await?.into_inner();
+    let answer = clients
+        .drift()
+        .plan_patch(pb::PlanPatchRequest { kind: kind.into(), runtime: clients.runtime() })
+        .await?
+        .into_inner();
     answer.plan.ok_or_else(|| CtlError::Usage("the server returned no plan".to_owned()))
 }
 
@@ -43,7 +47,7 @@ pub async fn desired_apply(
     let topology = read_team_file(file)?;
     let current = match clients
         .topology()
-        .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0 })
+        .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0, runtime: clients.runtime() })
         .await
     {
         Ok(answer) => answer.into_inner().desired,
@@ -83,6 +87,7 @@ pub async fn desired_apply(
         etag: current.map(|c| c.etag).unwrap_or_default(),
         request_id: request_id(),
         validate_only: false,
+        runtime: clients.runtime(),
     };
     let stored = clients.topology().put_desired_topology(request).await?.into_inner();
     if json {
@@ -99,7 +104,10 @@ pub async fn rollout(clients: &Clients, command: &RolloutCommand, json: bool) ->
             let plan = match plan_id {
                 Some(id) => clients
                     .drift()
-                    .get_patch_plan(pb::GetPatchPlanRequest { plan_id: id.clone() })
+                    .get_patch_plan(pb::GetPatchPlanRequest {
+                        plan_id: id.clone(),
+                        runtime: clients.runtime(),
+                    })
                     .await?
                     .into_inner()
                     .plan
@@ -128,6 +136,7 @@ pub async fn rollout(clients: &Clients, command: &RolloutCommand, json: bool) ->
                 dry_run: *dry_run,
                 request_id: request_id(),
                 validate_only: false,
+                runtime: clients.runtime(),
             };
             let rollout =
                 clients.drift().create_rollout(request).await?.into_inner().rollout.unwrap_or_default();
@@ -147,6 +156,7 @@ pub async fn rollout(clients: &Clients, command: &RolloutCommand, json: bool) ->
                 rollout_id: rollout_id.clone(),
                 request_id: request_id(),
                 validate_only: false,
+                runtime: clients.runtime(),
             };
             let answer = clients.drift().rollback_rollout(request).await?.into_inner();
             let rollout = answer.rollout.unwrap_or_default();
@@ -160,7 +170,11 @@ pub async fn rollout(clients: &Clients, command: &RolloutCommand, json: bool) ->
         RolloutCommand::List => {
             let answer = clients
                 .drift()
-                .list_rollouts(pb::ListRolloutsRequest { page_size: 50, page_token: String::new() })
+                .list_rollouts(pb::ListRolloutsRequest {
+                    page_size: 50,
+                    page_token: String::new(),
+                    runtime: clients.runtime(),
+                })
                 .await?
                 .into_inner();
             if json {
@@ -249,7 +263,10 @@ fn exit_for(state: i32) -> ExitCode {
 async fn follow(clients: &Clients, rollout_id: &str, json: bool) -> Result<ExitCode, CtlError> {
     let mut stream = clients
         .drift()
-        .watch_rollout(pb::WatchRolloutRequest { rollout_id: rollout_id.to_owned() })
+        .watch_rollout(pb::WatchRolloutRequest {
+            rollout_id: rollout_id.to_owned(),
+            runtime: clients.runtime(),
+        })
         .await?
         .into_inner();
     let mut shown = 0;

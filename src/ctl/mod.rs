@@ -10,6 +10,7 @@
 mod args;
 mod client;
 mod commands;
+mod fleet;
 mod health;
 mod show;
 
@@ -85,6 +86,7 @@ async fn dispatch(args: &CtlArgs) -> Result<ExitCode, CtlError> {
         CtlCommand::Audit { command: AuditCommand::Verify } => {
             audit_verify(&connect(args).await?, json).await
         }
+        CtlCommand::Fleet { command } => fleet::run(&connect(args).await?, command, json).await,
     }
 }
 

@@ -160,7 +160,7 @@ pub async fn picture(
         clients.topology().get_topology(pb::GetTopologyRequest::default()).await?.into_inner().topology;
     let desired = match clients
         .topology()
-        .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0 })
+        .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0, runtime: clients.runtime() })
         .await
     {
         Ok(answer) => answer.into_inner().desired.and_then(|d| d.topology),
@@ -170,7 +170,11 @@ pub async fn picture(
     let (desired, observed) = (desired.as_ref().map(domain_topology), observed.as_ref().map(domain_topology));
     let mut drawn = picture::build(desired.as_ref(), observed.as_ref(), source);
     if source != picture::Source::Desired {
-        let catalog = clients.topology().get_agent_catalog(pb::GetAgentCatalogRequest {}).await?.into_inner();
+        let catalog = clients
+            .topology()
+            .get_agent_catalog(pb::GetAgentCatalogRequest { runtime: clients.runtime() })
+            .await?
+            .into_inner();
         let reach = catalog
             .agents
             .iter()
@@ -197,7 +201,11 @@ pub async fn picture(
 pub async fn status(clients: &Clients, json: bool) -> Result<ExitCode, CtlError> {
     let version = clients.meta().get_version(pb::GetVersionRequest {}).await?.into_inner();
     let readiness = clients.meta().get_readiness(pb::GetReadinessRequest {}).await?.into_inner();
-    let drift = clients.drift().get_drift_summary(pb::GetDriftSummaryRequest {}).await?.into_inner();
+    let drift = clients
+        .drift()
+        .get_drift_summary(pb::GetDriftSummaryRequest { runtime: clients.runtime() })
+        .await?
+        .into_inner();
     if json {
         print_json(&serde_json::json!({"version": version, "readiness": readiness, "drift": drift}));
     } else {
@@ -225,7 +233,7 @@ pub async fn topology(clients: &Clients, desired: bool, json: bool) -> Result<Ex
     let topology = if desired {
         clients
             .topology()
-            .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0 })
+            .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0, runtime: clients.runtime() })
             .await?
             .into_inner()
             .desired
@@ -270,6 +278,7 @@ pub async fn drift_list(clients: &Clients, filter: &str, json: bool) -> Result<E
             page_size: 200,
             page_token: page_token.clone(),
             filter: filter.to_owned(),
+            runtime: clients.runtime(),
         };
         let page = clients.drift().list_drift_items(request).await?.into_inner();
         items.extend(page.items);
@@ -291,7 +300,8 @@ pub async fn drift_list(clients: &Clients, filter: &str, json: bool) -> Result<E
 }
 
 pub async fn drift_watch(clients: &Clients, json: bool) -> Result<ExitCode, CtlError> {
-    let mut stream = clients.drift().watch_drift(pb::WatchDriftRequest {}).await?.into_inner();
+    let mut stream =
+        clients.drift().watch_drift(pb::WatchDriftRequest { runtime: clients.runtime() }).await?.into_inner();
     while let Some(event) = stream.message().await? {
         let Some(item) = event.item.as_ref() else { continue };
         if json {

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod drift;
 pub mod expressibility;
 pub mod findings;
+pub mod fleet;
 pub mod glob;
 pub mod idempotency;
 pub mod inventory;

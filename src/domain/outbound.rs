@@ -35,11 +35,13 @@ pub enum EventType {
     DelegationRevoked,
     /// ApplySetup wrote bootstrap files.
     SetupApplied,
+    /// A fleet rollout ended (SUCCEEDED, FAILED, CANCELLED).
+    FleetRolloutFinished,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::DesiredStored,
         Self::DriftConfirmed,
         Self::DriftResolved,
@@ -48,6 +50,7 @@ impl EventType {
         Self::WatchdogRaised,
         Self::DelegationRevoked,
         Self::SetupApplied,
+        Self::FleetRolloutFinished,
     ];
 
     /// The CloudEvents `type`.
@@ -61,6 +64,7 @@ impl EventType {
             Self::WatchdogRaised => "dev.jhf.warp.watchdog.raised",
             Self::DelegationRevoked => "dev.jhf.warp.delegation.revoked",
             Self::SetupApplied => "dev.jhf.warp.setup.applied",
+            Self::FleetRolloutFinished => "dev.jhf.warp.fleet_rollout.finished",
         }
     }
 
@@ -103,12 +107,13 @@ pub struct StoredEvent {
 }
 
 /// `desired.stored`: a desired revision was stored.
-pub fn desired_stored(revision: &super::desired::DesiredRevision) -> NewEvent {
+pub fn desired_stored(runtime: &str, revision: &super::desired::DesiredRevision) -> NewEvent {
     let topology = &revision.topology;
     NewEvent::new(
         EventType::DesiredStored,
-        format!("desired/{}", revision.generation),
+        format!("desired/{runtime}/{}", revision.generation),
         serde_json::json!({
+            "runtime": runtime,
             "generation": revision.generation,
             "etag": revision.etag,
             "revision": topology.revision,
@@ -137,7 +142,7 @@ pub fn drift_transition(
     let difference = &item.difference;
     Some(NewEvent::new(
         event_type,
-        format!("drift/{}", difference.key),
+        format!("drift/{runtime}/{}", difference.key),
         serde_json::json!({
             "runtime": runtime,
             "key": difference.key,
@@ -175,7 +180,7 @@ pub fn watchdog_raised(runtime: &str, observation: &super::watchdog::WatchdogObs
     let finding = &observation.finding;
     NewEvent::new(
         EventType::WatchdogRaised,
-        format!("watchdog/{}", finding.key),
+        format!("watchdog/{runtime}/{}", finding.key),
         serde_json::json!({
             "runtime": runtime,
             "key": finding.key,
@@ -191,6 +196,7 @@ pub fn watchdog_raised(runtime: &str, observation: &super::watchdog::WatchdogObs
 /// `delegation.revoked`: a grant and its cascade were revoked; `falling_edges` are the desired
 /// relations the revocation removes (`from -KIND-> to`).
 pub fn delegation_revoked(
+    runtime: &str,
     id: &str,
     cascade: &[&str],
     reason: &str,
@@ -201,6 +207,7 @@ pub fn delegation_revoked(
         EventType::DelegationRevoked,
         format!("delegations/{id}"),
         serde_json::json!({
+            "runtime": runtime,
             "id": id,
             "cascade": cascade,
             "reason": reason,
@@ -211,15 +218,46 @@ pub fn delegation_revoked(
 }
 
 /// `setup.applied`: ApplySetup wrote the bootstrap files of a preview.
-pub fn setup_applied(preview_id: &str, written: usize, conflicts: usize, actor: &str) -> NewEvent {
+pub fn setup_applied(
+    runtime: &str,
+    preview_id: &str,
+    written: usize,
+    conflicts: usize,
+    actor: &str,
+) -> NewEvent {
     NewEvent::new(
         EventType::SetupApplied,
         format!("setup-previews/{preview_id}"),
         serde_json::json!({
+            "runtime": runtime,
             "preview_id": preview_id,
             "files_written": written,
             "conflicts": conflicts,
             "actor": actor,
+        }),
+    )
+}
+
+/// `fleet_rollout.finished`: a fleet rollout ended.
+pub fn fleet_rollout_finished(rollout: &super::fleet::rollout::FleetRollout) -> NewEvent {
+    let by_state = |state: super::fleet::rollout::TargetState| {
+        rollout.targets.iter().filter(|t| t.state == state).map(|t| t.runtime.as_str()).collect::<Vec<_>>()
+    };
+    use super::fleet::rollout::TargetState;
+    NewEvent::new(
+        EventType::FleetRolloutFinished,
+        format!("fleet-rollouts/{}", rollout.id),
+        serde_json::json!({
+            "id": rollout.id,
+            "state": rollout.state.as_str(),
+            "selector": rollout.selector,
+            "waves": rollout.waves,
+            "succeeded": by_state(TargetState::Succeeded),
+            "unchanged": by_state(TargetState::Unchanged),
+            "failed": by_state(TargetState::Failed),
+            "skipped": by_state(TargetState::Skipped),
+            "error": rollout.error,
+            "actor": rollout.actor,
         }),
     )
 }

@@ -17,8 +17,18 @@ use super::reconcile::ReconcileMode;
 pub const MIN_INTERVAL_SECS: i64 = 1;
 /// Longest interval between scheduled cycles (one day), in seconds.
 pub const MAX_INTERVAL_SECS: i64 = 86_400;
-/// The lease whose holder runs the periodic loop.
+/// The lease whose holder runs the periodic loop of the runtime `default` (the one `--runtime`
+/// configures): the name it had before fleets, so existing tooling keeps finding it.
 pub const RECONCILER_LEASE: &str = "warp/reconciler";
+
+/// The lease whose holder runs `runtime`'s periodic loop.
+pub fn reconciler_lease(runtime: &str) -> String {
+    if runtime == super::fleet::DEFAULT_RUNTIME {
+        RECONCILER_LEASE.to_owned()
+    } else {
+        format!("{RECONCILER_LEASE}/{runtime}")
+    }
+}
 /// Prefix of scheduled cycle ids.
 pub const SCHEDULED_PREFIX: &str = "sched-";
 

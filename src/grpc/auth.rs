@@ -28,7 +28,7 @@ const HTTP_OPEN_PATHS: &[&str] =
     &["/health", "/ready", "/version", "/api/v1/version", "/fabric-manifest.json", "/openapi.json", "/ui"];
 /// HTTP shim routes that need a READ token.
 const HTTP_READ_PATHS: &[&str] =
-    &["/metrics", "/v1/topology", "/v1/topology.svg", "/v1/drift/items", "/v1/rollouts"];
+    &["/metrics", "/v1/topology", "/v1/topology.svg", "/v1/drift/items", "/v1/rollouts", "/v1/runtimes"];
 
 /// The state of the auth layer.
 #[derive(Clone)]

@@ -52,6 +52,13 @@ idempotent!(
     pb::UpdateWorkspaceRetentionRequest,
     pb::CreateLearningProposalRequest,
     pb::ReviewLearningProposalRequest,
+    pb::RegisterRuntimeRequest,
+    pb::UpdateRuntimeRequest,
+    pb::DeregisterRuntimeRequest,
+    pb::CreateFleetRolloutRequest,
+    pb::PauseFleetRolloutRequest,
+    pb::ResumeFleetRolloutRequest,
+    pb::CancelFleetRolloutRequest,
 );
 
 /// Returns the authenticated caller of a request.

@@ -5,43 +5,37 @@ use tonic::{Request, Response, Status};
 use super::call::{caller, caller_with_id, mutation};
 use super::convert;
 use super::convert::{delivery_state_from_pb, reconcile_mode_from_pb, trust_from_pb};
-use crate::control::{
-    AppError, AuditService, Calls, DelegationService, DispatchService, GrantRequest, LeaseService,
-    OutboundService, ReconcileService, RevocationService, ScheduleService, Services, UpdateScheduleRequest,
-    WatchdogService, WorkItem,
-};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Api;
+use super::convert::InRuntime;
+use crate::control::fleet::Cell;
+use crate::control::{AppError, Globals, GrantRequest, UpdateScheduleRequest, WorkItem};
 use crate::domain::audit::AuditFilter;
 use crate::domain::lease::CycleReport;
 use crate::domain::reconcile::ReconcileMode;
 use crate::pb::v1::{self as pb, control_service_server::ControlService};
 
+#[derive(Clone)]
 pub struct ControlServiceImpl {
-    calls: Calls,
-    leases: LeaseService,
-    audit: AuditService,
-    delegations: DelegationService,
-    revocations: RevocationService,
-    watchdog: WatchdogService,
-    reconcile: ReconcileService,
-    schedules: ScheduleService,
-    dispatch: DispatchService,
-    outbound: OutboundService,
+    api: Api,
+    stop: CancellationToken,
 }
 
 impl ControlServiceImpl {
-    pub fn new(services: &Services) -> Self {
-        Self {
-            calls: services.calls.clone(),
-            revocations: services.revocations.clone(),
-            leases: services.leases.clone(),
-            audit: services.audit.clone(),
-            delegations: services.delegations.clone(),
-            watchdog: services.watchdog.clone(),
-            reconcile: services.reconcile.clone(),
-            schedules: services.schedules.clone(),
-            dispatch: services.dispatch.clone(),
-            outbound: services.outbound.clone(),
-        }
+    pub fn new(api: &Api, stop: CancellationToken) -> Self {
+        Self { api: api.clone(), stop }
+    }
+
+    fn globals(&self) -> &Globals {
+        self.api.fleet.globals()
+    }
+
+    /// The services of the runtime a request names.
+    fn runtime(&self, name: &str) -> Result<Arc<Cell>, Status> {
+        Ok(self.api.fleet.resolve(name)?)
     }
 }
 
@@ -53,8 +47,11 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::AcquireLeaseResponse>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let (value, now) =
-            self.leases.acquire(&request.name, &request.holder, request.duration_seconds, &who).await?;
+        let (value, now) = self
+            .globals()
+            .leases
+            .acquire(&request.name, &request.holder, request.duration_seconds, &who)
+            .await?;
         Ok(Response::new(pb::AcquireLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
@@ -65,6 +62,7 @@ impl ControlService for ControlServiceImpl {
         let who = caller(&request)?;
         let request = request.into_inner();
         let (value, now) = self
+            .globals()
             .leases
             .renew(&request.name, &request.holder, request.fencing_token, request.duration_seconds, &who)
             .await?;
@@ -77,8 +75,11 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::ReleaseLeaseResponse>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let (value, now) =
-            self.leases.release(&request.name, &request.holder, request.fencing_token, &who).await?;
+        let (value, now) = self
+            .globals()
+            .leases
+            .release(&request.name, &request.holder, request.fencing_token, &who)
+            .await?;
         Ok(Response::new(pb::ReleaseLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
@@ -87,7 +88,7 @@ impl ControlService for ControlServiceImpl {
         request: Request<pb::GetLeaseRequest>,
     ) -> Result<Response<pb::GetLeaseResponse>, Status> {
         let who = caller(&request)?;
-        let (value, now) = self.leases.get(&request.into_inner().name, &who).await?;
+        let (value, now) = self.globals().leases.get(&request.into_inner().name, &who).await?;
         Ok(Response::new(pb::GetLeaseResponse { lease: Some(convert::lease_at(&value, now)) }))
     }
 
@@ -98,7 +99,7 @@ impl ControlService for ControlServiceImpl {
         let who = caller(&request)?;
         let request = request.into_inner();
         let (values, next_page_token, now) =
-            self.leases.list(request.page_size, &request.page_token, &who).await?;
+            self.globals().leases.list(request.page_size, &request.page_token, &who).await?;
         Ok(Response::new(pb::ListLeasesResponse {
             leases: values.iter().map(|v| convert::lease_at(v, now)).collect(),
             next_page_token,
@@ -112,7 +113,7 @@ impl ControlService for ControlServiceImpl {
         let request = request.into_inner();
         let filter = AuditFilter::try_from(&request)?;
         let (events, next_page_token) =
-            self.audit.list(filter, request.page_size, &request.page_token).await?;
+            self.globals().audit.list(filter, request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.iter().map(Into::into).collect(),
             next_page_token,
@@ -123,7 +124,7 @@ impl ControlService for ControlServiceImpl {
         &self,
         _: Request<pb::VerifyAuditChainRequest>,
     ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
-        Ok(Response::new(self.audit.verify().await?.into()))
+        Ok(Response::new(self.globals().audit.verify().await?.into()))
     }
 
     async fn grant_delegation(
@@ -132,6 +133,7 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::GrantDelegationResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let grant = GrantRequest {
             grantor: request.grantor_agent_id,
             delegate: request.delegate_agent_id,
@@ -141,9 +143,14 @@ impl ControlService for ControlServiceImpl {
             idempotency: key.clone(),
             validate_only: request.validate_only,
         };
-        let granted =
-            self.calls.once(&key, request.validate_only, self.delegations.grant(grant, &who)).await?;
-        Ok(Response::new(pb::GrantDelegationResponse { delegation: Some((&granted).into()) }))
+        let granted = self
+            .globals()
+            .calls
+            .once(&key, request.validate_only, cell.services.delegations.grant(grant, &who))
+            .await?;
+        Ok(Response::new(pb::GrantDelegationResponse {
+            delegation: Some(pb::Delegation::from(&granted).in_runtime(cell.name())),
+        }))
     }
 
     async fn revoke_delegation(
@@ -152,10 +159,16 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::RevokeDelegationResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let revoke = self.revocations.revoke(&request.id, &request.reason, &key, request.validate_only, &who);
-        let outcome = self.calls.once(&key, request.validate_only, revoke).await?;
+        let cell = self.runtime(&request.runtime)?;
+        let revoke =
+            cell.services.revocations.revoke(&request.id, &request.reason, &key, request.validate_only, &who);
+        let outcome = self.globals().calls.once(&key, request.validate_only, revoke).await?;
         Ok(Response::new(pb::RevokeDelegationResponse {
-            affected: outcome.affected.iter().map(Into::into).collect(),
+            affected: outcome
+                .affected
+                .iter()
+                .map(|d| pb::Delegation::from(d).in_runtime(cell.name()))
+                .collect(),
             desired_generation: outcome.desired_generation,
             removed_edges: outcome.effects.removed_edges.iter().map(Into::into).collect(),
             rollout_id: outcome.rollout_id.unwrap_or_default(),
@@ -167,9 +180,15 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::PreviewRevocationRequest>,
     ) -> Result<Response<pb::PreviewRevocationResponse>, Status> {
-        let preview = self.revocations.preview(&request.into_inner().id).await?;
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let preview = cell.services.revocations.preview(&request.id).await?;
         Ok(Response::new(pb::PreviewRevocationResponse {
-            falling: preview.falling.iter().map(Into::into).collect(),
+            falling: preview
+                .falling
+                .iter()
+                .map(|d| pb::Delegation::from(d).in_runtime(cell.name()))
+                .collect(),
             removed_edges: preview.effects.removed_edges.iter().map(Into::into).collect(),
             affected_agents: preview.effects.affected_agents,
             desired_generation: preview.desired_generation,
@@ -182,10 +201,11 @@ impl ControlService for ControlServiceImpl {
         request: Request<pb::ListDelegationsRequest>,
     ) -> Result<Response<pb::ListDelegationsResponse>, Status> {
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let (views, next_page_token) =
-            self.delegations.list(request.page_size, &request.page_token, &request.agent_id).await?;
+            cell.services.delegations.list(request.page_size, &request.page_token, &request.agent_id).await?;
         Ok(Response::new(pb::ListDelegationsResponse {
-            delegations: views.iter().map(Into::into).collect(),
+            delegations: views.iter().map(|d| pb::Delegation::from(d).in_runtime(cell.name())).collect(),
             next_page_token,
         }))
     }
@@ -194,9 +214,11 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::GetDelegationStateRequest>,
     ) -> Result<Response<pb::GetDelegationStateResponse>, Status> {
-        let view = self.delegations.get(&request.into_inner().id).await?;
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let view = cell.services.delegations.get(&request.id).await?;
         Ok(Response::new(pb::GetDelegationStateResponse {
-            delegation: Some((&view).into()),
+            delegation: Some(pb::Delegation::from(&view).in_runtime(cell.name())),
             chain: view.chain.clone(),
         }))
     }
@@ -207,12 +229,14 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::BackfillDelegationsResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let validate_only = request.get_ref().validate_only;
+        let cell = self.runtime(&request.get_ref().runtime)?;
         let created = self
+            .globals()
             .calls
-            .once(&key, validate_only, self.delegations.backfill(&key, validate_only, &who))
+            .once(&key, validate_only, cell.services.delegations.backfill(&key, validate_only, &who))
             .await?;
         Ok(Response::new(pb::BackfillDelegationsResponse {
-            created: created.iter().map(Into::into).collect(),
+            created: created.iter().map(|d| pb::Delegation::from(d).in_runtime(cell.name())).collect(),
         }))
     }
 
@@ -222,7 +246,7 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::ReportCycleResultResponse>, Status> {
         let who = caller_with_id(&request, &request.get_ref().cycle_id)?;
         let report = CycleReport::try_from(request.into_inner())?;
-        let (stored, _) = self.leases.report(report, &who).await?;
+        let (stored, _) = self.globals().leases.report(report, &who).await?;
         Ok(Response::new(pb::ReportCycleResultResponse { report: Some((&stored).into()) }))
     }
 
@@ -230,10 +254,14 @@ impl ControlService for ControlServiceImpl {
         &self,
         request: Request<pb::ListWatchdogObservationsRequest>,
     ) -> Result<Response<pb::ListWatchdogObservationsResponse>, Status> {
-        let include_cleared = request.into_inner().include_cleared;
-        let all = self.watchdog.evaluate_now().await?;
-        let observations =
-            all.iter().filter(|o| include_cleared || o.cleared_at.is_none()).map(Into::into).collect();
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let all = cell.services.watchdog.evaluate_now().await?;
+        let observations = all
+            .iter()
+            .filter(|o| request.include_cleared || o.cleared_at.is_none())
+            .map(|o| pb::WatchdogObservation::from(o).in_runtime(cell.name()))
+            .collect();
         Ok(Response::new(pb::ListWatchdogObservationsResponse { observations }))
     }
 
@@ -243,9 +271,12 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::AcknowledgeObservationResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let acknowledge = self.watchdog.acknowledge(&request.key, &who, &key, request.validate_only);
-        let observation = self.calls.once(&key, request.validate_only, acknowledge).await?;
-        Ok(Response::new(pb::AcknowledgeObservationResponse { observation: Some((&observation).into()) }))
+        let cell = self.runtime(&request.runtime)?;
+        let acknowledge = cell.services.watchdog.acknowledge(&request.key, &who, &key, request.validate_only);
+        let observation = self.globals().calls.once(&key, request.validate_only, acknowledge).await?;
+        Ok(Response::new(pb::AcknowledgeObservationResponse {
+            observation: Some(pb::WatchdogObservation::from(&observation).in_runtime(cell.name())),
+        }))
     }
 
     async fn reconcile(
@@ -255,9 +286,13 @@ impl ControlService for ControlServiceImpl {
         let who = caller_with_id(&request, &request.get_ref().cycle_id)?;
         let request = request.into_inner();
         let mode = reconcile_mode_from_pb(request.mode, "mode", Some(ReconcileMode::Observe))?;
+        let cell = self.runtime(&request.runtime)?;
         let cycle_id = (!request.cycle_id.is_empty()).then_some(request.cycle_id);
-        let (run, replayed) = self.reconcile.reconcile(mode, cycle_id, &who).await?;
-        Ok(Response::new(pb::ReconcileResponse { run: Some((&run).into()), replayed }))
+        let (run, replayed) = cell.services.reconcile.reconcile(mode, cycle_id, &who).await?;
+        Ok(Response::new(pb::ReconcileResponse {
+            run: Some(pb::SchedulerRun::from(&run).in_runtime(cell.name())),
+            replayed,
+        }))
     }
 
     async fn list_deliveries(
@@ -266,8 +301,11 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
         let request = request.into_inner();
         let state = delivery_state_from_pb(request.state, "state")?;
-        let (deliveries, next_page_token) =
-            self.outbound.list(&request.sink, state, request.page_size, &request.page_token).await?;
+        let (deliveries, next_page_token) = self
+            .globals()
+            .outbound
+            .list(&request.sink, state, request.page_size, &request.page_token)
+            .await?;
         Ok(Response::new(pb::ListDeliveriesResponse {
             deliveries: deliveries.iter().map(Into::into).collect(),
             next_page_token,
@@ -280,9 +318,14 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::RedeliverEventResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let redeliver =
-            self.outbound.redeliver(&request.sink, &request.event_id, &who, &key, request.validate_only);
-        let delivery = self.calls.once(&key, request.validate_only, redeliver).await?;
+        let redeliver = self.globals().outbound.redeliver(
+            &request.sink,
+            &request.event_id,
+            &who,
+            &key,
+            request.validate_only,
+        );
+        let delivery = self.globals().calls.once(&key, request.validate_only, redeliver).await?;
         Ok(Response::new(pb::RedeliverEventResponse { delivery: Some((&delivery).into()) }))
     }
 
@@ -291,20 +334,23 @@ impl ControlService for ControlServiceImpl {
         request: Request<pb::ListSchedulerRunsRequest>,
     ) -> Result<Response<pb::ListSchedulerRunsResponse>, Status> {
         let request = request.into_inner();
-        let (runs, next_page_token) = self.reconcile.list(request.page_size, &request.page_token).await?;
+        let cell = self.runtime(&request.runtime)?;
+        let (runs, next_page_token) =
+            cell.services.reconcile.list(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListSchedulerRunsResponse {
-            runs: runs.iter().map(Into::into).collect(),
+            runs: runs.iter().map(|r| pb::SchedulerRun::from(r).in_runtime(cell.name())).collect(),
             next_page_token,
         }))
     }
 
     async fn get_schedule(
         &self,
-        _request: Request<pb::GetScheduleRequest>,
+        request: Request<pb::GetScheduleRequest>,
     ) -> Result<Response<pb::GetScheduleResponse>, Status> {
-        let (value, leader, last) = self.schedules.status().await?;
+        let cell = self.runtime(&request.get_ref().runtime)?;
+        let (value, leader, last) = cell.services.schedules.status().await?;
         Ok(Response::new(pb::GetScheduleResponse {
-            schedule: Some((&value).into()),
+            schedule: Some(pb::Schedule::from(&value).in_runtime(cell.name())),
             leader: leader.unwrap_or_default(),
             last_scheduled_start_time: last.map(super::convert::timestamp),
         }))
@@ -316,6 +362,7 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::UpdateScheduleResponse>, Status> {
         let (who, idempotency) = mutation(&request)?;
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let wanted = request.schedule.ok_or_else(|| AppError::invalid("schedule", "required"))?;
         let mode = reconcile_mode_from_pb(wanted.mode, "schedule.mode", None)?;
         let update = UpdateScheduleRequest {
@@ -326,9 +373,14 @@ impl ControlService for ControlServiceImpl {
             idempotency: idempotency.clone(),
             validate_only: request.validate_only,
         };
-        let stored =
-            self.calls.once(&idempotency, request.validate_only, self.schedules.update(update, &who)).await?;
-        Ok(Response::new(pb::UpdateScheduleResponse { schedule: Some((&stored).into()) }))
+        let stored = self
+            .globals()
+            .calls
+            .once(&idempotency, request.validate_only, cell.services.schedules.update(update, &who))
+            .await?;
+        Ok(Response::new(pb::UpdateScheduleResponse {
+            schedule: Some(pb::Schedule::from(&stored).in_runtime(cell.name())),
+        }))
     }
 
     async fn preview_dispatch(
@@ -337,8 +389,74 @@ impl ControlService for ControlServiceImpl {
     ) -> Result<Response<pb::PreviewDispatchResponse>, Status> {
         let caller = super::call::principal(&request)?;
         let acting = (caller.role == crate::domain::access::Role::ControlAgent).then_some(caller.name);
-        let item = WorkItem::try_from(request.into_inner())?;
-        let answer = self.dispatch.preview(item, acting.as_deref()).await?;
-        Ok(Response::new((&answer).into()))
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let item = WorkItem::try_from(request)?;
+        let answer = cell.services.dispatch.preview(item, acting.as_deref()).await?;
+        Ok(Response::new(pb::PreviewDispatchResponse::from(&answer).in_runtime(cell.name())))
+    }
+
+    async fn list_runtimes(
+        &self,
+        request: Request<pb::ListRuntimesRequest>,
+    ) -> Result<Response<pb::ListRuntimesResponse>, Status> {
+        Ok(Response::new(super::fleet::list_runtimes(&self.api, request.into_inner()).await?))
+    }
+
+    async fn get_runtime(
+        &self,
+        request: Request<pb::GetRuntimeRequest>,
+    ) -> Result<Response<pb::GetRuntimeResponse>, Status> {
+        let view = self.api.fleet.view(&request.into_inner().name).await?;
+        Ok(Response::new(pb::GetRuntimeResponse { runtime: Some((&view).into()) }))
+    }
+
+    async fn register_runtime(
+        &self,
+        request: Request<pb::RegisterRuntimeRequest>,
+    ) -> Result<Response<pb::RegisterRuntimeResponse>, Status> {
+        let (who, key) = mutation(&request)?;
+        let request = request.into_inner();
+        let runtime = super::fleet::register(&self.api, request, &who, &key).await?;
+        Ok(Response::new(pb::RegisterRuntimeResponse { runtime: Some(runtime) }))
+    }
+
+    async fn update_runtime(
+        &self,
+        request: Request<pb::UpdateRuntimeRequest>,
+    ) -> Result<Response<pb::UpdateRuntimeResponse>, Status> {
+        let (who, key) = mutation(&request)?;
+        let request = request.into_inner();
+        let runtime = super::fleet::update(&self.api, request, &who, &key).await?;
+        Ok(Response::new(pb::UpdateRuntimeResponse { runtime: Some(runtime) }))
+    }
+
+    async fn deregister_runtime(
+        &self,
+        request: Request<pb::DeregisterRuntimeRequest>,
+    ) -> Result<Response<pb::DeregisterRuntimeResponse>, Status> {
+        let (who, key) = mutation(&request)?;
+        let request = request.into_inner();
+        let runtime = super::fleet::deregister(&self.api, request, &who, &key).await?;
+        Ok(Response::new(pb::DeregisterRuntimeResponse { runtime: Some(runtime) }))
+    }
+
+    async fn get_fleet_summary(
+        &self,
+        request: Request<pb::GetFleetSummaryRequest>,
+    ) -> Result<Response<pb::GetFleetSummaryResponse>, Status> {
+        let selector = super::fleet::selector(&request.get_ref().selector)?;
+        let summary = self.api.fleet.summary(&selector).await?;
+        Ok(Response::new((&summary).into()))
+    }
+
+    type WatchFleetStream = super::watch::EventStream<pb::WatchFleetResponse>;
+
+    async fn watch_fleet(
+        &self,
+        request: Request<pb::WatchFleetRequest>,
+    ) -> Result<Response<Self::WatchFleetStream>, Status> {
+        let selector = super::fleet::selector(&request.get_ref().selector)?;
+        Ok(Response::new(super::fleet::watch_fleet(&self.api, selector, self.stop.clone())?))
     }
 }

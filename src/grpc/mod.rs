@@ -18,9 +18,20 @@ pub mod status;
 mod topology;
 mod watch;
 
+mod fleet;
+
 pub use control::ControlServiceImpl;
 pub use drift::DriftServiceImpl;
 pub use health::spawn_health_publisher;
 pub use meta::MetaServiceImpl;
 pub use orchestration::OrchestrationServiceImpl;
 pub use topology::TopologyServiceImpl;
+
+/// What every transport serves: the fleet (each runtime's services and the deployment-wide
+/// ones), the runtime registry, and fleet rollouts. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    pub fleet: crate::control::fleet::Fleet,
+    pub registry: crate::control::fleet::registry::RegistryService,
+    pub fleet_rollouts: crate::control::fleet::rollouts::FleetRollouts,
+}

@@ -5,31 +5,31 @@ use tonic::{Request, Response, Status};
 use super::call::mutation;
 use super::convert;
 use super::convert::{lifecycle_from_pb, proposal_state_from_pb, retention_from_pb, setup_pass_from_pb};
-use crate::control::{
-    AppError, ApplyRequest, Calls, Classifier, LearningService, Mutation, PersistentService, PreviewRequest,
-    Services, SetupService,
-};
+use std::sync::Arc;
+
+use super::Api;
+use super::convert::InRuntime;
+use crate::control::fleet::Cell;
+use crate::control::{AppError, ApplyRequest, Globals, Mutation, PreviewRequest, list_learning_proposals};
 use crate::domain::classify::{TaskInput, TaskProfile};
 use crate::domain::setup::bootstrap::Budgets;
 use crate::pb::v1::{self as pb, orchestration_service_server::OrchestrationService};
 
 pub struct OrchestrationServiceImpl {
-    calls: Calls,
-    classifier: Classifier,
-    setup: SetupService,
-    persistent: PersistentService,
-    learning: LearningService,
+    api: Api,
 }
 
 impl OrchestrationServiceImpl {
-    pub fn new(services: &Services) -> Self {
-        Self {
-            calls: services.calls.clone(),
-            classifier: services.classifier.clone(),
-            setup: services.setup.clone(),
-            persistent: services.persistent.clone(),
-            learning: services.learning.clone(),
-        }
+    pub fn new(api: &Api) -> Self {
+        Self { api: api.clone() }
+    }
+
+    fn globals(&self) -> &Globals {
+        self.api.fleet.globals()
+    }
+
+    fn runtime(&self, name: &str) -> Result<Arc<Cell>, Status> {
+        Ok(self.api.fleet.resolve(name)?)
     }
 }
 
@@ -40,7 +40,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
         request: Request<pb::ClassifyTaskRequest>,
     ) -> Result<Response<pb::ClassifyTaskResponse>, Status> {
         let task = request.into_inner().task.ok_or_else(|| AppError::invalid("task", "required"))?;
-        let profile = self.classifier.classify(&TaskInput::from(task))?;
+        let profile = self.globals().classifier.classify(&TaskInput::from(task))?;
         Ok(Response::new(pb::ClassifyTaskResponse { profile: Some((&profile).into()) }))
     }
 
@@ -49,11 +49,13 @@ impl OrchestrationService for OrchestrationServiceImpl {
         request: Request<pb::PreviewSetupRequest>,
     ) -> Result<Response<pb::PreviewSetupResponse>, Status> {
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let task = request.task.ok_or_else(|| AppError::invalid("task", "required"))?;
         let pass = setup_pass_from_pb(request.pass)?;
         let max_agents = usize::try_from(request.max_agents)
             .map_err(|_| AppError::invalid("max_agents", "must not be negative"))?;
-        let stored = self
+        let stored = cell
+            .services
             .setup
             .preview(PreviewRequest {
                 task: task.into(),
@@ -64,15 +66,21 @@ impl OrchestrationService for OrchestrationServiceImpl {
                 budgets: Budgets::try_from(request.budgets)?,
             })
             .await?;
-        Ok(Response::new(pb::PreviewSetupResponse { preview: Some((&stored).into()) }))
+        Ok(Response::new(pb::PreviewSetupResponse {
+            preview: Some(pb::SetupPreview::from(&stored).in_runtime(cell.name())),
+        }))
     }
 
     async fn get_setup_preview(
         &self,
         request: Request<pb::GetSetupPreviewRequest>,
     ) -> Result<Response<pb::GetSetupPreviewResponse>, Status> {
-        let stored = self.setup.get(&request.into_inner().id).await?;
-        Ok(Response::new(pb::GetSetupPreviewResponse { preview: Some((&stored).into()) }))
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let stored = cell.services.setup.get(&request.id).await?;
+        Ok(Response::new(pb::GetSetupPreviewResponse {
+            preview: Some(pb::SetupPreview::from(&stored).in_runtime(cell.name())),
+        }))
     }
 
     async fn apply_setup(
@@ -81,6 +89,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
     ) -> Result<Response<pb::ApplySetupResponse>, Status> {
         let (who, idempotency) = mutation(&request)?;
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let validate_only = request.validate_only;
         let apply = ApplyRequest {
             preview_id: request.preview_id,
@@ -89,9 +98,16 @@ impl OrchestrationService for OrchestrationServiceImpl {
             validate_only,
             rollout: request.rollout,
         };
-        let outcome = self.calls.once(&idempotency, validate_only, self.setup.apply(apply, &who)).await?;
+        let outcome = self
+            .globals()
+            .calls
+            .once(&idempotency, validate_only, cell.services.setup.apply(apply, &who))
+            .await?;
         Ok(Response::new(pb::ApplySetupResponse {
-            desired: outcome.desired.as_ref().map(Into::into),
+            desired: outcome
+                .desired
+                .as_ref()
+                .map(|d| pb::DesiredTopologyRevision::from(d).in_runtime(cell.name())),
             rollout: outcome.rollout.as_ref().map(Into::into),
             files: outcome.files.iter().map(Into::into).collect(),
         }))
@@ -104,11 +120,12 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let (agent, record) = self
+            .globals()
             .calls
             .once(
                 &key,
                 request.validate_only,
-                self.persistent.create_agent(
+                self.globals().persistent.create_agent(
                     &request.agent_id,
                     request.fields.into(),
                     Mutation { key: &key, validate_only: request.validate_only, caller: &who },
@@ -125,7 +142,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
         &self,
         request: Request<pb::GetPersistentAgentRequest>,
     ) -> Result<Response<pb::GetPersistentAgentResponse>, Status> {
-        let agent = self.persistent.get_agent(&request.into_inner().agent_id).await?;
+        let agent = self.globals().persistent.get_agent(&request.into_inner().agent_id).await?;
         Ok(Response::new(pb::GetPersistentAgentResponse { agent: Some((&agent).into()) }))
     }
 
@@ -136,7 +153,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let request = request.into_inner();
         let lifecycle = lifecycle_from_pb(request.lifecycle)?;
         let (agents, next_page_token) =
-            self.persistent.list_agents(lifecycle, request.page_size, &request.page_token).await?;
+            self.globals().persistent.list_agents(lifecycle, request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListPersistentAgentsResponse {
             agents: agents.iter().map(Into::into).collect(),
             next_page_token,
@@ -150,11 +167,12 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let agent = self
+            .globals()
             .calls
             .once(
                 &key,
                 request.validate_only,
-                self.persistent.update_agent(
+                self.globals().persistent.update_agent(
                     &request.agent_id,
                     request.fields.into(),
                     &request.etag,
@@ -172,11 +190,12 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
         let (agent, record) = self
+            .globals()
             .calls
             .once(
                 &key,
                 request.validate_only,
-                self.persistent.retire_agent(
+                self.globals().persistent.retire_agent(
                     &request.agent_id,
                     &request.etag,
                     &request.reason,
@@ -197,7 +216,7 @@ impl OrchestrationService for OrchestrationServiceImpl {
     ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
         let request = request.into_inner();
         let (records, next_page_token) =
-            self.persistent.list_workspaces(request.page_size, &request.page_token).await?;
+            self.globals().persistent.list_workspaces(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListWorkspacesResponse {
             workspaces: records
                 .iter()
@@ -217,11 +236,12 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let days = u32::try_from(request.retention_days)
             .map_err(|_| AppError::invalid("retention_days", "must not be negative"))?;
         let (record, retired_at) = self
+            .globals()
             .calls
             .once(
                 &key,
                 request.validate_only,
-                self.persistent.update_retention(
+                self.globals().persistent.update_retention(
                     &request.agent_id,
                     policy,
                     days,
@@ -241,12 +261,14 @@ impl OrchestrationService for OrchestrationServiceImpl {
     ) -> Result<Response<pb::CreateLearningProposalResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let created = self
+            .globals()
             .calls
             .once(
                 &key,
                 request.validate_only,
-                self.learning.propose(
+                cell.services.learning.propose(
                     &request.agent_id,
                     &request.change,
                     &request.rationale,
@@ -265,7 +287,8 @@ impl OrchestrationService for OrchestrationServiceImpl {
         let request = request.into_inner();
         let state = proposal_state_from_pb(request.state)?;
         let (proposals, next_page_token) =
-            self.learning.list_proposals(state, request.page_size, &request.page_token).await?;
+            list_learning_proposals(&self.globals().ctx, state, request.page_size, &request.page_token)
+                .await?;
         Ok(Response::new(pb::ListLearningProposalsResponse {
             proposals: proposals.iter().map(Into::into).collect(),
             next_page_token,
@@ -278,11 +301,12 @@ impl OrchestrationService for OrchestrationServiceImpl {
     ) -> Result<Response<pb::ReviewLearningProposalResponse>, Status> {
         let (who, key) = mutation(&request)?;
         let request = request.into_inner();
-        let review = self.learning.review(&request.id, request.approve, &request.note, &key, &who);
-        let (decided, stored) = self.calls.once(&key, false, review).await?;
+        let cell = self.runtime(&request.runtime)?;
+        let review = cell.services.learning.review(&request.id, request.approve, &request.note, &key, &who);
+        let (decided, stored) = self.globals().calls.once(&key, false, review).await?;
         Ok(Response::new(pb::ReviewLearningProposalResponse {
             proposal: Some((&decided).into()),
-            preview: stored.as_ref().map(Into::into),
+            preview: stored.as_ref().map(|p| pb::SetupPreview::from(p).in_runtime(cell.name())),
         }))
     }
 }

@@ -2,35 +2,12 @@
 //! logged); the process, the connection and every other call go on. A panic is a bug, so the
 //! answer says nothing about it beyond that.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::task::Poll;
-
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::control::AppError;
-
-/// Polls `future`, turning a panic inside it into `Err(message)`.
-pub async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
-    let mut future = Box::pin(future);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
-                Poll::Ready(Err(message))
-            }
-        }
-    })
-    .await
-}
+use crate::control::supervise::catch_panic;
 
 /// Axum middleware answering a panicking handler's call with INTERNAL.
 pub async fn contain(request: Request, next: Next) -> Response {

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::Api;
 use super::call::mutation;
+use super::convert::InRuntime;
 use super::watch::{EventStream, WatchSource, spawn_watch};
 use crate::control::events::TopologyEvent;
-use crate::control::{
-    AppError, Calls, DesiredTopologyService, ObservationService, PutRequest, Services, TopologySelector,
-};
+use crate::control::fleet::Cell;
+use crate::control::{AppError, DesiredTopologyService, ObservationService, PutRequest, TopologySelector};
 use crate::domain::Topology;
 use crate::domain::desired::{DesiredInput, DesiredRevision};
 use crate::domain::observation::StoredObservation;
@@ -18,28 +19,28 @@ use crate::pb::v1::{self as pb, topology_service_server::TopologyService};
 
 #[derive(Clone)]
 pub struct TopologyServiceImpl {
-    calls: Calls,
-    observations: ObservationService,
-    desired: DesiredTopologyService,
+    api: Api,
     stop: CancellationToken,
 }
 
 impl TopologyServiceImpl {
-    pub fn new(services: &Services, stop: CancellationToken) -> Self {
-        Self {
-            calls: services.calls.clone(),
-            observations: services.observations.clone(),
-            desired: services.desired.clone(),
-            stop,
-        }
+    pub fn new(api: &Api, stop: CancellationToken) -> Self {
+        Self { api: api.clone(), stop }
     }
 
-    async fn observation(&self, read_mode: i32) -> Result<Arc<StoredObservation>, AppError> {
-        match pb::ReadMode::try_from(read_mode) {
-            Ok(pb::ReadMode::Unspecified | pb::ReadMode::Fresh) => self.observations.observe_fresh().await,
-            Ok(pb::ReadMode::Stored) => self.observations.latest_stored(),
-            Err(_) => Err(AppError::invalid("read_mode", format!("unknown read mode {read_mode}"))),
-        }
+    fn runtime(&self, name: &str) -> Result<Arc<Cell>, Status> {
+        Ok(self.api.fleet.resolve(name)?)
+    }
+}
+
+async fn observation(
+    observations: &ObservationService,
+    read_mode: i32,
+) -> Result<Arc<StoredObservation>, AppError> {
+    match pb::ReadMode::try_from(read_mode) {
+        Ok(pb::ReadMode::Unspecified | pb::ReadMode::Fresh) => observations.observe_fresh().await,
+        Ok(pb::ReadMode::Stored) => observations.latest_stored(),
+        Err(_) => Err(AppError::invalid("read_mode", format!("unknown read mode {read_mode}"))),
     }
 }
 
@@ -55,21 +56,23 @@ fn selector(reference: Option<&pb::TopologyRef>, field: &'static str) -> Result<
     }
 }
 
-fn desired_event(revision: &DesiredRevision, initial: bool) -> pb::WatchTopologyResponse {
+fn desired_event(revision: &DesiredRevision, initial: bool, runtime: &str) -> pb::WatchTopologyResponse {
     pb::WatchTopologyResponse {
         kind: pb::TopologyEventKind::Desired.into(),
         initial,
         desired_generation: revision.generation,
         topology: Some((&revision.topology).into()),
+        runtime: runtime.to_owned(),
     }
 }
 
-fn observed_event(topology: &Topology, initial: bool) -> pb::WatchTopologyResponse {
+fn observed_event(topology: &Topology, initial: bool, runtime: &str) -> pb::WatchTopologyResponse {
     pb::WatchTopologyResponse {
         kind: pb::TopologyEventKind::Observed.into(),
         initial,
         desired_generation: 0,
         topology: Some(topology.into()),
+        runtime: runtime.to_owned(),
     }
 }
 
@@ -77,6 +80,7 @@ fn observed_event(topology: &Topology, initial: bool) -> pb::WatchTopologyRespon
 /// then every newer one.
 struct TopologyWatch {
     desired: DesiredTopologyService,
+    runtime: String,
     known_generation: i64,
     known_revision: String,
 }
@@ -90,11 +94,11 @@ impl WatchSource for TopologyWatch {
         let mut messages = Vec::new();
         if let Some(revision) = desired.filter(|d| d.generation != self.known_generation) {
             self.known_generation = revision.generation;
-            messages.push(desired_event(&revision, true));
+            messages.push(desired_event(&revision, true, &self.runtime));
         }
         if let Some(observation) = observed.filter(|o| o.topology.revision != self.known_revision) {
             self.known_revision = observation.topology.revision.clone();
-            messages.push(observed_event(&observation.topology, true));
+            messages.push(observed_event(&observation.topology, true, &self.runtime));
         }
         Ok(messages)
     }
@@ -103,11 +107,11 @@ impl WatchSource for TopologyWatch {
         match event {
             TopologyEvent::Desired(revision) if revision.generation > self.known_generation => {
                 self.known_generation = revision.generation;
-                Some(desired_event(&revision, false))
+                Some(desired_event(&revision, false, &self.runtime))
             }
             TopologyEvent::Observed(topology) if topology.revision != self.known_revision => {
                 self.known_revision = topology.revision.clone();
-                Some(observed_event(&topology, false))
+                Some(observed_event(&topology, false, &self.runtime))
             }
             _ => None,
         }
@@ -120,10 +124,13 @@ impl TopologyService for TopologyServiceImpl {
         &self,
         request: Request<pb::GetInventoryRequest>,
     ) -> Result<Response<pb::GetInventoryResponse>, Status> {
-        let observed = self.observation(request.into_inner().read_mode).await?;
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let observed = observation(&cell.services.observations, request.read_mode).await?;
         Ok(Response::new(pb::GetInventoryResponse {
-            observation: Some((&observed.record).into()),
+            observation: Some(pb::ObservationInfo::from(&observed.record).in_runtime(cell.name())),
             inventory: Some((&observed.inventory).into()),
+            runtime: cell.name().to_owned(),
         }))
     }
 
@@ -131,10 +138,13 @@ impl TopologyService for TopologyServiceImpl {
         &self,
         request: Request<pb::GetTopologyRequest>,
     ) -> Result<Response<pb::GetTopologyResponse>, Status> {
-        let observed = self.observation(request.into_inner().read_mode).await?;
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let observed = observation(&cell.services.observations, request.read_mode).await?;
         Ok(Response::new(pb::GetTopologyResponse {
-            observation: Some((&observed.record).into()),
+            observation: Some(pb::ObservationInfo::from(&observed.record).in_runtime(cell.name())),
             topology: Some((&observed.topology).into()),
+            runtime: cell.name().to_owned(),
         }))
     }
 
@@ -143,10 +153,14 @@ impl TopologyService for TopologyServiceImpl {
         request: Request<pb::ListObservationsRequest>,
     ) -> Result<Response<pb::ListObservationsResponse>, Status> {
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let (records, next_page_token) =
-            self.observations.list(request.page_size, &request.page_token).await?;
+            cell.services.observations.list(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListObservationsResponse {
-            observations: records.iter().map(Into::into).collect(),
+            observations: records
+                .iter()
+                .map(|r| pb::ObservationInfo::from(r).in_runtime(cell.name()))
+                .collect(),
             next_page_token,
         }))
     }
@@ -157,6 +171,7 @@ impl TopologyService for TopologyServiceImpl {
     ) -> Result<Response<pb::PutDesiredTopologyResponse>, Status> {
         let (author, idempotency) = mutation(&request)?;
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let topology = request.topology.as_ref().ok_or_else(|| AppError::invalid("topology", "required"))?;
         let input = DesiredInput::try_from(topology)
             .map_err(|violations| AppError::InvalidArgument { violations })?;
@@ -166,10 +181,11 @@ impl TopologyService for TopologyServiceImpl {
             idempotency: idempotency.clone(),
             validate_only: request.validate_only,
         };
+        let calls = &self.api.fleet.globals().calls;
         let result =
-            self.calls.once(&idempotency, request.validate_only, self.desired.put(put, &author)).await?;
+            calls.once(&idempotency, request.validate_only, cell.services.desired.put(put, &author)).await?;
         Ok(Response::new(pb::PutDesiredTopologyResponse {
-            desired: Some((&result.desired).into()),
+            desired: Some(pb::DesiredTopologyRevision::from(&result.desired).in_runtime(cell.name())),
             validate_only: result.validate_only,
         }))
     }
@@ -178,8 +194,12 @@ impl TopologyService for TopologyServiceImpl {
         &self,
         request: Request<pb::GetDesiredTopologyRequest>,
     ) -> Result<Response<pb::GetDesiredTopologyResponse>, Status> {
-        let desired = self.desired.get(request.into_inner().generation).await?;
-        Ok(Response::new(pb::GetDesiredTopologyResponse { desired: Some((&desired).into()) }))
+        let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
+        let desired = cell.services.desired.get(request.generation).await?;
+        Ok(Response::new(pb::GetDesiredTopologyResponse {
+            desired: Some(pb::DesiredTopologyRevision::from(&desired).in_runtime(cell.name())),
+        }))
     }
 
     async fn list_topology_revisions(
@@ -187,9 +207,14 @@ impl TopologyService for TopologyServiceImpl {
         request: Request<pb::ListTopologyRevisionsRequest>,
     ) -> Result<Response<pb::ListTopologyRevisionsResponse>, Status> {
         let request = request.into_inner();
-        let (revisions, next_page_token) = self.desired.list(request.page_size, &request.page_token).await?;
+        let cell = self.runtime(&request.runtime)?;
+        let (revisions, next_page_token) =
+            cell.services.desired.list(request.page_size, &request.page_token).await?;
         Ok(Response::new(pb::ListTopologyRevisionsResponse {
-            revisions: revisions.iter().map(Into::into).collect(),
+            revisions: revisions
+                .iter()
+                .map(|r| pb::DesiredTopologyRevision::from(r).in_runtime(cell.name()))
+                .collect(),
             next_page_token,
         }))
     }
@@ -199,22 +224,25 @@ impl TopologyService for TopologyServiceImpl {
         request: Request<pb::DiffTopologyRequest>,
     ) -> Result<Response<pb::DiffTopologyResponse>, Status> {
         let request = request.into_inner();
+        let cell = self.runtime(&request.runtime)?;
         let base = selector(request.base.as_ref(), "base")?;
         let target = selector(request.target.as_ref(), "target")?;
-        let (base_revision, target_revision, differences) = self.desired.diff(base, target).await?;
+        let (base_revision, target_revision, differences) = cell.services.desired.diff(base, target).await?;
         Ok(Response::new(pb::DiffTopologyResponse {
             base_revision,
             target_revision,
             differences: differences.iter().map(Into::into).collect(),
+            runtime: cell.name().to_owned(),
         }))
     }
 
     async fn get_agent_catalog(
         &self,
-        _: Request<pb::GetAgentCatalogRequest>,
+        request: Request<pb::GetAgentCatalogRequest>,
     ) -> Result<Response<pb::GetAgentCatalogResponse>, Status> {
-        let catalog = self.desired.catalog();
-        Ok(Response::new(catalog.as_ref().into()))
+        let cell = self.runtime(&request.get_ref().runtime)?;
+        let catalog = cell.services.desired.catalog();
+        Ok(Response::new(pb::GetAgentCatalogResponse::from(catalog.as_ref()).in_runtime(cell.name())))
     }
 
     type WatchTopologyStream = EventStream<pb::WatchTopologyResponse>;
@@ -224,15 +252,17 @@ impl TopologyService for TopologyServiceImpl {
         request: Request<pb::WatchTopologyRequest>,
     ) -> Result<Response<Self::WatchTopologyStream>, Status> {
         let request = request.into_inner();
-        let events = self.desired.subscribe();
+        let cell = self.runtime(&request.runtime)?;
+        let events = cell.services.desired.subscribe();
         let mut source = TopologyWatch {
-            desired: self.desired.clone(),
+            desired: cell.services.desired.clone(),
+            runtime: cell.name().to_owned(),
             known_generation: request.known_desired_generation,
             known_revision: request.known_observed_revision,
         };
         let initial = source.snapshot().await?;
-        let stream =
-            spawn_watch(source, initial, events, self.stop.clone(), tracing::info_span!("watch_topology"))?;
+        let span = tracing::info_span!("watch_topology", runtime = %cell.name());
+        let stream = spawn_watch(source, initial, events, self.stop.clone(), span)?;
         Ok(Response::new(stream))
     }
 }

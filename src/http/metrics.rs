@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::control::metrics::RuntimeMetrics;
 use crate::control::{MetricsService, MetricsSnapshot};
 
 /// Serves the metrics; 503 (with the public reason) when the store cannot be read.
@@ -64,9 +65,9 @@ pub fn render(s: &MetricsSnapshot) -> String {
     for (component, ready) in &s.components {
         out.sample("jhf_warp_component_ready", &[("component", component)], flag(*ready));
     }
-    out.family("jhf_warp_drift_items", "gauge", "Tracked drift items by state and severity.");
-    for ((state, severity), count) in &s.drift_items {
-        out.sample("jhf_warp_drift_items", &[("state", state), ("severity", severity)], *count as f64);
+    out.family("jhf_warp_runtimes", "gauge", "Runtimes of the fleet by health.");
+    for (health, count) in &s.runtimes_by_health {
+        out.sample("jhf_warp_runtimes", &[("health", health)], *count as f64);
     }
     out.family("jhf_warp_outbound_deliveries", "gauge", "Outbound event deliveries by sink and state.");
     for (sink, state, count) in &s.outbound {
@@ -79,53 +80,112 @@ pub fn render(s: &MetricsSnapshot) -> String {
     out.family("jhf_warp_leases", "gauge", "Leases known, and those held by a live holder (database clock).");
     out.sample("jhf_warp_leases", &[("held", "false")], (s.leases_total - s.leases_held) as f64);
     out.sample("jhf_warp_leases", &[("held", "true")], s.leases_held as f64);
+    render_runtimes(&mut out, &s.runtimes);
+    out.0
+}
+
+/// The per-runtime families, every sample labelled with its runtime.
+fn render_runtimes(out: &mut Exposition, runtimes: &[RuntimeMetrics]) {
+    out.family("jhf_warp_drift_items", "gauge", "Tracked drift items by runtime, state and severity.");
+    for r in runtimes {
+        for ((state, severity), count) in &r.drift_items {
+            out.sample(
+                "jhf_warp_drift_items",
+                &[("runtime", &r.runtime), ("state", state), ("severity", severity)],
+                *count as f64,
+            );
+        }
+    }
     out.family(
         "jhf_warp_watchdog_observations_open",
         "gauge",
-        "Open watchdog observations by kind and severity.",
+        "Open watchdog observations by runtime, kind and severity.",
     );
-    for ((kind, severity), count) in &s.watchdog_open {
-        out.sample(
-            "jhf_warp_watchdog_observations_open",
-            &[("kind", kind), ("severity", severity)],
-            *count as f64,
-        );
+    for r in runtimes {
+        for ((kind, severity), count) in &r.watchdog_open {
+            out.sample(
+                "jhf_warp_watchdog_observations_open",
+                &[("runtime", &r.runtime), ("kind", kind), ("severity", severity)],
+                *count as f64,
+            );
+        }
     }
-    out.family("jhf_warp_rollouts", "gauge", "Rollouts by state (the 500 most recent).");
-    for (state, count) in &s.rollouts {
-        out.sample("jhf_warp_rollouts", &[("state", state)], *count as f64);
+    out.family(
+        "jhf_warp_rollouts",
+        "gauge",
+        "Rollouts by runtime and state (the 500 most recent of the fleet).",
+    );
+    for r in runtimes {
+        for (state, count) in &r.rollouts {
+            out.sample("jhf_warp_rollouts", &[("runtime", &r.runtime), ("state", state)], *count as f64);
+        }
     }
     out.family(
         "jhf_warp_scheduler_runs",
         "gauge",
-        "Reconcile cycles by trigger and state (the 500 most recent).",
+        "Reconcile cycles by runtime, trigger and state (the 500 most recent of the fleet).",
     );
-    for ((trigger, state), count) in &s.runs {
-        out.sample("jhf_warp_scheduler_runs", &[("trigger", trigger), ("state", state)], *count as f64);
+    for r in runtimes {
+        for ((trigger, state), count) in &r.runs {
+            out.sample(
+                "jhf_warp_scheduler_runs",
+                &[("runtime", &r.runtime), ("trigger", trigger), ("state", state)],
+                *count as f64,
+            );
+        }
     }
-    out.family("jhf_warp_reconcile_leader", "gauge", "1 when this replica holds warp/reconciler.");
-    out.sample("jhf_warp_reconcile_leader", &[], flag(s.is_leader));
-    out.family("jhf_warp_reconcile_schedule_paused", "gauge", "1 while the reconcile schedule is paused.");
-    out.sample("jhf_warp_reconcile_schedule_paused", &[], flag(s.schedule.paused));
+    out.family(
+        "jhf_warp_reconcile_leader",
+        "gauge",
+        "1 when this replica holds the runtime's reconciler lease.",
+    );
+    for r in runtimes {
+        out.sample("jhf_warp_reconcile_leader", &[("runtime", &r.runtime)], flag(r.is_leader));
+    }
+    out.family(
+        "jhf_warp_reconcile_schedule_paused",
+        "gauge",
+        "1 while the runtime's reconcile schedule is paused.",
+    );
+    for r in runtimes {
+        out.sample("jhf_warp_reconcile_schedule_paused", &[("runtime", &r.runtime)], flag(r.schedule.paused));
+    }
     out.family("jhf_warp_reconcile_interval_seconds", "gauge", "Interval of scheduled reconcile cycles.");
-    out.sample("jhf_warp_reconcile_interval_seconds", &[], s.schedule.interval_secs as f64);
+    for r in runtimes {
+        out.sample(
+            "jhf_warp_reconcile_interval_seconds",
+            &[("runtime", &r.runtime)],
+            r.schedule.interval_secs as f64,
+        );
+    }
     out.family(
         "jhf_warp_last_scheduled_cycle_timestamp_seconds",
         "gauge",
-        "Start of the newest scheduled reconcile cycle (absent before the first).",
+        "Start of the runtime's newest scheduled reconcile cycle (absent before the first).",
     );
-    if let Some(at) = s.last_scheduled_start {
-        out.sample("jhf_warp_last_scheduled_cycle_timestamp_seconds", &[], at.timestamp() as f64);
+    for r in runtimes {
+        if let Some(at) = r.last_scheduled_start {
+            out.sample(
+                "jhf_warp_last_scheduled_cycle_timestamp_seconds",
+                &[("runtime", &r.runtime)],
+                at.timestamp() as f64,
+            );
+        }
     }
     out.family(
         "jhf_warp_last_observation_timestamp_seconds",
         "gauge",
         "When the runtime was last observed (absent before the first observation).",
     );
-    if let Some(at) = s.last_observation {
-        out.sample("jhf_warp_last_observation_timestamp_seconds", &[], at.timestamp() as f64);
+    for r in runtimes {
+        if let Some(at) = r.last_observation {
+            out.sample(
+                "jhf_warp_last_observation_timestamp_seconds",
+                &[("runtime", &r.runtime)],
+                at.timestamp() as f64,
+            );
+        }
     }
-    out.0
 }
 
 #[cfg(test)]

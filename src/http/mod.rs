@@ -31,6 +31,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/topology.svg",
     "/v1/drift/items",
     "/v1/rollouts",
+    "/v1/runtimes",
 ];
 
 /// The shim's routes: probes, self-description and `/ui` are OPEN; `/metrics` and the data
@@ -43,6 +44,7 @@ pub fn router(meta: MetaServiceImpl, metrics: crate::control::MetricsService, vi
         .route("/v1/topology.svg", get(views::topology_svg))
         .route("/v1/drift/items", get(views::drift_items))
         .route("/v1/rollouts", get(views::rollouts))
+        .route("/v1/runtimes", get(views::runtimes))
         .with_state(views);
     axum::Router::new()
         .route("/health", get(health))

@@ -33,6 +33,7 @@ fn ok(description: &str, schema: &str) -> Value {
 
 /// The shim's routes.
 fn paths() -> Value {
+    let runtime = json!({ "name": "runtime", "in": "query", "description": "The runtime (default: the only one).", "schema": { "type": "string" } });
     json!({
         "/health": { "get": {
             "summary": "Liveness: 200 while the process answers.",
@@ -68,25 +69,34 @@ fn paths() -> Value {
             "responses": { "200": { "description": "HTML page", "content": { "text/html": {} } } }
         }},
         "/v1/topology": { "get": {
-            "summary": "The latest stored observation (GetTopology, READ_MODE_STORED). READ.",
+            "summary": "The latest stored observation (GetTopology, READ_MODE_STORED) of ?runtime= (default: the only runtime). READ.",
             "security": [{ "bearer": [] }],
+            "parameters": [runtime],
             "responses": { "200": ok("observed topology", "GetTopologyResponse") }
         }},
         "/v1/topology.svg": { "get": {
             "summary": "The team as SVG: ?source=observed|desired|overlay (default overlay; drift marked: missing dashed red, unexpected orange, widened trust). READ.",
             "security": [{ "bearer": [] }],
-            "parameters": [{ "name": "source", "in": "query", "schema": { "type": "string", "enum": ["observed", "desired", "overlay"] } }],
+            "parameters": [{ "name": "source", "in": "query", "schema": { "type": "string", "enum": ["observed", "desired", "overlay"] } }, runtime],
             "responses": { "200": { "description": "SVG", "content": { "image/svg+xml": {} } }, "400": { "description": "unknown source (google.rpc.Status)" } }
         }},
         "/v1/drift/items": { "get": {
-            "summary": "Drift items (ListDriftItems; ?filter=…&page_token=…). READ.",
+            "summary": "Drift items (ListDriftItems; ?filter=…&page_token=…&runtime=…). READ.",
             "security": [{ "bearer": [] }],
+            "parameters": [runtime],
             "responses": { "200": ok("drift items", "ListDriftItemsResponse") }
         }},
         "/v1/rollouts": { "get": {
-            "summary": "The 20 most recent rollouts with their steps (ListRollouts). READ.",
+            "summary": "The 20 most recent rollouts with their steps (ListRollouts) of ?runtime=. READ.",
             "security": [{ "bearer": [] }],
+            "parameters": [runtime],
             "responses": { "200": ok("rollouts", "ListRolloutsResponse") }
+        }},
+        "/v1/runtimes": { "get": {
+            "summary": "The fleet's runtimes with owner, health, drift and active rollout (ListRuntimes; ?selector=env=prod&page_token=…). READ.",
+            "security": [{ "bearer": [] }],
+            "parameters": [{ "name": "selector", "in": "query", "schema": { "type": "string" } }],
+            "responses": { "200": ok("runtimes", "ListRuntimesResponse") }
         }},
         "/openapi.json": { "get": {
             "summary": "This document.",
@@ -129,6 +139,7 @@ fn schemas() -> Value {
             // files (and reflection) give their full shape.
             "GetTopologyResponse": { "type": "object", "description": "jhf.warp.v1.GetTopologyResponse (see proto/jhf/warp/v1/topology.proto)" },
             "ListDriftItemsResponse": { "type": "object", "description": "jhf.warp.v1.ListDriftItemsResponse (see proto/jhf/warp/v1/drift.proto)" },
-            "ListRolloutsResponse": { "type": "object", "description": "jhf.warp.v1.ListRolloutsResponse (see proto/jhf/warp/v1/drift.proto)" }
+            "ListRolloutsResponse": { "type": "object", "description": "jhf.warp.v1.ListRolloutsResponse (see proto/jhf/warp/v1/drift.proto)" },
+            "ListRuntimesResponse": { "type": "object", "description": "jhf.warp.v1.ListRuntimesResponse (see proto/jhf/warp/v1/control.proto)" }
     })
 }

@@ -8,10 +8,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tonic::Request;
 
-use crate::control::{AppError, DesiredTopologyService};
+use crate::control::AppError;
+use crate::control::fleet::Fleet;
 use crate::domain::picture::{self, Source};
-use crate::grpc::{DriftServiceImpl, TopologyServiceImpl};
+use crate::grpc::{ControlServiceImpl, DriftServiceImpl, TopologyServiceImpl};
 use crate::pb::v1 as pb;
+use crate::pb::v1::control_service_server::ControlService;
 use crate::pb::v1::drift_service_server::DriftService;
 use crate::pb::v1::topology_service_server::TopologyService;
 
@@ -20,7 +22,8 @@ use crate::pb::v1::topology_service_server::TopologyService;
 pub struct Views {
     pub topology: TopologyServiceImpl,
     pub drift: DriftServiceImpl,
-    pub desired: DesiredTopologyService,
+    pub control: ControlServiceImpl,
+    pub fleet: Fleet,
 }
 
 /// The page (one file, no external assets: it must work on a host without internet).
@@ -53,10 +56,17 @@ fn refused(status: tonic::Status) -> Response {
 pub struct SourceQuery {
     #[serde(default)]
     source: String,
+    #[serde(default)]
+    runtime: String,
 }
 
-/// `GET /v1/topology.svg?source=observed|desired|overlay` (default overlay).
+/// `GET /v1/topology.svg?source=observed|desired|overlay&runtime=…` (default overlay, the only
+/// runtime).
 pub async fn topology_svg(State(views): State<Views>, Query(query): Query<SourceQuery>) -> Response {
+    let cell = match views.fleet.resolve(&query.runtime) {
+        Ok(cell) => cell,
+        Err(error) => return crate::grpc::status::refusal_for(false, error),
+    };
     let source: Source = match query.source.parse() {
         Ok(source) => source,
         Err(message) => {
@@ -69,7 +79,7 @@ pub async fn topology_svg(State(views): State<Views>, Query(query): Query<Source
             return crate::grpc::status::refusal_for(false, error);
         }
     };
-    let (desired, observed) = views.desired.current();
+    let (desired, observed) = cell.services.desired.current();
     let mut picture =
         picture::build(desired.as_ref().map(|d| &d.topology), observed.as_ref().map(|o| &o.topology), source);
     if source != Source::Desired
@@ -85,9 +95,15 @@ pub async fn topology_svg(State(views): State<Views>, Query(query): Query<Source
         .into_response()
 }
 
-/// `GET /v1/topology`: the latest stored observation (GetTopology, STORED).
-pub async fn topology(State(views): State<Views>) -> Response {
-    let request = pb::GetTopologyRequest { read_mode: pb::ReadMode::Stored.into() };
+#[derive(serde::Deserialize)]
+pub struct RuntimeQuery {
+    #[serde(default)]
+    runtime: String,
+}
+
+/// `GET /v1/topology?runtime=…`: the latest stored observation (GetTopology, STORED).
+pub async fn topology(State(views): State<Views>, Query(query): Query<RuntimeQuery>) -> Response {
+    let request = pb::GetTopologyRequest { read_mode: pb::ReadMode::Stored.into(), runtime: query.runtime };
     match views.topology.get_topology(Request::new(request)).await {
         Ok(answer) => Json(answer.into_inner()).into_response(),
         Err(status) => refused(status),
@@ -100,22 +116,47 @@ pub struct DriftQuery {
     filter: String,
     #[serde(default)]
     page_token: String,
+    #[serde(default)]
+    runtime: String,
 }
 
-/// `GET /v1/drift/items?filter=…`: ListDriftItems.
+/// `GET /v1/drift/items?filter=…&runtime=…`: ListDriftItems.
 pub async fn drift_items(State(views): State<Views>, Query(query): Query<DriftQuery>) -> Response {
-    let request =
-        pb::ListDriftItemsRequest { page_size: 200, page_token: query.page_token, filter: query.filter };
+    let request = pb::ListDriftItemsRequest {
+        page_size: 200,
+        page_token: query.page_token,
+        filter: query.filter,
+        runtime: query.runtime,
+    };
     match views.drift.list_drift_items(Request::new(request)).await {
         Ok(answer) => Json(answer.into_inner()).into_response(),
         Err(status) => refused(status),
     }
 }
 
-/// `GET /v1/rollouts`: the most recent rollouts (ListRollouts).
-pub async fn rollouts(State(views): State<Views>) -> Response {
-    let request = pb::ListRolloutsRequest { page_size: 20, page_token: String::new() };
+/// `GET /v1/rollouts?runtime=…`: the most recent rollouts (ListRollouts).
+pub async fn rollouts(State(views): State<Views>, Query(query): Query<RuntimeQuery>) -> Response {
+    let request =
+        pb::ListRolloutsRequest { page_size: 20, page_token: String::new(), runtime: query.runtime };
     match views.drift.list_rollouts(Request::new(request)).await {
+        Ok(answer) => Json(answer.into_inner()).into_response(),
+        Err(status) => refused(status),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct FleetQuery {
+    #[serde(default)]
+    selector: String,
+    #[serde(default)]
+    page_token: String,
+}
+
+/// `GET /v1/runtimes?selector=…`: the fleet's runtimes (ListRuntimes).
+pub async fn runtimes(State(views): State<Views>, Query(query): Query<FleetQuery>) -> Response {
+    let request =
+        pb::ListRuntimesRequest { selector: query.selector, page_size: 1000, page_token: query.page_token };
+    match views.control.list_runtimes(Request::new(request)).await {
         Ok(answer) => Json(answer.into_inner()).into_response(),
         Err(status) => refused(status),
     }

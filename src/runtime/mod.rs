@@ -6,7 +6,6 @@
 //! jhf-warp itself), `local[:<state-dir>]` and `ssh://…` (through the `openclaw` CLI), and
 //! `gateway:ws://…` (a running Gateway, through its WebSocket RPC).
 
-mod address;
 mod cli;
 mod files;
 mod fixture;
@@ -14,6 +13,7 @@ mod gateway;
 mod measured;
 mod shell;
 mod state_dir;
+mod unavailable;
 
 use std::time::Duration;
 
@@ -23,12 +23,13 @@ use serde_json::Value;
 use crate::domain::Inventory;
 use crate::domain::patch::PatchShape;
 
-pub use address::{RuntimeAddress, RuntimeAddressError};
+pub use crate::domain::fleet::{RuntimeAddress, RuntimeAddressError};
 pub use cli::CliRuntime;
 pub use fixture::FixtureRuntime;
 pub use gateway::{DEVICE_KEY_FILE, DeviceKey, GatewayClient, GatewayRuntime};
 pub use measured::MeasuredRuntime;
 pub use shell::{HostShell, LocalShell, SshShell};
+pub use unavailable::UnavailableRuntime;
 
 /// Why the runtime could not be read. Messages never carry config content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

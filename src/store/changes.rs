@@ -33,19 +33,16 @@ pub enum Topic {
     Run,
     /// A rollout was created or changed state.
     Rollout,
+    /// The runtime registry changed (a runtime registered, updated or deregistered).
+    Runtimes,
+    /// A fleet rollout was created or changed.
+    FleetRollout,
 }
 
 impl Topic {
-    /// Every topic.
-    pub const ALL: [Topic; 7] = [
-        Topic::Observation,
-        Topic::Drift,
-        Topic::Desired,
-        Topic::Schedule,
-        Topic::Lease,
-        Topic::Run,
-        Topic::Rollout,
-    ];
+    /// The topics of one runtime's state.
+    pub const OF_A_RUNTIME: [Topic; 6] =
+        [Topic::Observation, Topic::Drift, Topic::Desired, Topic::Schedule, Topic::Run, Topic::Rollout];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -56,21 +53,44 @@ impl Topic {
             Self::Lease => "lease",
             Self::Run => "run",
             Self::Rollout => "rollout",
+            Self::Runtimes => "runtimes",
+            Self::FleetRollout => "fleet_rollout",
         }
     }
 
     fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|topic| topic.as_str() == text)
+        [
+            Self::Observation,
+            Self::Drift,
+            Self::Desired,
+            Self::Schedule,
+            Self::Lease,
+            Self::Run,
+            Self::Rollout,
+            Self::Runtimes,
+            Self::FleetRollout,
+        ]
+        .into_iter()
+        .find(|topic| topic.as_str() == text)
     }
 }
 
-/// Notifies `topic` inside `conn`'s transaction (a no-op on SQLite).
-pub(super) async fn notify<C: ConnectionTrait>(conn: &C, topic: Topic) -> Result<(), StoreError> {
+/// Notifies `topic` inside `conn`'s transaction (a no-op on SQLite); `runtime` names the
+/// runtime whose state changed (`None`: a topic of the whole deployment).
+pub(super) async fn notify<C: ConnectionTrait>(
+    conn: &C,
+    topic: Topic,
+    runtime: Option<&str>,
+) -> Result<(), StoreError> {
     if conn.get_database_backend() == DatabaseBackend::Postgres {
+        let payload = match runtime {
+            Some(runtime) => format!("{}:{runtime}", topic.as_str()),
+            None => topic.as_str().to_owned(),
+        };
         let statement = Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), topic.as_str().into()],
+            [CHANNEL.into(), payload.into()],
         );
         conn.execute_raw(statement).await?;
     }
@@ -78,10 +98,10 @@ pub(super) async fn notify<C: ConnectionTrait>(conn: &C, topic: Topic) -> Result
 }
 
 /// What the feed delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Another (or this) replica committed a change of this topic.
-    Changed(Topic),
+    /// Another (or this) replica committed a change of this topic (of this runtime).
+    Changed(Topic, Option<String>),
     /// The connection was lost: notifications may have been missed.
     Lost,
 }
@@ -97,8 +117,12 @@ impl ChangeFeed {
         loop {
             match self.listener.try_recv().await {
                 Ok(Some(notification)) => {
-                    if let Some(topic) = Topic::parse(notification.payload()) {
-                        return Ok(Change::Changed(topic));
+                    let (topic, runtime) = match notification.payload().split_once(':') {
+                        Some((topic, runtime)) => (topic, Some(runtime.to_owned())),
+                        None => (notification.payload(), None),
+                    };
+                    if let Some(topic) = Topic::parse(topic) {
+                        return Ok(Change::Changed(topic, runtime));
                     }
                 }
                 Ok(None) => return Ok(Change::Lost),

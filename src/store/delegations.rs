@@ -1,8 +1,11 @@
-//! Delegations: stored whole (JSON) with their id and creation time; standings are computed
+//! Delegations between the agents of one runtime: stored whole (JSON) with their id, runtime and
+//! creation time; standings are computed
 //! from the full set on every read, so a revoked or missing parent is seen at once.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 
 use super::entities::delegation;
 use super::{Store, StoreError, audit, idempotency};
@@ -25,14 +28,24 @@ fn delegation_of(row: &delegation::Model) -> Result<Delegation, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("delegation {}: {e}", row.id)))
 }
 
-async fn all<C: ConnectionTrait>(conn: &C) -> Result<Vec<Delegation>, StoreError> {
-    let rows = delegation::Entity::find().order_by_asc(delegation::Column::Id).all(conn).await?;
+async fn all<C: ConnectionTrait>(conn: &C, runtime: &str) -> Result<Vec<Delegation>, StoreError> {
+    let rows = delegation::Entity::find()
+        .filter(delegation::Column::Runtime.eq(runtime))
+        .order_by_asc(delegation::Column::Id)
+        .all(conn)
+        .await?;
     rows.iter().map(delegation_of).collect()
 }
 
-async fn save<C: ConnectionTrait>(conn: &C, value: &Delegation, insert: bool) -> Result<(), StoreError> {
+async fn save<C: ConnectionTrait>(
+    conn: &C,
+    runtime: &str,
+    value: &Delegation,
+    insert: bool,
+) -> Result<(), StoreError> {
     let row = delegation::ActiveModel {
         id: Set(value.id.clone()),
+        runtime: Set(runtime.to_owned()),
         created_at: Set(value.created_at),
         delegation_json: Set(serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?),
     };
@@ -45,9 +58,16 @@ async fn save<C: ConnectionTrait>(conn: &C, value: &Delegation, insert: bool) ->
 }
 
 impl Store {
-    /// Returns every grant, oldest first.
-    pub async fn delegations(&self) -> Result<Vec<Delegation>, StoreError> {
-        all(&self.db).await
+    /// Returns every grant of every runtime (what a control agent's standing over another
+    /// agent's `agent/<id>` lease is judged by: lease names carry no runtime).
+    pub async fn delegations_any(&self) -> Result<Vec<Delegation>, StoreError> {
+        let rows = delegation::Entity::find().order_by_asc(delegation::Column::Id).all(&self.db).await?;
+        rows.iter().map(delegation_of).collect()
+    }
+
+    /// Returns every grant of `runtime`'s agents, oldest first.
+    pub async fn delegations(&self, runtime: &str) -> Result<Vec<Delegation>, StoreError> {
+        all(&self.db, runtime).await
     }
 
     /// Runs one delegation mutation in a transaction: `change` sees every grant and returns the
@@ -55,6 +75,7 @@ impl Store {
     /// for retries is the list of affected ids.
     pub async fn change_delegations(
         &self,
+        runtime: &str,
         key: &IdempotencyKey,
         now: DateTime<Utc>,
         change: impl FnOnce(&[Delegation]) -> Result<DelegationChange, String>,
@@ -68,7 +89,7 @@ impl Store {
             }
             Prior::Unseen => {}
         }
-        let current = all(&txn).await?;
+        let current = all(&txn, runtime).await?;
         let planned = match change(&current) {
             Ok(planned) => planned,
             Err(reason) => {
@@ -77,10 +98,10 @@ impl Store {
             }
         };
         for grant in &planned.inserts {
-            save(&txn, grant, true).await?;
+            save(&txn, runtime, grant, true).await?;
         }
         for grant in &planned.updates {
-            save(&txn, grant, false).await?;
+            save(&txn, runtime, grant, false).await?;
         }
         let affected: Vec<Delegation> =
             planned.inserts.iter().chain(planned.updates.iter()).cloned().collect();

@@ -1,6 +1,8 @@
 //! Desired topology revisions: stored with optimistic concurrency (etag of the latest
 //! revision) and idempotency, both checked in the same transaction as the insert.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -39,10 +41,12 @@ fn revision_of(row: desired_topology::Model) -> Result<DesiredRevision, StoreErr
 }
 
 impl Store {
-    /// Stores `topology` as the next generation if `expected_etag` matches the latest revision
-    /// (empty = create the first one).
+    /// Stores `topology` as `runtime`'s next generation if `expected_etag` matches its latest
+    /// revision (empty = create the first one).
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_desired(
         &self,
+        runtime: &str,
         expected_etag: &str,
         topology: &Topology,
         author: &str,
@@ -57,7 +61,8 @@ impl Store {
             Prior::Replay(response) => {
                 let generation: i64 =
                     response.parse().map_err(|_| StoreError::Corrupt("idempotency response".into()))?;
-                let row = desired_topology::Entity::find_by_id(generation).one(&txn).await?;
+                let row =
+                    desired_topology::Entity::find_by_id((runtime.to_owned(), generation)).one(&txn).await?;
                 let row = row.ok_or_else(|| {
                     StoreError::Corrupt(format!("desired generation {generation} vanished"))
                 })?;
@@ -65,6 +70,7 @@ impl Store {
             }
         }
         let latest = desired_topology::Entity::find()
+            .filter(desired_topology::Column::Runtime.eq(runtime))
             .order_by_desc(desired_topology::Column::Generation)
             .one(&txn)
             .await?;
@@ -76,6 +82,7 @@ impl Store {
         let topology_json =
             serde_json::to_string(topology).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let row = desired_topology::ActiveModel {
+            runtime: Set(runtime.to_owned()),
             generation: Set(generation),
             etag: Set(etag(generation, &topology.revision)),
             revision: Set(topology.revision.clone()),
@@ -89,7 +96,7 @@ impl Store {
             // stale. Any other failure is reported as what it is.
             Err(error) => {
                 let _ = txn.rollback().await;
-                let current = self.latest_desired().await?.map(|r| r.etag);
+                let current = self.latest_desired(runtime).await?.map(|r| r.etag);
                 if current.as_deref().unwrap_or("") != expected_etag {
                     return Ok(PutDesiredOutcome::EtagMismatch { current });
                 }
@@ -99,27 +106,30 @@ impl Store {
         idempotency::remember(&txn, key, generation.to_string(), now).await?;
         let event = NewAuditEvent { resource: format!("{}/{generation}", audit.resource), ..audit.clone() };
         super::audit::append(self, &txn, &event).await?;
-        super::changes::notify(&txn, super::Topic::Desired).await?;
+        super::changes::notify(&txn, super::Topic::Desired, Some(runtime)).await?;
         let revision = revision_of(inserted)?;
-        super::outbound::enqueue(self, &txn, &[crate::domain::outbound::desired_stored(&revision)]).await?;
+        super::outbound::enqueue(self, &txn, &[crate::domain::outbound::desired_stored(runtime, &revision)])
+            .await?;
         txn.commit().await?;
         Ok(PutDesiredOutcome::Stored(revision))
     }
 
-    /// Returns the latest desired revision.
-    pub async fn latest_desired(&self) -> Result<Option<DesiredRevision>, StoreError> {
+    /// Returns `runtime`'s latest desired revision.
+    pub async fn latest_desired(&self, runtime: &str) -> Result<Option<DesiredRevision>, StoreError> {
         let row = desired_topology::Entity::find()
+            .filter(desired_topology::Column::Runtime.eq(runtime))
             .order_by_desc(desired_topology::Column::Generation)
             .one(&self.db)
             .await?;
         row.map(revision_of).transpose()
     }
 
-    /// Returns the latest desired generation without its payload.
-    pub async fn latest_desired_generation(&self) -> Result<Option<i64>, StoreError> {
+    /// Returns `runtime`'s latest desired generation without its payload.
+    pub async fn latest_desired_generation(&self, runtime: &str) -> Result<Option<i64>, StoreError> {
         Ok(desired_topology::Entity::find()
             .select_only()
             .column(desired_topology::Column::Generation)
+            .filter(desired_topology::Column::Runtime.eq(runtime))
             .order_by_desc(desired_topology::Column::Generation)
             .limit(1)
             .into_tuple()
@@ -127,18 +137,41 @@ impl Store {
             .await?)
     }
 
-    /// Returns the desired revision of `generation`.
-    pub async fn desired_at(&self, generation: i64) -> Result<Option<DesiredRevision>, StoreError> {
-        desired_topology::Entity::find_by_id(generation).one(&self.db).await?.map(revision_of).transpose()
+    /// The latest desired generation of every runtime that has one.
+    pub async fn latest_desired_generations(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, Option<i64>)> = desired_topology::Entity::find()
+            .select_only()
+            .column(desired_topology::Column::Runtime)
+            .column_as(desired_topology::Column::Generation.max(), "generation")
+            .group_by(desired_topology::Column::Runtime)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().filter_map(|(runtime, generation)| Some((runtime, generation?))).collect())
     }
 
-    /// Lists desired revisions newest first, below `before` when given.
+    /// Returns `runtime`'s desired revision of `generation`.
+    pub async fn desired_at(
+        &self,
+        runtime: &str,
+        generation: i64,
+    ) -> Result<Option<DesiredRevision>, StoreError> {
+        desired_topology::Entity::find_by_id((runtime.to_owned(), generation))
+            .one(&self.db)
+            .await?
+            .map(revision_of)
+            .transpose()
+    }
+
+    /// Lists `runtime`'s desired revisions newest first, below `before` when given.
     pub async fn list_desired(
         &self,
+        runtime: &str,
         before: Option<i64>,
         limit: u64,
     ) -> Result<Vec<DesiredRevision>, StoreError> {
-        let mut query = desired_topology::Entity::find();
+        let mut query =
+            desired_topology::Entity::find().filter(desired_topology::Column::Runtime.eq(runtime));
         if let Some(before) = before {
             query = query.filter(desired_topology::Column::Generation.lt(before));
         }

@@ -143,7 +143,7 @@ impl Store {
         }
         idempotency::remember(&txn, key, item.key().to_owned(), now).await?;
         super::audit::append(self, &txn, audit).await?;
-        super::changes::notify(&txn, super::Topic::Drift).await?;
+        super::changes::notify(&txn, super::Topic::Drift, Some(runtime)).await?;
         txn.commit().await?;
         Ok(AcknowledgeOutcome::Acknowledged(item))
     }

@@ -129,7 +129,7 @@ impl Store {
             super::audit::append(self, &txn, &event).await?;
         }
         if !crate::domain::lease::only_extends(&current, &next) {
-            super::changes::notify(&txn, super::Topic::Lease).await?;
+            super::changes::notify(&txn, super::Topic::Lease, Some(name)).await?;
         }
         txn.commit().await?;
         Ok(Ok(next))
@@ -195,6 +195,26 @@ impl Store {
         }
         let rows = query.order_by_asc(lease::Column::Name).limit(limit).all(&self.db).await?;
         Ok((rows.into_iter().map(lease_of).collect(), self.db_now(&self.db).await?))
+    }
+}
+
+impl Store {
+    /// The leases whose names start with `prefix` and that are live by the database clock,
+    /// with that time.
+    pub async fn live_leases_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<Lease>, DateTime<Utc>), StoreError> {
+        let now = self.db_now(&self.db).await?;
+        let rows = lease::Entity::find()
+            .filter(lease::Column::Name.starts_with(prefix))
+            .filter(lease::Column::Holder.is_not_null())
+            .order_by_asc(lease::Column::Name)
+            .all(&self.db)
+            .await?;
+        let leases =
+            rows.into_iter().map(lease_of).filter(|lease| lease.live_holder(now).is_some()).collect();
+        Ok((leases, now))
     }
 }
 

@@ -8,11 +8,14 @@ mod desired;
 mod documents;
 mod drift;
 mod entities;
+mod fleet_rollouts;
+mod fleet_versions;
 mod idempotency;
 mod leases;
 mod observations;
 mod outbound;
 mod rollouts;
+mod runtimes;
 mod scheduler_runs;
 mod schedules;
 mod server_keys;
@@ -31,13 +34,26 @@ pub use delegations::{DelegationChange, DelegationOutcome};
 pub use desired::PutDesiredOutcome;
 pub use documents::{Doc, DocOutcome, DocWrite};
 pub use drift::{AcknowledgeOutcome, DriftChanges};
+pub use fleet_rollouts::SaveFleetRollout;
+pub use fleet_versions::StoredVersions;
 pub use idempotency::Claim;
 pub use leases::ReportOutcome;
 pub use observations::{NewObservation, Recorded, TrackerFeed};
 pub use outbound::{DeliveryCounts, RedeliverOutcome};
 pub use rollouts::{CreateRolloutOutcome, SaveRollout};
+pub use runtimes::{RegistryChange, RegistryOutcome};
 pub use scheduler_runs::{Fence, StartRun};
 pub use schedules::{ScheduleChange, UpdateScheduleOutcome};
+
+/// What storing a new record with an idempotency key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome<T> {
+    Created(T),
+    /// The request id was seen with the same payload: the first call's record.
+    Replayed(T),
+    /// The request id was used before with a different payload.
+    RequestIdReused,
+}
 
 /// Why the store failed. Messages are safe for logs; SQL text never reaches a client.
 #[derive(Debug, thiserror::Error)]

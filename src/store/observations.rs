@@ -128,7 +128,7 @@ impl Store {
         if let Some(event) = audit {
             super::audit::append(self, &txn, event).await?;
         }
-        super::changes::notify(&txn, Topic::Observation).await?;
+        super::changes::notify(&txn, Topic::Observation, Some(new.runtime)).await?;
         txn.commit().await?;
         Ok(Recorded { record: record_of(&row), inserted, fed })
     }

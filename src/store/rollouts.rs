@@ -36,7 +36,7 @@ pub enum CreateRolloutOutcome {
     RequestIdReused,
 }
 
-fn rollout_of(row: &rollout::Model) -> Result<Rollout, StoreError> {
+pub(super) fn rollout_of(row: &rollout::Model) -> Result<Rollout, StoreError> {
     let mut value: Rollout = serde_json::from_str(&row.rollout_json)
         .map_err(|e| StoreError::Corrupt(format!("rollout {}: {e}", row.id)))?;
     value.version = row.version;
@@ -82,9 +82,26 @@ impl Store {
         Ok(())
     }
 
-    /// Returns a plan with the time it was first stored.
-    pub async fn plan(&self, id: &str) -> Result<Option<(PatchPlan, DateTime<Utc>)>, StoreError> {
-        let row = patch_plan::Entity::find_by_id(id.to_owned()).one(&self.db).await?;
+    /// The runtime a plan belongs to.
+    pub async fn plan_runtime(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(patch_plan::Entity::find_by_id(id.to_owned())
+            .select_only()
+            .column(patch_plan::Column::Runtime)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Returns a plan of `runtime` with the time it was first stored.
+    pub async fn plan(
+        &self,
+        runtime: &str,
+        id: &str,
+    ) -> Result<Option<(PatchPlan, DateTime<Utc>)>, StoreError> {
+        let row = patch_plan::Entity::find_by_id(id.to_owned())
+            .filter(patch_plan::Column::Runtime.eq(runtime))
+            .one(&self.db)
+            .await?;
         row.map(|row| {
             let plan = serde_json::from_str(&row.plan_json)
                 .map_err(|e| StoreError::Corrupt(format!("plan {}: {e}", row.id)))?;
@@ -113,7 +130,7 @@ impl Store {
         rollout_row(value)?.insert(&txn).await?;
         idempotency::remember(&txn, key, value.id.clone(), value.created_at).await?;
         super::audit::append(self, &txn, audit).await?;
-        super::changes::notify(&txn, super::Topic::Rollout).await?;
+        super::changes::notify(&txn, super::Topic::Rollout, Some(&value.runtime)).await?;
         txn.commit().await?;
         Ok(CreateRolloutOutcome::Created(value.clone()))
     }
@@ -157,7 +174,7 @@ impl Store {
         if let Some(event) = audit {
             super::audit::append(self, &txn, event).await?;
         }
-        super::changes::notify(&txn, super::Topic::Rollout).await?;
+        super::changes::notify(&txn, super::Topic::Rollout, Some(&value.runtime)).await?;
         if value.state.is_final() && stored_state.as_deref() != Some(value.state.as_str()) {
             super::outbound::enqueue(self, &txn, &[crate::domain::outbound::rollout_finished(value)]).await?;
         }
@@ -247,6 +264,30 @@ impl Store {
     }
 
     /// Returns a runtime's rollouts that are not in a final state.
+    /// The `limit` most recent rollouts of every runtime.
+    pub async fn recent_rollouts_any(&self, limit: u64) -> Result<Vec<Rollout>, StoreError> {
+        let rows =
+            rollout::Entity::find().order_by_desc(rollout::Column::Id).limit(limit).all(&self.db).await?;
+        rows.iter().map(rollout_of).collect()
+    }
+
+    /// Every runtime's unfinished rollouts, oldest first.
+    pub async fn unfinished_rollouts_any(&self) -> Result<Vec<Rollout>, StoreError> {
+        let open = [
+            RolloutState::Pending,
+            RolloutState::Applying,
+            RolloutState::Verifying,
+            RolloutState::RollingBack,
+        ];
+        let rows = rollout::Entity::find()
+            .filter(rollout::Column::State.is_in(open.map(|s| s.as_str())))
+            .order_by_asc(rollout::Column::Id)
+            .all(&self.db)
+            .await?;
+        rows.iter().map(rollout_of).collect()
+    }
+
+    /// A runtime's unfinished rollouts, oldest first.
     pub async fn unfinished_rollouts(&self, runtime: &str) -> Result<Vec<Rollout>, StoreError> {
         let open = [
             RolloutState::Pending,

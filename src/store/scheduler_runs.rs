@@ -73,7 +73,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         if inserted == 1 && fence.is_some() {
-            super::changes::notify(&txn, super::Topic::Run).await?;
+            super::changes::notify(&txn, super::Topic::Run, Some(runtime)).await?;
         }
         txn.commit().await?;
         if inserted == 1 {
@@ -83,6 +83,16 @@ impl Store {
             Some(existing) => Ok(StartRun::Existing(existing)),
             None => Err(StoreError::Corrupt(format!("scheduler run {} vanished", run.cycle_id))),
         }
+    }
+
+    /// The `limit` most recent runs of every runtime.
+    pub async fn recent_runs_any(&self, limit: u64) -> Result<Vec<(String, SchedulerRun)>, StoreError> {
+        let rows = scheduler_run::Entity::find()
+            .order_by_desc(scheduler_run::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.iter().map(|row| Ok((row.runtime.clone(), run_of(row)?))).collect()
     }
 
     /// Returns the newest scheduled (periodic) run of a runtime.

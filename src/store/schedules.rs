@@ -8,7 +8,7 @@ use super::entities::{lease, reconcile_schedule};
 use super::{Store, StoreError, idempotency};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::idempotency::{IdempotencyKey, Prior};
-use crate::domain::schedule::{RECONCILER_LEASE, Schedule};
+use crate::domain::schedule::{Schedule, reconciler_lease};
 
 /// What an update did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl Store {
         }
         // Holding the reconciler lease row orders this update against every scheduled cycle
         // start (which holds it too): a start either committed before, or reads the new schedule.
-        lease::Entity::find_by_id(RECONCILER_LEASE.to_owned()).lock_exclusive().one(&txn).await?;
+        lease::Entity::find_by_id(reconciler_lease(runtime)).lock_exclusive().one(&txn).await?;
         let row =
             reconcile_schedule::Entity::find_by_id(runtime.to_owned()).lock_exclusive().one(&txn).await?;
         let current = match &row {
@@ -98,7 +98,7 @@ impl Store {
         }
         idempotency::remember(&txn, key, json(&stored)?, now).await?;
         super::audit::append(self, &txn, audit).await?;
-        super::changes::notify(&txn, super::Topic::Schedule).await?;
+        super::changes::notify(&txn, super::Topic::Schedule, Some(runtime)).await?;
         txn.commit().await?;
         Ok(UpdateScheduleOutcome::Stored(stored))
     }

@@ -7,9 +7,10 @@ use super::entities::setup_preview;
 use super::{Store, StoreError};
 
 impl Store {
-    /// Stores a preview (its JSON) and prunes expired ones.
+    /// Stores a preview of `runtime` (its JSON) and prunes expired ones.
     pub async fn put_setup_preview(
         &self,
+        runtime: &str,
         id: &str,
         created_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
@@ -23,6 +24,7 @@ impl Store {
             .await?;
         setup_preview::ActiveModel {
             id: Set(id.to_owned()),
+            runtime: Set(runtime.to_owned()),
             created_at: Set(created_at),
             expires_at: Set(expires_at),
             preview_json: Set(preview_json),
@@ -32,13 +34,17 @@ impl Store {
         Ok(())
     }
 
-    /// Returns a preview's JSON unless it expired by `now`.
+    /// Returns a preview of `runtime`'s JSON unless it expired by `now`.
     pub async fn setup_preview<T: serde::de::DeserializeOwned>(
         &self,
+        runtime: &str,
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<T>, StoreError> {
-        let row = setup_preview::Entity::find_by_id(id.to_owned()).one(&self.db).await?;
+        let row = setup_preview::Entity::find_by_id(id.to_owned())
+            .filter(setup_preview::Column::Runtime.eq(runtime))
+            .one(&self.db)
+            .await?;
         row.filter(|row| row.expires_at > now)
             .map(|row| {
                 serde_json::from_str(&row.preview_json)

@@ -33,6 +33,44 @@ impl Store {
             .collect()
     }
 
+    /// Every runtime's open watchdog observations.
+    pub async fn open_watchdog_all(&self) -> Result<Vec<(String, WatchdogObservation)>, StoreError> {
+        let rows = watchdog_observation::Entity::find()
+            .filter(watchdog_observation::Column::Open.eq(true))
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let value: WatchdogObservation =
+                    serde_json::from_str(&row.observation_json).map_err(|e| {
+                        StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key))
+                    })?;
+                Ok((row.runtime, value))
+            })
+            .collect()
+    }
+
+    /// The runtimes with an open watchdog observation whose key starts with `prefix` (e.g.
+    /// `runtime_unreachable/`), with that observation's message, for the whole fleet at once.
+    pub async fn open_watchdog_by_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let rows = watchdog_observation::Entity::find()
+            .filter(watchdog_observation::Column::Open.eq(true))
+            .filter(watchdog_observation::Column::ObservationKey.starts_with(prefix))
+            .all(&self.db)
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let value: WatchdogObservation = serde_json::from_str(&row.observation_json).map_err(|e| {
+                StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key))
+            })?;
+            out.insert(row.runtime, value.finding.message);
+        }
+        Ok(out)
+    }
+
     /// Writes changed observations; when a caller caused the change, with its audit event and
     /// its answer under its idempotency key.
     pub async fn save_watchdog_observations(

@@ -45,7 +45,11 @@ async fn every_applied_mutation_writes_exactly_one_chained_event() {
     put(&app, desired.clone(), "", "desired-1").await.unwrap();
     put(&app, desired.clone(), "", "desired-1").await.unwrap(); // a replay writes nothing
     put(&app, desired, "", "desired-2").await.unwrap_err(); // a refusal writes nothing
-    let observe = pb::ObserveNowRequest { request_id: "observe-1".into(), validate_only: false };
+    let observe = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: "observe-1".into(),
+        validate_only: false,
+    };
     app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
     let lease = acquire(&app, "agent-a").await;
     let renew = pb::RenewLeaseRequest {
@@ -64,6 +68,7 @@ async fn every_applied_mutation_writes_exactly_one_chained_event() {
     let patch = plan(&app, pb::PlanKind::Apply).await.unwrap();
     let rollout = follow(&app, &start(&app, &patch.id, false, "rollout-1").await.unwrap().id).await;
     let undo = pb::RollbackRolloutRequest {
+        runtime: String::new(),
         rollout_id: rollout.id.clone(),
         request_id: "undo-1".into(),
         validate_only: false,

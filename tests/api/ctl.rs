@@ -47,7 +47,10 @@ async fn ctl_applies_a_team_file_and_follows_a_rollout_to_its_end() {
     let stored = app
         .topology()
         .await
-        .get_desired_topology(with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN))
+        .get_desired_topology(with_token(
+            pb::GetDesiredTopologyRequest { runtime: String::new(), generation: 0 },
+            READER_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -14,6 +14,7 @@ pub(crate) async fn grant(
     request_id: &str,
 ) -> Result<pb::Delegation, tonic::Status> {
     let request = pb::GrantDelegationRequest {
+        runtime: String::new(),
         grantor_agent_id: grantor.into(),
         delegate_agent_id: delegate.into(),
         rights: rights.iter().map(|r| r.to_string()).collect(),
@@ -30,7 +31,8 @@ pub(crate) async fn grant(
 }
 
 async fn state(app: &TestApp, id: &str) -> pb::GetDelegationStateResponse {
-    let request = with_token(pb::GetDelegationStateRequest { id: id.into() }, READER_TOKEN);
+    let request =
+        with_token(pb::GetDelegationStateRequest { runtime: String::new(), id: id.into() }, READER_TOKEN);
     app.control().await.get_delegation_state(request).await.unwrap().into_inner()
 }
 
@@ -52,6 +54,7 @@ async fn revoking_a_grant_invalidates_everything_derived_from_it() {
     assert_eq!(again.id, child.id, "a retried request id returns the first grant");
 
     let revoke = pb::RevokeDelegationRequest {
+        runtime: String::new(),
         id: root.id.clone(),
         reason: "chief rotated".into(),
         request_id: "r-1".into(),
@@ -115,7 +118,10 @@ async fn derived_grants_never_widen_their_parent_and_bad_input_is_typed() {
     assert_eq!(bad_id.code(), Code::InvalidArgument);
     let no_rights = grant(&app, ("chief", "pm"), &[], TrustLevel::Restricted, "", "g-6").await.unwrap_err();
     assert_eq!(no_rights.code(), Code::InvalidArgument);
-    let missing = with_token(pb::GetDelegationStateRequest { id: "dg-nope".into() }, READER_TOKEN);
+    let missing = with_token(
+        pb::GetDelegationStateRequest { runtime: String::new(), id: "dg-nope".into() },
+        READER_TOKEN,
+    );
     assert_eq!(app.control().await.get_delegation_state(missing).await.unwrap_err().code(), Code::NotFound);
     app.stop().await;
 }
@@ -123,7 +129,11 @@ async fn derived_grants_never_widen_their_parent_and_bad_input_is_typed() {
 #[tokio::test]
 async fn backfill_records_observed_spawn_relations_once() {
     let app = spawn_app().await;
-    let backfill = |id: &str| pb::BackfillDelegationsRequest { request_id: id.into(), validate_only: false };
+    let backfill = |id: &str| pb::BackfillDelegationsRequest {
+        runtime: String::new(),
+        request_id: id.into(),
+        validate_only: false,
+    };
     let created = app
         .control()
         .await
@@ -177,7 +187,10 @@ async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_
     let preview = app
         .control()
         .await
-        .preview_revocation(with_token(pb::PreviewRevocationRequest { id: root.id.clone() }, READER_TOKEN))
+        .preview_revocation(with_token(
+            pb::PreviewRevocationRequest { runtime: String::new(), id: root.id.clone() },
+            READER_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -202,6 +215,7 @@ async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_
         ..Default::default()
     };
     let update = pb::UpdateScheduleRequest {
+        runtime: String::new(),
         schedule: Some(heal),
         etag: "0".into(),
         request_id: "s-1".into(),
@@ -210,6 +224,7 @@ async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_
     app.control().await.update_schedule(with_token(update, OPERATOR_TOKEN)).await.unwrap();
 
     let revoke = pb::RevokeDelegationRequest {
+        runtime: String::new(),
         id: root.id.clone(),
         reason: "writer leaves the team".into(),
         request_id: "r-1".into(),
@@ -224,7 +239,10 @@ async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_
     let desired = app
         .topology()
         .await
-        .get_desired_topology(with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN))
+        .get_desired_topology(with_token(
+            pb::GetDesiredTopologyRequest { runtime: String::new(), generation: 0 },
+            READER_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -267,6 +285,7 @@ async fn revoking_a_grant_takes_its_edges_out_of_the_desired_topology_and_heals_
 
     // A retry answers the same, and changes nothing more.
     let again = pb::RevokeDelegationRequest {
+        runtime: String::new(),
         id: root.id.clone(),
         reason: "writer leaves the team".into(),
         request_id: "r-1".into(),
@@ -288,6 +307,7 @@ async fn a_revocation_retried_after_stopping_before_its_revision_still_takes_the
     let revoke = || {
         with_token(
             pb::RevokeDelegationRequest {
+                runtime: String::new(),
                 id: root.id.clone(),
                 reason: "writer leaves".into(),
                 request_id: "r-crash".into(),

@@ -32,6 +32,7 @@ pub async fn put(
     request_id: &str,
 ) -> Result<pb::PutDesiredTopologyResponse, tonic::Status> {
     let request = pb::PutDesiredTopologyRequest {
+        runtime: String::new(),
         topology: Some(topology),
         etag: etag.to_owned(),
         request_id: request_id.to_owned(),
@@ -45,7 +46,8 @@ pub async fn put(
 }
 
 async fn get_desired(app: &TestApp, generation: i64) -> Result<pb::DesiredTopologyRevision, tonic::Status> {
-    let request = with_token(pb::GetDesiredTopologyRequest { generation }, READER_TOKEN);
+    let request =
+        with_token(pb::GetDesiredTopologyRequest { runtime: String::new(), generation }, READER_TOKEN);
     app.topology().await.get_desired_topology(request).await.map(|r| r.into_inner().desired.unwrap())
 }
 
@@ -152,6 +154,7 @@ async fn etags_guard_updates_and_request_ids_replay_the_first_response() {
 async fn validate_only_computes_the_revision_and_stores_nothing() {
     let app = spawn_app().await;
     let request = pb::PutDesiredTopologyRequest {
+        runtime: String::new(),
         topology: Some(observed(&app).await),
         etag: String::new(),
         request_id: "req-1".to_owned(),
@@ -179,7 +182,8 @@ async fn revisions_are_listed_newest_first_and_can_be_diffed_against_the_runtime
     narrower.edges.retain(|e| e.kind != EdgeKind::Spawn as i32);
     put(&app, narrower, &first.etag, "req-2").await.unwrap();
 
-    let list = pb::ListTopologyRevisionsRequest { page_size: 1, page_token: String::new() };
+    let list =
+        pb::ListTopologyRevisionsRequest { runtime: String::new(), page_size: 1, page_token: String::new() };
     let page = app
         .topology()
         .await
@@ -188,7 +192,11 @@ async fn revisions_are_listed_newest_first_and_can_be_diffed_against_the_runtime
         .unwrap()
         .into_inner();
     assert_eq!(page.revisions[0].generation, 2);
-    let list = pb::ListTopologyRevisionsRequest { page_size: 1, page_token: page.next_page_token };
+    let list = pb::ListTopologyRevisionsRequest {
+        runtime: String::new(),
+        page_size: 1,
+        page_token: page.next_page_token,
+    };
     let page = app
         .topology()
         .await
@@ -203,6 +211,7 @@ async fn revisions_are_listed_newest_first_and_can_be_diffed_against_the_runtime
         Some(pb::TopologyRef { source: source.into(), generation })
     };
     let diff = pb::DiffTopologyRequest {
+        runtime: String::new(),
         base: reference(pb::TopologySource::LatestDesired, 0),
         target: reference(pb::TopologySource::Observed, 0),
     };
@@ -213,6 +222,7 @@ async fn revisions_are_listed_newest_first_and_can_be_diffed_against_the_runtime
     assert_eq!(answer.differences[0].severity, pb::Severity::Critical as i32);
 
     let same = pb::DiffTopologyRequest {
+        runtime: String::new(),
         base: reference(pb::TopologySource::DesiredGeneration, 1),
         target: reference(pb::TopologySource::Observed, 0),
     };
@@ -221,7 +231,11 @@ async fn revisions_are_listed_newest_first_and_can_be_diffed_against_the_runtime
     assert!(answer.differences.is_empty());
     assert_eq!(answer.base_revision, answer.target_revision);
 
-    let missing = pb::DiffTopologyRequest { base: None, target: reference(pb::TopologySource::Observed, 0) };
+    let missing = pb::DiffTopologyRequest {
+        runtime: String::new(),
+        base: None,
+        target: reference(pb::TopologySource::Observed, 0),
+    };
     let err = app.topology().await.diff_topology(with_token(missing, READER_TOKEN)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     app.stop().await;
@@ -232,7 +246,7 @@ async fn the_agent_catalog_is_byte_identical_for_the_same_state() {
     let app = spawn_app().await;
     put(&app, observed(&app).await, "", "req-1").await.unwrap();
     let fetch = || async {
-        let request = with_token(pb::GetAgentCatalogRequest {}, READER_TOKEN);
+        let request = with_token(pb::GetAgentCatalogRequest { runtime: String::new() }, READER_TOKEN);
         app.topology().await.get_agent_catalog(request).await.unwrap().into_inner()
     };
     let first = fetch().await;
@@ -317,6 +331,7 @@ async fn watch_topology_skips_state_the_caller_already_has() {
     let app = spawn_app().await;
     let current = observed(&app).await;
     let request = pb::WatchTopologyRequest {
+        runtime: String::new(),
         known_desired_generation: 0,
         known_observed_revision: current.revision.clone(),
     };
@@ -346,7 +361,8 @@ async fn workspaces_outside_the_state_dir_or_in_a_home_are_refused_naming_the_fi
             .collect();
         assert_eq!(fields, ["topology.nodes[1].workspace"], "{bad}");
     }
-    let get = with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN);
+    let get =
+        with_token(pb::GetDesiredTopologyRequest { runtime: String::new(), generation: 0 }, READER_TOKEN);
     assert_eq!(app.topology().await.get_desired_topology(get).await.unwrap_err().code(), Code::NotFound);
     // Below the state dir is where workspaces live.
     let mut desired = observed(&app).await;
@@ -371,6 +387,7 @@ async fn an_oversized_or_quadratic_desired_topology_is_refused_fast_and_stores_n
         ..Default::default()
     };
     let request = pb::PutDesiredTopologyRequest {
+        runtime: String::new(),
         topology: Some(chain),
         etag: String::new(),
         request_id: "chain-1".into(),
@@ -384,6 +401,7 @@ async fn an_oversized_or_quadratic_desired_topology_is_refused_fast_and_stores_n
     // Past the agent limit the request is refused before anything else is looked at.
     let huge = pb::Topology { nodes: (0..2001).map(node).collect(), ..Default::default() };
     let request = pb::PutDesiredTopologyRequest {
+        runtime: String::new(),
         topology: Some(huge),
         etag: String::new(),
         request_id: "huge-1".into(),
@@ -394,7 +412,8 @@ async fn an_oversized_or_quadratic_desired_topology_is_refused_fast_and_stores_n
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     let violations = refused.get_error_details().bad_request().unwrap().field_violations.clone();
     assert_eq!((violations.len(), violations[0].field.as_str()), (1, "topology.nodes"));
-    let get = with_token(pb::GetDesiredTopologyRequest { generation: 0 }, READER_TOKEN);
+    let get =
+        with_token(pb::GetDesiredTopologyRequest { runtime: String::new(), generation: 0 }, READER_TOKEN);
     assert_eq!(app.topology().await.get_desired_topology(get).await.unwrap_err().code(), Code::NotFound);
     app.stop().await;
 }

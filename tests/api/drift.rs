@@ -28,19 +28,27 @@ impl Scenario {
     async fn observe_after(&mut self, seconds: i64) -> pb::ObserveNowResponse {
         self.clock.advance(TimeDelta::seconds(seconds));
         self.requests += 1;
-        let request =
-            pb::ObserveNowRequest { request_id: format!("observe-{}", self.requests), validate_only: false };
+        let request = pb::ObserveNowRequest {
+            runtime: String::new(),
+            request_id: format!("observe-{}", self.requests),
+            validate_only: false,
+        };
         self.app.drift().await.observe_now(with_token(request, OPERATOR_TOKEN)).await.unwrap().into_inner()
     }
 
     async fn item(&self, key: &str) -> pb::DriftItem {
-        let request = with_token(pb::GetDriftItemRequest { key: key.to_owned() }, READER_TOKEN);
+        let request =
+            with_token(pb::GetDriftItemRequest { runtime: String::new(), key: key.to_owned() }, READER_TOKEN);
         self.app.drift().await.get_drift_item(request).await.unwrap().into_inner().item.unwrap()
     }
 
     async fn items(&self, filter: &str) -> Vec<pb::DriftItem> {
-        let request =
-            pb::ListDriftItemsRequest { page_size: 0, page_token: String::new(), filter: filter.to_owned() };
+        let request = pb::ListDriftItemsRequest {
+            runtime: String::new(),
+            page_size: 0,
+            page_token: String::new(),
+            filter: filter.to_owned(),
+        };
         self.app
             .drift()
             .await
@@ -52,7 +60,7 @@ impl Scenario {
     }
 
     async fn summary(&self) -> pb::GetDriftSummaryResponse {
-        let request = with_token(pb::GetDriftSummaryRequest {}, READER_TOKEN);
+        let request = with_token(pb::GetDriftSummaryRequest { runtime: String::new() }, READER_TOKEN);
         self.app.drift().await.get_drift_summary(request).await.unwrap().into_inner()
     }
 
@@ -125,8 +133,10 @@ async fn a_removed_agent_is_confirmed_after_two_observations_across_the_window_a
     let options = AppOptions { clock: Some(scenario.clock.clone()), ..scenario.app.restart_options("trio") };
     let temp = scenario.app.stop().await;
     let restarted = spawn_app_with(options).await;
-    let request =
-        with_token(pb::GetDriftItemRequest { key: "AGENT_MISSING/writer".to_owned() }, READER_TOKEN);
+    let request = with_token(
+        pb::GetDriftItemRequest { runtime: String::new(), key: "AGENT_MISSING/writer".to_owned() },
+        READER_TOKEN,
+    );
     let item = restarted.drift().await.get_drift_item(request).await.unwrap().into_inner().item.unwrap();
     assert_eq!(item.state, DriftState::Confirmed as i32, "a restart keeps the confirmation");
     restarted.stop().await;
@@ -180,6 +190,7 @@ async fn an_acknowledged_item_stops_needing_attention() {
     scenario.observe_after(61).await;
     assert_eq!(scenario.summary().await.needs_attention, 1);
     let ack = |request_id: &str| pb::AcknowledgeDriftItemRequest {
+        runtime: String::new(),
         key: "AGENT_MISSING/writer".to_owned(),
         request_id: request_id.to_owned(),
         validate_only: false,
@@ -229,7 +240,11 @@ async fn observe_now_replays_for_a_retried_request_id_and_validate_only_stores_n
     let mut scenario = Scenario::in_sync().await;
     scenario.remove_writer();
     let first = scenario.observe_after(1).await;
-    let retry = pb::ObserveNowRequest { request_id: "observe-1".to_owned(), validate_only: false };
+    let retry = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: "observe-1".to_owned(),
+        validate_only: false,
+    };
     let replayed =
         scenario.app.drift().await.observe_now(with_token(retry, OPERATOR_TOKEN)).await.unwrap().into_inner();
     assert_eq!(replayed, first);
@@ -240,7 +255,8 @@ async fn observe_now_replays_for_a_retried_request_id_and_validate_only_stores_n
     );
 
     scenario.clock.advance(TimeDelta::seconds(61));
-    let dry = pb::ObserveNowRequest { request_id: "dry-1".to_owned(), validate_only: true };
+    let dry =
+        pb::ObserveNowRequest { runtime: String::new(), request_id: "dry-1".to_owned(), validate_only: true };
     let preview =
         scenario.app.drift().await.observe_now(with_token(dry, OPERATOR_TOKEN)).await.unwrap().into_inner();
     assert_eq!(
@@ -273,7 +289,7 @@ async fn a_bad_filter_or_page_token_is_invalid_argument() {
 #[tokio::test]
 async fn a_watcher_receives_the_transitions_in_order() {
     let mut scenario = Scenario::in_sync().await;
-    let request = with_token(pb::WatchDriftRequest {}, READER_TOKEN);
+    let request = with_token(pb::WatchDriftRequest { runtime: String::new() }, READER_TOKEN);
     let mut stream = scenario.app.drift().await.watch_drift(request).await.unwrap().into_inner();
     scenario.remove_writer();
     scenario.observe_after(1).await;
@@ -305,7 +321,7 @@ async fn a_new_watcher_first_receives_the_open_items() {
     let mut scenario = Scenario::in_sync().await;
     scenario.remove_writer();
     scenario.observe_after(1).await;
-    let request = with_token(pb::WatchDriftRequest {}, READER_TOKEN);
+    let request = with_token(pb::WatchDriftRequest { runtime: String::new() }, READER_TOKEN);
     let mut stream = scenario.app.drift().await.watch_drift(request).await.unwrap().into_inner();
     let event = tokio::time::timeout(WAIT, stream.message()).await.unwrap().unwrap().unwrap();
     assert!(event.initial);
@@ -318,9 +334,11 @@ impl Scenario {
     /// patch plans, as dashboards and planners cause.
     async fn burst_of_reads(&self, rounds: usize) {
         for _ in 0..rounds {
-            let fresh = pb::GetTopologyRequest { read_mode: pb::ReadMode::Fresh.into() };
+            let fresh =
+                pb::GetTopologyRequest { runtime: String::new(), read_mode: pb::ReadMode::Fresh.into() };
             self.app.topology().await.get_topology(with_token(fresh, READER_TOKEN)).await.unwrap();
-            let inventory = pb::GetInventoryRequest { read_mode: pb::ReadMode::Fresh.into() };
+            let inventory =
+                pb::GetInventoryRequest { runtime: String::new(), read_mode: pb::ReadMode::Fresh.into() };
             self.app.topology().await.get_inventory(with_token(inventory, READER_TOKEN)).await.unwrap();
             crate::rollout::plan(&self.app, pb::PlanKind::Repair).await.unwrap();
         }

@@ -20,7 +20,8 @@ async fn list(
     page_token: &str,
 ) -> Result<(Vec<ObservationInfo>, String), tonic::Status> {
     let mut client = app.topology().await;
-    let request = ListObservationsRequest { page_size, page_token: page_token.to_owned() };
+    let request =
+        ListObservationsRequest { runtime: String::new(), page_size, page_token: page_token.to_owned() };
     let page = client.list_observations(with_token(request, READER_TOKEN)).await?.into_inner();
     Ok((page.observations, page.next_page_token))
 }

@@ -17,6 +17,7 @@ use crate::rollout::trio_minus_writer_plus_qa;
 
 fn proposal(change: &str, request_id: &str) -> pb::CreateLearningProposalRequest {
     pb::CreateLearningProposalRequest {
+        runtime: String::new(),
         agent_id: "lead".into(),
         change: change.into(),
         rationale: "seen twice this week".into(),
@@ -111,6 +112,7 @@ async fn a_reused_request_id_with_another_body_is_invalid_argument_everywhere() 
     // ReviewLearningProposal.
     let proposed = propose(&app, &agent_token("lead"), "Check the ledger first.", "p-1").await.unwrap();
     let review = |approve: bool| pb::ReviewLearningProposalRequest {
+        runtime: String::new(),
         id: proposed.id.clone(),
         approve,
         note: "ok".into(),
@@ -125,8 +127,11 @@ async fn a_reused_request_id_with_another_body_is_invalid_argument_everywhere() 
     assert_eq!(other.code(), Code::InvalidArgument, "{other:?}");
 
     // Reconcile: the cycle id is its key.
-    let cycle =
-        |mode: pb::ReconcileMode| pb::ReconcileRequest { mode: mode.into(), cycle_id: "cycle-1".into() };
+    let cycle = |mode: pb::ReconcileMode| pb::ReconcileRequest {
+        runtime: String::new(),
+        mode: mode.into(),
+        cycle_id: "cycle-1".into(),
+    };
     control.reconcile(with_token(cycle(pb::ReconcileMode::Observe), OPERATOR_TOKEN)).await.unwrap();
     let same =
         control.reconcile(with_token(cycle(pb::ReconcileMode::Observe), OPERATOR_TOKEN)).await.unwrap();
@@ -141,14 +146,17 @@ async fn a_reused_request_id_with_another_body_is_invalid_argument_everywhere() 
     let lease = control.acquire_lease(with_token(acquire, &agent_token("lead"))).await.unwrap().into_inner();
     app.advance_db_clock(11);
     let ack = |key: &str| pb::AcknowledgeObservationRequest {
+        runtime: String::new(),
         key: key.into(),
         request_id: "ack-1".into(),
         validate_only: false,
     };
     let key = "expired_lease/agent/lead";
     eventually("the expired lease to be observed", async || {
-        let request =
-            with_token(pb::ListWatchdogObservationsRequest { include_cleared: false }, READER_TOKEN);
+        let request = with_token(
+            pb::ListWatchdogObservationsRequest { runtime: String::new(), include_cleared: false },
+            READER_TOKEN,
+        );
         let open =
             app.control().await.list_watchdog_observations(request).await.ok()?.into_inner().observations;
         open.iter().any(|o| o.key == key).then_some(())
@@ -162,7 +170,10 @@ async fn a_reused_request_id_with_another_body_is_invalid_argument_everywhere() 
         fencing_token: lease.lease.unwrap().fencing_token,
     };
     control.release_lease(with_token(release, &agent_token("lead"))).await.unwrap();
-    let request = with_token(pb::ListWatchdogObservationsRequest { include_cleared: false }, READER_TOKEN);
+    let request = with_token(
+        pb::ListWatchdogObservationsRequest { runtime: String::new(), include_cleared: false },
+        READER_TOKEN,
+    );
     control.list_watchdog_observations(request).await.unwrap();
     let retry =
         control.acknowledge_observation(with_token(ack(key), OPERATOR_TOKEN)).await.unwrap().into_inner();

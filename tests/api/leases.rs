@@ -357,6 +357,7 @@ async fn a_lease_belongs_to_the_calling_principal_and_replica_names_are_reserved
     );
     acquire_as(&app, "agent/research", "", &agent_token("research")).await.unwrap();
     let grant = pb::GrantDelegationRequest {
+        runtime: String::new(),
         grantor_agent_id: "lead".into(),
         delegate_agent_id: "research".into(),
         rights: vec!["dispatch".into()],

@@ -30,6 +30,7 @@ async fn preview(
 
 fn category(id: &str, risk: pb::RiskLevel) -> pb::PreviewDispatchRequest {
     pb::PreviewDispatchRequest {
+        runtime: String::new(),
         work: Some(pb::preview_dispatch_request::Work::Category(id.into())),
         risk: risk.into(),
     }
@@ -82,7 +83,8 @@ async fn dispatch_preview_names_the_agent_its_lease_and_every_blocking_reason_wi
     }
     put(&app, desired, "", "d-1").await.unwrap();
     // Observe once so the preview knows which agents the runtime has.
-    let observe = pb::ObserveNowRequest { request_id: "o-1".into(), validate_only: false };
+    let observe =
+        pb::ObserveNowRequest { runtime: String::new(), request_id: "o-1".into(), validate_only: false };
     app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
 
     let free = preview(&app, category("research", pb::RiskLevel::Unspecified)).await.unwrap();
@@ -117,6 +119,7 @@ async fn dispatch_preview_names_the_agent_its_lease_and_every_blocking_reason_wi
     assert_eq!(codes, ["TRUST_TOO_LOW"]);
 
     let task = pb::PreviewDispatchRequest {
+        runtime: String::new(),
         work: Some(pb::preview_dispatch_request::Work::Task(titled(INCIDENT))),
         risk: 0,
     };
@@ -182,6 +185,7 @@ async fn the_incident_preview_is_a_lead_an_implementer_and_a_reviewer_within_bud
     }
     // The preview's SEND set passes the service's own expressibility check.
     let validate = pb::PutDesiredTopologyRequest {
+        runtime: String::new(),
         topology: Some(topology),
         etag: String::new(),
         request_id: "v-1".into(),
@@ -192,7 +196,10 @@ async fn the_incident_preview_is_a_lead_an_implementer_and_a_reviewer_within_bud
 
     let mut client = OrchestrationServiceClient::new(app.channel().await);
     let again = client
-        .get_setup_preview(with_token(pb::GetSetupPreviewRequest { id: preview.id.clone() }, READER_TOKEN))
+        .get_setup_preview(with_token(
+            pb::GetSetupPreviewRequest { runtime: String::new(), id: preview.id.clone() },
+            READER_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -200,7 +207,10 @@ async fn the_incident_preview_is_a_lead_an_implementer_and_a_reviewer_within_bud
         .unwrap();
     assert_eq!(again.agents, preview.agents, "the preview is stored and addressable by id");
     let missing = client
-        .get_setup_preview(with_token(pb::GetSetupPreviewRequest { id: "sp-nope".into() }, READER_TOKEN))
+        .get_setup_preview(with_token(
+            pb::GetSetupPreviewRequest { runtime: String::new(), id: "sp-nope".into() },
+            READER_TOKEN,
+        ))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -223,6 +233,7 @@ async fn the_incident_preview_is_a_lead_an_implementer_and_a_reviewer_within_bud
 
     // Without `rollout`, ApplySetup only stores the desired revision: the runtime is untouched.
     let apply = pb::ApplySetupRequest {
+        runtime: String::new(),
         preview_id: preview.id.clone(),
         etag: String::new(),
         request_id: "no-rollout".into(),
@@ -249,6 +260,7 @@ async fn apply_setup_stores_the_revision_rolls_it_out_and_never_overwrites_a_per
     assert_eq!(new, ["implementer", "reviewer"], "the trio's lead is reused");
 
     let request = |etag: &str, request_id: &str, rollout: bool, validate_only: bool| pb::ApplySetupRequest {
+        runtime: String::new(),
         preview_id: preview.id.clone(),
         etag: etag.into(),
         request_id: request_id.into(),
@@ -333,7 +345,8 @@ async fn a_control_agent_needs_standing_to_dispatch_to_another_agent() {
         node.trust = pb::TrustLevel::Standard.into();
     }
     put(&app, desired, "", "d-1").await.unwrap();
-    let observe = pb::ObserveNowRequest { request_id: "o-1".into(), validate_only: false };
+    let observe =
+        pb::ObserveNowRequest { runtime: String::new(), request_id: "o-1".into(), validate_only: false };
     app.drift().await.observe_now(with_token(observe, crate::helpers::OPERATOR_TOKEN)).await.unwrap();
     let as_agent = |name: &'static str| {
         let app = &app;
@@ -358,6 +371,7 @@ async fn a_control_agent_needs_standing_to_dispatch_to_another_agent() {
     assert!(!codes(&reader).contains(&"NO_STANDING".to_owned()), "people are not control agents");
 
     let grant = pb::GrantDelegationRequest {
+        runtime: String::new(),
         grantor_agent_id: "research".into(),
         delegate_agent_id: "x".into(),
         rights: vec!["dispatch".into()],

@@ -185,7 +185,11 @@ async fn deliveries(app: &TestApp, sink: &str, state: DeliveryState) -> Vec<pb::
 
 async fn observe(app: &TestApp, clock: &ManualClock, seconds: i64, request_id: &str) {
     clock.advance(TimeDelta::seconds(seconds));
-    let request = pb::ObserveNowRequest { request_id: request_id.to_owned(), validate_only: false };
+    let request = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: request_id.to_owned(),
+        validate_only: false,
+    };
     app.drift().await.observe_now(with_token(request, OPERATOR_TOKEN)).await.unwrap();
 }
 
@@ -204,7 +208,8 @@ async fn store_revisions(app: &TestApp, mut etag: String, from: usize, count: us
 }
 
 async fn drift_state(app: &TestApp, key: &str) -> i32 {
-    let request = with_token(pb::GetDriftItemRequest { key: key.to_owned() }, READER_TOKEN);
+    let request =
+        with_token(pb::GetDriftItemRequest { runtime: String::new(), key: key.to_owned() }, READER_TOKEN);
     app.drift().await.get_drift_item(request).await.map(|r| r.into_inner().item.unwrap().state).unwrap_or(-1)
 }
 
@@ -473,6 +478,7 @@ async fn events_written_at_once_on_two_replicas_reach_a_sink_gap_free_in_commit_
     let revocations = ids.iter().enumerate().map(|(n, id)| {
         let app = if n % 2 == 0 { &first } else { &second };
         let request = pb::RevokeDelegationRequest {
+            runtime: String::new(),
             id: id.clone(),
             reason: "concurrent".into(),
             request_id: format!("r-{n}"),

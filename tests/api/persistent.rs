@@ -154,6 +154,7 @@ async fn persistent_agents_need_a_business_link_and_keep_their_workspace_record_
 
 fn propose(request_id: &str, change: &str) -> pb::CreateLearningProposalRequest {
     pb::CreateLearningProposalRequest {
+        runtime: String::new(),
         agent_id: "lead".into(),
         change: change.into(),
         rationale: "two escalations last week came from this".into(),
@@ -165,6 +166,7 @@ fn propose(request_id: &str, change: &str) -> pb::CreateLearningProposalRequest 
 
 fn decide(id: &str, approve: bool, request_id: &str) -> pb::ReviewLearningProposalRequest {
     pb::ReviewLearningProposalRequest {
+        runtime: String::new(),
         id: id.into(),
         approve,
         note: "checked".into(),
@@ -243,6 +245,7 @@ async fn learning_proposals_are_reviewed_once_by_someone_else_and_only_produce_a
 
     // Applying the preview writes the lead's files, except the AGENTS.md a person wrote.
     let apply = pb::ApplySetupRequest {
+        runtime: String::new(),
         preview_id: preview.id.clone(),
         etag: String::new(),
         request_id: "apply-learning".into(),

@@ -68,10 +68,18 @@ async fn every_call_gets_one_structured_log_line_from_the_layer() {
     let channel =
         tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let mut drift = pb::drift_service_client::DriftServiceClient::new(channel);
-    let request = pb::ObserveNowRequest { request_id: "log-line-1".into(), validate_only: false };
+    let request = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: "log-line-1".into(),
+        validate_only: false,
+    };
     drift.observe_now(crate::helpers::with_token(request, token.trim())).await.unwrap();
     let refused = drift
-        .observe_now(pb::ObserveNowRequest { request_id: "log-line-2".into(), validate_only: false })
+        .observe_now(pb::ObserveNowRequest {
+            runtime: String::new(),
+            request_id: "log-line-2".into(),
+            validate_only: false,
+        })
         .await;
     assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
     let line = |code: &'static str| {

@@ -70,7 +70,10 @@ pub fn cli_json(bin: &str, state: &Path, args: &[&str], stdin: Option<&str>) -> 
 
 pub async fn follow_slowly(app: &TestApp, rollout_id: &str) -> pb::Rollout {
     eventually_within("the rollout to end", ROLLOUT_WAIT, async || {
-        let request = with_token(pb::GetRolloutRequest { rollout_id: rollout_id.to_owned() }, READER_TOKEN);
+        let request = with_token(
+            pb::GetRolloutRequest { runtime: String::new(), rollout_id: rollout_id.to_owned() },
+            READER_TOKEN,
+        );
         let rollout = app.drift().await.get_rollout(request).await.unwrap().into_inner().rollout.unwrap();
         [RolloutState::Succeeded, RolloutState::Failed, RolloutState::RolledBack]
             .iter()
@@ -96,7 +99,8 @@ async fn roll_out_trio_change(app: &TestApp, bin: &str, state: &Path) {
     ids.sort();
     assert_eq!(ids, ["lead", "qa", "research"]);
     for id in ["after-1", "after-2"] {
-        let request = pb::ObserveNowRequest { request_id: id.to_owned(), validate_only: false };
+        let request =
+            pb::ObserveNowRequest { runtime: String::new(), request_id: id.to_owned(), validate_only: false };
         let answer =
             app.drift().await.observe_now(with_token(request, OPERATOR_TOKEN)).await.unwrap().into_inner();
         if id == "after-2" {
@@ -270,6 +274,7 @@ pub async fn apply_incident_setup(app: &TestApp) -> pb::ApplySetupResponse {
         .preview
         .unwrap();
     let request = pb::ApplySetupRequest {
+        runtime: String::new(),
         preview_id: preview.id.clone(),
         etag: current.etag,
         request_id: "apply-1".into(),

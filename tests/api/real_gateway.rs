@@ -167,7 +167,7 @@ impl Gateway {
 }
 
 async fn fresh_inventory(app: &TestApp) -> pb::Inventory {
-    let request = pb::GetInventoryRequest { read_mode: pb::ReadMode::Fresh.into() };
+    let request = pb::GetInventoryRequest { runtime: String::new(), read_mode: pb::ReadMode::Fresh.into() };
     app.topology()
         .await
         .get_inventory(with_token(request, READER_TOKEN))
@@ -275,6 +275,7 @@ async fn a_gateway_rollback_restores_the_exact_secret_and_bootstrap_files_land_w
 
     // The rollback goes through the same guarded path and never writes a redacted placeholder.
     let undo = pb::RollbackRolloutRequest {
+        runtime: String::new(),
         rollout_id: rollout.id.clone(),
         request_id: "undo-1".to_owned(),
         validate_only: false,

@@ -289,12 +289,16 @@ impl Oracle {
 
 /// What one jhf-warp runtime reports, by agent.
 async fn reported(app: &TestApp, request_id: &str) -> BTreeMap<String, pb::CatalogAgent> {
-    let observe = pb::ObserveNowRequest { request_id: request_id.to_owned(), validate_only: false };
+    let observe = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: request_id.to_owned(),
+        validate_only: false,
+    };
     app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
     let catalog = app
         .topology()
         .await
-        .get_agent_catalog(with_token(pb::GetAgentCatalogRequest {}, READER_TOKEN))
+        .get_agent_catalog(with_token(pb::GetAgentCatalogRequest { runtime: String::new() }, READER_TOKEN))
         .await
         .unwrap()
         .into_inner();

@@ -10,13 +10,15 @@ use crate::desired::{observed, put};
 use crate::helpers::{AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, spawn_app_with, with_token};
 
 async fn reconcile(app: &TestApp, mode: pb::ReconcileMode, cycle_id: &str) -> pb::ReconcileResponse {
-    let request = pb::ReconcileRequest { mode: mode.into(), cycle_id: cycle_id.into() };
+    let request =
+        pb::ReconcileRequest { runtime: String::new(), mode: mode.into(), cycle_id: cycle_id.into() };
     app.control().await.reconcile(with_token(request, OPERATOR_TOKEN)).await.unwrap().into_inner()
 }
 
 async fn observe(app: &TestApp, clock: &ManualClock, seconds: i64, request_id: &str) {
     clock.advance(TimeDelta::seconds(seconds));
-    let request = pb::ObserveNowRequest { request_id: request_id.into(), validate_only: false };
+    let request =
+        pb::ObserveNowRequest { runtime: String::new(), request_id: request_id.into(), validate_only: false };
     app.drift().await.observe_now(with_token(request, OPERATOR_TOKEN)).await.unwrap();
 }
 
@@ -118,7 +120,10 @@ async fn heal_rolls_out_only_what_is_confirmed() {
     let plan = app
         .drift()
         .await
-        .get_patch_plan(with_token(pb::GetPatchPlanRequest { plan_id: run.plan_id.clone() }, READER_TOKEN))
+        .get_patch_plan(with_token(
+            pb::GetPatchPlanRequest { runtime: String::new(), plan_id: run.plan_id.clone() },
+            READER_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner()

@@ -157,7 +157,7 @@ async fn observer_holder(app: &TestApp) -> String {
         pb::GetLeaseRequest {
             name: jhf_warp::control::ownership::runtime_lease_name(
                 jhf_warp::control::ownership::OBSERVER_LEASE_PREFIX,
-                "fixture:trio",
+                "default",
             ),
         },
         crate::helpers::READER_TOKEN,

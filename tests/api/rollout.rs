@@ -48,7 +48,8 @@ pub fn trio_minus_writer_plus_qa(observed: &pb::Topology) -> pb::Topology {
 }
 
 pub async fn plan(app: &TestApp, kind: pb::PlanKind) -> Result<pb::PatchPlan, tonic::Status> {
-    let request = with_token(pb::PlanPatchRequest { kind: kind.into() }, READER_TOKEN);
+    let request =
+        with_token(pb::PlanPatchRequest { runtime: String::new(), kind: kind.into() }, READER_TOKEN);
     app.drift().await.plan_patch(request).await.map(|r| r.into_inner().plan.unwrap())
 }
 
@@ -59,6 +60,7 @@ pub async fn start(
     request_id: &str,
 ) -> Result<pb::Rollout, tonic::Status> {
     let request = pb::CreateRolloutRequest {
+        runtime: String::new(),
         plan_id: plan_id.to_owned(),
         dry_run,
         request_id: request_id.to_owned(),
@@ -73,7 +75,10 @@ pub async fn start(
 
 /// Follows a rollout with WatchRollout until its final state.
 pub async fn follow(app: &TestApp, rollout_id: &str) -> pb::Rollout {
-    let request = with_token(pb::WatchRolloutRequest { rollout_id: rollout_id.to_owned() }, READER_TOKEN);
+    let request = with_token(
+        pb::WatchRolloutRequest { runtime: String::new(), rollout_id: rollout_id.to_owned() },
+        READER_TOKEN,
+    );
     let mut stream = app.drift().await.watch_rollout(request).await.unwrap().into_inner();
     let mut last = None;
     while let Some(event) =
@@ -85,7 +90,10 @@ pub async fn follow(app: &TestApp, rollout_id: &str) -> pb::Rollout {
 }
 
 pub async fn get(app: &TestApp, rollout_id: &str) -> pb::Rollout {
-    let request = with_token(pb::GetRolloutRequest { rollout_id: rollout_id.to_owned() }, READER_TOKEN);
+    let request = with_token(
+        pb::GetRolloutRequest { runtime: String::new(), rollout_id: rollout_id.to_owned() },
+        READER_TOKEN,
+    );
     app.drift().await.get_rollout(request).await.unwrap().into_inner().rollout.unwrap()
 }
 
@@ -124,7 +132,11 @@ async fn a_planned_change_is_applied_verified_and_leaves_drift_in_sync() {
     assert_eq!(ids, ["lead", "qa", "research"]);
     assert!(app.runtime_state_dir("trio").join("workspace-qa").is_dir());
     assert!(app.runtime_state_dir("trio").join("openclaw.json.bak").is_file(), "the previous config is kept");
-    let observe = |id: &str| pb::ObserveNowRequest { request_id: id.to_owned(), validate_only: false };
+    let observe = |id: &str| pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: id.to_owned(),
+        validate_only: false,
+    };
     app.drift().await.observe_now(with_token(observe("after-1"), OPERATOR_TOKEN)).await.unwrap();
     let summary = app
         .drift()
@@ -182,6 +194,7 @@ async fn a_dry_run_writes_nothing_and_a_success_can_be_rolled_back() {
     let done = follow(&app, &start(&app, &plan.id, false, "real-1").await.unwrap().id).await;
     assert_eq!(done.state, RolloutState::Succeeded as i32, "{done:?}");
     let rollback = pb::RollbackRolloutRequest {
+        runtime: String::new(),
         rollout_id: done.id.clone(),
         request_id: "undo-1".to_owned(),
         validate_only: false,
@@ -191,6 +204,7 @@ async fn a_dry_run_writes_nothing_and_a_success_can_be_rolled_back() {
     assert_eq!(undone.rollout.unwrap().state, RolloutState::RolledBack as i32);
     assert_eq!(config_text(&app, "trio"), before);
     let again = pb::RollbackRolloutRequest {
+        runtime: String::new(),
         rollout_id: dry.id,
         request_id: "undo-2".to_owned(),
         validate_only: false,
@@ -214,6 +228,7 @@ async fn the_pre_image_is_purged_after_retention_and_the_rollout_can_no_longer_b
     let done = follow(&app, &start(&app, &plan.id, false, "real-1").await.unwrap().id).await;
     assert_eq!(done.state, RolloutState::Succeeded as i32, "{done:?}");
     let check = |request_id: &str| pb::RollbackRolloutRequest {
+        runtime: String::new(),
         rollout_id: done.id.clone(),
         request_id: request_id.to_owned(),
         validate_only: true,
@@ -294,7 +309,10 @@ async fn unknown_plans_and_rollouts_are_not_found() {
     let app = spawn_app_with(AppOptions::default()).await;
     let err = start(&app, "nope", false, "r-1").await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let request = with_token(pb::GetRolloutRequest { rollout_id: "ro-missing".to_owned() }, READER_TOKEN);
+    let request = with_token(
+        pb::GetRolloutRequest { runtime: String::new(), rollout_id: "ro-missing".to_owned() },
+        READER_TOKEN,
+    );
     assert_eq!(app.drift().await.get_rollout(request).await.unwrap_err().code(), Code::NotFound);
     let err = plan(&app, pb::PlanKind::Apply).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "no desired topology yet");

@@ -25,17 +25,23 @@ async fn control_at(addr: &str) -> Control {
 }
 
 async fn status(client: &mut Control) -> pb::GetScheduleResponse {
-    client.get_schedule(with_token(pb::GetScheduleRequest {}, READER_TOKEN)).await.unwrap().into_inner()
+    client
+        .get_schedule(with_token(pb::GetScheduleRequest { runtime: String::new() }, READER_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 async fn scheduled_runs(client: &mut Control) -> Vec<pb::SchedulerRun> {
-    let request = pb::ListSchedulerRunsRequest { page_size: 1000, page_token: String::new() };
+    let request =
+        pb::ListSchedulerRunsRequest { runtime: String::new(), page_size: 1000, page_token: String::new() };
     let runs = client.list_scheduler_runs(with_token(request, READER_TOKEN)).await.unwrap().into_inner().runs;
     runs.into_iter().filter(|r| r.trigger == "SCHEDULED").collect()
 }
 
 fn update(schedule: pb::Schedule, etag: &str, request_id: &str) -> pb::UpdateScheduleRequest {
     pb::UpdateScheduleRequest {
+        runtime: String::new(),
         schedule: Some(schedule),
         etag: etag.into(),
         request_id: request_id.into(),
@@ -212,6 +218,7 @@ async fn killing_the_leader_process_hands_reconcile_over_without_running_a_cycle
         (b, a, client_a.clone(), "a")
     };
     let before = scheduled_runs(&mut survivor_client).await;
+    let killed_wall = std::time::SystemTime::now();
     drop(victim); // SIGKILL: no release, the lease must expire
     let killed = Instant::now();
     eventually("the survivor to take the lease", async || {
@@ -236,11 +243,17 @@ async fn killing_the_leader_process_hands_reconcile_over_without_running_a_cycle
     );
     let ids: BTreeSet<&str> = runs.iter().map(|r| r.cycle_id.as_str()).collect();
     assert_eq!(ids.len(), runs.len(), "no cycle ran twice");
-    // Runs are newest first: every run of the survivor is newer than every run of the victim.
-    let first_survivor = runs.iter().rposition(|r| r.actor == survivor_actor).unwrap();
+    // Every cycle that started after the kill is the survivor's (the runtime may have moved
+    // between the two replicas before, when the second one joined and the fleet rebalanced).
+    let killed_at = killed_wall.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = |r: &pb::SchedulerRun| {
+        r.start_time.as_ref().map_or(0.0, |t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
+    };
+    let since_kill: Vec<&pb::SchedulerRun> = runs.iter().filter(|r| started(r) > killed_at).collect();
+    assert!(!since_kill.is_empty());
     assert!(
-        runs[..=first_survivor].iter().all(|r| r.actor == survivor_actor),
-        "after the take-over only the survivor runs cycles"
+        since_kill.iter().all(|r| r.actor == survivor_actor),
+        "after the take-over only the survivor runs cycles: {since_kill:?}"
     );
     assert!(
         runs.iter().all(|r| r.state != "RUNNING" || r.actor == survivor_actor),

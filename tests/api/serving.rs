@@ -21,12 +21,13 @@ use crate::helpers::{
 };
 
 async fn topology(app: &TestApp, mode: pb::ReadMode) -> Result<pb::GetTopologyResponse, tonic::Status> {
-    let request = pb::GetTopologyRequest { read_mode: mode as i32 };
+    let request = pb::GetTopologyRequest { runtime: String::new(), read_mode: mode as i32 };
     app.topology().await.get_topology(with_token(request, READER_TOKEN)).await.map(|r| r.into_inner())
 }
 
 async fn latest_seen_count(app: &TestApp) -> i64 {
-    let request = pb::ListObservationsRequest { page_size: 1, page_token: String::new() };
+    let request =
+        pb::ListObservationsRequest { runtime: String::new(), page_size: 1, page_token: String::new() };
     let page = app.topology().await.list_observations(with_token(request, READER_TOKEN)).await.unwrap();
     page.into_inner().observations[0].seen_count
 }
@@ -43,7 +44,8 @@ async fn past_the_in_flight_bound_calls_are_refused_at_once_while_probes_still_a
     for _ in 0..2 {
         let client = app.topology().await;
         held.push(tokio::spawn(async move {
-            let request = pb::GetTopologyRequest { read_mode: pb::ReadMode::Fresh as i32 };
+            let request =
+                pb::GetTopologyRequest { runtime: String::new(), read_mode: pb::ReadMode::Fresh as i32 };
             client.clone().get_topology(with_token(request, READER_TOKEN)).await
         }));
     }
@@ -83,7 +85,8 @@ async fn a_burst_of_fresh_reads_cannot_read_the_runtime_more_often_than_the_mini
     for _ in 0..16 {
         let client = app.topology().await;
         burst.push(tokio::spawn(async move {
-            let request = pb::GetTopologyRequest { read_mode: pb::ReadMode::Fresh as i32 };
+            let request =
+                pb::GetTopologyRequest { runtime: String::new(), read_mode: pb::ReadMode::Fresh as i32 };
             client.clone().get_topology(with_token(request, READER_TOKEN)).await.map(|r| r.into_inner())
         }));
     }
@@ -93,7 +96,11 @@ async fn a_burst_of_fresh_reads_cannot_read_the_runtime_more_often_than_the_mini
     }
     assert_eq!(latest_seen_count(&app).await, before, "the burst read the runtime no more");
     // An operator's ObserveNow is not a READ caller: it reads at once and sees the edit.
-    let observe = pb::ObserveNowRequest { request_id: "observe-1".into(), validate_only: false };
+    let observe = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: "observe-1".into(),
+        validate_only: false,
+    };
     app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
     let stored = topology(&app, pb::ReadMode::Stored).await.unwrap();
     assert_ne!(stored.observation.unwrap().config_hash, startup.observation.unwrap().config_hash);
@@ -217,7 +224,7 @@ async fn another_replicas_commits_reach_this_replicas_snapshot_and_watchers() {
         .into_inner();
     crate::desired::put(&first, observed(&first).await, "", "desired-1").await.unwrap();
     let desired = eventually("the second replica to serve the new revision", async || {
-        let request = pb::GetDesiredTopologyRequest { generation: 0 };
+        let request = pb::GetDesiredTopologyRequest { runtime: String::new(), generation: 0 };
         second.topology().await.get_desired_topology(with_token(request, READER_TOKEN)).await.ok()
     })
     .await;
@@ -254,10 +261,17 @@ async fn a_team_of_two_thousand_agents_is_observed_stored_diffed_and_served() {
     assert_eq!(sends, 100 * 99, "the 100-agent clique");
     assert!(fresh.edges.len() > sends, "and the spawn chains");
     crate::desired::put(&app, fresh.clone(), "", "desired-1").await.unwrap();
-    let observe = pb::ObserveNowRequest { request_id: "observe-1".into(), validate_only: false };
+    let observe = pb::ObserveNowRequest {
+        runtime: String::new(),
+        request_id: "observe-1".into(),
+        validate_only: false,
+    };
     app.drift().await.observe_now(with_token(observe, OPERATOR_TOKEN)).await.unwrap();
-    let summary =
-        app.drift().await.get_drift_summary(with_token(pb::GetDriftSummaryRequest {}, READER_TOKEN)).await;
+    let summary = app
+        .drift()
+        .await
+        .get_drift_summary(with_token(pb::GetDriftSummaryRequest { runtime: String::new() }, READER_TOKEN))
+        .await;
     assert!(summary.unwrap().into_inner().in_sync, "desired == observed");
     let stored = topology(&app, pb::ReadMode::Stored).await.unwrap().topology.unwrap();
     assert_eq!(stored.revision, fresh.revision);

@@ -149,9 +149,9 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
         &format!("jhf_warp_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION")),
         "jhf_warp_ready 1",
         "jhf_warp_component_ready{component=\"store\"} 1",
-        "jhf_warp_leases{held=\"true\"} 1",
-        "jhf_warp_reconcile_leader 0",
-        "jhf_warp_reconcile_schedule_paused 1",
+        "jhf_warp_reconcile_leader{runtime=\"default\"} 0",
+        "jhf_warp_reconcile_schedule_paused{runtime=\"default\"} 1",
+        "jhf_warp_runtimes{health=\"HEALTHY\"} 1",
         "# TYPE jhf_warp_drift_items gauge",
         // The RPC series of the calls above, from the layer: the lease the agent took, and the
         // refused anonymous scrape.
@@ -163,6 +163,13 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    // The agent's lease, besides the replica's own (membership, the runtime it owns, ...).
+    let held: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("jhf_warp_leases{held=\"true\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(held >= 2.0, "{text}");
     app.stop().await;
 }
 
@@ -177,7 +184,7 @@ async fn the_web_view_is_a_static_page_and_its_data_routes_need_a_token() {
     assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
     assert!(!html.contains("lead"), "the page itself carries no data");
 
-    for path in ["/v1/topology", "/v1/topology.svg", "/v1/drift/items", "/v1/rollouts"] {
+    for path in ["/v1/topology", "/v1/topology.svg", "/v1/drift/items", "/v1/rollouts", "/v1/runtimes"] {
         let anonymous = reqwest::get(app.http_url(path)).await.unwrap();
         assert_eq!(anonymous.status(), 401, "{path}");
     }
@@ -205,5 +212,7 @@ async fn the_web_view_is_a_static_page_and_its_data_routes_need_a_token() {
     assert!(drift.is_object(), "{drift}");
     let rollouts: serde_json::Value = get("/v1/rollouts").await.json().await.unwrap();
     assert!(rollouts.is_object(), "{rollouts}");
+    let runtimes: serde_json::Value = get("/v1/runtimes").await.json().await.unwrap();
+    assert_eq!(runtimes["runtimes"][0]["spec"]["name"], "default", "{runtimes}");
     app.stop().await;
 }

@@ -148,10 +148,10 @@ async fn a_missing_config_is_unavailable_in_fresh_mode_but_stored_mode_still_ans
     let err = client.get_topology(with_token(GetTopologyRequest::default(), READER_TOKEN)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(!err.message().contains("agents"), "no config content in errors");
-    let stored = GetTopologyRequest { read_mode: ReadMode::Stored as i32 };
+    let stored = GetTopologyRequest { runtime: String::new(), read_mode: ReadMode::Stored as i32 };
     let answer = client.get_topology(with_token(stored, READER_TOKEN)).await.unwrap().into_inner();
     assert_eq!(answer.topology.unwrap().revision, first.topology.unwrap().revision);
-    let bad_mode = GetTopologyRequest { read_mode: 42 };
+    let bad_mode = GetTopologyRequest { runtime: String::new(), read_mode: 42 };
     let err = client.get_topology(with_token(bad_mode, READER_TOKEN)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     app.stop().await;

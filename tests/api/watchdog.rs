@@ -8,7 +8,10 @@ use crate::helpers::{
 };
 
 async fn observations(app: &TestApp, include_cleared: bool) -> Vec<pb::WatchdogObservation> {
-    let request = with_token(pb::ListWatchdogObservationsRequest { include_cleared }, READER_TOKEN);
+    let request = with_token(
+        pb::ListWatchdogObservationsRequest { runtime: String::new(), include_cleared },
+        READER_TOKEN,
+    );
     app.control().await.list_watchdog_observations(request).await.unwrap().into_inner().observations
 }
 
@@ -36,6 +39,7 @@ async fn an_expired_unreleased_lease_is_observed_once_acknowledged_and_cleared()
         assert_eq!(open[0].evidence["holder"], "lead");
     }
     let ack = pb::AcknowledgeObservationRequest {
+        runtime: String::new(),
         key: "expired_lease/agent/lead".into(),
         request_id: "ack-1".into(),
         validate_only: false,
@@ -64,6 +68,7 @@ async fn an_expired_unreleased_lease_is_observed_once_acknowledged_and_cleared()
         observations(&app, true).await.into_iter().filter(|o| o.kind == "expired_lease").collect();
     assert!(cleared[0].clear_time.is_some());
     let gone = pb::AcknowledgeObservationRequest {
+        runtime: String::new(),
         key: "expired_lease/agent/lead".into(),
         request_id: "ack-2".into(),
         validate_only: false,
@@ -129,13 +134,14 @@ async fn a_stalled_reconcile_loop_is_observed_and_turns_the_reconcile_health_not
 
     let mut control = app.control().await;
     let current = control
-        .get_schedule(with_token(pb::GetScheduleRequest {}, READER_TOKEN))
+        .get_schedule(with_token(pb::GetScheduleRequest { runtime: String::new() }, READER_TOKEN))
         .await
         .unwrap()
         .into_inner()
         .schedule
         .unwrap();
     let paused = pb::UpdateScheduleRequest {
+        runtime: String::new(),
         schedule: Some(pb::Schedule { paused: true, ..current.clone() }),
         etag: current.etag,
         request_id: "pause-1".into(),

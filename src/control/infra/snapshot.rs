@@ -1,6 +1,7 @@
-//! The replica's in-memory view of hot state — the latest observation, the latest desired
-//! revision, the drift items, the schedule, leases — so the hot read RPCs answer without the
-//! database, as the Kubernetes API server answers from its watch cache.
+//! The replica's in-memory view of one runtime's hot state — the latest observation, the latest
+//! desired revision, the drift items, the schedule — so the hot read RPCs answer without the
+//! database, as the Kubernetes API server answers from its watch cache. (Leases, shared by the
+//! whole fleet, are in [`super::lease_cache`].)
 //!
 //! # Guarantees
 //! - Read-your-writes on the replica that wrote: a service puts what it committed into the
@@ -9,19 +10,13 @@
 //!   normally within milliseconds; a lost notification, and every change on SQLite shared by
 //!   several processes, is caught by the periodic revision check. Staleness bound: the check
 //!   interval (`--snapshot-resync-ms`, default 2 s) plus one query.
-//! - A lease is answered from memory only while the snapshot's copy is live by the database
-//!   clock's estimate. Renewals are not notified, but they only extend a lease: a live copy can
-//!   understate the expiry, never invent a holder. A copy that looks expired is re-read.
 //! - Rebuilt from the store at start and whenever the feed reports a lost connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::events::{DriftEvent, EventBus, TopologyEvent};
 use crate::control::AppError;
@@ -29,25 +24,17 @@ use crate::domain::catalog::{AgentCatalog, build_catalog};
 use crate::domain::desired::DesiredRevision;
 use crate::domain::drift::summary::{DriftSummary, summarize};
 use crate::domain::drift::tracker::TrackedItem;
-use crate::domain::lease::Lease;
 use crate::domain::observation::StoredObservation;
 use crate::domain::schedule::Schedule;
-use crate::store::{Change, Store, Topic};
+use crate::store::{Store, Topic};
 
-/// Versions of what was loaded, compared by the periodic re-check.
+/// Versions of what was loaded (or is stored), compared by the periodic re-check.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Versions {
-    observation: Option<(i64, i64)>,
-    desired: Option<i64>,
-    drift: (i64, Option<DateTime<Utc>>),
-    schedule: Option<i64>,
-}
-
-/// The database clock as last read: `db` (without the test skew) was current at `at`.
-#[derive(Debug, Clone, Copy)]
-struct DbClock {
-    db: DateTime<Utc>,
-    at: Instant,
+pub struct Versions {
+    pub observation: Option<(i64, i64)>,
+    pub desired: Option<i64>,
+    pub drift: (i64, Option<DateTime<Utc>>),
+    pub schedule: Option<i64>,
 }
 
 #[derive(Default)]
@@ -58,8 +45,6 @@ struct State {
     /// `None` while the configured defaults apply.
     schedule: Option<Schedule>,
     last_scheduled_start: Option<DateTime<Utc>>,
-    leases: BTreeMap<String, Lease>,
-    clock: Option<DbClock>,
     versions: Versions,
     summary: Option<Arc<DriftSummary>>,
     catalog: Option<Arc<AgentCatalog>>,
@@ -197,16 +182,6 @@ impl Snapshot {
         catalog
     }
 
-    /// Returns a lease with the estimated database time, when the snapshot's copy is live by
-    /// that estimate (`skew`: the test skew of the database clock).
-    pub fn live_lease(&self, name: &str, skew: TimeDelta) -> Option<(Lease, DateTime<Utc>)> {
-        let state = self.read();
-        let clock = state.clock?;
-        let now = clock.db + TimeDelta::from_std(clock.at.elapsed()).unwrap_or_default() + skew;
-        let lease = state.leases.get(name)?;
-        lease.live_holder(now).is_some().then(|| (lease.clone(), now))
-    }
-
     /// Puts an observation this replica recorded, with the tracker's items after it.
     /// The drift transitions it makes are published here, against the state it replaced: a
     /// re-read from the store that already brought the same change published it, and nothing
@@ -262,17 +237,6 @@ impl Snapshot {
         });
     }
 
-    /// Puts a lease as this replica changed or read it, at database time `now` (a copy older
-    /// than the one held — two calls finishing out of order — is ignored).
-    pub fn put_lease(&self, lease: Lease, now: DateTime<Utc>, skew: TimeDelta) {
-        self.write(|state| {
-            state.clock = Some(DbClock { db: now - skew, at: Instant::now() });
-            if state.leases.get(&lease.name).is_none_or(|held| lease_order(&lease) >= lease_order(held)) {
-                state.leases.insert(lease.name.clone(), lease);
-            }
-        });
-    }
-
     /// Notes a rollout version this replica wrote and published itself.
     pub fn put_rollout(&self, id: &str, version: i64) {
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.saw(id, version);
@@ -289,7 +253,7 @@ impl Snapshot {
 
     /// Rebuilds every part from the store (at start, and after a lost change feed).
     pub async fn reload(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
-        for topic in Topic::ALL {
+        for topic in Topic::OF_A_RUNTIME {
             self.reload_topic(store, events, topic).await?;
         }
         Ok(())
@@ -297,15 +261,17 @@ impl Snapshot {
 
     /// Applies a notified change: re-reads the part unless its stored version is the one
     /// loaded (this replica's own commits come back through the feed too).
-    async fn apply_change(&self, store: &Store, events: &EventBus, topic: Topic) -> Result<(), AppError> {
+    pub async fn apply_change(&self, store: &Store, events: &EventBus, topic: Topic) -> Result<(), AppError> {
         let loaded = self.read().versions.clone();
         let unchanged = match topic {
             Topic::Observation => {
                 store.latest_observation_version(&self.runtime).await? == loaded.observation
             }
             Topic::Drift => store.drift_version(&self.runtime).await? == loaded.drift,
-            Topic::Desired => store.latest_desired_generation().await? == loaded.desired,
-            Topic::Schedule | Topic::Lease | Topic::Run | Topic::Rollout => false,
+            Topic::Desired => store.latest_desired_generation(&self.runtime).await? == loaded.desired,
+            Topic::Schedule | Topic::Run | Topic::Rollout => false,
+            // Not a runtime's topics: the fleet routes them elsewhere.
+            Topic::Lease | Topic::Runtimes | Topic::FleetRollout => true,
         };
         if unchanged { Ok(()) } else { self.reload_topic(store, events, topic).await }
     }
@@ -331,14 +297,7 @@ impl Snapshot {
                     state.schedule = schedule;
                 });
             }
-            Topic::Lease => {
-                let (leases, now) = store.list_leases(None, 10_000).await?;
-                let skew = store.clock_skew();
-                self.write(|state| {
-                    state.clock = Some(DbClock { db: now - skew, at: Instant::now() });
-                    state.leases = leases.into_iter().map(|lease| (lease.name.clone(), lease)).collect();
-                });
-            }
+            Topic::Lease | Topic::Runtimes | Topic::FleetRollout => {}
             Topic::Run => {
                 let last = store.latest_scheduled_run(&self.runtime).await?.map(|run| run.started_at);
                 self.write(|state| state.last_scheduled_start = last);
@@ -383,7 +342,7 @@ impl Snapshot {
     }
 
     async fn reload_desired(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
-        let latest = store.latest_desired().await?;
+        let latest = store.latest_desired(&self.runtime).await?;
         let newer = match (&latest, self.desired()) {
             (Some(latest), Some(current)) => latest.generation != current.generation,
             (latest, current) => latest.is_some() != current.is_some(),
@@ -409,14 +368,27 @@ impl Snapshot {
 
     /// Publishes the rollouts changed since the last look (each version once).
     async fn reload_rollouts(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
-        let since = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since;
-        let Some(since) = since else {
+        let Some(since) = self.rollouts_since() else {
             // First load: nothing is being watched yet; follow changes from now on.
             let now = store.now().await?;
             self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since = Some(now);
             return Ok(());
         };
-        let changed = store.rollouts_changed_since(&self.runtime, since - CLOCK_SLACK, 500).await?;
+        let changed = store.rollouts_changed_since(&self.runtime, since, 500).await?;
+        self.take_rollouts(events, changed);
+        Ok(())
+    }
+
+    /// Rollouts changed at or after this time are the ones to read on the next look (`None`:
+    /// not loaded yet).
+    pub fn rollouts_since(&self) -> Option<DateTime<Utc>> {
+        let since = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).rollouts.since;
+        since.map(|since| since - CLOCK_SLACK)
+    }
+
+    /// Publishes the rollouts among `changed` (this runtime's, changed since
+    /// [`Snapshot::rollouts_since`]) whose version this replica has not published yet.
+    pub fn take_rollouts(&self, events: &EventBus, changed: Vec<crate::domain::rollout::Rollout>) {
         let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         for rollout in changed {
             let seen = &mut state.rollouts;
@@ -425,18 +397,18 @@ impl Snapshot {
                 events.publish_rollout(rollout);
             }
         }
-        Ok(())
     }
 
-    /// Re-reads the parts whose stored version differs from the loaded one (leases and the
-    /// newest scheduled start every time: they have no cheap version).
-    async fn recheck(&self, store: &Store, events: &EventBus) -> Result<(), AppError> {
-        let stored = Versions {
-            observation: store.latest_observation_version(&self.runtime).await?,
-            desired: store.latest_desired_generation().await?,
-            drift: store.drift_version(&self.runtime).await?,
-            schedule: store.schedule(&self.runtime).await?.map(|s| s.generation),
-        };
+    /// Re-reads the parts whose stored version (`stored`, read for the whole fleet at once)
+    /// differs from the loaded one, and takes the newest scheduled start (it has no cheap
+    /// version: the fleet reads every runtime's at once).
+    pub async fn recheck_against(
+        &self,
+        store: &Store,
+        events: &EventBus,
+        stored: &Versions,
+        last_scheduled_start: Option<DateTime<Utc>>,
+    ) -> Result<(), AppError> {
         let loaded = self.read().versions.clone();
         if stored.observation != loaded.observation {
             self.reload_topic(store, events, Topic::Observation).await?;
@@ -449,78 +421,19 @@ impl Snapshot {
         if stored.schedule != loaded.schedule {
             self.reload_topic(store, events, Topic::Schedule).await?;
         }
-        self.reload_topic(store, events, Topic::Lease).await?;
-        self.reload_topic(store, events, Topic::Rollout).await?;
-        self.reload_topic(store, events, Topic::Run).await
-    }
-
-    /// [`Snapshot::follow`] as an owned future (for spawning).
-    pub async fn follow_owned(
-        self,
-        store: Store,
-        events: EventBus,
-        recheck: Duration,
-        stop: CancellationToken,
-    ) {
-        self.follow(store, events, recheck, stop).await
-    }
-
-    /// Keeps the snapshot current until `stop`: applies the change feed (rebuilding after a
-    /// lost connection) and re-checks versions every `recheck`.
-    pub async fn follow(&self, store: Store, events: EventBus, recheck: Duration, stop: CancellationToken) {
-        let mut feed = None;
-        let mut ticker = super::every::ticker(recheck);
-        loop {
-            if feed.is_none() {
-                feed = match store.change_feed().await {
-                    Ok(Some(subscribed)) => {
-                        // Anything committed before the subscription is in the store.
-                        if let Err(error) = self.reload(&store, &events).await {
-                            tracing::warn!(%error, "rebuilding the snapshot failed; will retry");
-                        }
-                        Some(subscribed)
-                    }
-                    Ok(None) => None,
-                    Err(error) => {
-                        tracing::debug!(%error, "change feed unavailable; re-checking periodically");
-                        None
-                    }
-                };
-            }
-            let change = async {
-                match feed.as_mut() {
-                    Some(feed) => Some(feed.next().await),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {
-                    if let Err(error) = self.recheck(&store, &events).await {
-                        tracing::debug!(%error, "snapshot re-check failed; will retry");
-                    }
-                }
-                change = change => match change {
-                    Some(Ok(Change::Changed(topic))) => {
-                        if let Err(error) = self.apply_change(&store, &events, topic).await {
-                            tracing::debug!(%error, ?topic, "applying a change failed; the re-check will");
-                        }
-                    }
-                    Some(Ok(Change::Lost)) | Some(Err(_)) | None => {
-                        tracing::info!("change feed lost; rebuilding the snapshot");
-                        feed = None;
-                    }
-                },
-            }
+        if last_scheduled_start.is_some() && self.read().last_scheduled_start != last_scheduled_start {
+            self.put_scheduled_start_from_store(last_scheduled_start);
         }
+        Ok(())
     }
-}
 
-/// Orders the versions of one lease: a new token is newer; within a token, the later change
-/// (a renewal's time, or a release's) is newer.
-fn lease_order(lease: &Lease) -> (i64, Option<DateTime<Utc>>) {
-    let changed = if lease.holder.is_some() { lease.renewed_at } else { lease.expires_at };
-    (lease.token, changed)
+    fn put_scheduled_start_from_store(&self, started_at: Option<DateTime<Utc>>) {
+        self.write(|state| {
+            if started_at > state.last_scheduled_start {
+                state.last_scheduled_start = started_at;
+            }
+        });
+    }
 }
 
 /// Publishes the state changes between two versions of the items (another replica's

@@ -109,7 +109,7 @@ impl RolloutService {
         let now = self.ctx.clock.now();
         let mut rollout = Rollout {
             id: rollout_id(now)?,
-            runtime: self.ctx.runtime.address().to_owned(),
+            runtime: self.ctx.runtime_name().to_owned(),
             plan_id: plan.id.clone(),
             state: RolloutState::Pending,
             dry_run: request.dry_run,
@@ -128,7 +128,8 @@ impl RolloutService {
             rollout.id = String::new();
             return Ok(rollout);
         }
-        let audit = caller.event(
+        let audit = caller.event_in(
+            self.ctx.runtime_name(),
             format!("rollout/{}", rollout.id),
             format!(
                 "started {}rollout of plan {} ({} operations)",
@@ -180,17 +181,18 @@ impl RolloutService {
             .store
             .rollout(id)
             .await?
+            .filter(|rollout| rollout.runtime == self.ctx.runtime_name())
             .ok_or_else(|| AppError::NotFound { resource: format!("rollout {id}") })
     }
 
     /// Lists rollouts newest first.
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Rollout>, String), AppError> {
-        let scope = format!("{LIST_SCOPE}:{}", self.ctx.runtime.address());
+        let scope = format!("{LIST_SCOPE}:{}", self.ctx.runtime_name());
         let page = page_request(&self.ctx.page_tokens, &scope, page_size, page_token)?;
         let rows = self
             .ctx
             .store
-            .list_rollouts(self.ctx.runtime.address(), page.cursor.as_deref(), page.size + 1)
+            .list_rollouts(self.ctx.runtime_name(), page.cursor.as_deref(), page.size + 1)
             .await?;
         Ok(finish_page(&self.ctx.page_tokens, &scope, rows, page.size, |r| r.id.clone()))
     }
@@ -233,8 +235,11 @@ impl RolloutService {
         check_untouched(&current.hash, &target)?;
         self.ctx.store.remember_response(idempotency, rollout.id.clone(), self.ctx.clock.now()).await?;
         let reason = format!("manual rollback by {}", caller.actor);
-        let audit =
-            caller.event(format!("rollout/{}", rollout.id), format!("rolled back rollout {}", rollout.id));
+        let audit = caller.event_in(
+            self.ctx.runtime_name(),
+            format!("rollout/{}", rollout.id),
+            format!("rolled back rollout {}", rollout.id),
+        );
         self.transition_with(&mut rollout, guard, RolloutState::RollingBack, reason, Some(&audit)).await?;
         self.restore_pre_image(&mut rollout, guard).await?;
         Ok(rollout)

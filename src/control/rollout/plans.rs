@@ -55,13 +55,14 @@ impl RolloutService {
         };
         let planned = match kind {
             PlanKind::Apply => {
-                let desired = self.ctx.store.latest_desired().await?.ok_or_else(|| {
-                    precondition(
-                        "NO_DESIRED_TOPOLOGY",
-                        "desired-topology",
-                        "store a desired topology before planning",
-                    )
-                })?;
+                let desired =
+                    self.ctx.store.latest_desired(self.ctx.runtime_name()).await?.ok_or_else(|| {
+                        precondition(
+                            "NO_DESIRED_TOPOLOGY",
+                            "desired-topology",
+                            "store a desired topology before planning",
+                        )
+                    })?;
                 match heal_only {
                     Some(keys) => {
                         let target = heal_target(&desired.topology, &observed.observation.topology, keys);
@@ -77,9 +78,9 @@ impl RolloutService {
             Err(refused) => return Ok(Err(refused)),
         };
         let now = self.ctx.clock.now();
-        self.ctx.store.save_plan(self.ctx.runtime.address(), &plan, now).await?;
+        self.ctx.store.save_plan(self.ctx.runtime_name(), &plan, now).await?;
         tracing::info!(plan_id = %plan.id, kind = ?plan.kind, operations = plan.operations.len(), "patch plan stored");
-        Ok(Ok(self.ctx.store.plan(&plan.id).await?.unwrap_or((plan, now))))
+        Ok(Ok(self.ctx.store.plan(self.ctx.runtime_name(), &plan.id).await?.unwrap_or((plan, now))))
     }
 
     /// Returns a stored plan.
@@ -89,7 +90,7 @@ impl RolloutService {
         }
         self.ctx
             .store
-            .plan(id)
+            .plan(self.ctx.runtime_name(), id)
             .await?
             .ok_or_else(|| AppError::NotFound { resource: format!("patch plan {id}") })
     }

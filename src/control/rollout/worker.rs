@@ -36,7 +36,7 @@ impl RolloutService {
     }
 
     async fn work(&self, stop: &CancellationToken) -> Result<(), AppError> {
-        if self.ctx.store.unfinished_rollouts(self.ctx.runtime.address()).await?.is_empty() {
+        if self.ctx.store.unfinished_rollouts(self.ctx.runtime_name()).await?.is_empty() {
             return Ok(());
         }
         let Some(guard) = self.owner.try_acquire().await? else { return Ok(()) };
@@ -51,7 +51,7 @@ impl RolloutService {
                 return Ok(());
             }
             guard.ensure_live()?;
-            let unfinished = self.ctx.store.unfinished_rollouts(self.ctx.runtime.address()).await?;
+            let unfinished = self.ctx.store.unfinished_rollouts(self.ctx.runtime_name()).await?;
             let Some(rollout) = unfinished.into_iter().next() else { return Ok(()) };
             let id = rollout.id.clone();
             let before = (rollout.state, rollout.version);
@@ -72,10 +72,12 @@ impl RolloutService {
     /// reason — never left hanging.
     async fn resume(&self, mut rollout: Rollout, guard: &RuntimeGuard) -> Result<(), AppError> {
         let current = self.ctx.runtime.read_config().await?;
-        let matches_plan = match (&rollout.pre_image, self.ctx.store.plan(&rollout.plan_id).await?) {
-            (Some(pre), Some((plan, _))) => matches_planned(pre, &plan.merge_patch, &current.raw),
-            _ => false,
-        };
+        let matches_plan =
+            match (&rollout.pre_image, self.ctx.store.plan(self.ctx.runtime_name(), &rollout.plan_id).await?)
+            {
+                (Some(pre), Some((plan, _))) => matches_planned(pre, &plan.merge_patch, &current.raw),
+                _ => false,
+            };
         let decision = recover(&rollout, &RecoveryFacts { current_hash: &current.hash, matches_plan });
         tracing::info!(rollout_id = %rollout.id, state = rollout.state.as_str(), ?decision, "resolving an interrupted rollout");
         match decision {
@@ -258,9 +260,12 @@ impl RolloutService {
             return Err(format!("the config is invalid after the write ({})", issues.join(", ")));
         }
         let desired = match plan.kind {
-            PlanKind::Apply => {
-                self.ctx.store.desired_at(plan.desired_generation).await.map_err(|e| e.to_string())?
-            }
+            PlanKind::Apply => self
+                .ctx
+                .store
+                .desired_at(self.ctx.runtime_name(), plan.desired_generation)
+                .await
+                .map_err(|e| e.to_string())?,
             PlanKind::Repair => None,
         };
         let present: Vec<String> =
@@ -326,7 +331,7 @@ impl RolloutService {
     async fn wait_for_write_slot(&self, stop: &CancellationToken) -> Result<bool, AppError> {
         loop {
             let now = self.ctx.clock.now();
-            let writes = self.ctx.store.recent_writes(self.ctx.runtime.address(), now - WRITE_WINDOW).await?;
+            let writes = self.ctx.store.recent_writes(self.ctx.runtime_name(), now - WRITE_WINDOW).await?;
             let next = WriteLimiter::from_writes(writes).next_slot(now);
             let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
             if wait.is_zero() {
@@ -345,7 +350,7 @@ impl RolloutService {
     async fn record_write(&self) {
         let now = self.ctx.clock.now();
         if let Err(error) =
-            self.ctx.store.record_write(self.ctx.runtime.address(), now, now - WRITE_WINDOW).await
+            self.ctx.store.record_write(self.ctx.runtime_name(), now, now - WRITE_WINDOW).await
         {
             tracing::warn!(%error, "could not record a config write for the write limit");
         }

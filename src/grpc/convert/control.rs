@@ -111,6 +111,7 @@ pub fn time_from_pb(
 impl From<&Schedule> for pb::Schedule {
     fn from(value: &Schedule) -> Self {
         Self {
+            runtime: String::new(),
             interval_seconds: value.interval_secs,
             mode: pb::ReconcileMode::from(value.mode).into(),
             paused: value.paused,
@@ -124,6 +125,7 @@ impl From<&Schedule> for pb::Schedule {
 impl From<&SchedulerRun> for pb::SchedulerRun {
     fn from(value: &SchedulerRun) -> Self {
         Self {
+            runtime: String::new(),
             cycle_id: value.cycle_id.clone(),
             mode: pb::ReconcileMode::from(value.mode).into(),
             trigger: value.trigger.clone(),
@@ -146,6 +148,7 @@ impl From<&WatchdogObservation> for pb::WatchdogObservation {
     fn from(value: &WatchdogObservation) -> Self {
         let finding = &value.finding;
         Self {
+            runtime: String::new(),
             key: finding.key.clone(),
             kind: finding.kind.slug().to_owned(),
             severity: pb::Severity::from(finding.severity).into(),
@@ -169,6 +172,7 @@ impl From<&DelegationView> for pb::Delegation {
         };
         let grant = &value.grant;
         Self {
+            runtime: String::new(),
             id: grant.id.clone(),
             parent_id: grant.parent_id.clone().unwrap_or_default(),
             grantor_agent_id: grant.grantor.clone(),
@@ -321,6 +325,7 @@ impl From<&DispatchAnswer> for pb::PreviewDispatchResponse {
     fn from(answer: &DispatchAnswer) -> Self {
         let preview = &answer.preview;
         Self {
+            runtime: String::new(),
             allowed: preview.allowed(),
             target_agent_id: preview.target_agent_id.clone().unwrap_or_default(),
             target_role: preview.target_role.clone(),

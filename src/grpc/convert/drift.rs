@@ -57,6 +57,7 @@ impl From<&TrackedItem> for pb::DriftItem {
     fn from(value: &TrackedItem) -> Self {
         let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         Self {
+            runtime: String::new(),
             key: value.key().to_owned(),
             difference: Some((&value.difference).into()),
             state: pb::DriftState::from(value.state).into(),
@@ -76,6 +77,7 @@ impl From<&DriftSummary> for pb::GetDriftSummaryResponse {
     fn from(value: &DriftSummary) -> Self {
         let count = |name: &str, count: i32| pb::DriftCount { name: name.to_owned(), count };
         Self {
+            runtime: String::new(),
             in_sync: value.in_sync,
             needs_attention: value.needs_attention,
             by_state: value
@@ -132,6 +134,7 @@ pub fn plan_kind_from_pb(value: i32) -> Result<PlanKind, AppError> {
 /// A stored plan with its creation time.
 pub fn plan_created(value: &PatchPlan, created_at: DateTime<Utc>) -> pb::PatchPlan {
     pb::PatchPlan {
+        runtime: String::new(),
         id: value.id.clone(),
         kind: pb::PlanKind::from(value.kind).into(),
         base_hash: value.base_hash.clone(),
@@ -166,6 +169,7 @@ impl From<RolloutState> for pb::RolloutState {
 impl From<&Rollout> for pb::Rollout {
     fn from(value: &Rollout) -> Self {
         Self {
+            runtime: value.runtime.clone(),
             id: value.id.clone(),
             plan_id: value.plan_id.clone(),
             state: pb::RolloutState::from(value.state).into(),

@@ -20,6 +20,44 @@ pub use orchestration::{
     workspace_record,
 };
 
+/// Answers that say which runtime they are about: the domain value does not know its runtime's
+/// name, the handler does.
+pub trait InRuntime {
+    fn in_runtime(self, runtime: &str) -> Self;
+}
+
+macro_rules! in_runtime {
+    ($($message:ty),* $(,)?) => {
+        $(impl InRuntime for $message {
+            fn in_runtime(mut self, runtime: &str) -> Self {
+                runtime.clone_into(&mut self.runtime);
+                self
+            }
+        })*
+    };
+}
+
+in_runtime!(
+    pb::Delegation,
+    pb::WatchdogObservation,
+    pb::SchedulerRun,
+    pb::Schedule,
+    pb::PreviewDispatchResponse,
+    pb::ObservationInfo,
+    pb::DesiredTopologyRevision,
+    pb::GetTopologyResponse,
+    pb::GetInventoryResponse,
+    pb::DiffTopologyResponse,
+    pb::GetAgentCatalogResponse,
+    pb::WatchTopologyResponse,
+    pb::PatchPlan,
+    pb::Rollout,
+    pb::DriftItem,
+    pb::GetDriftSummaryResponse,
+    pb::WatchDriftResponse,
+    pb::SetupPreview,
+);
+
 /// Converts a UTC time to a protobuf timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }

@@ -272,6 +272,7 @@ impl TryFrom<Option<pb::SetupBudgets>> for Budgets {
 impl From<&StoredPreview> for pb::SetupPreview {
     fn from(value: &StoredPreview) -> Self {
         Self {
+            runtime: String::new(),
             id: value.id.clone(),
             create_time: Some(timestamp(value.created_at)),
             expire_time: Some(timestamp(value.expires_at)),

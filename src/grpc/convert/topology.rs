@@ -297,6 +297,7 @@ fn pins_from_pb(pins: Option<&pb::PermissionPins>) -> PermissionPins {
 impl From<&DesiredRevision> for pb::DesiredTopologyRevision {
     fn from(value: &DesiredRevision) -> Self {
         Self {
+            runtime: String::new(),
             generation: value.generation,
             etag: value.etag.clone(),
             author: value.author.clone(),
@@ -309,6 +310,7 @@ impl From<&DesiredRevision> for pb::DesiredTopologyRevision {
 impl From<&AgentCatalog> for pb::GetAgentCatalogResponse {
     fn from(value: &AgentCatalog) -> Self {
         Self {
+            runtime: String::new(),
             desired_generation: value.desired_generation,
             desired_revision: value.desired_revision.clone(),
             observed_revision: value.observed_revision.clone(),

@@ -1,10 +1,12 @@
-//! `desired_topologies`: one row per desired revision.
+//! `desired_topologies`: one row per desired revision of a runtime.
 
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "desired_topologies")]
 pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub runtime: String,
     #[sea_orm(primary_key, auto_increment = false)]
     pub generation: i64,
     pub etag: String,

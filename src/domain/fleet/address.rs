@@ -1,4 +1,4 @@
-//! Parsing of `--runtime` addresses.
+//! Parsing of runtime addresses (`--runtime`, and every runtime of a fleet).
 
 use std::fmt;
 
