@@ -42,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Well-known types come from pbjson-types so they carry proto3 JSON impls too.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Ordered maps: a message encodes to the same bytes every time, so the idempotency
+        // fingerprint of a request carrying labels is stable (a HashMap iterates at random).
+        .btree_map(".")
         .compile_fds(compiler.file_descriptor_set())?;
 
     pbjson_build::Builder::new()
@@ -49,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .preserve_proto_field_names()
         .emit_fields()
+        .btree_map(["."])
         .build(&[".jhf.warp.v1"])?;
     Ok(())
 }

@@ -40,6 +40,8 @@ pub(super) fn rollout_of(row: &rollout::Model) -> Result<Rollout, StoreError> {
     let mut value: Rollout = serde_json::from_str(&row.rollout_json)
         .map_err(|e| StoreError::Corrupt(format!("rollout {}: {e}", row.id)))?;
     value.version = row.version;
+    // The column is the rollout's runtime (the migration to fleets renamed it there).
+    value.runtime.clone_from(&row.runtime);
     Ok(value)
 }
 

@@ -162,6 +162,8 @@ pub struct AppOptions {
     pub replica_id: Option<&'static str>,
     /// The Gateway's shared token (gateway: runtimes).
     pub gateway_token: Option<String>,
+    /// `--runtimes-file` (a fleet; `fixture`/`runtime` are then unused).
+    pub runtimes_file: Option<PathBuf>,
     /// `--event-sinks-file`; with it, retries are fast (10 ms doubling to 100 ms, 30 attempts,
     /// 300 ms per attempt) so delivery tests need no long waits.
     pub event_sinks_file: Option<PathBuf>,
@@ -190,6 +192,7 @@ impl Default for AppOptions {
             replica_id: None,
             gateway_token: None,
             event_sinks_file: None,
+            runtimes_file: None,
         }
     }
 }
@@ -372,6 +375,7 @@ pub async fn spawn_app_unready(options: AppOptions, prepare: impl FnOnce(&Path))
         args.reconcile.replica_id = Some(replica.to_owned());
     }
     args.observe_interval_secs = options.observe_interval_secs;
+    args.runtimes_file = options.runtimes_file.clone();
     if let Some(sinks) = &options.event_sinks_file {
         args.events.event_sinks_file = Some(sinks.clone());
         args.events.event_retry_initial_ms = 10;

@@ -8,6 +8,7 @@ mod ctl;
 mod delegations;
 mod desired;
 mod drift;
+mod fleet;
 mod health;
 mod helpers;
 mod history;

@@ -227,9 +227,18 @@ async fn killing_the_leader_process_hands_reconcile_over_without_running_a_cycle
     .await;
     let takeover = killed.elapsed();
     let survivor_actor = format!("jhf-warp/{survivor_id}");
-    let runs = eventually("a cycle run by the survivor", async || {
+    // The survivor may have led before (the runtime can move when the second replica joins),
+    // so the wait is for a finished cycle of its own that started after the kill.
+    let killed_at = killed_wall.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = |r: &pb::SchedulerRun| {
+        r.start_time.as_ref().map_or(0.0, |t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
+    };
+    let runs = eventually("a cycle run by the survivor after the kill", async || {
         let runs = scheduled_runs(&mut survivor_client).await;
-        runs.iter().any(|r| r.actor == survivor_actor && r.state != "RUNNING").then_some(runs)
+        let done_since_kill = |r: &pb::SchedulerRun| {
+            r.actor == survivor_actor && r.state != "RUNNING" && started(r) > killed_at
+        };
+        runs.iter().any(done_since_kill).then_some(runs)
     })
     .await;
     println!(
@@ -245,10 +254,6 @@ async fn killing_the_leader_process_hands_reconcile_over_without_running_a_cycle
     assert_eq!(ids.len(), runs.len(), "no cycle ran twice");
     // Every cycle that started after the kill is the survivor's (the runtime may have moved
     // between the two replicas before, when the second one joined and the fleet rebalanced).
-    let killed_at = killed_wall.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let started = |r: &pb::SchedulerRun| {
-        r.start_time.as_ref().map_or(0.0, |t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
-    };
     let since_kill: Vec<&pb::SchedulerRun> = runs.iter().filter(|r| started(r) > killed_at).collect();
     assert!(!since_kill.is_empty());
     assert!(

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 /// Stop a rollout right after its write, as if the process died there.
 pub const STOP_AFTER_APPLY: &str = "rollout.stop_after_apply";
-/// Make a rollout's verification fail, to exercise the rollback.
+/// Make a rollout's verification fail, to exercise the rollback (`…@<runtime>`: on that
+/// runtime only).
 pub const FAIL_VERIFICATION: &str = "rollout.fail_verification";
 /// Panic inside the ListLeases handler: a bug reached by one call.
 pub const PANIC_IN_LIST_LEASES: &str = "leases.panic_in_list";

@@ -249,7 +249,8 @@ impl RolloutService {
     }
 
     async fn verify(&self, plan: &PatchPlan) -> Result<(), String> {
-        if self.ctx.failpoints.hit(FAIL_VERIFICATION) {
+        let on_this_runtime = format!("{FAIL_VERIFICATION}@{}", self.ctx.runtime_name());
+        if self.ctx.failpoints.hit(FAIL_VERIFICATION) || self.ctx.failpoints.hit(&on_this_runtime) {
             return Err("failpoint rollout.fail_verification".to_owned());
         }
         let observed =
