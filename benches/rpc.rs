@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "support/process.rs"]
+mod process;
+
 use jhf_warp::pb::v1 as pb;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -120,28 +123,18 @@ impl Server {
     }
 
     fn warp(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
-            .args(["--log-format", "json", "--log-filter", "warn,jhf_warp::app=info", "serve"])
-            .args(["--listen", "127.0.0.1:0", "--worker-threads", "1", "--observe-interval", "3600"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("JHF_WARP_TOKENS", format!("bench:operator:{TOKEN}"))
-            .env("JHF_WARP_FIXTURES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/openclaw"))
-            .env("JHF_WARP_RECONCILE_PAUSED", "true")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("jhf-warp starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let addr = loop {
-            let line = lines.next().expect("jhf-warp logs until it serves").expect("log line");
-            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if entry["message"] == "serving gRPC and HTTP" {
-                break entry["addr"].as_str().expect("addr").parse().expect("addr");
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
+        let (child, addr) = process::serve(
+            Command::new(env!("CARGO_BIN_EXE_jhf-warp"))
+                .args(["--log-format", "json", "--log-filter", "warn,jhf_warp::app=info", "serve"])
+                .args(["--listen", "127.0.0.1:0", "--worker-threads", "1", "--observe-interval", "3600"])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(extra)
+                .env("JHF_WARP_TOKENS", format!("bench:operator:{TOKEN}"))
+                .env("JHF_WARP_FIXTURES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/openclaw"))
+                .env("JHF_WARP_RECONCILE_PAUSED", "true"),
+        );
+        Self { child, addr: addr.parse().expect("addr") }
     }
 
     /// User + system CPU time of the process so far.
@@ -156,12 +149,7 @@ impl Server {
     }
 
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
+        process::rss_mib(self.child.id())
     }
 
     async fn channels(&self, count: usize) -> Vec<Channel> {

@@ -30,7 +30,7 @@ use crate::control::fleet::registry::{RegistryService, RuntimesSource};
 use crate::control::fleet::rollouts::FleetRollouts;
 use crate::control::fleet::{Fleet, RuntimeFactory};
 use crate::control::snapshot::Snapshot;
-use crate::control::{Classifier, Ctx, Globals, Readiness};
+use crate::control::{Classifier, Ctx, Globals, Readiness, RuntimeSettings};
 use crate::domain::fleet::DEFAULT_RUNTIME;
 use crate::domain::page_token::PageTokenCodec;
 use crate::grpc::descriptor;
@@ -147,6 +147,52 @@ impl Default for Hooks {
     }
 }
 
+/// The TLS identity and its reload period, when a certificate is configured.
+fn load_tls(args: &ServeArgs) -> Result<Option<(Arc<tls::Tls>, Duration)>, StartupError> {
+    match (&args.tls.tls_cert, &args.tls.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls.tls_client_ca.clone(),
+            };
+            tracing::info!(cert = %cert.display(), mutual = files.client_ca.is_some(), "TLS on");
+            Ok(Some((tls::Tls::load(files)?, Duration::from_secs(args.tls.tls_reload_secs))))
+        }
+        _ => {
+            if !args.listen.ip().is_loopback() {
+                tracing::warn!(addr = %args.listen, "listening beyond loopback without TLS: bearer tokens cross the network in clear (set --tls-cert and --tls-key)");
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The fleet with its runtimes loaded (the runtimes file, or `--runtime` as `default`).
+async fn load_fleet(
+    args: &ServeArgs,
+    globals: Globals,
+    runtime_settings: RuntimeSettings,
+    telemetry: crate::telemetry::Telemetry,
+) -> Result<(Fleet, RegistryService), StartupError> {
+    let factory: Arc<dyn RuntimeFactory> =
+        Arc::new(loaders::AdapterFactory::new(args, &args.store.data_dir, telemetry));
+    let fleet = Fleet::new(globals, runtime_settings, factory.clone());
+    let source = match &args.runtimes_file {
+        Some(path) => RuntimesSource::File(path.clone()),
+        None => RuntimesSource::Single(Box::new(loaders::single_runtime(args))),
+    };
+    let registry = RegistryService::new(fleet.clone(), factory, source);
+    registry.load().await.map_err(|e| StartupError::Runtimes(e.to_string()))?;
+    if args.runtimes_file.is_none()
+        && let Some(reason) =
+            fleet.cell(DEFAULT_RUNTIME).and_then(|cell| cell.services.ctx.runtime.read_only_reason())
+    {
+        fleet.ctx().readiness.add_warning(format!("runtime adapter is read-only: {reason}"));
+    }
+    Ok((fleet, registry))
+}
+
 impl App {
     /// Prepares everything the service needs; nothing is served until `run_until_stopped`.
     pub async fn build(args: ServeArgs) -> Result<Self, StartupError> {
@@ -165,23 +211,7 @@ impl App {
         if let Some(path) = &generated_token_path {
             tracing::info!(path = %path.display(), "no tokens configured; operator token is in this file");
         }
-        let tls = match (&args.tls.tls_cert, &args.tls.tls_key) {
-            (Some(cert), Some(key)) => {
-                let files = tls::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: args.tls.tls_client_ca.clone(),
-                };
-                tracing::info!(cert = %cert.display(), mutual = files.client_ca.is_some(), "TLS on");
-                Some((tls::Tls::load(files)?, Duration::from_secs(args.tls.tls_reload_secs)))
-            }
-            _ => {
-                if !args.listen.ip().is_loopback() {
-                    tracing::warn!(addr = %args.listen, "listening beyond loopback without TLS: bearer tokens cross the network in clear (set --tls-cert and --tls-key)");
-                }
-                None
-            }
-        };
+        let tls = load_tls(&args)?;
         let bind_error = |source| StartupError::Bind { addr: args.listen, source };
         let listener = TcpListener::bind(args.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
@@ -207,21 +237,7 @@ impl App {
         let (global_settings, runtime_settings) =
             loaders::service_settings(&args, classifier, identity_registry)?;
         let globals = Globals::new(&ctx, global_settings);
-        let factory: Arc<dyn RuntimeFactory> =
-            Arc::new(loaders::AdapterFactory::new(&args, &data_dir, telemetry));
-        let fleet = Fleet::new(globals, runtime_settings, factory.clone());
-        let source = match &args.runtimes_file {
-            Some(path) => RuntimesSource::File(path.clone()),
-            None => RuntimesSource::Single(Box::new(loaders::single_runtime(&args))),
-        };
-        let registry = RegistryService::new(fleet.clone(), factory, source);
-        registry.load().await.map_err(|e| StartupError::Runtimes(e.to_string()))?;
-        if args.runtimes_file.is_none()
-            && let Some(reason) =
-                fleet.cell(DEFAULT_RUNTIME).and_then(|cell| cell.services.ctx.runtime.read_only_reason())
-        {
-            fleet.ctx().readiness.add_warning(format!("runtime adapter is read-only: {reason}"));
-        }
+        let (fleet, registry) = load_fleet(&args, globals, runtime_settings, telemetry).await?;
         let fleet_rollouts = FleetRollouts::new(fleet.clone());
         // Before serving: an event written by the first request must find its sinks' cursors.
         fleet.globals().outbound.register_sinks().await?;

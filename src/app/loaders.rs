@@ -89,7 +89,7 @@ impl crate::control::fleet::RuntimeFactory for AdapterFactory {
         let adapter = prepare_runtime(&self.args, &spec.address, &address, token, &data_dir)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Arc::new(crate::runtime::MeasuredRuntime::new(adapter, self.telemetry.clone())))
+        Ok(Arc::new(crate::runtime::MeasuredRuntime::new(adapter, &spec.name, self.telemetry.clone())))
     }
 
     fn check_credential(&self, spec: &RuntimeSpec) -> Result<(), String> {

@@ -160,60 +160,55 @@ fn print_rollout(rollout: &pb::FleetRollout) {
     }
 }
 
+/// Names separated by commas, blanks dropped.
+fn comma_list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn create_request(
+    file: &std::path::Path,
+    selector: &str,
+    waves: &str,
+    wave: &[String],
+) -> Result<pb::CreateFleetRolloutRequest, CtlError> {
+    Ok(pb::CreateFleetRolloutRequest {
+        topology: Some(read_team_file(file)?),
+        selector: selector.to_owned(),
+        wave_steps: comma_list(waves),
+        waves: wave.iter().map(|w| pb::Wave { runtimes: comma_list(w) }).collect(),
+        request_id: request_id(),
+        validate_only: false,
+    })
+}
+
 async fn rollout(clients: &Clients, command: &FleetRolloutCommand, json: bool) -> Result<ExitCode, CtlError> {
-    let show = |rollout: pb::FleetRollout| {
-        if json { print_json(&rollout) } else { print_rollout(&rollout) }
+    let show = |rollout: Option<pb::FleetRollout>| {
+        let rollout = rollout.unwrap_or_default();
+        if json {
+            print_json(&rollout)
+        } else {
+            print_rollout(&rollout)
+        }
+        Ok(ExitCode::SUCCESS)
     };
+    let mut drift = clients.drift();
     match command {
         FleetRolloutCommand::Create { file, selector, waves, wave, watch } => {
-            let request = pb::CreateFleetRolloutRequest {
-                topology: Some(read_team_file(file)?),
-                selector: selector.clone(),
-                wave_steps: waves
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                waves: wave
-                    .iter()
-                    .map(|w| pb::Wave {
-                        runtimes: w
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                    })
-                    .collect(),
-                request_id: request_id(),
-                validate_only: false,
-            };
-            let created = clients.drift().create_fleet_rollout(request).await?.into_inner();
-            let rollout = created.fleet_rollout.unwrap_or_default();
-            if *watch {
-                return follow(clients, &rollout.id, json).await;
+            let request = create_request(file, selector, waves, wave)?;
+            let created = drift.create_fleet_rollout(request).await?.into_inner().fleet_rollout;
+            match created {
+                Some(rollout) if *watch => follow(clients, &rollout.id, json).await,
+                created => show(created),
             }
-            show(rollout);
-            Ok(ExitCode::SUCCESS)
         }
         FleetRolloutCommand::Show { id } => {
             let request = pb::GetFleetRolloutRequest { fleet_rollout_id: id.clone() };
-            show(
-                clients
-                    .drift()
-                    .get_fleet_rollout(request)
-                    .await?
-                    .into_inner()
-                    .fleet_rollout
-                    .unwrap_or_default(),
-            );
-            Ok(ExitCode::SUCCESS)
+            show(drift.get_fleet_rollout(request).await?.into_inner().fleet_rollout)
         }
         FleetRolloutCommand::Watch { id } => follow(clients, id, json).await,
         FleetRolloutCommand::List => {
             let request = pb::ListFleetRolloutsRequest { page_size: 20, page_token: String::new() };
-            let page = clients.drift().list_fleet_rollouts(request).await?.into_inner();
+            let page = drift.list_fleet_rollouts(request).await?.into_inner();
             if json {
                 print_json(&page.fleet_rollouts);
             } else {
@@ -234,44 +229,17 @@ async fn rollout(clients: &Clients, command: &FleetRolloutCommand, json: bool) -
         FleetRolloutCommand::Pause { id } => {
             let request =
                 pb::PauseFleetRolloutRequest { fleet_rollout_id: id.clone(), request_id: request_id() };
-            show(
-                clients
-                    .drift()
-                    .pause_fleet_rollout(request)
-                    .await?
-                    .into_inner()
-                    .fleet_rollout
-                    .unwrap_or_default(),
-            );
-            Ok(ExitCode::SUCCESS)
+            show(drift.pause_fleet_rollout(request).await?.into_inner().fleet_rollout)
         }
         FleetRolloutCommand::Resume { id } => {
             let request =
                 pb::ResumeFleetRolloutRequest { fleet_rollout_id: id.clone(), request_id: request_id() };
-            show(
-                clients
-                    .drift()
-                    .resume_fleet_rollout(request)
-                    .await?
-                    .into_inner()
-                    .fleet_rollout
-                    .unwrap_or_default(),
-            );
-            Ok(ExitCode::SUCCESS)
+            show(drift.resume_fleet_rollout(request).await?.into_inner().fleet_rollout)
         }
         FleetRolloutCommand::Cancel { id } => {
             let request =
                 pb::CancelFleetRolloutRequest { fleet_rollout_id: id.clone(), request_id: request_id() };
-            show(
-                clients
-                    .drift()
-                    .cancel_fleet_rollout(request)
-                    .await?
-                    .into_inner()
-                    .fleet_rollout
-                    .unwrap_or_default(),
-            );
-            Ok(ExitCode::SUCCESS)
+            show(drift.cancel_fleet_rollout(request).await?.into_inner().fleet_rollout)
         }
     }
 }

@@ -84,7 +84,7 @@ pub fn render(s: &MetricsSnapshot) -> String {
     out.0
 }
 
-/// The per-runtime families, every sample labelled with its runtime.
+/// The per-runtime families, every sample labelled with its runtime: counts, then the loops.
 fn render_runtimes(out: &mut Exposition, runtimes: &[RuntimeMetrics]) {
     out.family("jhf_warp_drift_items", "gauge", "Tracked drift items by runtime, state and severity.");
     for r in runtimes {
@@ -134,6 +134,11 @@ fn render_runtimes(out: &mut Exposition, runtimes: &[RuntimeMetrics]) {
             );
         }
     }
+    render_runtime_loops(out, runtimes);
+}
+
+/// The per-runtime gauges of the reconcile and observation loops.
+fn render_runtime_loops(out: &mut Exposition, runtimes: &[RuntimeMetrics]) {
     out.family(
         "jhf_warp_reconcile_leader",
         "gauge",

@@ -16,13 +16,15 @@ use crate::telemetry::Telemetry;
 /// `inner`, measured.
 pub struct MeasuredRuntime {
     inner: Arc<dyn RuntimeAdapter>,
+    /// The runtime's name in the fleet (the metrics' `runtime` label).
+    runtime: String,
     telemetry: Telemetry,
 }
 
 impl MeasuredRuntime {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn RuntimeAdapter>, telemetry: Telemetry) -> Self {
-        Self { inner, telemetry }
+    /// Wraps `inner`, the adapter of the fleet's runtime `runtime`.
+    pub fn new(inner: Arc<dyn RuntimeAdapter>, runtime: &str, telemetry: Telemetry) -> Self {
+        Self { inner, runtime: runtime.to_owned(), telemetry }
     }
 
     async fn measure<T>(
@@ -32,7 +34,7 @@ impl MeasuredRuntime {
     ) -> Result<T, RuntimeError> {
         let started = Instant::now();
         let result = run.await;
-        self.telemetry.runtime_operation(operation, result.is_ok(), started.elapsed());
+        self.telemetry.runtime_operation(&self.runtime, operation, result.is_ok(), started.elapsed());
         result
     }
 }

@@ -28,6 +28,8 @@ struct MethodLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
+    /// A fleet runtime's name: bounded by the registry (at most 2 000).
+    runtime: String,
     operation: &'static str,
     outcome: &'static str,
 }
@@ -175,10 +177,12 @@ impl Telemetry {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts one runtime adapter operation.
-    pub fn runtime_operation(&self, operation: &'static str, ok: bool, took: Duration) {
+    /// Counts one operation of runtime `runtime`'s adapter (the latency histogram is not
+    /// split by runtime: a fleet of 2 000 would make it 2 000 times larger).
+    pub fn runtime_operation(&self, runtime: &str, operation: &'static str, ok: bool, took: Duration) {
         let outcome = if ok { "ok" } else { "error" };
-        self.families.runtime_ops.get_or_create(&OperationLabels { operation, outcome }).inc();
+        let labels = OperationLabels { runtime: runtime.to_owned(), operation, outcome };
+        self.families.runtime_ops.get_or_create(&labels).inc();
         self.families.runtime_seconds.get_or_create(&OperationKind { operation }).observe(took.as_secs_f64());
     }
 
@@ -212,13 +216,13 @@ mod tests {
     fn families_render_with_their_labels() {
         let telemetry = Telemetry::new();
         telemetry.rpc("jhf.warp.v1.MetaService", "GetVersion", "OK", Duration::from_millis(2));
-        telemetry.runtime_operation("observe", false, Duration::from_millis(40));
+        telemetry.runtime_operation("blue", "observe", false, Duration::from_millis(40));
         telemetry.rollout_finished("SUCCEEDED", Duration::from_secs(3));
         let text = telemetry.encode();
         for line in [
             "grpc_server_handled_total{grpc_service=\"jhf.warp.v1.MetaService\",grpc_method=\"GetVersion\",grpc_code=\"OK\"} 1",
             "grpc_server_handling_seconds_count{grpc_service=\"jhf.warp.v1.MetaService\",grpc_method=\"GetVersion\"} 1",
-            "jhf_warp_runtime_operations_total{operation=\"observe\",outcome=\"error\"} 1",
+            "jhf_warp_runtime_operations_total{runtime=\"blue\",operation=\"observe\",outcome=\"error\"} 1",
             "jhf_warp_rollout_duration_seconds_count{state=\"SUCCEEDED\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

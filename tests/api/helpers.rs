@@ -429,6 +429,13 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/openclaw")
 }
 
+/// The `/metrics` text at `url` (a full URL), read with the READ token.
+pub async fn scrape_metrics(url: &str) -> String {
+    let response = reqwest::Client::new().get(url).bearer_auth(READER_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.text().await.unwrap()
+}
+
 /// A fresh database: a SQLite file in the data dir, or a new Postgres database on the
 /// server named by `JHF_WARP_TEST_DATABASE_URL`.
 pub async fn fresh_database_url(data_dir: &Path) -> String {

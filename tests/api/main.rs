@@ -9,6 +9,7 @@ mod delegations;
 mod desired;
 mod drift;
 mod fleet;
+mod fleet_gateways;
 mod health;
 mod helpers;
 mod history;

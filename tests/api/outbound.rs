@@ -390,15 +390,7 @@ async fn events_reach_flaky_sinks_in_order_signed_and_across_a_restart_and_dead_
     assert!(crate::ctl::text(&again).contains("PENDING"), "{}", crate::ctl::text(&again));
 
     // The per-sink attempt counters are on /metrics.
-    let metrics = reqwest::Client::new()
-        .get(app.http_url("/metrics"))
-        .bearer_auth(READER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::scrape_metrics(&app.http_url("/metrics")).await;
     assert!(
         metrics.contains(r#"jhf_warp_outbound_attempts_total{sink="dead",outcome="dead_lettered"}"#),
         "{metrics}"

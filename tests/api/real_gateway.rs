@@ -42,7 +42,7 @@ impl Drop for Gateway {
 impl Gateway {
     /// Starts a Gateway on a copy of the trio's config (with a literal bot token for the lead)
     /// and waits until it answers.
-    async fn start(bin: &str) -> Self {
+    pub async fn start(bin: &str) -> Self {
         Self::start_in(bin, |state| {
             let fixture = crate::helpers::fixtures_dir().join("trio/state");
             // The config and the workspaces; the fixture's agent dirs hold placeholder databases
@@ -112,7 +112,7 @@ impl Gateway {
     }
 
     /// Another client of the same Gateway (the CLI's `gateway call`).
-    fn call(&self, method: &str, params: &serde_json::Value) -> serde_json::Value {
+    pub fn call(&self, method: &str, params: &serde_json::Value) -> serde_json::Value {
         let output = Command::new(&self.bin)
             .args([
                 "gateway",
@@ -191,7 +191,7 @@ async fn drift_keys(app: &TestApp) -> Vec<String> {
     items.into_iter().map(|item| item.key).collect()
 }
 
-fn agent_ids(bin: &str, state: &Path) -> Vec<String> {
+pub fn agent_ids(bin: &str, state: &Path) -> Vec<String> {
     let agents = cli_json(bin, state, &["agents", "list", "--json"], None);
     let mut ids: Vec<String> =
         agents.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();

@@ -158,7 +158,7 @@ async fn metrics_need_a_token_and_report_the_control_plane() {
         "grpc_server_handled_total{grpc_service=\"jhf.warp.v1.ControlService\",grpc_method=\"AcquireLease\",grpc_code=\"OK\"} 1",
         "grpc_server_handling_seconds_count{grpc_service=\"jhf.warp.v1.ControlService\",grpc_method=\"AcquireLease\"} 1",
         "grpc_server_handled_total{grpc_service=\"http\",grpc_method=\"/metrics\",grpc_code=\"Unauthorized\"} 2",
-        "jhf_warp_runtime_operations_total{operation=\"observe\",outcome=\"ok\"}",
+        "jhf_warp_runtime_operations_total{runtime=\"default\",operation=\"observe\",outcome=\"ok\"}",
         "# EOF",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");

@@ -1,6 +1,7 @@
 // Drives headless Chromium over the DevTools protocol against /ui, as a person would: paste a
-// READ token, see the trio's three agents and the picture, hand-edit the runtime, see a drift
-// item appear. Writes screenshots to the artifacts dir. Node >= 22 (global WebSocket).
+// READ token, see the fleet's two runtimes listed, pick one and see its team and picture (the
+// trio's three agents, then studio's twelve), hand-edit the trio's runtime, see a drift item
+// appear on it and not on the other. Writes screenshots to the artifacts dir. Node >= 22 (global WebSocket).
 //
 // Usage: node check.mjs CHROMIUM BASE_URL READ_TOKEN CONFIG_PATH ARTIFACTS_DIR
 import { spawn } from "node:child_process";
@@ -76,6 +77,16 @@ await page("Page.navigate", { url: `${base}/ui` });
 await until("the page", "document.readyState === 'complete' && !!document.getElementById('use-token')");
 // A person pastes the token and presses the button.
 await evaluate(`document.getElementById('token').value = ${JSON.stringify(token)}; document.getElementById('use-token').click(); true`);
+const listed = await until("the fleet's two runtimes, healthy",
+  "(() => { const r = [...document.querySelectorAll('#runtimes tr.runtime-row')]; return r.length === 2 && r.every(x => x.children[1].textContent === 'HEALTHY') ? r.map(x => x.dataset.name) : null })()");
+if (JSON.stringify(listed) !== JSON.stringify(["editorial", "studio"])) fail(`runtimes ${JSON.stringify(listed)}`);
+console.log(`runtimes listed: ${listed.join(", ")}`);
+// A click on a runtime's row shows that runtime's team.
+await evaluate(`document.querySelector('#runtimes tr[data-name="studio"]').click(); true`);
+const studio = await until("studio's twelve agents drawn", "(() => { const n = document.querySelectorAll('#picture svg g.node').length; return document.querySelectorAll('#agents li').length === 12 && n === 12 ? n : null })()");
+console.log(`studio: ${studio} agents drawn`);
+await screenshot("ui-studio.png");
+await evaluate(`document.querySelector('#runtimes tr[data-name="editorial"]').click(); true`);
 const agents = await until("the trio's three agents",
   "(() => { const a = [...document.querySelectorAll('#agents li')].map(li => li.textContent); return a.length === 3 ? a : null })()");
 if (JSON.stringify(agents) !== JSON.stringify(["lead", "research", "writer"])) fail(`agents ${JSON.stringify(agents)}`);
@@ -93,6 +104,10 @@ if (edited === config) fail("the fixture did not contain the expected allow list
 writeFileSync(configPath, edited);
 const rows = await until("a drift item after the hand edit", "document.querySelectorAll('#drift tr.drift-item').length", 45);
 console.log(`drift items shown after the hand edit: ${rows}`);
+const listedDrift = await until("editorial's drift in the runtime list",
+  "(() => { const d = [...document.querySelectorAll('#runtimes tr.runtime-row')].map(r => [r.dataset.name, Number(r.children[4].textContent)]); return d.find(([n, c]) => n === 'editorial' && c > 0) ? d : null })()");
+console.log(`drift per runtime in the list: ${JSON.stringify(listedDrift)}`);
+if (listedDrift.find(([name]) => name === "studio")[1] !== 0) fail("the hand edit shows as drift on studio");
 await screenshot("ui-drift.png");
 
 clearTimeout(killer);

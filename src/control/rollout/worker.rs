@@ -11,7 +11,7 @@ use crate::control::failpoints::{FAIL_VERIFICATION, STOP_AFTER_APPLY};
 use crate::control::ownership::RuntimeGuard;
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::drift::diff;
-use crate::domain::patch::{PatchPlan, PlanKind, matches_planned};
+use crate::domain::patch::{PatchPlan, PlanKind, write_progress};
 use crate::domain::rollout::{Recovery, RecoveryFacts, Rollout, RolloutState, WriteLimiter, recover};
 use crate::runtime::{PatchRequest, RuntimeError};
 use crate::store::SaveRollout;
@@ -71,14 +71,17 @@ impl RolloutService {
     /// Resolves a rollout another run left unfinished: finished, rolled back, or FAILED with the
     /// reason — never left hanging.
     async fn resume(&self, mut rollout: Rollout, guard: &RuntimeGuard) -> Result<(), AppError> {
-        let current = self.ctx.runtime.read_config().await?;
-        let matches_plan =
-            match (&rollout.pre_image, self.ctx.store.plan(self.ctx.runtime_name(), &rollout.plan_id).await?)
-            {
-                (Some(pre), Some((plan, _))) => matches_planned(pre, &plan.merge_patch, &current.raw),
-                _ => false,
-            };
-        let decision = recover(&rollout, &RecoveryFacts { current_hash: &current.hash, matches_plan });
+        let mut current = self.ctx.runtime.read_config().await?;
+        let plan =
+            self.ctx.store.plan(self.ctx.runtime_name(), &rollout.plan_id).await?.map(|(plan, _)| plan);
+        let progress = match (&rollout.pre_image, &plan) {
+            (Some(pre), Some(plan)) => {
+                write_progress(pre, &plan.merge_patch, &plan.removed_agents, &current.raw)
+            }
+            _ => None,
+        };
+        let facts = RecoveryFacts { current_hash: &current.hash, matches_plan: progress.is_some() };
+        let decision = recover(&rollout, &facts);
         tracing::info!(rollout_id = %rollout.id, state = rollout.state.as_str(), ?decision, "resolving an interrupted rollout");
         match decision {
             Recovery::Fail(reason) => {
@@ -96,6 +99,12 @@ impl RolloutService {
             Recovery::Restore => self.restore_pre_image(&mut rollout, guard).await,
             Recovery::Verify => {
                 let plan = self.get_plan(&rollout.plan_id).await?.0;
+                let pending = progress.map(|p| p.pending_removals).unwrap_or_default();
+                if rollout.state == RolloutState::Applying && !pending.is_empty() {
+                    // Killed between the patch and the deletions: finish the write.
+                    current.hash =
+                        self.finish_removals(&mut rollout, &plan, &pending, &current.hash, guard).await?;
+                }
                 if rollout.state == RolloutState::Applying {
                     rollout.target_hash = Some(current.hash.clone());
                     self.transition(
@@ -109,6 +118,36 @@ impl RolloutService {
                 self.verify_or_roll_back(&mut rollout, &plan, guard).await
             }
         }
+    }
+
+    /// Runs the deletions an interrupted write left pending (its patch is in place) and
+    /// returns the config's new hash.
+    async fn finish_removals(
+        &self,
+        rollout: &mut Rollout,
+        plan: &PatchPlan,
+        pending: &[String],
+        current_hash: &str,
+        guard: &RuntimeGuard,
+    ) -> Result<String, AppError> {
+        self.note(
+            rollout,
+            guard,
+            &format!("the patch was in place; finishing the removal of {}", pending.join(", ")),
+        )
+        .await?;
+        let finish = PatchRequest {
+            merge_patch: &serde_json::Value::Object(serde_json::Map::new()),
+            replace_paths: &[],
+            base_hash: current_hash,
+            remove_agents: pending,
+            create_workspaces: &plan.create_workspaces,
+            repair: false,
+        };
+        guard.ensure_live()?;
+        let written = self.ctx.runtime.apply(&finish).await;
+        self.record_write().await;
+        Ok(written?)
     }
 
     /// Runs a PENDING rollout; an error on the way fails it with the reason (unless the lease

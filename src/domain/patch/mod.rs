@@ -169,14 +169,5 @@ fn finish(mut plan: PatchPlan) -> PatchPlan {
 #[cfg(test)]
 mod tests;
 
-/// Returns true when `current` is, semantically, `pre_image` with `merge_patch` applied
-/// (formatting, comments and key order aside) — how recovery recognises a finished write.
-pub fn matches_planned(pre_image: &str, merge_patch: &Value, current: &str) -> bool {
-    let (Ok(mut expected), Ok(actual)) =
-        (super::openclaw::parse_json5_bounded(pre_image), super::openclaw::parse_json5_bounded(current))
-    else {
-        return false;
-    };
-    merge::apply(&mut expected, merge_patch);
-    expected == actual
-}
+mod progress;
+pub use progress::{WriteProgress, write_progress};
