@@ -243,7 +243,7 @@ impl App {
         fleet.globals().outbound.register_sinks().await?;
         let stop = CancellationToken::new();
         let api = crate::grpc::Api { fleet: fleet.clone(), registry, fleet_rollouts: fleet_rollouts.clone() };
-        let transport = routes::build(&api, methods, tokens, &stop, args.serving.max_in_flight)?;
+        let transport = routes::build(&api, methods, tokens, &stop, &args.serving)?;
         Ok(Self {
             listener,
             local_addr,

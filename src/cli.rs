@@ -33,7 +33,8 @@ pub enum Command {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    crate::telemetry::init(&cli.log.log_filter, cli.log.log_format);
+    // Held until `run` returns: its drop flushes the last lines ("stopped", a start-up error).
+    let _log = crate::telemetry::init(&cli.log.log_filter, cli.log.log_format);
     if matches!(cli.command, Command::Ctl(_) | Command::Healthcheck(_)) {
         return run_client(cli.command);
     }

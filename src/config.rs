@@ -210,6 +210,10 @@ pub struct ServingArgs {
     /// RESOURCE_EXHAUSTED and a retry delay (health, readiness and reflection are never refused).
     #[arg(long, env = "JHF_WARP_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight: u32,
+    /// Log every call at INFO. By default a READ-class call that succeeds logs at DEBUG (its
+    /// metrics count it either way); changes, refusals and errors always log at INFO.
+    #[arg(long, env = "JHF_WARP_LOG_EVERY_CALL", default_value_t = false)]
+    pub log_every_call: bool,
     /// Concurrent HTTP/2 streams one connection may open.
     #[arg(long, env = "JHF_WARP_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_streams: u32,

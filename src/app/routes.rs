@@ -40,8 +40,9 @@ pub fn build(
     methods: &'static [ApiMethod],
     tokens: TokenStore,
     stop: &CancellationToken,
-    max_in_flight: u32,
+    serving: &crate::config::ServingArgs,
 ) -> Result<Transport, ReflectionError> {
+    let (max_in_flight, log_every_call) = (serving.max_in_flight, serving.log_every_call);
     let readiness = &api.fleet.ctx().readiness;
     let (health, health_service) = tonic_health::server::health_reporter();
     crate::grpc::spawn_health_publisher(readiness, health.clone());
@@ -104,10 +105,9 @@ pub fn build(
         .layer(axum::middleware::from_fn_with_state(
             crate::grpc::observe::ObserveState::new(
                 api.fleet.ctx().telemetry.clone(),
-                methods
-                    .iter()
-                    .map(|m| m.path.clone())
-                    .chain(crate::http::ROUTES.iter().map(|r| (*r).to_owned())),
+                methods,
+                crate::http::ROUTES,
+                log_every_call,
             ),
             crate::grpc::observe::observe,
         ))

@@ -6,7 +6,7 @@
 //! auth layer fill the [`CallNote`] they find in the request extensions (principal, request
 //! id); the layer reads it when it records.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -20,6 +20,8 @@ use http_body::Frame;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use super::descriptor::ApiMethod;
+use crate::domain::access::AuthClass;
 use crate::telemetry::Telemetry;
 
 /// What the handler learns about a call that the layer reports.
@@ -29,35 +31,77 @@ pub struct CallNote {
     pub request_id: OnceLock<String>,
 }
 
+/// How loudly a kind of call is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loudness {
+    /// Probes, discovery and the shim's routes: DEBUG (they would drown the API's lines).
+    Quiet,
+    /// READ-class (and OPEN) methods: DEBUG when they succeed, INFO when refused or failed (unless every
+    /// call is logged).
+    QuietWhenOk,
+    /// Everything that changes something: INFO.
+    Loud,
+}
+
+/// The labels and loudness of one path, resolved once at start-up (no per-call allocation).
+#[derive(Debug, Clone)]
+struct CallKind {
+    service: Arc<str>,
+    method: Arc<str>,
+    loudness: Loudness,
+}
+
 /// The paths the layer labels by name; any other path is `unknown` (bounded labels).
 #[derive(Clone)]
 pub struct ObserveState {
     telemetry: Telemetry,
-    known: Arc<HashSet<String>>,
+    calls: Arc<HashMap<String, CallKind>>,
+    unknown: CallKind,
 }
 
 impl ObserveState {
-    /// `known` lists the gRPC method paths and the shim's routes.
-    pub fn new(telemetry: Telemetry, known: impl IntoIterator<Item = String>) -> Self {
-        Self { telemetry, known: Arc::new(known.into_iter().collect()) }
+    /// The API's methods (labelled by service and method; READ-class ones quiet when they
+    /// succeed unless `every_call`) and the shim's routes.
+    pub fn new(telemetry: Telemetry, methods: &[ApiMethod], routes: &[&str], every_call: bool) -> Self {
+        let mut calls = HashMap::new();
+        for method in methods {
+            let read = matches!(method.auth_class, Some(AuthClass::Read | AuthClass::Open));
+            let loudness = if read && !every_call { Loudness::QuietWhenOk } else { Loudness::Loud };
+            let (service, name) = labels(&method.path);
+            calls.insert(
+                method.path.clone(),
+                CallKind { service: service.into(), method: name.into(), loudness },
+            );
+        }
+        for route in routes {
+            calls.insert(
+                (*route).to_owned(),
+                CallKind { service: "http".into(), method: (*route).into(), loudness: Loudness::Quiet },
+            );
+        }
+        let unknown =
+            CallKind { service: "unknown".into(), method: "unknown".into(), loudness: Loudness::Quiet };
+        Self { telemetry, calls: Arc::new(calls), unknown }
+    }
+
+    /// The kind of a path: a known method or route, health and reflection (quiet), or unknown.
+    fn kind(&self, path: &str) -> CallKind {
+        if let Some(kind) = self.calls.get(path) {
+            return kind.clone();
+        }
+        let infrastructure =
+            ["/grpc.health.v1.Health/", "/grpc.reflection."].iter().any(|p| path.starts_with(p));
+        if infrastructure && path.matches('/').count() == 2 {
+            let (service, method) = labels(path);
+            return CallKind { service: service.into(), method: method.into(), loudness: Loudness::Quiet };
+        }
+        self.unknown.clone()
     }
 }
 
-/// `(service, method)` labels of a path: `/pkg.Service/Method` → (`pkg.Service`, `Method`),
-/// a shim route → (`http`, route), anything unknown → (`unknown`, `unknown`).
-fn labels(known: &HashSet<String>, path: &str) -> (String, String) {
-    let infrastructure = ["/grpc.health.v1.Health/", "/grpc.reflection."].iter().any(|p| path.starts_with(p));
-    if !known.contains(path) && !infrastructure {
-        return ("unknown".to_owned(), "unknown".to_owned());
-    }
-    match path.trim_start_matches('/').split_once('/') {
-        Some((service, method))
-            if !service.is_empty() && path.matches('/').count() == 2 && !path.starts_with("/api") =>
-        {
-            (service.to_owned(), method.to_owned())
-        }
-        _ => ("http".to_owned(), path.to_owned()),
-    }
+/// `(service, method)` of a gRPC path `/pkg.Service/Method`.
+fn labels(path: &str) -> (&str, &str) {
+    path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", "unknown"))
 }
 
 fn code_name(code: tonic::Code) -> &'static str {
@@ -91,27 +135,39 @@ fn grpc_code(headers: &axum::http::HeaderMap) -> Option<&'static str> {
 /// Everything the record of one call needs.
 struct Finish {
     telemetry: Telemetry,
-    service: String,
-    method: String,
+    kind: CallKind,
     started: Instant,
     note: Arc<CallNote>,
     span: tracing::Span,
-    quiet: bool,
 }
 
 impl Finish {
     fn record(self, code: &str) {
         let took = self.started.elapsed();
-        self.telemetry.rpc(&self.service, &self.method, code, took);
+        let (service, method) = (&*self.kind.service, &*self.kind.method);
+        self.telemetry.rpc(service, method, code, took);
+        let loud = match self.kind.loudness {
+            Loudness::Quiet => false,
+            Loudness::QuietWhenOk => code != "OK",
+            Loudness::Loud => true,
+        };
+        // Skipped before anything is looked up when the level is off (the common case for reads).
+        let enabled = if loud {
+            tracing::enabled!(target: "jhf_warp::rpc", tracing::Level::INFO)
+        } else {
+            tracing::enabled!(target: "jhf_warp::rpc", tracing::Level::DEBUG)
+        };
+        if !enabled {
+            return;
+        }
         let principal = self.note.principal.get().map(String::as_str).unwrap_or("");
         let request_id = self.note.request_id.get().map(String::as_str).unwrap_or("");
         let latency_ms = took.as_secs_f64() * 1000.0;
         let _entered = self.span.enter();
-        // Probes and discovery would drown the API's lines: they log at debug.
-        if self.quiet {
-            tracing::debug!(target: "jhf_warp::rpc", service = %self.service, method = %self.method, code, latency_ms, principal, request_id, "rpc");
+        if loud {
+            tracing::info!(target: "jhf_warp::rpc", service, method, code, latency_ms, principal, request_id, "rpc");
         } else {
-            tracing::info!(target: "jhf_warp::rpc", service = %self.service, method = %self.method, code, latency_ms, principal, request_id, "rpc");
+            tracing::debug!(target: "jhf_warp::rpc", service, method, code, latency_ms, principal, request_id, "rpc");
         }
     }
 }
@@ -119,15 +175,19 @@ impl Finish {
 /// The layer: a span around the handler, and the record when the answer is complete.
 pub async fn observe(State(state): State<ObserveState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let path = request.uri().path().to_owned();
     let grpc = crate::grpc::status::is_grpc(&request);
-    let (service, method) = labels(&state.known, &path);
+    let kind = state.kind(request.uri().path());
     let note = Arc::new(CallNote::default());
     request.extensions_mut().insert(note.clone());
-    let span = tracing::info_span!("rpc", rpc.service = %service, rpc.method = %method, principal = Empty, request_id = Empty);
-    let quiet = service.starts_with("grpc.") || service == "http" || service == "unknown";
+    let span = tracing::info_span!(
+        "rpc",
+        rpc.service = &*kind.service,
+        rpc.method = &*kind.method,
+        principal = Empty,
+        request_id = Empty
+    );
     let response = next.run(request).instrument(span.clone()).await;
-    let finish = Finish { telemetry: state.telemetry, service, method, started, note, span, quiet };
+    let finish = Finish { telemetry: state.telemetry, kind, started, note, span };
     if !grpc {
         let status = response.status();
         let code = if status.is_success() { "OK" } else { status.canonical_reason().unwrap_or("ERROR") };
@@ -202,19 +262,42 @@ impl Drop for Observed {
 mod tests {
     use super::*;
 
+    fn method(path: &str, class: AuthClass) -> ApiMethod {
+        let (service, name) = labels(path);
+        ApiMethod {
+            service: service.to_owned(),
+            name: name.to_owned(),
+            path: path.to_owned(),
+            auth_class: Some(class),
+            server_streaming: false,
+        }
+    }
+
     #[test]
-    fn labels_come_from_known_paths_only() {
-        let known: HashSet<String> =
-            ["/jhf.warp.v1.MetaService/GetVersion".to_owned(), "/metrics".to_owned()].into();
+    fn labels_come_from_known_paths_only_and_reads_are_quiet_when_they_succeed() {
+        let methods = [
+            method("/jhf.warp.v1.MetaService/GetVersion", AuthClass::Open),
+            method("/jhf.warp.v1.TopologyService/GetTopology", AuthClass::Read),
+            method("/jhf.warp.v1.DriftService/ObserveNow", AuthClass::Operate),
+        ];
+        let state = ObserveState::new(Telemetry::new(), &methods, &["/metrics"], false);
+        let kind = |path: &str| {
+            let kind = state.kind(path);
+            (kind.service.to_string(), kind.method.to_string(), kind.loudness)
+        };
         assert_eq!(
-            labels(&known, "/jhf.warp.v1.MetaService/GetVersion"),
-            ("jhf.warp.v1.MetaService".into(), "GetVersion".into())
+            kind("/jhf.warp.v1.MetaService/GetVersion"),
+            ("jhf.warp.v1.MetaService".into(), "GetVersion".into(), Loudness::QuietWhenOk)
         );
-        assert_eq!(labels(&known, "/metrics"), ("http".into(), "/metrics".into()));
+        assert_eq!(kind("/jhf.warp.v1.TopologyService/GetTopology").2, Loudness::QuietWhenOk);
+        assert_eq!(kind("/jhf.warp.v1.DriftService/ObserveNow").2, Loudness::Loud);
+        assert_eq!(kind("/metrics"), ("http".into(), "/metrics".into(), Loudness::Quiet));
         assert_eq!(
-            labels(&known, "/grpc.health.v1.Health/Check"),
-            ("grpc.health.v1.Health".into(), "Check".into())
+            kind("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health".into(), "Check".into(), Loudness::Quiet)
         );
-        assert_eq!(labels(&known, "/x.Y/Random123"), ("unknown".into(), "unknown".into()));
+        assert_eq!(kind("/x.Y/Random123"), ("unknown".into(), "unknown".into(), Loudness::Quiet));
+        let every = ObserveState::new(Telemetry::new(), &methods, &[], true);
+        assert_eq!(every.kind("/jhf.warp.v1.TopologyService/GetTopology").loudness, Loudness::Loud);
     }
 }

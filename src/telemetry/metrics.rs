@@ -204,6 +204,12 @@ impl Telemetry {
         if prometheus_client::encoding::text::encode_registry(&mut out, &self.families.registry).is_err() {
             return String::new();
         }
+        // Kept by the log writer, not the registry: rendered here so it is never stale.
+        out.push_str(
+            "# HELP jhf_warp_log_lines_dropped Log lines dropped because the log writer's buffer was full.\n\
+             # TYPE jhf_warp_log_lines_dropped counter\n",
+        );
+        out.push_str(&format!("jhf_warp_log_lines_dropped_total {}\n", super::dropped_log_lines()));
         out
     }
 }
@@ -224,6 +230,7 @@ mod tests {
             "grpc_server_handling_seconds_count{grpc_service=\"jhf.warp.v1.MetaService\",grpc_method=\"GetVersion\"} 1",
             "jhf_warp_runtime_operations_total{runtime=\"blue\",operation=\"observe\",outcome=\"error\"} 1",
             "jhf_warp_rollout_duration_seconds_count{state=\"SUCCEEDED\"} 1",
+            "jhf_warp_log_lines_dropped_total 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

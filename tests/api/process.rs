@@ -59,8 +59,49 @@ pub fn start_binary_logged(
     (child, addr, logs)
 }
 
+/// The `jhf_warp::rpc` lines of `method` with `code` a binary wrote so far.
+fn rpc_lines(logs: &std::sync::Mutex<Vec<serde_json::Value>>, method: &str, code: &str) -> usize {
+    let logs = logs.lock().unwrap();
+    logs.iter()
+        .filter(|e| e["target"] == "jhf_warp::rpc" && e["method"] == method && e["code"] == code)
+        .count()
+}
+
+/// A successful READ logs at DEBUG by default (its metrics count it), a refused one at INFO;
+/// `JHF_WARP_LOG_EVERY_CALL` logs every call.
 #[tokio::test]
-async fn every_call_gets_one_structured_log_line_from_the_layer() {
+async fn reads_that_succeed_are_quiet_unless_every_call_is_logged() {
+    use jhf_warp::pb::v1 as pb;
+    for every_call in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("JHF_WARP_LOG_EVERY_CALL", every_call.to_string())];
+        let (mut child, addr, logs) = start_binary_logged(dir.path(), &env);
+        let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut control = pb::control_service_client::ControlServiceClient::new(channel);
+        let read = || pb::GetScheduleRequest { runtime: String::new() };
+        control.get_schedule(crate::helpers::with_token(read(), token.trim())).await.unwrap();
+        let refused = control.get_schedule(read()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        eventually("the refused read's line", async || {
+            (rpc_lines(&logs, "GetSchedule", "UNAUTHENTICATED") == 1).then_some(())
+        })
+        .await;
+        // Lines are written in order by one writer thread: the refusal's line came after the
+        // successful read's, so its absence is final.
+        let ok = rpc_lines(&logs, "GetSchedule", "OK");
+        assert_eq!(ok, usize::from(every_call), "every call logged: {every_call}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[tokio::test]
+async fn every_change_and_refusal_gets_one_structured_log_line_from_the_layer() {
     use jhf_warp::pb::v1 as pb;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, logs) = start_binary_logged(dir.path(), &[]);
@@ -163,4 +204,5 @@ fn a_bad_runtime_address_fails_start_up_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is not one of fixture:<name>, local"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no colour codes when stderr is not a terminal: {stderr:?}");
 }
