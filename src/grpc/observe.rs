@@ -179,13 +179,25 @@ pub async fn observe(State(state): State<ObserveState>, mut request: Request, ne
     let kind = state.kind(request.uri().path());
     let note = Arc::new(CallNote::default());
     request.extensions_mut().insert(note.clone());
-    let span = tracing::info_span!(
-        "rpc",
-        rpc.service = &*kind.service,
-        rpc.method = &*kind.method,
-        principal = Empty,
-        request_id = Empty
-    );
+    // A span costs a formatted field set per call once its level is on: reads and probes get
+    // theirs at DEBUG (their own line, when loud, carries the same fields).
+    let span = if kind.loudness == Loudness::Loud {
+        tracing::info_span!(
+            "rpc",
+            rpc.service = &*kind.service,
+            rpc.method = &*kind.method,
+            principal = Empty,
+            request_id = Empty
+        )
+    } else {
+        tracing::debug_span!(
+            "rpc",
+            rpc.service = &*kind.service,
+            rpc.method = &*kind.method,
+            principal = Empty,
+            request_id = Empty
+        )
+    };
     let response = next.run(request).instrument(span.clone()).await;
     let finish = Finish { telemetry: state.telemetry, kind, started, note, span };
     if !grpc {

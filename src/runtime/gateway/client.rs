@@ -210,6 +210,9 @@ async fn supervise(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
                 let (frames, outgoing) = mpsc::channel(64);
                 *lock(&strong.link) = Some(Arc::new(Link { frames, pending: pending.clone() }));
                 strong.state.send_replace(LinkState::Ready { server_version });
+                // `config.changed` events sent while the link was down are lost: a (re)connect
+                // counts as a change, so the observer reads the config again at once.
+                strong.changes.send_modify(|seen| *seen = seen.wrapping_add(1));
                 let changes = strong.changes.clone();
                 drop(strong);
                 let reason = pump(socket, outgoing, &pending, &changes, &stop).await;
