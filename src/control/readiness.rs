@@ -156,6 +156,13 @@ impl Readiness {
         self.sender.send_if_modified(|snap| replace(&mut snap.runtime, component));
     }
 
+    /// The last read of `runtime` as this replica recorded it: whether it ever answered, and
+    /// the detail of the latest read (`None` before any read).
+    pub fn runtime_read(&self, runtime: &str) -> Option<(bool, String)> {
+        let reads = self.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        reads.runtimes.get(runtime).cloned()
+    }
+
     /// Sets the runtimes of the fleet (those no longer listed are forgotten).
     pub fn set_runtimes<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         let component = {

@@ -56,7 +56,9 @@ impl WatchdogService {
         let (leases, db_now) = self.ctx.store.list_leases(None, 10_000).await?;
         let unfinished = self.ctx.store.unfinished_rollouts(self.runtime()).await?;
         let latest = self.observations.latest_stored_opt();
-        let detail = self.ctx.readiness.snapshot().runtime.detail;
+        // This runtime's own last read (the readiness component sums up the whole fleet).
+        let detail =
+            self.ctx.readiness.runtime_read(self.runtime()).map(|(_, detail)| detail).unwrap_or_default();
         let runtime_error = detail.strip_prefix("last read failed: ");
         let schedule = self.schedules.get().await?;
         let last_scheduled_start =

@@ -9,8 +9,8 @@ use jhf_warp::pb::v1::{self as pb, FleetRolloutState, FleetTargetState, RolloutS
 use tonic::Code;
 
 use crate::helpers::{
-    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, consistently, eventually, reason, spawn_app,
-    spawn_app_with, with_token,
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, consistently, eventually, eventually_within,
+    reason, spawn_app, spawn_app_with, with_token,
 };
 use crate::rollout::trio_minus_writer_plus_qa;
 
@@ -772,5 +772,65 @@ async fn an_existing_single_runtime_database_becomes_the_runtime_default() {
         .unwrap()
         .into_inner();
     assert_eq!(stored.desired.unwrap().generation, 3);
+    app.stop().await;
+}
+
+/// A Gateway that accepts connections and never answers (a black hole, the slowest failure):
+/// the runtime is reported UNREACHABLE on its own, and a fresh read of another runtime answers
+/// while one of it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_runtime_is_reported_on_its_own_and_never_holds_the_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never accepts
+    let token_dir = tempfile::tempdir().unwrap();
+    let token = token_dir.path().join("away.token");
+    std::fs::write(&token, "a-gateway-token-0123456789").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let away = pb::RuntimeSpec {
+        token_file: token.display().to_string(),
+        ..spec("away", &format!("gateway:ws://{}", hole.local_addr().unwrap()), &[])
+    };
+    register(&app, away, "r-away").await.unwrap();
+    register(&app, spec("blue", "fixture:trio", &[]), "r-blue").await.unwrap();
+    // A read waits at most the runtime timeout (10 s) and the watchdog, which records the
+    // failure for every replica to see, looks every 30 s.
+    let window = Duration::from_secs(90);
+    let seen = eventually_within("away unreachable, the others healthy", window, async || {
+        let all = runtimes(&app, "").await;
+        let health: BTreeMap<String, i32> =
+            all.iter().map(|r| (r.spec.as_ref().unwrap().name.clone(), r.health)).collect();
+        (health.get("away") == Some(&(RuntimeHealth::Unreachable as i32))
+            && health.get("blue") == Some(&(RuntimeHealth::Healthy as i32))
+            && health.get("default") == Some(&(RuntimeHealth::Healthy as i32)))
+        .then_some(all)
+    })
+    .await;
+    let away = seen.iter().find(|r| r.spec.as_ref().unwrap().name == "away").unwrap();
+    assert!(!away.health_detail.is_empty(), "says why: {away:?}");
+    assert!(!away.health_detail.contains("a-gateway-token"), "no secret in the detail");
+
+    // A fresh read of `away` hangs on the black hole; one of `blue` meanwhile answers.
+    let client = app.topology().await;
+    let fresh = |runtime: &str| pb::GetTopologyRequest {
+        runtime: runtime.to_owned(),
+        read_mode: pb::ReadMode::Fresh.into(),
+    };
+    let mut stuck = client.clone();
+    let hanging = tokio::spawn({
+        let request = fresh("away");
+        async move { stuck.get_topology(with_token(request, READER_TOKEN)).await }
+    });
+    let blue = client.clone().get_topology(with_token(fresh("blue"), READER_TOKEN)).await.unwrap();
+    assert!(!blue.into_inner().topology.unwrap().nodes.is_empty());
+    // The read of away either still waits on the black hole or was refused at once as
+    // unavailable; it never answers with a topology.
+    if hanging.is_finished() {
+        let refused = hanging.await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    } else {
+        hanging.abort();
+    }
+    drop(hole);
     app.stop().await;
 }
