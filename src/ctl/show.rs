@@ -156,8 +156,12 @@ pub async fn picture(
     source: crate::domain::picture::Source,
 ) -> Result<ExitCode, CtlError> {
     use crate::domain::picture;
-    let observed =
-        clients.topology().get_topology(pb::GetTopologyRequest::default()).await?.into_inner().topology;
+    let observed = clients
+        .topology()
+        .get_topology(pb::GetTopologyRequest { runtime: clients.runtime(), ..Default::default() })
+        .await?
+        .into_inner()
+        .topology;
     let desired = match clients
         .topology()
         .get_desired_topology(pb::GetDesiredTopologyRequest { generation: 0, runtime: clients.runtime() })
@@ -239,7 +243,12 @@ pub async fn topology(clients: &Clients, desired: bool, json: bool) -> Result<Ex
             .desired
             .and_then(|d| d.topology)
     } else {
-        clients.topology().get_topology(pb::GetTopologyRequest::default()).await?.into_inner().topology
+        clients
+            .topology()
+            .get_topology(pb::GetTopologyRequest { runtime: clients.runtime(), ..Default::default() })
+            .await?
+            .into_inner()
+            .topology
     }
     .unwrap_or_default();
     if json {

@@ -834,3 +834,32 @@ async fn an_unreachable_runtime_is_reported_on_its_own_and_never_holds_the_other
     drop(hole);
     app.stop().await;
 }
+
+/// `ctl --runtime` scopes every runtime command: the pictures and tables of one runtime, and
+/// without it a fleet of several is refused with the choices named.
+#[tokio::test]
+async fn ctl_reads_the_runtime_it_is_given() {
+    use crate::ctl::{ctl, text};
+    let dir = tempfile::tempdir().unwrap();
+    let file = runtimes_file(dir.path(), &[("blue", "env: prod"), ("green", "env: staging")]);
+    let app = spawn_app_with(AppOptions { runtimes_file: Some(file), ..AppOptions::default() }).await;
+    eventually("both observed", async || {
+        let all = runtimes(&app, "").await;
+        all.iter().all(|r| r.health == RuntimeHealth::Healthy as i32).then_some(())
+    })
+    .await;
+    for args in [
+        &["topology", "show", "--format", "json"][..],
+        &["topology", "show", "--format", "mermaid"][..],
+        &["drift", "list"][..],
+        &["status"][..],
+    ] {
+        let scoped: Vec<&str> = ["--runtime", "green"].iter().chain(args).copied().collect();
+        let answered = ctl(&app, READER_TOKEN, &scoped).await;
+        assert!(answered.status.success(), "{args:?}: {}", text(&answered));
+        let refused = ctl(&app, READER_TOKEN, args).await;
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {}", text(&refused));
+        assert!(text(&refused).contains("blue, green"), "{args:?}: {}", text(&refused));
+    }
+    app.stop().await;
+}
