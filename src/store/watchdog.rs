@@ -12,6 +12,12 @@ use crate::domain::audit::NewAuditEvent;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::watchdog::WatchdogObservation;
 
+/// A stored observation's JSON, read back.
+fn decode(row: &watchdog_observation::Model) -> Result<WatchdogObservation, StoreError> {
+    serde_json::from_str(&row.observation_json)
+        .map_err(|e| StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key)))
+}
+
 impl Store {
     /// Returns a runtime's tracked watchdog observations by key.
     pub async fn watchdog_observations(
@@ -24,10 +30,7 @@ impl Store {
             .await?;
         rows.into_iter()
             .map(|row| {
-                let value: WatchdogObservation =
-                    serde_json::from_str(&row.observation_json).map_err(|e| {
-                        StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key))
-                    })?;
+                let value = decode(&row)?;
                 Ok((row.observation_key, value))
             })
             .collect()
@@ -41,10 +44,7 @@ impl Store {
             .await?;
         rows.into_iter()
             .map(|row| {
-                let value: WatchdogObservation =
-                    serde_json::from_str(&row.observation_json).map_err(|e| {
-                        StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key))
-                    })?;
+                let value = decode(&row)?;
                 Ok((row.runtime, value))
             })
             .collect()
@@ -63,9 +63,7 @@ impl Store {
             .await?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let value: WatchdogObservation = serde_json::from_str(&row.observation_json).map_err(|e| {
-                StoreError::Corrupt(format!("watchdog observation {}: {e}", row.observation_key))
-            })?;
+            let value = decode(&row)?;
             out.insert(row.runtime, value.finding.message);
         }
         Ok(out)

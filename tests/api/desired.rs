@@ -31,8 +31,19 @@ pub async fn put(
     etag: &str,
     request_id: &str,
 ) -> Result<pb::PutDesiredTopologyResponse, tonic::Status> {
+    put_in(app, "", topology, etag, request_id).await
+}
+
+/// [`put`] on runtime `runtime` of a fleet.
+pub async fn put_in(
+    app: &TestApp,
+    runtime: &str,
+    topology: pb::Topology,
+    etag: &str,
+    request_id: &str,
+) -> Result<pb::PutDesiredTopologyResponse, tonic::Status> {
     let request = pb::PutDesiredTopologyRequest {
-        runtime: String::new(),
+        runtime: runtime.to_owned(),
         topology: Some(topology),
         etag: etag.to_owned(),
         request_id: request_id.to_owned(),

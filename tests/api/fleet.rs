@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jhf_warp::pb::v1::{self as pb, FleetRolloutState, FleetTargetState, RolloutState, RuntimeHealth};
+use jhf_warp::pb::v1::{self as pb, RolloutState, RuntimeHealth};
 use tonic::Code;
 
 use crate::helpers::{
-    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, WAIT, consistently, eventually, eventually_within,
-    reason, spawn_app, spawn_app_with, with_token,
+    AppOptions, OPERATOR_TOKEN, READER_TOKEN, TestApp, consistently, eventually, eventually_within, reason,
+    spawn_app, spawn_app_with, with_token,
 };
 use crate::rollout::trio_minus_writer_plus_qa;
 
-fn spec(name: &str, address: &str, labels: &[(&str, &str)]) -> pb::RuntimeSpec {
+pub(crate) fn spec(name: &str, address: &str, labels: &[(&str, &str)]) -> pb::RuntimeSpec {
     pb::RuntimeSpec {
         name: name.to_owned(),
         address: address.to_owned(),
@@ -23,7 +23,7 @@ fn spec(name: &str, address: &str, labels: &[(&str, &str)]) -> pb::RuntimeSpec {
     }
 }
 
-async fn register(
+pub(crate) async fn register(
     app: &TestApp,
     spec: pb::RuntimeSpec,
     request_id: &str,
@@ -40,17 +40,17 @@ async fn register(
         .map(|r| r.into_inner().runtime.unwrap())
 }
 
-async fn runtimes(app: &TestApp, selector: &str) -> Vec<pb::Runtime> {
+pub(crate) async fn runtimes(app: &TestApp, selector: &str) -> Vec<pb::Runtime> {
     let request = pb::ListRuntimesRequest { selector: selector.to_owned(), ..Default::default() };
     app.control().await.list_runtimes(with_token(request, READER_TOKEN)).await.unwrap().into_inner().runtimes
 }
 
-fn names(list: &[pb::Runtime]) -> Vec<String> {
+pub(crate) fn names(list: &[pb::Runtime]) -> Vec<String> {
     list.iter().map(|r| r.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()).collect()
 }
 
 /// The field a refusal names, with its code.
-fn refused_field(status: &tonic::Status) -> (Code, String) {
+pub(crate) fn refused_field(status: &tonic::Status) -> (Code, String) {
     use tonic_types::StatusExt;
     let field = status
         .get_error_details()
@@ -61,7 +61,7 @@ fn refused_field(status: &tonic::Status) -> (Code, String) {
 }
 
 /// The observed topology of one runtime.
-async fn observed_in(app: &TestApp, runtime: &str) -> pb::Topology {
+pub(crate) async fn observed_in(app: &TestApp, runtime: &str) -> pb::Topology {
     let request =
         pb::GetTopologyRequest { runtime: runtime.to_owned(), read_mode: pb::ReadMode::Fresh.into() };
     app.topology()
@@ -76,7 +76,7 @@ async fn observed_in(app: &TestApp, runtime: &str) -> pb::Topology {
 
 /// The team of the trio change, for the whole fleet: workspaces left to each runtime (a path is
 /// one host's; every fleet runtime has its own state dir).
-async fn fleet_team(app: &TestApp, runtime: &str) -> pb::Topology {
+pub(crate) async fn fleet_team(app: &TestApp, runtime: &str) -> pb::Topology {
     let mut team = trio_minus_writer_plus_qa(&observed_in(app, runtime).await);
     for node in &mut team.nodes {
         node.workspace.clear();
@@ -85,7 +85,7 @@ async fn fleet_team(app: &TestApp, runtime: &str) -> pb::Topology {
 }
 
 /// A fleet runtime's fixture copy (`runtimes/<name>/` under the data dir).
-fn config_of(app: &TestApp, runtime: &str) -> String {
+pub(crate) fn config_of(app: &TestApp, runtime: &str) -> String {
     let dir = app.data_dir.join("runtimes").join(runtime).join("runtime/trio/state/openclaw.json");
     std::fs::read_to_string(dir).unwrap()
 }
@@ -231,20 +231,7 @@ async fn desired_drift_and_rollouts_of_one_runtime_leave_the_others_alone() {
     let app = spawn_app().await;
     register(&app, spec("blue", "fixture:trio", &[]), "r-blue").await.unwrap();
     let team = trio_minus_writer_plus_qa(&observed_in(&app, "blue").await);
-    let put = pb::PutDesiredTopologyRequest {
-        runtime: "blue".to_owned(),
-        topology: Some(team),
-        etag: String::new(),
-        request_id: "p-1".to_owned(),
-        validate_only: false,
-    };
-    let stored = app
-        .topology()
-        .await
-        .put_desired_topology(with_token(put, OPERATOR_TOKEN))
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = crate::desired::put_in(&app, "blue", team, "", "p-1").await.unwrap();
     assert_eq!(stored.desired.unwrap().runtime, "blue");
     let none = pb::GetDesiredTopologyRequest { runtime: "default".to_owned(), generation: 0 };
     assert_eq!(
@@ -346,7 +333,7 @@ async fn desired_drift_and_rollouts_of_one_runtime_leave_the_others_alone() {
 }
 
 /// Writes a runtimes file of fixture runtimes, each `(name, labels)`.
-fn runtimes_file(dir: &Path, runtimes: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn runtimes_file(dir: &Path, runtimes: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("runtimes.yaml");
     let mut text = String::from("runtimes:\n");
     for (name, labels) in runtimes {
@@ -354,186 +341,6 @@ fn runtimes_file(dir: &Path, runtimes: &[(&str, &str)]) -> PathBuf {
     }
     std::fs::write(&path, text).unwrap();
     path
-}
-
-async fn watch_fleet_rollout(app: &TestApp, id: &str) -> pb::FleetRollout {
-    let request = pb::WatchFleetRolloutRequest { fleet_rollout_id: id.to_owned() };
-    let mut stream =
-        app.drift().await.watch_fleet_rollout(with_token(request, READER_TOKEN)).await.unwrap().into_inner();
-    let mut last = None;
-    while let Some(message) =
-        tokio::time::timeout(WAIT, stream.message()).await.expect("the fleet rollout moves").unwrap()
-    {
-        last = message.fleet_rollout;
-    }
-    last.expect("at least its state")
-}
-
-#[tokio::test]
-async fn a_failure_in_the_second_wave_rolls_that_runtime_back_and_the_third_wave_never_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = runtimes_file(
-        dir.path(),
-        &[
-            ("a1", "env: prod"),
-            ("b1", "env: prod"),
-            ("b2", "env: prod"),
-            ("c1", "env: prod"),
-            ("s1", "env: staging"),
-        ],
-    );
-    let app = spawn_app_with(AppOptions {
-        runtimes_file: Some(file),
-        failpoints: vec!["rollout.fail_verification@b2"],
-        ..AppOptions::default()
-    })
-    .await;
-    assert_eq!(
-        names(&runtimes(&app, "").await),
-        ["a1", "b1", "b2", "c1", "s1"],
-        "the file's runtimes, no default"
-    );
-    let team = fleet_team(&app, "a1").await;
-    let wave = |names: &[&str]| pb::Wave { runtimes: names.iter().map(|n| (*n).to_owned()).collect() };
-    let request = pb::CreateFleetRolloutRequest {
-        topology: Some(team),
-        selector: "env=prod".to_owned(),
-        wave_steps: Vec::new(),
-        waves: vec![wave(&["a1"]), wave(&["b1", "b2"]), wave(&["c1"])],
-        request_id: "fr-1".to_owned(),
-        validate_only: false,
-    };
-    let created = app
-        .drift()
-        .await
-        .create_fleet_rollout(with_token(request, OPERATOR_TOKEN))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = created.fleet_rollout.unwrap().id;
-    let done = watch_fleet_rollout(&app, &id).await;
-    assert_eq!(done.state, FleetRolloutState::Failed as i32, "{done:?}");
-    let target: BTreeMap<&str, &pb::FleetTarget> =
-        done.targets.iter().map(|t| (t.runtime.as_str(), t)).collect();
-    assert_eq!(target["a1"].state, FleetTargetState::Succeeded as i32);
-    assert_eq!(target["b1"].state, FleetTargetState::Succeeded as i32);
-    assert_eq!(target["b2"].state, FleetTargetState::Failed as i32);
-    assert!(target["b2"].restored, "b2's previous desired team is back");
-    assert_eq!(target["c1"].state, FleetTargetState::Skipped as i32);
-    assert!(target["c1"].rollout_id.is_empty(), "the third wave never started");
-    assert!(!target.contains_key("s1"), "staging is not selected");
-    assert!(done.error.contains("wave 2 of 3: runtime b2 failed"), "{}", done.error);
-    assert!(config_of(&app, "a1").contains("\"qa\"") && config_of(&app, "b1").contains("\"qa\""));
-    assert!(!config_of(&app, "b2").contains("\"qa\""), "b2 rolled back");
-    assert!(!config_of(&app, "c1").contains("\"qa\""), "c1 untouched");
-    let b2 = pb::GetRolloutRequest { runtime: "b2".to_owned(), rollout_id: target["b2"].rollout_id.clone() };
-    let b2 = app
-        .drift()
-        .await
-        .get_rollout(with_token(b2, READER_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .rollout
-        .unwrap();
-    assert_eq!(b2.state, RolloutState::RolledBack as i32, "{b2:?}");
-    // Nothing heals b2 toward the failed team: its desired topology is its observed team again.
-    let desired = pb::GetDesiredTopologyRequest { runtime: "b2".to_owned(), generation: 0 };
-    let desired = app
-        .topology()
-        .await
-        .get_desired_topology(with_token(desired, READER_TOKEN))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!desired.desired.unwrap().topology.unwrap().nodes.iter().any(|n| n.agent_id == "qa"));
-    let verify = app
-        .control()
-        .await
-        .verify_audit_chain(with_token(pb::VerifyAuditChainRequest {}, READER_TOKEN))
-        .await
-        .unwrap();
-    assert!(verify.into_inner().intact);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_paused_fleet_rollout_starts_no_wave_until_resumed_and_a_cancelled_one_skips_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = runtimes_file(dir.path(), &[("a", "env: prod"), ("b", "env: prod"), ("c", "env: prod")]);
-    let app = spawn_app_with(AppOptions { runtimes_file: Some(file), ..AppOptions::default() }).await;
-    let team = fleet_team(&app, "a").await;
-    let create = |request_id: &str, steps: &[&str]| pb::CreateFleetRolloutRequest {
-        topology: Some(team.clone()),
-        selector: String::new(),
-        wave_steps: steps.iter().map(|s| (*s).to_owned()).collect(),
-        waves: Vec::new(),
-        request_id: request_id.to_owned(),
-        validate_only: false,
-    };
-    let created = app
-        .drift()
-        .await
-        .create_fleet_rollout(with_token(create("fr-p", &["1", "2"]), OPERATOR_TOKEN))
-        .await
-        .unwrap();
-    let rollout = created.into_inner().fleet_rollout.unwrap();
-    assert_eq!((rollout.waves, rollout.targets.len()), (3, 3), "one, then one more, then the rest");
-    let pause =
-        pb::PauseFleetRolloutRequest { fleet_rollout_id: rollout.id.clone(), request_id: "p-1".to_owned() };
-    app.drift().await.pause_fleet_rollout(with_token(pause, OPERATOR_TOKEN)).await.unwrap();
-    let get = || pb::GetFleetRolloutRequest { fleet_rollout_id: rollout.id.clone() };
-    let current = async || {
-        app.drift()
-            .await
-            .get_fleet_rollout(with_token(get(), READER_TOKEN))
-            .await
-            .unwrap()
-            .into_inner()
-            .fleet_rollout
-            .unwrap()
-    };
-    consistently("no second wave while paused", Duration::from_secs(2), async || {
-        let now = current().await;
-        now.targets.iter().filter(|t| t.wave > 0).all(|t| t.state == FleetTargetState::Waiting as i32)
-    })
-    .await;
-    let resume =
-        pb::ResumeFleetRolloutRequest { fleet_rollout_id: rollout.id.clone(), request_id: "r-1".to_owned() };
-    app.drift().await.resume_fleet_rollout(with_token(resume, OPERATOR_TOKEN)).await.unwrap();
-    let done = watch_fleet_rollout(&app, &rollout.id).await;
-    assert_eq!(done.state, FleetRolloutState::Succeeded as i32, "{done:?}");
-
-    // A cancelled one: what has not started is skipped, and it ends CANCELLED.
-    let mut back = observed_in(&app, "a").await;
-    for node in &mut back.nodes {
-        node.workspace.clear();
-    }
-    let undo = pb::CreateFleetRolloutRequest { topology: Some(back), ..create("fr-c", &["1"]) };
-    let second = app
-        .drift()
-        .await
-        .create_fleet_rollout(with_token(undo, OPERATOR_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .fleet_rollout
-        .unwrap();
-    let cancel =
-        pb::CancelFleetRolloutRequest { fleet_rollout_id: second.id.clone(), request_id: "c-1".to_owned() };
-    app.drift().await.cancel_fleet_rollout(with_token(cancel, OPERATOR_TOKEN)).await.unwrap();
-    let ended = watch_fleet_rollout(&app, &second.id).await;
-    assert_eq!(ended.state, FleetRolloutState::Cancelled as i32, "{ended:?}");
-    assert!(
-        ended.targets.iter().filter(|t| t.wave > 0).all(|t| t.state == FleetTargetState::Skipped as i32),
-        "{ended:?}"
-    );
-    let cancel_again =
-        pb::CancelFleetRolloutRequest { fleet_rollout_id: second.id.clone(), request_id: "c-2".to_owned() };
-    let refused =
-        app.drift().await.cancel_fleet_rollout(with_token(cancel_again, OPERATOR_TOKEN)).await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -565,74 +372,6 @@ async fn the_runtimes_file_is_reread_and_a_bad_one_keeps_the_set_it_had() {
         (names(&runtimes(&app, "").await) == ["two"]).then_some(())
     })
     .await;
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_runtime_with_a_rollout_in_flight_cannot_be_deregistered() {
-    let app = spawn_app_with(AppOptions {
-        failpoints: vec![jhf_warp::control::failpoints::STOP_AFTER_APPLY],
-        ..AppOptions::default()
-    })
-    .await;
-    register(&app, spec("blue", "fixture:trio", &[]), "r-blue").await.unwrap();
-    let team = trio_minus_writer_plus_qa(&observed_in(&app, "blue").await);
-    let put = pb::PutDesiredTopologyRequest {
-        runtime: "blue".to_owned(),
-        topology: Some(team),
-        etag: String::new(),
-        request_id: "p-1".to_owned(),
-        validate_only: false,
-    };
-    app.topology().await.put_desired_topology(with_token(put, OPERATOR_TOKEN)).await.unwrap();
-    let plan = pb::PlanPatchRequest { runtime: "blue".to_owned(), kind: pb::PlanKind::Apply.into() };
-    let plan = app
-        .drift()
-        .await
-        .plan_patch(with_token(plan, READER_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
-    let create = pb::CreateRolloutRequest {
-        runtime: "blue".to_owned(),
-        plan_id: plan.id,
-        dry_run: false,
-        request_id: "c-1".to_owned(),
-        validate_only: false,
-    };
-    let rollout = app
-        .drift()
-        .await
-        .create_rollout(with_token(create, OPERATOR_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .rollout
-        .unwrap();
-    eventually("the rollout to stop after its write", async || {
-        let request = pb::GetRolloutRequest { runtime: String::new(), rollout_id: rollout.id.clone() };
-        let got = app
-            .drift()
-            .await
-            .get_rollout(with_token(request, READER_TOKEN))
-            .await
-            .unwrap()
-            .into_inner()
-            .rollout
-            .unwrap();
-        (got.state == RolloutState::Applying as i32).then_some(())
-    })
-    .await;
-    let gone = pb::DeregisterRuntimeRequest {
-        name: "blue".to_owned(),
-        request_id: "d-1".to_owned(),
-        validate_only: false,
-    };
-    let refused = app.control().await.deregister_runtime(with_token(gone, OPERATOR_TOKEN)).await.unwrap_err();
-    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "ROLLOUT_IN_FLIGHT"));
-    assert_eq!(names(&runtimes(&app, "").await), ["blue", "default"]);
     app.stop().await;
 }
 
@@ -757,20 +496,9 @@ async fn an_existing_single_runtime_database_becomes_the_runtime_default() {
         .unwrap();
     assert_eq!(old.runtime, "default");
     // The next desired revision continues the runtime's numbering.
-    let put = pb::PutDesiredTopologyRequest {
-        runtime: "default".to_owned(),
-        topology: Some(crate::desired::observed(&app).await),
-        etag: desired.etag,
-        request_id: "after-migration".to_owned(),
-        validate_only: false,
-    };
-    let stored = app
-        .topology()
-        .await
-        .put_desired_topology(with_token(put, OPERATOR_TOKEN))
-        .await
-        .unwrap()
-        .into_inner();
+    let team = crate::desired::observed(&app).await;
+    let stored =
+        crate::desired::put_in(&app, "default", team, &desired.etag, "after-migration").await.unwrap();
     assert_eq!(stored.desired.unwrap().generation, 3);
     app.stop().await;
 }

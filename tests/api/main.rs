@@ -10,6 +10,7 @@ mod desired;
 mod drift;
 mod fleet;
 mod fleet_gateways;
+mod fleet_rollouts;
 mod health;
 mod helpers;
 mod history;
